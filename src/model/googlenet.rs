@@ -1,0 +1,463 @@
+//! The whole network: Table 1 of the paper, top to bottom.
+
+use burn::nn::{Dropout, DropoutConfig, Linear, LocalResponseNorm, LocalResponseNormConfig};
+use burn::prelude::*;
+
+use super::architecture::{AUX_TAPS, FEATURES, IMAGENET_CLASSES, INCEPTIONS, STEM_CHANNELS};
+use super::aux_head::{AuxHead, flatten, linear, linear_row};
+use super::batch_norm::{BatchNorm, BatchNormStyle};
+use super::conv_unit::ConvUnit;
+use super::inception::Inception;
+use super::pool::Pool;
+use super::summary::{LayerRow, Summary, SummaryError};
+use super::variant::Variant;
+
+/// How to build a [`GoogLeNet`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct GoogLeNetConfig {
+    pub variant: Variant,
+    pub num_classes: usize,
+    /// Side of the square input. Only the heads that pool without adapting (the paper's and the
+    /// seed's) depend on it; 224 in the paper.
+    pub input_size: usize,
+    /// torchvision's `transform_input`: re-normalise ImageNet-normalised input to [-1, 1] as the
+    /// ported TensorFlow weights (`googlenet-1378be20.pth`) expect.
+    pub transform_input: bool,
+}
+
+impl GoogLeNetConfig {
+    pub fn new(variant: Variant) -> Self {
+        Self {
+            variant,
+            num_classes: IMAGENET_CLASSES,
+            input_size: 224,
+            transform_input: false,
+        }
+    }
+
+    pub fn with_num_classes(mut self, num_classes: usize) -> Self {
+        self.num_classes = num_classes;
+        self
+    }
+
+    pub fn with_input_size(mut self, input_size: usize) -> Self {
+        self.input_size = input_size;
+        self
+    }
+
+    pub fn with_transform_input(mut self, transform_input: bool) -> Self {
+        self.transform_input = transform_input;
+        self
+    }
+
+    /// Builds the network with the variant's initialisation, or says why the input is too small.
+    pub fn init(&self, device: &Device) -> Result<GoogLeNet, SummaryError> {
+        let v = self.variant;
+        let sides = trunk_sides(v, self.input_size)?;
+        let [c1, c2, c3] = STEM_CHANNELS;
+        let incs: Vec<Inception> = INCEPTIONS
+            .iter()
+            .map(|s| Inception::new(v, s, device))
+            .collect();
+        let aux = |tap: usize| {
+            AuxHead::new(
+                v,
+                INCEPTIONS[tap].out_channels(),
+                sides.stage4,
+                self.num_classes,
+                device,
+            )
+        };
+        let main_pool = match v {
+            Variant::Paper | Variant::Torchvision => Pool::AdaptiveAvg { size: 1 },
+            Variant::KerasSeed => Pool::Avg {
+                kernel: 7,
+                stride: 1,
+            },
+        };
+        let pooled = main_pool.output_size(sides.stage5).ok_or_else(|| {
+            SummaryError::too_small("avgpool", [FEATURES, sides.stage5, sides.stage5])
+        })?;
+        let features = FEATURES * pooled * pooled;
+        let (fc_bottleneck, fc_in) = match v.main_bottleneck() {
+            Some(width) => (Some(linear(v, features, width, device)), width),
+            None => (None, features),
+        };
+        let stride2 = if v.tf_same_padding() {
+            Pool::MaxSame {
+                kernel: 3,
+                stride: 2,
+            }
+        } else {
+            Pool::MaxCeil {
+                kernel: 3,
+                stride: 2,
+                padding: 0,
+            }
+        };
+        let keras_bn =
+            |c| (v == Variant::KerasSeed).then(|| BatchNorm::new(c, BatchNormStyle::KERAS, device));
+        let mut it = incs.into_iter();
+        let mut next = || it.next().expect("nine inception modules");
+        Ok(GoogLeNet {
+            conv1: ConvUnit::new(v, [3, c1], 7, 2, device),
+            bn1: keras_bn(c1),
+            conv2: ConvUnit::new(v, [c1, c2], 1, 1, device),
+            conv3: ConvUnit::new(v, [c2, c3], 3, 1, device),
+            bn2: keras_bn(c3),
+            lrn: (v == Variant::Paper).then(|| {
+                // Section 5 / BVLC GoogLeNet: LRN over 5 channels, alpha 1e-4, beta 0.75.
+                LocalResponseNormConfig::new(5)
+                    .with_alpha(1e-4)
+                    .with_beta(0.75)
+                    .with_k(1.0)
+                    .init()
+            }),
+            inception3a: next(),
+            inception3b: next(),
+            inception4a: next(),
+            inception4b: next(),
+            inception4c: next(),
+            inception4d: next(),
+            inception4e: next(),
+            inception5a: next(),
+            inception5b: next(),
+            aux1: Some(aux(AUX_TAPS[0])?),
+            aux2: Some(aux(AUX_TAPS[1])?),
+            dropout: DropoutConfig::new(v.main_dropout()).init(),
+            fc_bottleneck,
+            fc: linear(v, fc_in, self.num_classes, device),
+            stride2_pool: stride2,
+            pool4: match v {
+                Variant::Torchvision => Pool::MaxCeil {
+                    kernel: 2,
+                    stride: 2,
+                    padding: 0,
+                },
+                _ => stride2,
+            },
+            main_pool,
+            variant: v,
+            transform_input: self.transform_input,
+            flatten_hwc: v.tf_same_padding(),
+        })
+    }
+}
+
+/// GoogLeNet. Field names are torchvision's state_dict keys, so its weights map one to one
+/// (`inception3a.branch2.1.conv.weight`, `aux1.fc2.bias`, ...).
+#[derive(Module, Debug)]
+pub struct GoogLeNet {
+    pub conv1: ConvUnit,
+    /// Keras seed: BatchNorm after the first max pool, where the paper has LocalRespNorm.
+    pub bn1: Option<BatchNorm>,
+    pub conv2: ConvUnit,
+    pub conv3: ConvUnit,
+    /// Keras seed: BatchNorm after the 3x3 convolution, where the paper has LocalRespNorm.
+    pub bn2: Option<BatchNorm>,
+    /// Paper: LocalRespNorm at the same two places (Table 1, Figure 3).
+    pub lrn: Option<LocalResponseNorm>,
+    pub inception3a: Inception,
+    pub inception3b: Inception,
+    pub inception4a: Inception,
+    pub inception4b: Inception,
+    pub inception4c: Inception,
+    pub inception4d: Inception,
+    pub inception4e: Inception,
+    pub inception5a: Inception,
+    pub inception5b: Inception,
+    pub aux1: Option<AuxHead>,
+    pub aux2: Option<AuxHead>,
+    pub dropout: Dropout,
+    /// Keras seed: the linear Dense 256 before the classifier.
+    pub fc_bottleneck: Option<Linear>,
+    pub fc: Linear,
+    #[module(skip)]
+    pub stride2_pool: Pool,
+    /// The pool before inception 5a: 3x3/2 in the paper, 2x2/2 in torchvision.
+    #[module(skip)]
+    pub pool4: Pool,
+    #[module(skip)]
+    pub main_pool: Pool,
+    #[module(skip)]
+    pub variant: Variant,
+    pub transform_input: bool,
+    pub flatten_hwc: bool,
+}
+
+/// The three outputs of the network; the auxiliary ones only when asked for.
+#[derive(Debug, Clone)]
+pub struct GoogLeNetOutput {
+    pub main: Tensor<2>,
+    pub aux1: Option<Tensor<2>>,
+    pub aux2: Option<Tensor<2>>,
+}
+
+impl GoogLeNet {
+    /// Inference: main classifier logits only; the auxiliary heads are not computed
+    /// (the paper discards them at inference time, section 5).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.run(x, false).main
+    }
+
+    /// Main, aux1 (after 4a) and aux2 (after 4d) logits, for training or for references that
+    /// need all three.
+    pub fn forward_with_aux(&self, x: Tensor<4>) -> GoogLeNetOutput {
+        self.run(x, true)
+    }
+
+    fn run(&self, x: Tensor<4>, with_aux: bool) -> GoogLeNetOutput {
+        let x = if self.transform_input {
+            transform_input(x)
+        } else {
+            x
+        };
+        let x = self.stride2_pool.forward(self.conv1.forward(x));
+        let x = self.stem_norm(x, &self.bn1);
+        let x = self.conv3.forward(self.conv2.forward(x));
+        let x = self.stem_norm(x, &self.bn2);
+        let x = self.stride2_pool.forward(x);
+        let x = self.inception3b.forward(self.inception3a.forward(x));
+        let x = self.stride2_pool.forward(x);
+        let x = self.inception4a.forward(x);
+        let aux1 = self
+            .aux1
+            .as_ref()
+            .filter(|_| with_aux)
+            .map(|h| h.forward(x.clone()));
+        let x = self
+            .inception4d
+            .forward(self.inception4c.forward(self.inception4b.forward(x)));
+        let aux2 = self
+            .aux2
+            .as_ref()
+            .filter(|_| with_aux)
+            .map(|h| h.forward(x.clone()));
+        let x = self.pool4.forward(self.inception4e.forward(x));
+        let x = self.inception5b.forward(self.inception5a.forward(x));
+        let x = flatten(self.main_pool.forward(x), self.flatten_hwc);
+        let x = self.dropout.forward(x);
+        let x = match &self.fc_bottleneck {
+            Some(fc) => fc.forward(x),
+            None => x,
+        };
+        GoogLeNetOutput {
+            main: self.fc.forward(x),
+            aux1,
+            aux2,
+        }
+    }
+
+    fn stem_norm(&self, x: Tensor<4>, bn: &Option<BatchNorm>) -> Tensor<4> {
+        match (bn, &self.lrn) {
+            (Some(bn), _) => bn.forward(x),
+            (None, Some(lrn)) => lrn.forward(x),
+            (None, None) => x,
+        }
+    }
+
+    pub fn inceptions(&self) -> [(&'static str, &Inception); 9] {
+        let m = [
+            &self.inception3a,
+            &self.inception3b,
+            &self.inception4a,
+            &self.inception4b,
+            &self.inception4c,
+            &self.inception4d,
+            &self.inception4e,
+            &self.inception5a,
+            &self.inception5b,
+        ];
+        std::array::from_fn(|i| (INCEPTIONS[i].name, m[i]))
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.fc.weight.dims()[1]
+    }
+
+    /// Sets every dropout probability to zero (for comparisons with references made without dropout).
+    pub fn without_dropout(mut self) -> Self {
+        self.dropout.prob = 0.0;
+        for head in [&mut self.aux1, &mut self.aux2].into_iter().flatten() {
+            head.dropout.prob = 0.0;
+        }
+        self
+    }
+
+    /// Checks that an input of `height` x `width` fits the network, without running it.
+    pub fn check_input(
+        &self,
+        channels: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<(), SummaryError> {
+        if channels != 3 {
+            return Err(SummaryError::Channels(channels));
+        }
+        self.summary_for(height, width).map(|_| ())
+    }
+
+    /// The layer table for a square input of side `input_size`.
+    pub fn summary(&self, input_size: usize) -> Result<Summary, SummaryError> {
+        self.summary_for(input_size, input_size)
+    }
+
+    fn summary_for(&self, height: usize, width: usize) -> Result<Summary, SummaryError> {
+        let mut rows = Vec::new();
+        let mut aux_rows = Vec::new();
+        let pool =
+            |name: &str, p: &Pool, [c, h, w]: [usize; 3]| -> Result<LayerRow, SummaryError> {
+                let too_small = || SummaryError::too_small(name, [c, h, w]);
+                let out = [
+                    c,
+                    p.output_size(h).ok_or_else(too_small)?,
+                    p.output_size(w).ok_or_else(too_small)?,
+                ];
+                Ok(LayerRow::no_params(name, p.describe(), out))
+            };
+        let mut push = |row: LayerRow| -> [usize; 3] {
+            let out = row.output_shape;
+            rows.push(row);
+            out
+        };
+        let mut s = push(self.conv1.row("conv1", [3, height, width])?);
+        s = push(pool("maxpool1", &self.stride2_pool, s)?);
+        s = push(self.norm_row("norm1", &self.bn1, s));
+        s = push(self.conv2.row("conv2", s)?);
+        s = push(self.conv3.row("conv3", s)?);
+        s = push(self.norm_row("norm2", &self.bn2, s));
+        s = push(pool("maxpool2", &self.stride2_pool, s)?);
+        for (name, module) in self.inceptions() {
+            if name == "inception4a" {
+                s = push(pool("maxpool3", &self.stride2_pool, s)?);
+            }
+            if name == "inception5a" {
+                s = push(pool("maxpool4", &self.pool4, s)?);
+            }
+            s = push(module.row(name, s)?);
+            let head = match name {
+                "inception4a" => self.aux1.as_ref().map(|h| ("aux1", h)),
+                "inception4d" => self.aux2.as_ref().map(|h| ("aux2", h)),
+                _ => None,
+            };
+            if let Some((aux_name, head)) = head {
+                aux_rows.extend(head.rows(aux_name, s)?);
+            }
+        }
+        s = push(pool("avgpool", &self.main_pool, s)?);
+        let [c, h, w] = s;
+        push(LayerRow::no_params(
+            "dropout",
+            format!("dropout ({:.0}%)", self.dropout.prob * 100.0),
+            [c * h * w, 1, 1],
+        ));
+        if let Some(fc) = &self.fc_bottleneck {
+            push(linear_row("fc_bottleneck", fc));
+        }
+        push(linear_row("fc", &self.fc));
+        rows.retain(|r| !r.kind.is_empty());
+        Ok(Summary::new(
+            self.variant,
+            [3, height, width],
+            rows,
+            aux_rows,
+        ))
+    }
+
+    fn norm_row(&self, name: &str, bn: &Option<BatchNorm>, shape: [usize; 3]) -> LayerRow {
+        match (bn, &self.lrn) {
+            (Some(bn), _) => LayerRow {
+                name: name.to_string(),
+                kind: "batch norm".to_string(),
+                output_shape: shape,
+                params: 2 * bn.channels(),
+                running_stats: 2 * bn.channels(),
+                weights: 0,
+                macs: 0,
+            },
+            (None, Some(_)) => LayerRow::no_params(name, "local response norm".to_string(), shape),
+            (None, None) => LayerRow::no_params(name, String::new(), shape),
+        }
+    }
+}
+
+/// torchvision's `_transform_input`: from ImageNet normalisation to the [-1, 1] scaling of the
+/// TensorFlow-trained weights.
+fn transform_input(x: Tensor<4>) -> Tensor<4> {
+    const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+    const STD: [f32; 3] = [0.229, 0.224, 0.225];
+    let channels = (0..3)
+        .map(|c| {
+            x.clone()
+                .narrow(1, c, 1)
+                .mul_scalar(STD[c] / 0.5)
+                .add_scalar((MEAN[c] - 0.5) / 0.5)
+        })
+        .collect();
+    Tensor::cat(channels, 1)
+}
+
+/// Spatial sides after maxpool3 (stage 4: 14 at 224) and after maxpool4 (stage 5: 7 at 224).
+struct TrunkSides {
+    stage4: usize,
+    stage5: usize,
+}
+
+fn trunk_sides(variant: Variant, input: usize) -> Result<TrunkSides, SummaryError> {
+    stage_sides(variant, input)
+        .filter(|&(s4, s5)| heads_fit(variant, s4, s5))
+        .map(|(stage4, stage5)| TrunkSides { stage4, stage5 })
+        .ok_or(SummaryError::InputTooSmall {
+            input,
+            min: min_input_size(variant),
+        })
+}
+
+/// Sides of stages 4 and 5 for a square input of side `n`, if every layer up to there fits.
+fn stage_sides(variant: Variant, n: usize) -> Option<(usize, usize)> {
+    let (conv1, pool) = if variant.tf_same_padding() {
+        (
+            (n > 0).then(|| n.div_ceil(2))?,
+            Pool::MaxSame {
+                kernel: 3,
+                stride: 2,
+            },
+        )
+    } else {
+        (
+            (n + 6).checked_sub(7)? / 2 + 1,
+            Pool::MaxCeil {
+                kernel: 3,
+                stride: 2,
+                padding: 0,
+            },
+        )
+    };
+    let pool4 = match variant {
+        Variant::Torchvision => Pool::MaxCeil {
+            kernel: 2,
+            stride: 2,
+            padding: 0,
+        },
+        _ => pool,
+    };
+    let s4 = pool.output_size(pool.output_size(pool.output_size(conv1)?)?)?;
+    Some((s4, pool4.output_size(s4)?))
+}
+
+/// The heads that pool without adapting need a large enough map: the aux heads' 5x5/3 pool and the
+/// seed's 7x7 main pool.
+fn heads_fit(variant: Variant, stage4: usize, stage5: usize) -> bool {
+    match variant {
+        Variant::Torchvision => true,
+        Variant::Paper => stage4 >= 5,
+        Variant::KerasSeed => stage4 >= 5 && stage5 >= 7,
+    }
+}
+
+/// The smallest square input the variant's pools allow.
+pub fn min_input_size(variant: Variant) -> usize {
+    (1..4096)
+        .find(|&n| stage_sides(variant, n).is_some_and(|(s4, s5)| heads_fit(variant, s4, s5)))
+        .unwrap_or(4096)
+}
