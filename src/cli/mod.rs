@@ -1,5 +1,6 @@
 //! The `googlenet` command line: one file per subcommand.
 
+mod convert;
 mod summary;
 
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the layer table: output shapes, parameters and multiply-adds (Table 1 of the paper).
     Summary(summary::SummaryArgs),
+    /// Convert weights between PyTorch .pth, safetensors (PyTorch or Keras layout) and the native file.
+    Convert(convert::ConvertArgs),
 }
 
 /// Parses the arguments, runs the subcommand and turns an error into a message and exit code 1.
@@ -26,6 +29,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Summary(args) => summary::run(args),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(code) => code,
@@ -34,4 +38,16 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Builds the model a weight file describes (see [`convert::config_for`]) and loads the file.
+pub fn load_model(
+    path: &std::path::Path,
+    variant: Option<crate::model::Variant>,
+    input_size: usize,
+    device: &burn::prelude::Device,
+) -> anyhow::Result<crate::model::GoogLeNet> {
+    let config = convert::config_for(path, variant, input_size)?;
+    let model = config.init(device)?;
+    Ok(crate::weights::load(model, path)?)
 }

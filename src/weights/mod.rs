@@ -141,6 +141,19 @@ pub fn read_config(path: &Path) -> Result<Option<GoogLeNetConfig>, WeightsError>
     ))
 }
 
+/// The number of classes of the main classifier in a weight file.
+pub fn num_classes(path: &Path, variant: Variant) -> Result<usize, WeightsError> {
+    let map = read_torch_layout(path, variant)?;
+    map.get("fc.bias")
+        .and_then(|b| b.shape.first().copied())
+        .ok_or_else(|| WeightsError::Missing {
+            path: path.to_path_buf(),
+            key: "fc.bias".into(),
+            more: 0,
+            hint: "; without the classifier the number of classes is unknown".into(),
+        })
+}
+
 /// Saves `model` to `path` (`.safetensors` or `.pth`) in `layout`, atomically.
 pub fn save(
     model: &GoogLeNet,

@@ -24,6 +24,8 @@ pub fn to_burn(map: TensorMap) -> TensorMap {
 pub fn from_burn(map: TensorMap) -> TensorMap {
     let mut out = TensorMap::new();
     for (key, t) in map {
+        let t = swap_linear(&key, t);
+        let key = key.replace(".branch4.", ".branch4.1.");
         if let Some(bn) = key.strip_suffix(".running_var") {
             let counter = HostTensor {
                 shape: vec![],
@@ -31,8 +33,7 @@ pub fn from_burn(map: TensorMap) -> TensorMap {
             };
             out.insert(format!("{bn}.num_batches_tracked"), counter);
         }
-        let t = swap_linear(&key, t);
-        out.insert(key.replace(".branch4.", ".branch4.1."), t);
+        out.insert(key, t);
     }
     out
 }
