@@ -25,7 +25,7 @@ fn model(variant: Variant, classes: usize) -> GoogLeNet {
 }
 
 fn load_err(model: GoogLeNet, path: &Path) -> WeightsError {
-    weights::load(model, path).err().expect("loading must fail")
+    weights::load(model, path).expect_err("loading must fail")
 }
 
 #[test]
@@ -34,7 +34,7 @@ fn native_file_round_trips_every_tensor_and_the_configuration() {
     for variant in Variant::ALL {
         let original = model(variant, 7);
         let path = dir.join(format!("{variant}.safetensors"));
-        weights::save(&original, &path, Layout::Native, 224).unwrap();
+        weights::save(&original, &path, Layout::Native).unwrap();
         let config = weights::read_config(&path)
             .unwrap()
             .expect("native metadata");
@@ -56,7 +56,7 @@ fn torchvision_pth_written_by_us_reads_back_identically() {
     let dir = temp_dir("pth");
     let loaded = weights::load(model(Variant::Torchvision, 1000), &shared(PTH)).unwrap();
     let out = dir.join("out.pth");
-    weights::save(&loaded, &out, Layout::Torchvision, 224).unwrap();
+    weights::save(&loaded, &out, Layout::Torchvision).unwrap();
     let again = weights::load(model(Variant::Torchvision, 1000), &out).unwrap();
     assert_eq!(
         model_tensors::collect(&again),
@@ -79,7 +79,7 @@ fn keras_layout_export_reproduces_the_seed_file() {
     let source = shared("reference/keras_seed/weights.safetensors");
     let loaded = weights::load(model(Variant::KerasSeed, 1000), &source).unwrap();
     let out = dir.join("keras.safetensors");
-    weights::save(&loaded, &out, Layout::Keras, 224).unwrap();
+    weights::save(&loaded, &out, Layout::Keras).unwrap();
     let (ours, _) = weights::safetensors_file::read(&out).unwrap();
     let (seed, _) = weights::safetensors_file::read(&source).unwrap();
     assert_eq!(ours.len(), 138);
@@ -122,7 +122,7 @@ fn shape_mismatch_names_the_first_key_and_both_shapes() {
 fn native_file_of_another_variant_is_refused() {
     let dir = temp_dir("variant");
     let path = dir.join("paper.safetensors");
-    weights::save(&model(Variant::Paper, 3), &path, Layout::Native, 224).unwrap();
+    weights::save(&model(Variant::Paper, 3), &path, Layout::Native).unwrap();
     let err = load_err(model(Variant::KerasSeed, 3), &path);
     assert!(
         err.to_string()
@@ -186,7 +186,7 @@ fn truncated_garbage_and_missing_files_get_clear_errors() {
 fn a_write_to_an_unwritable_place_fails_cleanly_and_leaves_no_temporary_file() {
     let dir = temp_dir("unwritable");
     let path = dir.join("no-such-folder").join("w.safetensors");
-    let err = weights::save(&model(Variant::Paper, 3), &path, Layout::Native, 224).unwrap_err();
+    let err = weights::save(&model(Variant::Paper, 3), &path, Layout::Native).unwrap_err();
     assert!(err.to_string().contains("no-such-folder"), "{err}");
     assert!(!dir.join("no-such-folder").exists());
 }

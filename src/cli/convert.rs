@@ -37,7 +37,7 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode> {
             Some("pth" | "pt") => Layout::Torchvision,
             _ => Layout::Native,
         });
-    weights::save(&model, &args.output, layout, args.input_size)
+    weights::save(&model, &args.output, layout)
         .with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!(
         "wrote {} ({} variant, {} classes, {layout:?} layout)",

@@ -139,6 +139,7 @@ impl GoogLeNetConfig {
             main_pool,
             variant: v,
             transform_input: self.transform_input,
+            input_size: self.input_size,
             flatten_hwc: v.tf_same_padding(),
         })
     }
@@ -183,6 +184,9 @@ pub struct GoogLeNet {
     pub variant: Variant,
     pub transform_input: bool,
     pub flatten_hwc: bool,
+    /// The input side the heads were built for (see [`GoogLeNetConfig::input_size`]).
+    #[module(skip)]
+    pub input_size: usize,
 }
 
 /// The three outputs of the network; the auxiliary ones only when asked for.

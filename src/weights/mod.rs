@@ -155,12 +155,7 @@ pub fn num_classes(path: &Path, variant: Variant) -> Result<usize, WeightsError>
 }
 
 /// Saves `model` to `path` (`.safetensors` or `.pth`) in `layout`, atomically.
-pub fn save(
-    model: &GoogLeNet,
-    path: &Path,
-    layout: Layout,
-    input_size: usize,
-) -> Result<(), WeightsError> {
+pub fn save(model: &GoogLeNet, path: &Path, layout: Layout) -> Result<(), WeightsError> {
     let torch = torch_names::from_burn(model_tensors::collect(model));
     let map = match layout {
         Layout::Native | Layout::Torchvision => torch,
@@ -171,7 +166,7 @@ pub fn save(
             let metadata = [
                 ("googlenet.variant", model.variant.to_string()),
                 ("googlenet.num_classes", model.num_classes().to_string()),
-                ("googlenet.input_size", input_size.to_string()),
+                ("googlenet.input_size", model.input_size.to_string()),
                 (
                     "googlenet.transform_input",
                     model.transform_input.to_string(),
