@@ -21,4 +21,5 @@ fi
 cargo build --release --quiet
 BIN=target/release/googlenet
 "$PYENV/bin/python" scripts/check_torchvision_roundtrip.py "$BIN"
+"$PYENV/bin/python" scripts/check_onnx.py "$BIN"
 echo "python_checks: all passed"

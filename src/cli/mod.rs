@@ -1,6 +1,7 @@
 //! The `googlenet` command line: one file per subcommand.
 
 mod convert;
+mod export;
 mod summary;
 
 use std::process::ExitCode;
@@ -22,6 +23,9 @@ pub enum Command {
     Summary(summary::SummaryArgs),
     /// Convert weights between PyTorch .pth, safetensors (PyTorch or Keras layout) and the native file.
     Convert(convert::ConvertArgs),
+    /// Export the inference network as ONNX (opset 17, dynamic batch), or the weights in
+    /// torchvision's layout.
+    Export(export::ExportArgs),
 }
 
 /// Parses the arguments, runs the subcommand and turns an error into a message and exit code 1.
@@ -30,6 +34,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Summary(args) => summary::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,9 +1,11 @@
 //! The whole network: Table 1 of the paper, top to bottom.
 
-use burn::nn::{Dropout, DropoutConfig, Linear, LocalResponseNorm, LocalResponseNormConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LocalResponseNorm};
 use burn::prelude::*;
 
-use super::architecture::{AUX_TAPS, FEATURES, IMAGENET_CLASSES, INCEPTIONS, STEM_CHANNELS};
+use super::architecture::{
+    AUX_TAPS, FEATURES, IMAGENET_CLASSES, INCEPTIONS, STEM_CHANNELS, STEM_LRN,
+};
 use super::aux_head::{AuxHead, flatten, linear, linear_row};
 use super::batch_norm::{BatchNorm, BatchNormStyle};
 use super::conv_unit::ConvUnit;
@@ -105,14 +107,7 @@ impl GoogLeNetConfig {
             conv2: ConvUnit::new(v, [c1, c2], 1, 1, device),
             conv3: ConvUnit::new(v, [c2, c3], 3, 1, device),
             bn2: keras_bn(c3),
-            lrn: (v == Variant::Paper).then(|| {
-                // Section 5 / BVLC GoogLeNet: LRN over 5 channels, alpha 1e-4, beta 0.75.
-                LocalResponseNormConfig::new(5)
-                    .with_alpha(1e-4)
-                    .with_beta(0.75)
-                    .with_k(1.0)
-                    .init()
-            }),
+            lrn: (v == Variant::Paper).then(|| STEM_LRN.init()),
             inception3a: next(),
             inception3b: next(),
             inception4a: next(),
@@ -385,17 +380,25 @@ impl GoogLeNet {
     }
 }
 
-/// torchvision's `_transform_input`: from ImageNet normalisation to the [-1, 1] scaling of the
-/// TensorFlow-trained weights.
-fn transform_input(x: Tensor<4>) -> Tensor<4> {
+/// torchvision's `_transform_input` as a per-channel affine map `x * scale + shift`: from ImageNet
+/// normalisation to the [-1, 1] scaling of the TensorFlow-trained weights.
+pub fn transform_input_affine() -> ([f32; 3], [f32; 3]) {
     const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
     const STD: [f32; 3] = [0.229, 0.224, 0.225];
+    (
+        std::array::from_fn(|c| STD[c] / 0.5),
+        std::array::from_fn(|c| (MEAN[c] - 0.5) / 0.5),
+    )
+}
+
+fn transform_input(x: Tensor<4>) -> Tensor<4> {
+    let (scale, shift) = transform_input_affine();
     let channels = (0..3)
         .map(|c| {
             x.clone()
                 .narrow(1, c, 1)
-                .mul_scalar(STD[c] / 0.5)
-                .add_scalar((MEAN[c] - 0.5) / 0.5)
+                .mul_scalar(scale[c])
+                .add_scalar(shift[c])
         })
         .collect();
     Tensor::cat(channels, 1)
