@@ -100,7 +100,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
             );
         }
         ExportFormat::Safetensors | ExportFormat::Pth => {
-            weights::save(&model, &args.output, Layout::Torchvision, input_size)
+            weights::save(&model, &args.output, Layout::Torchvision)
                 .with_context(|| format!("writing {}", args.output.display()))?;
             eprintln!(
                 "wrote {}: {} variant, {} classes, torchvision key layout",
