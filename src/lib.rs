@@ -4,9 +4,13 @@
 //! - [`weights`]: reading and writing PyTorch `.pth`, safetensors and Keras-layout weights.
 //! - [`eval`]: the paper's multi-crop evaluation (section 7): crop geometry, softmax averaging, metrics.
 //! - [`export`]: the inference network as ONNX.
+//! - [`device`]: `cpu`, `cuda:N`, `wgpu[:N]` as the command line names them.
+//! - [`train`]: training; [`train::data_parallel`] spreads a batch over several devices.
 
 pub mod cli;
+pub mod device;
 pub mod eval;
 pub mod export;
 pub mod model;
+pub mod train;
 pub mod weights;

@@ -51,19 +51,23 @@ pub fn reference_input(
 }
 
 /// Runs `model` on the images and writes a safetensors file with `input` (`[n, 3, size, size]`)
-/// and `logits` (`[n, classes]`), atomically.
+/// and `logits` (`[n, classes]`, f32 whatever the model computes in), atomically. The model runs
+/// on its own device and in its own precision (see [`crate::model::precision::apply`]);
+/// `computed_on` (e.g. "cuda:0 bf16") is recorded in the file's metadata.
 pub fn write_reference(
     model: &GoogLeNet,
     images: &[PathBuf],
     input_size: usize,
+    computed_on: &str,
     path: &Path,
 ) -> Result<(), ExportError> {
     let input = reference_input(images, model.variant, input_size)?;
     let shape = [images.len(), 3, input_size, input_size];
-    let device = model.conv1.conv.weight.device();
-    let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), &device);
+    let weight = model.conv1.conv.weight.val();
+    let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), &weight.device());
     let logits = model
-        .forward(x)
+        .forward(x.cast(weight.dtype()))
+        .cast(burn::tensor::FloatDType::F32)
         .into_data()
         .try_into_vec_as::<f32>()
         .map_err(|e| ExportError::Tensor {
@@ -80,6 +84,7 @@ pub fn write_reference(
     let metadata = [
         ("googlenet.variant", model.variant.to_string()),
         ("googlenet.images", names.join("\n")),
+        ("googlenet.computed_on", computed_on.to_string()),
     ];
     safetensors_file::write(path, &map, &metadata)?;
     Ok(())

@@ -10,6 +10,7 @@ pub mod conv_unit;
 pub mod googlenet;
 pub mod inception;
 pub mod pool;
+pub mod precision;
 pub mod summary;
 pub mod table1;
 pub mod variant;
