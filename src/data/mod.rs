@@ -1,0 +1,16 @@
+//! The ImageNet data pipeline: decoding any photo to RGB, the paper's training augmentation and
+//! torchvision's evaluation transform, normalisation to NCHW tensors, folder-per-class datasets
+//! with ImageNet class names, and a seeded multi-threaded loader.
+
+mod error;
+pub mod image;
+pub mod normalize;
+pub mod photometric;
+pub mod resize;
+pub mod transform;
+
+pub use error::DataError;
+pub use normalize::{normalize_chw, to_tensor};
+pub use photometric::Photometric;
+pub use resize::Interpolation;
+pub use transform::{EvalTransform, TrainTransform};
