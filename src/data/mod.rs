@@ -2,6 +2,8 @@
 //! torchvision's evaluation transform, normalisation to NCHW tensors, folder-per-class datasets
 //! with ImageNet class names, and a seeded multi-threaded loader.
 
+pub mod classes;
+pub mod dataset;
 mod error;
 pub mod image;
 pub mod normalize;
@@ -9,6 +11,8 @@ pub mod photometric;
 pub mod resize;
 pub mod transform;
 
+pub use classes::{ClassEntry, ClassTable};
+pub use dataset::{Ignored, ImageFolder, Sample};
 pub use error::DataError;
 pub use normalize::{normalize_chw, to_tensor};
 pub use photometric::Photometric;
