@@ -2,6 +2,7 @@
 //! torchvision's evaluation transform, normalisation to NCHW tensors, folder-per-class datasets
 //! with ImageNet class names, and a seeded multi-threaded loader.
 
+pub mod check;
 pub mod classes;
 pub mod dataset;
 mod error;
