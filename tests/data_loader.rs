@@ -67,13 +67,8 @@ fn run(loader: &Loader, epoch: usize) -> Vec<(Vec<usize>, Vec<i64>, Vec<f32>)> {
         .epoch(epoch)
         .map(|batch| {
             let batch = batch.unwrap();
-            let labels = batch
-                .labels
-                .into_data()
-                .convert::<i64>()
-                .to_vec::<i64>()
-                .unwrap();
-            let pixels = batch.images.into_data().to_vec::<f32>().unwrap();
+            let labels = batch.labels.into_data().try_into_vec_as::<i64>().unwrap();
+            let pixels = batch.images.into_data().try_into_vec_as::<f32>().unwrap();
             (batch.indices, labels, pixels)
         })
         .collect()

@@ -159,7 +159,7 @@ fn normalisation_follows_each_variant() {
     let device = burn::prelude::Device::flex();
     let batch = to_tensor(&[image.clone(), image], Variant::KerasSeed, &device);
     assert_eq!(batch.dims(), [2, 3, 2, 2]);
-    let values = batch.into_data().to_vec::<f32>().unwrap();
+    let values = batch.into_data().try_into_vec_as::<f32>().unwrap();
     assert_eq!(values[12..16], [1.0; 4]);
     assert_eq!(values[16..20], [0.0; 4]);
 }

@@ -105,11 +105,13 @@ fn check_file(path: &Path) -> Outcome {
         Ok(_) => {
             let format = sniff_format(&bytes).map_or("unknown", format_name);
             let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase());
-            let misnamed = match (format, extension.as_deref()) {
-                ("JPEG", Some("jpg" | "jpeg")) => false,
-                ("PNG", Some("png")) | ("BMP", Some("bmp")) | ("WebP", Some("webp")) => false,
-                _ => true,
-            };
+            let misnamed = !matches!(
+                (format, extension.as_deref()),
+                ("JPEG", Some("jpg" | "jpeg"))
+                    | ("PNG", Some("png"))
+                    | ("BMP", Some("bmp"))
+                    | ("WebP", Some("webp"))
+            );
             Outcome::Image { format, misnamed }
         }
     }
