@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: the network in its `paper`, `torchvision` and `keras-seed` variants, and its summary.
 //! - [`weights`]: reading and writing PyTorch `.pth`, safetensors and Keras-layout weights.
+//! - [`data`]: image decoding, training and evaluation transforms, ImageNet-layout datasets, the loader.
 //! - [`eval`]: the paper's multi-crop evaluation (section 7): crop geometry, softmax averaging, metrics.
 //! - [`export`]: the inference network as ONNX.
 //! - [`device`]: `cpu`, `cuda:N`, `wgpu[:N]` as the command line names them.
@@ -9,6 +10,7 @@
 
 pub mod cli;
 pub mod device;
+pub mod data;
 pub mod eval;
 pub mod export;
 pub mod model;

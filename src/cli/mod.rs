@@ -1,6 +1,9 @@
 //! The `googlenet` command line: one file per subcommand.
 
+mod bench;
+mod bench_data;
 mod convert;
+mod data;
 mod export;
 mod summary;
 
@@ -26,6 +29,11 @@ pub enum Command {
     /// Export the inference network as ONNX (opset 17, dynamic batch), or the weights in
     /// torchvision's layout.
     Export(export::ExportArgs),
+    /// Inspect datasets: `data check DIR` scans a dataset and reports what it holds and which
+    /// files cannot be used.
+    Data(data::DataArgs),
+    /// Speed measurements (not tests): `bench data DIR` times the training input pipeline.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the arguments, runs the subcommand and turns an error into a message and exit code 1.
@@ -35,6 +43,8 @@ pub fn main() -> ExitCode {
         Command::Summary(args) => summary::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Export(args) => export::run(args),
+        Command::Data(args) => data::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

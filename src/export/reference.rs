@@ -11,14 +11,13 @@ use crate::model::{GoogLeNet, Variant};
 use crate::weights::{HostTensor, TensorMap, safetensors_file};
 
 /// The images as one NCHW batch, `(pixel / 255 - mean) / std` with the variant's statistics
-/// ([`Variant::normalization`]). Each image must already be `input_size` x `input_size`: no
+/// ([`crate::data::normalize_chw`]). Each image must already be `input_size` x `input_size`: no
 /// resizing happens here, so the input is exactly the stored pixels.
 pub fn reference_input(
     images: &[PathBuf],
     variant: Variant,
     input_size: usize,
 ) -> Result<Vec<f32>, ExportError> {
-    let (mean, std) = variant.normalization();
     let plane = input_size * input_size;
     let mut batch = Vec::with_capacity(images.len() * 3 * plane);
     for path in images {
@@ -38,14 +37,7 @@ pub fn reference_input(
                 ),
             });
         }
-        for c in 0..3 {
-            // The order of torchvision's ToTensor + Normalize: x / 255, then (x - mean) / std.
-            batch.extend(
-                image
-                    .pixels()
-                    .map(|p| (p.0[c] as f32 / 255.0 - mean[c]) / std[c]),
-            );
-        }
+        crate::data::normalize_chw(&image, variant, &mut batch);
     }
     Ok(batch)
 }
