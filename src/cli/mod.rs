@@ -1,5 +1,6 @@
 //! The `googlenet` command line: one file per subcommand.
 
+mod bench_model;
 mod summary;
 
 use std::process::ExitCode;
@@ -19,6 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the layer table: output shapes, parameters and multiply-adds (Table 1 of the paper).
     Summary(summary::SummaryArgs),
+    /// Images per second and peak memory of inference or a training step (temporary name: belongs
+    /// under `googlenet bench model`).
+    BenchModel(bench_model::BenchModelArgs),
 }
 
 /// Parses the arguments, runs the subcommand and turns an error into a message and exit code 1.
@@ -26,6 +30,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Summary(args) => summary::run(args),
+        Command::BenchModel(args) => bench_model::run(args),
     };
     match result {
         Ok(code) => code,

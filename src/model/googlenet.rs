@@ -12,6 +12,13 @@ use super::pool::Pool;
 use super::summary::{LayerRow, Summary, SummaryError};
 use super::variant::Variant;
 
+/// Section 5 / BVLC GoogLeNet: local response normalisation over 5 channels, alpha 1e-4,
+/// beta 0.75, k 1.
+pub const LRN_SIZE: usize = 5;
+pub const LRN_ALPHA: f64 = 1e-4;
+pub const LRN_BETA: f64 = 0.75;
+pub const LRN_K: f64 = 1.0;
+
 /// How to build a [`GoogLeNet`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct GoogLeNetConfig {
@@ -106,11 +113,10 @@ impl GoogLeNetConfig {
             conv3: ConvUnit::new(v, [c2, c3], 3, 1, device),
             bn2: keras_bn(c3),
             lrn: (v == Variant::Paper).then(|| {
-                // Section 5 / BVLC GoogLeNet: LRN over 5 channels, alpha 1e-4, beta 0.75.
-                LocalResponseNormConfig::new(5)
-                    .with_alpha(1e-4)
-                    .with_beta(0.75)
-                    .with_k(1.0)
+                LocalResponseNormConfig::new(LRN_SIZE)
+                    .with_alpha(LRN_ALPHA)
+                    .with_beta(LRN_BETA)
+                    .with_k(LRN_K)
                     .init()
             }),
             inception3a: next(),
@@ -384,17 +390,26 @@ impl GoogLeNet {
 /// torchvision's `_transform_input`: from ImageNet normalisation to the [-1, 1] scaling of the
 /// TensorFlow-trained weights.
 fn transform_input(x: Tensor<4>) -> Tensor<4> {
-    const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-    const STD: [f32; 3] = [0.229, 0.224, 0.225];
+    let (scale, shift) = transform_input_affine();
     let channels = (0..3)
         .map(|c| {
             x.clone()
                 .narrow(1, c, 1)
-                .mul_scalar(STD[c] / 0.5)
-                .add_scalar((MEAN[c] - 0.5) / 0.5)
+                .mul_scalar(scale[c])
+                .add_scalar(shift[c])
         })
         .collect();
     Tensor::cat(channels, 1)
+}
+
+/// torchvision's `transform_input` as `x · scale + shift` per RGB channel.
+pub fn transform_input_affine() -> ([f32; 3], [f32; 3]) {
+    const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+    const STD: [f32; 3] = [0.229, 0.224, 0.225];
+    (
+        STD.map(|s| s / 0.5),
+        std::array::from_fn(|c| (MEAN[c] - 0.5) / 0.5),
+    )
 }
 
 /// Spatial sides after maxpool3 (stage 4: 14 at 224) and after maxpool4 (stage 5: 7 at 224).
