@@ -87,6 +87,9 @@ struct Report {
     iterations: usize,
     images_per_sec: Rates,
     seconds_per_iteration_median: f64,
+    /// CPU time (user + system, all threads) per image over the timed iterations: on a busy
+    /// machine a steadier measure of the work than wall-clock time.
+    cpu_seconds_per_image: f64,
     peak_rss_bytes: u64,
 }
 
@@ -120,12 +123,14 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
     }
     bar.set_message("timing");
     let mut seconds = Vec::with_capacity(args.iterations);
+    let cpu_start = cpu_seconds();
     for _ in 0..args.iterations {
         let start = Instant::now();
         step();
         seconds.push(start.elapsed().as_secs_f64());
         bar.inc(1);
     }
+    let cpu = cpu_seconds() - cpu_start;
     bar.finish_and_clear();
     seconds.sort_by(f64::total_cmp);
     let median = median(&seconds);
@@ -148,6 +153,7 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
             max: rate(seconds[0]),
         },
         seconds_per_iteration_median: median,
+        cpu_seconds_per_image: cpu / (args.iterations * args.batch) as f64,
         peak_rss_bytes: peak_rss_bytes().context("reading VmHWM from /proc/self/status")?,
     };
     if args.json {
@@ -239,6 +245,18 @@ fn median(sorted: &[f64]) -> f64 {
     }
 }
 
+/// User + system CPU time of the whole process (all threads) so far.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 /// The process's peak resident set size (`VmHWM`), in bytes.
 fn peak_rss_bytes() -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
@@ -275,6 +293,7 @@ fn print_table(r: &Report) {
         "{:<18}{:>10.2}{:>10.2}{:>10.2}",
         "images/s", ips.min, ips.median, ips.max
     );
+    println!("{:<18}{:>10.4}", "CPU s / image", r.cpu_seconds_per_image);
     println!(
         "{:<18}{:>10.1}",
         "peak RSS (MiB)",

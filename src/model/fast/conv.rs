@@ -237,7 +237,7 @@ impl ConvGemm {
             assert!(self.kernel == 1 && self.stride == 1, "1x1/1 sources only");
         }
         let threads = rayon::current_num_threads();
-        let tile_rows = (rows / (4 * threads)).clamp(16, 128);
+        let tile_rows = (rows / (4 * threads)).clamp(16, 256);
         let row_tiles = rows.div_ceil(tile_rows);
         let col_tiles = if row_tiles >= 2 * threads {
             1
@@ -313,11 +313,35 @@ impl ConvGemm {
                 // columns stay inside a pixel; tiles cover disjoint (row, column) ranges, so no
                 // two threads write the same float.
                 let dst = unsafe { std::slice::from_raw_parts_mut(target.ptr.0.add(at), hi - lo) };
-                for ((d, &s), &b) in dst.iter_mut().zip(src).zip(bias) {
-                    *d = (s + b).max(0.0);
-                }
+                bias_relu(dst, src, bias);
             }
         }
+    }
+}
+
+/// `dst = max(src + bias, 0)`, the epilogue of every convolution.
+fn bias_relu(dst: &mut [f32], src: &[f32], bias: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, the only requirement of the function.
+        unsafe { bias_relu_avx2(dst, src, bias) };
+        return;
+    }
+    bias_relu_portable(dst, src, bias);
+}
+
+/// [`bias_relu`] compiled for 256-bit vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bias_relu_avx2(dst: &mut [f32], src: &[f32], bias: &[f32]) {
+    bias_relu_portable(dst, src, bias);
+}
+
+#[inline(always)]
+fn bias_relu_portable(dst: &mut [f32], src: &[f32], bias: &[f32]) {
+    for ((d, &s), &b) in dst.iter_mut().zip(src).zip(bias) {
+        let v = s + b;
+        *d = if v > 0.0 { v } else { 0.0 };
     }
 }
 
@@ -333,20 +357,26 @@ fn gather_patches(v: View, window: &Window, rows: Range<usize>, out: &mut [f32])
         let ox = p % ow;
         let y0 = (oy * window.stride) as isize - window.pad[0] as isize;
         let x0 = (ox * window.stride) as isize - window.pad[1] as isize;
+        // Columns of the window inside the input: their pixels lie side by side in NHWC, so a
+        // dense map copies them in one go.
+        let inside = x0.max(0) as usize..(x0 + k as isize).clamp(0, v.shape.w as isize) as usize;
+        let first = (inside.start as isize - x0) as usize;
         for ky in 0..k {
             let y = y0 + ky as isize;
             let line = &mut row[ky * k * c..][..k * c];
-            if y < 0 || y >= v.shape.h as isize {
+            if y < 0 || y >= v.shape.h as isize || inside.is_empty() {
                 line.fill(0.0);
                 continue;
             }
-            for kx in 0..k {
-                let x = x0 + kx as isize;
-                let dst = &mut line[kx * c..][..c];
-                if x < 0 || x >= v.shape.w as isize {
-                    dst.fill(0.0);
-                } else {
-                    dst.copy_from_slice(v.pixel(image, y as usize, x as usize));
+            line[..first * c].fill(0.0);
+            line[(first + inside.len()) * c..].fill(0.0);
+            let dst = &mut line[first * c..][..inside.len() * c];
+            if v.stride == c {
+                let start = (image * v.shape.h + y as usize) * v.shape.w + inside.start;
+                dst.copy_from_slice(&v.data[start * c + v.offset..][..inside.len() * c]);
+            } else {
+                for (d, x) in dst.chunks_exact_mut(c).zip(inside.clone()) {
+                    d.copy_from_slice(v.pixel(image, y as usize, x));
                 }
             }
         }

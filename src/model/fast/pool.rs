@@ -10,15 +10,50 @@ use crate::model::pool::Pool;
 /// The maximum over the window of output pixel `p` (in (image, row, column) order of the pool's
 /// output), written to `out` (one value per channel of `v`).
 pub(crate) fn max_window(v: View, window: &Window, p: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, the only requirement of the function.
+        unsafe { max_window_avx2(v, window, p, out) };
+        return;
+    }
+    max_window_portable(v, window, p, out);
+}
+
+/// [`max_window`] compiled for 256-bit vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_window_avx2(v: View, window: &Window, p: usize, out: &mut [f32]) {
+    max_window_portable(v, window, p, out);
+}
+
+/// Channels in blocks of 16 so that the running maxima stay in registers across the window.
+#[inline(always)]
+fn max_window_portable(v: View, window: &Window, p: usize, out: &mut [f32]) {
+    const BLOCK: usize = 16;
     let [oh, ow] = window.out;
     let image = p / (oh * ow);
     let rows = window.span(0, p / ow % oh, v.shape.h);
     let cols = window.span(1, p % ow, v.shape.w);
-    out.fill(f32::NEG_INFINITY);
+    let blocks = v.shape.c / BLOCK * BLOCK;
+    for start in (0..blocks).step_by(BLOCK) {
+        let mut best = [f32::NEG_INFINITY; BLOCK];
+        for y in rows.clone() {
+            for x in cols.clone() {
+                let values = &v.pixel(image, y, x)[start..start + BLOCK];
+                for (b, &value) in best.iter_mut().zip(values) {
+                    // A select vectorises to one max instruction (`f32::max` also handles NaN).
+                    *b = if value > *b { value } else { *b };
+                }
+            }
+        }
+        out[start..start + BLOCK].copy_from_slice(&best);
+    }
+    let rest = &mut out[blocks..];
+    rest.fill(f32::NEG_INFINITY);
     for y in rows {
         for x in cols.clone() {
-            for (o, &value) in out.iter_mut().zip(v.pixel(image, y, x)) {
-                *o = o.max(value);
+            for (b, &value) in rest.iter_mut().zip(&v.pixel(image, y, x)[blocks..]) {
+                *b = if value > *b { value } else { *b };
             }
         }
     }
