@@ -2,7 +2,11 @@
 //!
 //! - [`model`]: the network in its `paper`, `torchvision` and `keras-seed` variants, and its summary.
 //! - [`weights`]: reading and writing PyTorch `.pth`, safetensors and Keras-layout weights.
+//! - [`eval`]: the paper's multi-crop evaluation (section 7): crop geometry, softmax averaging, metrics.
+//! - [`export`]: the inference network as ONNX.
 
 pub mod cli;
+pub mod eval;
+pub mod export;
 pub mod model;
 pub mod weights;

@@ -1,5 +1,7 @@
 //! Shapes and modes of the forward pass for every variant.
 
+use std::path::PathBuf;
+
 use burn::prelude::*;
 use googlenet::model::googlenet::min_input_size;
 use googlenet::model::summary::SummaryError;
@@ -95,4 +97,48 @@ fn smallest_inputs_are_stated_and_smaller_ones_refused_with_a_clear_error() {
         [1, 1000]
     );
     assert!(model.check_input(1, 224, 224).is_err());
+}
+
+#[test]
+fn transform_input_maps_imagenet_normalisation_to_minus_one_one() {
+    // Calibrated weights, so that the output depends visibly on the input.
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/reference/torchvision/torchvision_seed1234_calibrated.pth"
+    ));
+    assert!(
+        path.exists(),
+        "ground truth missing: {} (CI has ../shared)",
+        path.display()
+    );
+    let device = Device::flex();
+    let config = GoogLeNetConfig::new(Variant::Torchvision);
+    let plain = googlenet::weights::load(config.clone().init(&device).unwrap(), &path).unwrap();
+    let transformed = googlenet::weights::load(
+        config.with_transform_input(true).init(&device).unwrap(),
+        &path,
+    )
+    .unwrap();
+    let x = input(1, 224, &device);
+    // torchvision: x_c * (std_c / 0.5) + (mean_c - 0.5) / 0.5.
+    let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+    let channels = (0..3)
+        .map(|c| {
+            x.clone()
+                .narrow(1, c, 1)
+                .mul_scalar(std[c] / 0.5)
+                .add_scalar((mean[c] - 0.5) / 0.5)
+        })
+        .collect();
+    let by_hand = plain.forward(Tensor::cat(channels, 1));
+    let diff: f32 = (transformed.forward(x.clone()) - by_hand)
+        .abs()
+        .max()
+        .into_scalar();
+    assert!(diff < 1e-5, "{diff}");
+    let off: f32 = (plain.forward(x.clone()) - transformed.forward(x))
+        .abs()
+        .max()
+        .into_scalar();
+    assert!(off > 1e-3, "transform_input must change the output ({off})");
 }

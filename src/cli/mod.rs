@@ -1,6 +1,8 @@
 //! The `googlenet` command line: one file per subcommand.
 
 mod bench_model;
+mod convert;
+mod export;
 mod summary;
 
 use std::process::ExitCode;
@@ -20,6 +22,11 @@ pub struct Cli {
 pub enum Command {
     /// Print the layer table: output shapes, parameters and multiply-adds (Table 1 of the paper).
     Summary(summary::SummaryArgs),
+    /// Convert weights between PyTorch .pth, safetensors (PyTorch or Keras layout) and the native file.
+    Convert(convert::ConvertArgs),
+    /// Export the inference network as ONNX (opset 17, dynamic batch), or the weights in
+    /// torchvision's layout.
+    Export(export::ExportArgs),
     /// Images per second and peak memory of inference or a training step (temporary name: belongs
     /// under `googlenet bench model`).
     BenchModel(bench_model::BenchModelArgs),
@@ -30,6 +37,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Summary(args) => summary::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Export(args) => export::run(args),
         Command::BenchModel(args) => bench_model::run(args),
     };
     match result {
@@ -39,4 +48,16 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Builds the model a weight file describes (see [`convert::config_for`]) and loads the file.
+pub fn load_model(
+    path: &std::path::Path,
+    variant: Option<crate::model::Variant>,
+    input_size: usize,
+    device: &burn::prelude::Device,
+) -> anyhow::Result<crate::model::GoogLeNet> {
+    let config = convert::config_for(path, variant, input_size)?;
+    let model = config.init(device)?;
+    Ok(crate::weights::load(model, path)?)
 }

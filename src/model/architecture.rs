@@ -1,5 +1,7 @@
 //! Table 1 of the paper ("Going Deeper with Convolutions", Szegedy et al. 2014) as data.
 
+use burn::nn::LocalResponseNormConfig;
+
 /// One inception module's filter counts: the columns "#1x1" to "pool proj" of Table 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InceptionSpec {
@@ -64,3 +66,13 @@ pub const IMAGENET_CLASSES: usize = 1000;
 
 /// Index into [`INCEPTIONS`] of the modules that feed the auxiliary classifiers (4a and 4d, section 5).
 pub const AUX_TAPS: [usize; 2] = [2, 5];
+
+/// The stem's local response normalisation (Table 1's two "LocalRespNorm" rows, with the
+/// parameters of the BVLC GoogLeNet the paper's results were reproduced with): a window of 5
+/// channels, alpha 1e-4, beta 0.75, k 1, i.e. `x / (1 + 1e-4 / 5 * sum x^2)^0.75`.
+pub const STEM_LRN: LocalResponseNormConfig = LocalResponseNormConfig {
+    size: 5,
+    alpha: 1e-4,
+    beta: 0.75,
+    k: 1.0,
+};

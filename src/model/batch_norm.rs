@@ -59,6 +59,15 @@ impl BatchNorm {
         }
     }
 
+    /// Running mean and variance, including the updates of forward passes so far. (burn's
+    /// `RunningState::value` alone returns the value as of the last synchronisation.)
+    pub fn running_stats(&self) -> (Tensor<1>, Tensor<1>) {
+        (
+            self.running_mean.value_sync(),
+            self.running_var.value_sync(),
+        )
+    }
+
     pub fn channels(&self) -> usize {
         self.weight.dims()[0]
     }

@@ -1,9 +1,11 @@
 //! The whole network: Table 1 of the paper, top to bottom.
 
-use burn::nn::{Dropout, DropoutConfig, Linear, LocalResponseNorm, LocalResponseNormConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LocalResponseNorm};
 use burn::prelude::*;
 
-use super::architecture::{AUX_TAPS, FEATURES, IMAGENET_CLASSES, INCEPTIONS, STEM_CHANNELS};
+use super::architecture::{
+    AUX_TAPS, FEATURES, IMAGENET_CLASSES, INCEPTIONS, STEM_CHANNELS, STEM_LRN,
+};
 use super::aux_head::{AuxHead, flatten, linear, linear_row};
 use super::batch_norm::{BatchNorm, BatchNormStyle};
 use super::conv_unit::ConvUnit;
@@ -11,13 +13,6 @@ use super::inception::Inception;
 use super::pool::Pool;
 use super::summary::{LayerRow, Summary, SummaryError};
 use super::variant::Variant;
-
-/// Section 5 / BVLC GoogLeNet: local response normalisation over 5 channels, alpha 1e-4,
-/// beta 0.75, k 1.
-pub const LRN_SIZE: usize = 5;
-pub const LRN_ALPHA: f64 = 1e-4;
-pub const LRN_BETA: f64 = 0.75;
-pub const LRN_K: f64 = 1.0;
 
 /// How to build a [`GoogLeNet`].
 #[derive(Clone, Debug, PartialEq)]
@@ -112,13 +107,7 @@ impl GoogLeNetConfig {
             conv2: ConvUnit::new(v, [c1, c2], 1, 1, device),
             conv3: ConvUnit::new(v, [c2, c3], 3, 1, device),
             bn2: keras_bn(c3),
-            lrn: (v == Variant::Paper).then(|| {
-                LocalResponseNormConfig::new(LRN_SIZE)
-                    .with_alpha(LRN_ALPHA)
-                    .with_beta(LRN_BETA)
-                    .with_k(LRN_K)
-                    .init()
-            }),
+            lrn: (v == Variant::Paper).then(|| STEM_LRN.init()),
             inception3a: next(),
             inception3b: next(),
             inception4a: next(),
@@ -145,6 +134,7 @@ impl GoogLeNetConfig {
             main_pool,
             variant: v,
             transform_input: self.transform_input,
+            input_size: self.input_size,
             flatten_hwc: v.tf_same_padding(),
         })
     }
@@ -189,6 +179,9 @@ pub struct GoogLeNet {
     pub variant: Variant,
     pub transform_input: bool,
     pub flatten_hwc: bool,
+    /// The input side the heads were built for (see [`GoogLeNetConfig::input_size`]).
+    #[module(skip)]
+    pub input_size: usize,
 }
 
 /// The three outputs of the network; the auxiliary ones only when asked for.
@@ -387,8 +380,17 @@ impl GoogLeNet {
     }
 }
 
-/// torchvision's `_transform_input`: from ImageNet normalisation to the [-1, 1] scaling of the
-/// TensorFlow-trained weights.
+/// torchvision's `_transform_input` as a per-channel affine map `x * scale + shift`: from ImageNet
+/// normalisation to the [-1, 1] scaling of the TensorFlow-trained weights.
+pub fn transform_input_affine() -> ([f32; 3], [f32; 3]) {
+    const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+    const STD: [f32; 3] = [0.229, 0.224, 0.225];
+    (
+        std::array::from_fn(|c| STD[c] / 0.5),
+        std::array::from_fn(|c| (MEAN[c] - 0.5) / 0.5),
+    )
+}
+
 fn transform_input(x: Tensor<4>) -> Tensor<4> {
     let (scale, shift) = transform_input_affine();
     let channels = (0..3)
@@ -400,16 +402,6 @@ fn transform_input(x: Tensor<4>) -> Tensor<4> {
         })
         .collect();
     Tensor::cat(channels, 1)
-}
-
-/// torchvision's `transform_input` as `x · scale + shift` per RGB channel.
-pub fn transform_input_affine() -> ([f32; 3], [f32; 3]) {
-    const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-    const STD: [f32; 3] = [0.229, 0.224, 0.225];
-    (
-        STD.map(|s| s / 0.5),
-        std::array::from_fn(|c| (MEAN[c] - 0.5) / 0.5),
-    )
 }
 
 /// Spatial sides after maxpool3 (stage 4: 14 at 224) and after maxpool4 (stage 5: 7 at 224).

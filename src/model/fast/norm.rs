@@ -4,12 +4,12 @@
 use rayon::prelude::*;
 
 use super::{InferenceError, tensor_values};
+use crate::model::architecture::STEM_LRN;
 use crate::model::batch_norm::BatchNorm;
-use crate::model::googlenet::{LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE};
 
 pub(crate) enum StemNorm {
     /// Local response normalisation across channels (burn's `LocalResponseNorm` with the paper's
-    /// constants, see [`LRN_SIZE`]).
+    /// constants, [`STEM_LRN`]).
     LocalResponse,
     /// `x · scale + shift` per channel.
     Affine { scale: Vec<f32>, shift: Vec<f32> },
@@ -53,21 +53,21 @@ impl StemNorm {
 }
 
 // base^0.75 is computed as sqrt(base) · sqrt(sqrt(base)), far cheaper than `powf`.
-const _: () = assert!(LRN_BETA == 0.75);
+const _: () = assert!(STEM_LRN.beta == 0.75);
 
-/// `x / (k + alpha · mean of x² over LRN_SIZE neighbouring channels)^beta`, the mean always
-/// divided by LRN_SIZE (zero padding counted, as burn and Caffe do).
+/// `x / (k + alpha · mean of x² over `size` neighbouring channels)^beta`, the mean always
+/// divided by `size` (zero padding counted, as burn and Caffe do).
 fn local_response(pixel: &mut [f32], squares: &mut [f32]) {
     let c = pixel.len();
     for (s, &v) in squares.iter_mut().zip(pixel.iter()) {
         *s = v * v;
     }
-    let before = (LRN_SIZE - 1) / 2;
-    let after = LRN_SIZE / 2;
-    let alpha = (LRN_ALPHA / LRN_SIZE as f64) as f32;
+    let before = (STEM_LRN.size - 1) / 2;
+    let after = STEM_LRN.size / 2;
+    let alpha = (STEM_LRN.alpha / STEM_LRN.size as f64) as f32;
     for (i, v) in pixel.iter_mut().enumerate() {
         let window = &squares[i.saturating_sub(before)..(i + after + 1).min(c)];
-        let base = LRN_K as f32 + alpha * window.iter().sum::<f32>();
+        let base = STEM_LRN.k as f32 + alpha * window.iter().sum::<f32>();
         let root = base.sqrt();
         *v /= root * root.sqrt();
     }

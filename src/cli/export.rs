@@ -1,0 +1,131 @@
+//! `googlenet export`: the inference network as ONNX, or the weights in torchvision's key layout.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use burn::prelude::Device;
+use clap::{Args, ValueEnum};
+
+use crate::export::{export_onnx, onnx_proto::OPSET, write_reference};
+use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
+use crate::weights::{self, Layout};
+
+/// Writes the inference network (main classifier, no dropout) as an ONNX model — opset 17, input
+/// "input" [batch, 3, size, size] normalised as the variant expects, output "logits" [batch,
+/// classes], free batch dimension — or the weights in torchvision's key layout (.safetensors, .pth).
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// File to write: .onnx, .safetensors or .pth.
+    pub output: PathBuf,
+    /// Weights to export (.pth, .safetensors or a file written by `googlenet train`). Without it the
+    /// variant's random initialisation is exported, which is only useful to test a runtime.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Variant the weights belong to (read from the file when it says; paper otherwise).
+    #[arg(long, value_enum)]
+    pub variant: Option<Variant>,
+    /// Output format (default: from the output's extension).
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
+    /// Side of the square input of the ONNX graph (default: the size the weights were made for, or
+    /// 224). The keras-seed graph only works at the size its classifier was built for.
+    #[arg(long)]
+    pub input_size: Option<usize>,
+    /// Also write OUTPUT with the extension ".reference.safetensors": these images (PNG/JPEG, each
+    /// exactly input-size square, not resized), normalised as the variant expects ("input"), and
+    /// the logits this program computes for them ("logits"). scripts/check_onnx.py checks
+    /// onnxruntime against it. Give OUTPUT before this option.
+    #[arg(long, num_args = 1.., value_name = "IMAGE")]
+    pub reference_images: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// ONNX model of the inference network.
+    Onnx,
+    /// safetensors in torchvision's state_dict names and layouts.
+    Safetensors,
+    /// PyTorch `torch.save(state_dict)` zip in torchvision's names and layouts.
+    Pth,
+}
+
+impl ExportFormat {
+    fn from_extension(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "onnx" => Some(Self::Onnx),
+            "safetensors" => Some(Self::Safetensors),
+            "pth" | "pt" => Some(Self::Pth),
+            _ => None,
+        }
+    }
+}
+
+pub fn run(args: ExportArgs) -> Result<ExitCode> {
+    let format = match args.format {
+        Some(f) => f,
+        None => ExportFormat::from_extension(&args.output).with_context(|| {
+            format!(
+                "{}: cannot tell the format from the extension; pass --format onnx|safetensors|pth",
+                args.output.display()
+            )
+        })?,
+    };
+    let device = Device::flex();
+    let (model, input_size) = build_model(&args, &device)?;
+    // The reference first: a bad image then stops the export before anything is written.
+    if !args.reference_images.is_empty() {
+        let path = args.output.with_extension("reference.safetensors");
+        write_reference(&model, &args.reference_images, input_size, &path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "wrote {}: input and logits of {} images",
+            path.display(),
+            args.reference_images.len()
+        );
+    }
+    match format {
+        ExportFormat::Onnx => {
+            let written = export_onnx(&model, input_size, &args.output)
+                .with_context(|| format!("exporting {}", args.output.display()))?;
+            eprintln!(
+                "wrote {}: ONNX opset {OPSET}, {} variant, input [batch, 3, {input_size}, {input_size}], \
+                 {} classes, {} nodes, {:.2} M parameters, {:.1} MB",
+                args.output.display(),
+                model.variant,
+                model.num_classes(),
+                written.nodes,
+                written.parameters as f64 / 1e6,
+                written.bytes as f64 / 1e6,
+            );
+        }
+        ExportFormat::Safetensors | ExportFormat::Pth => {
+            weights::save(&model, &args.output, Layout::Torchvision)
+                .with_context(|| format!("writing {}", args.output.display()))?;
+            eprintln!(
+                "wrote {}: {} variant, {} classes, torchvision key layout",
+                args.output.display(),
+                model.variant,
+                model.num_classes()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The model to export and the input size to export it for.
+fn build_model(args: &ExportArgs, device: &Device) -> Result<(GoogLeNet, usize)> {
+    let Some(path) = &args.weights else {
+        let variant = args.variant.unwrap_or(Variant::Paper);
+        let input_size = args.input_size.unwrap_or(224);
+        eprintln!("note: no --weights given: exporting a randomly initialised {variant} network");
+        let model = GoogLeNetConfig::new(variant)
+            .with_input_size(input_size)
+            .init(device)?;
+        return Ok((model, input_size));
+    };
+    let config = super::convert::config_for(path, args.variant, args.input_size.unwrap_or(224))?;
+    let input_size = args.input_size.unwrap_or(config.input_size);
+    let model = weights::load(config.init(device)?, path)?;
+    Ok((model, input_size))
+}
