@@ -1,12 +1,17 @@
-//! The fast inference path gives `GoogLeNet::forward`'s logits.
+//! The fast inference path gives `GoogLeNet::forward`'s logits, and PyTorch's and Keras' on their
+//! reference weights (../shared/reference).
+
+mod common;
 
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use common::*;
 use googlenet::model::batch_norm::BatchNorm;
 use googlenet::model::conv_unit::ConvUnit;
 use googlenet::model::fast::{InferenceError, InferenceNet};
 use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
+use googlenet::weights;
 
 fn random(shape: [usize; 4], seed: u64) -> Vec<f32> {
     // A small xorshift keeps the inputs reproducible without a device.
@@ -156,4 +161,51 @@ fn bad_inputs_are_refused_with_a_reason() {
             width: 16
         }
     );
+}
+
+#[test]
+fn torchvision_reference_weights_give_pytorchs_eval_logits() {
+    let model = GoogLeNetConfig::new(Variant::Torchvision)
+        .init(&Device::flex())
+        .unwrap();
+    let path = shared("reference/torchvision/torchvision_seed1234_calibrated.pth");
+    let model = weights::load(model, &path).expect("reference weights load");
+    let io = reference("reference/torchvision/calibrated_eval_io.safetensors");
+    let input = values(&io, "input_nchw_imagenet");
+    let net = InferenceNet::from_model(&model).unwrap();
+    let got = net.forward(&input, [4, 3, 224, 224]).unwrap();
+    let want = values(&io, "eval_logits");
+    assert_close("eval logits", &got, &want, 1e-4);
+    assert!(want.iter().fold(0.0f32, |m, x| m.max(x.abs())) > 0.4);
+}
+
+#[test]
+fn keras_seed_reference_weights_give_keras_main_logits() {
+    let model = GoogLeNetConfig::new(Variant::KerasSeed)
+        .init(&Device::flex())
+        .unwrap();
+    let path = shared("reference/keras_seed/weights.safetensors");
+    let model = weights::load(model, &path).expect("Keras weights load");
+    let inputs = reference("reference/inputs/inputs.safetensors");
+    let nhwc = values(&inputs, "keras_input_nhwc_0to1");
+    let mut nchw = vec![0.0; nhwc.len()];
+    let (hw, c) = (224 * 224, 3);
+    for image in 0..4 {
+        for p in 0..hw {
+            for ch in 0..c {
+                nchw[(image * c + ch) * hw + p] = nhwc[(image * hw + p) * c + ch];
+            }
+        }
+    }
+    let got = InferenceNet::from_model(&model)
+        .unwrap()
+        .forward(&nchw, [4, 3, 224, 224])
+        .unwrap();
+    let want = values(
+        &reference("reference/keras_seed/outputs_inference.safetensors"),
+        "main_logits",
+    );
+    // Logits are small at initialisation (|x| < 0.04): compare them relative to their range.
+    let rel = relative_diff(&got, &want);
+    assert!(rel <= 1e-4, "main logits: relative diff {rel:e}");
 }
