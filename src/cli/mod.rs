@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_data;
+mod bench_model;
 mod classify;
 mod convert;
 mod eval;
