@@ -4,9 +4,13 @@
 //! - [`weights`]: reading and writing PyTorch `.pth`, safetensors and Keras-layout weights.
 //! - [`eval`]: the paper's multi-crop evaluation (section 7): crop geometry, softmax averaging, metrics.
 //! - [`export`]: the inference network as ONNX.
+//! - [`data`]: image data, including the embedded synthetic set.
+//! - [`train`]: training with the paper's, the seed's or Caffe's recipe, resumable checkpoints.
 
 pub mod cli;
+pub mod data;
 pub mod eval;
 pub mod export;
 pub mod model;
+pub mod train;
 pub mod weights;

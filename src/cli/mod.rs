@@ -1,8 +1,10 @@
 //! The `googlenet` command line: one file per subcommand.
 
 mod convert;
+mod device;
 mod export;
 mod summary;
+mod train;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,8 @@ pub enum Command {
     /// Export the inference network as ONNX (opset 17, dynamic batch), or the weights in
     /// torchvision's layout.
     Export(export::ExportArgs),
+    /// Train a variant with the paper's, the seed's or Caffe's recipe, with resumable checkpoints.
+    Train(train::TrainArgs),
 }
 
 /// Parses the arguments, runs the subcommand and turns an error into a message and exit code 1.
@@ -35,6 +39,7 @@ pub fn main() -> ExitCode {
         Command::Summary(args) => summary::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Export(args) => export::run(args),
+        Command::Train(args) => train::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,3 @@
+//! Image data for training and evaluation.
+
+pub mod synthetic;
