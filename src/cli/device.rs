@@ -8,7 +8,10 @@ pub fn parse(name: &str) -> Result<Device> {
     if name == "cpu" {
         return Ok(Device::flex());
     }
-    if let Some(index) = name.strip_prefix("cuda:").or((name == "cuda").then_some("0")) {
+    if let Some(index) = name
+        .strip_prefix("cuda:")
+        .or((name == "cuda").then_some("0"))
+    {
         let Ok(index) = index.parse::<usize>() else {
             bail!("--device {name}: expected cuda:N with N a GPU index");
         };

@@ -116,7 +116,9 @@ impl TrainArgs {
             _ => None,
         };
         if self.schedule.is_none()
-            && (self.step_epochs.is_some() || self.step_factor.is_some() || self.poly_power.is_some())
+            && (self.step_epochs.is_some()
+                || self.step_factor.is_some()
+                || self.poly_power.is_some())
         {
             bail!("--step-epochs, --step-factor and --poly-power need --schedule step or poly");
         }
@@ -213,7 +215,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         quiet: args.quiet,
     };
     match crate::train::train(&config, data.as_ref(), &options)? {
-        Outcome::Finished { epochs, best, model } => {
+        Outcome::Finished {
+            epochs,
+            best,
+            model,
+        } => {
             println!("finished {epochs} epochs; weights in {}", model.display());
             if let Some(b) = best {
                 println!(

@@ -64,7 +64,9 @@ impl SyntheticShapes {
             Part::Train => 0x7472_6169_6e00_0000u64,
             Part::Val => 0x7661_6c00_0000_0000u64,
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ salt ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            self.seed ^ salt ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         let label = self.label(index);
         (draw(self.side, label, &mut rng), label)
     }
@@ -105,7 +107,11 @@ fn draw(side: usize, label: usize, rng: &mut ChaCha8Rng) -> Vec<u8> {
             };
             let shade = gradient[0] * (px / s - 0.5) + gradient[1] * (py / s - 0.5);
             for c in 0..3 {
-                let base = if inside { foreground[c] } else { background[c] + shade };
+                let base = if inside {
+                    foreground[c]
+                } else {
+                    background[c] + shade
+                };
                 let value = base + noise * (rng.random::<f32>() - 0.5) * 2.0;
                 pixels.push((value.clamp(0.0, 1.0) * 255.0).round() as u8);
             }

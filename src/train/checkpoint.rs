@@ -290,7 +290,9 @@ fn load_module(model: &mut GoogLeNet, path: &Path) -> Result<(), CheckpointError
         });
     }
     let mut store = BurnpackStore::from_file(path).auto_extension(false);
-    let result = model.load_from(&mut store).map_err(|e| store_err(path, e))?;
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| store_err(path, e))?;
     if !result.errors.is_empty() || !result.missing.is_empty() {
         return Err(CheckpointError::Invalid {
             path: path.to_path_buf(),

@@ -208,7 +208,10 @@ impl TrainConfig {
             ("classes", self.num_classes.to_string()),
             ("epochs", self.epochs.to_string()),
             ("batch size", self.batch_size.to_string()),
-            ("learning rate", format!("{} ({})", self.base_lr, self.schedule)),
+            (
+                "learning rate",
+                format!("{} ({})", self.base_lr, self.schedule),
+            ),
             (
                 "momentum",
                 if self.momentum > 0.0 {
@@ -224,9 +227,15 @@ impl TrainConfig {
                 self.polyak_decay
                     .map_or("off".to_string(), |d| format!("EMA decay {d}")),
             ),
-            ("dropout", if self.dropout { "on" } else { "off" }.to_string()),
+            (
+                "dropout",
+                if self.dropout { "on" } else { "off" }.to_string(),
+            ),
             ("seed", self.seed.to_string()),
-            ("keep checkpoints", format!("last {} + best", self.keep_last)),
+            (
+                "keep checkpoints",
+                format!("last {} + best", self.keep_last),
+            ),
         ];
         rows.iter()
             .map(|(k, v)| format!("  {k:<18}{v}\n"))

@@ -131,7 +131,11 @@ fn panel(
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         chart
-            .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
             .map_err(draw_err)?;
     }
     chart

@@ -101,8 +101,5 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>, kind: LossKind) 
             .clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON)
             .log(),
     };
-    log_p
-        .gather(1, labels.reshape([batch, 1]))
-        .mean()
-        .neg()
+    log_p.gather(1, labels.reshape([batch, 1])).mean().neg()
 }

@@ -128,7 +128,10 @@ const DROPOUT: u64 = 0x6472_6f70;
 /// The training images' order in `epoch`: a shuffle seeded by the run's seed and the epoch.
 pub fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(seed ^ ORDER, epoch as u64)));
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
+        seed ^ ORDER,
+        epoch as u64,
+    )));
     order
 }
 
@@ -198,7 +201,10 @@ pub fn train(
         }
     };
     say(format!("training on {}", data.describe()));
-    say(format!("configuration (saved to {}):", config_path.display()));
+    say(format!(
+        "configuration (saved to {}):",
+        config_path.display()
+    ));
     if !options.quiet {
         print!("{}", config.describe());
     }
@@ -238,7 +244,8 @@ pub fn train(
         let mut train_seconds = run.state.partial_seconds;
         for batch in run.state.batch..batches_per_epoch {
             let step_start = Instant::now();
-            let indices = &order[batch * config.batch_size..((batch + 1) * config.batch_size).min(train_len)];
+            let indices =
+                &order[batch * config.batch_size..((batch + 1) * config.batch_size).min(train_len)];
             let host = data.fetch(Split::Train, indices, augment_seed)?;
             let lr = config.schedule.learning_rate(
                 config.base_lr,
@@ -466,7 +473,13 @@ fn train_step(
     if let Some(p) = &mut run.polyak {
         p.update(&run.model);
     }
-    record_batch(&mut run.state.partial, &host.labels, total, head_losses, &output);
+    record_batch(
+        &mut run.state.partial,
+        &host.labels,
+        total,
+        head_losses,
+        &output,
+    );
     Ok(())
 }
 
@@ -523,7 +536,13 @@ pub fn evaluate(
             parts.aux1.as_ref().map(value),
             parts.aux2.as_ref().map(value),
         ];
-        record_batch(&mut sums, &host.labels, value(&parts.total), losses, &output);
+        record_batch(
+            &mut sums,
+            &host.labels,
+            value(&parts.total),
+            losses,
+            &output,
+        );
     }
     Ok(sums.stats())
 }
@@ -538,11 +557,9 @@ fn progress_bar(quiet: bool, len: usize, epoch: usize, epochs: usize) -> Progres
         },
     );
     bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} batches  {msg}  ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches  {msg}  ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
     bar
