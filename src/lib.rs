@@ -6,7 +6,8 @@
 //! - [`eval`]: the paper's multi-crop evaluation (section 7): crop geometry, softmax averaging, metrics.
 //! - [`export`]: the inference network as ONNX.
 //! - [`device`]: `cpu`, `cuda:N`, `wgpu[:N]` as the command line names them.
-//! - [`train`]: training; [`train::data_parallel`] spreads a batch over several devices.
+//! - [`train`]: training with the paper's, the seed's or Caffe's recipe, resumable checkpoints;
+//!   [`train::data_parallel`] spreads a batch over several devices.
 
 pub mod cli;
 pub mod device;

@@ -11,6 +11,7 @@ pub mod loader;
 pub mod normalize;
 pub mod photometric;
 pub mod resize;
+pub mod synthetic;
 pub mod transform;
 
 pub use classes::{ClassEntry, ClassTable};

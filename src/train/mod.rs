@@ -1,5 +1,19 @@
-//! Training (section 6 of the paper).
-//!
-//! - [`data_parallel`]: one replica per device, gradients summed by burn's multi-device optimizer step.
+//! Training GoogLeNet: the paper's recipe (section 6), the seed's Keras settings and BVLC's quick
+//! solver, with resumable checkpoints, metrics and curves.
 
+pub mod checkpoint;
+pub mod config;
+pub mod curves;
 pub mod data_parallel;
+pub mod loss;
+pub mod metrics;
+pub mod output;
+pub mod polyak;
+pub mod schedule;
+pub mod source;
+pub mod state;
+pub mod trainer;
+
+pub use config::{Overrides, Recipe, TrainConfig};
+pub use source::{HostBatch, Split, Synthetic, TrainData};
+pub use trainer::{Outcome, TrainError, TrainOptions, train};

@@ -1,0 +1,580 @@
+//! The training loop: batches in an order drawn from the run's seed, the recipe's loss, SGD, the
+//! Polyak average, validation, metrics, curves and checkpoints after every epoch; a clean stop
+//! on Ctrl-C and a clear one on a non-finite loss.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::checkpoint::{CheckpointError, Checkpoints};
+use super::config::{ConfigError, TrainConfig};
+use super::curves::{CurvesError, write_curves};
+use super::metrics::{EpochRecord, EpochSums, HeadBatch, SplitStats, append_csv, rewrite_csv};
+use super::output::{OutputError, check_writable};
+use super::polyak::Polyak;
+use super::schedule::Progress;
+use super::source::{DataError, HostBatch, Split, TrainData, mix};
+use super::state::{Best, TrainState};
+use crate::model::summary::SummaryError;
+use crate::model::{GoogLeNet, GoogLeNetConfig, GoogLeNetOutput};
+use crate::weights::{self, Layout, WeightsError};
+
+/// Where a run writes and how it behaves, besides its hyperparameters.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub out: PathBuf,
+    /// Continue the run in `out` from its latest checkpoint.
+    pub resume: bool,
+    /// Initial weights (any file [`weights::load`] reads) instead of the variant's initialisation.
+    pub weights: Option<PathBuf>,
+    /// The device to train on (autodiff is added here).
+    pub device: Device,
+    /// Set (by Ctrl-C) to stop after the current step with a checkpoint.
+    pub stop: Arc<AtomicBool>,
+    /// No progress bars and no per-epoch lines.
+    pub quiet: bool,
+}
+
+/// How a run ended without error.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Finished {
+        epochs: usize,
+        best: Option<Best>,
+        /// The evaluated weights (Polyak average when it is on) after the last epoch.
+        model: PathBuf,
+    },
+    /// Stopped on request after a step; the checkpoint continues it.
+    Interrupted {
+        checkpoint: PathBuf,
+        epoch: usize,
+        batch: usize,
+        step: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(
+        "{0} already holds a training run (config.json); continue it with --resume {0} or choose \
+         another --out"
+    )]
+    AlreadyARun(String),
+    #[error("{0} has no checkpoint to resume from")]
+    NothingToResume(String),
+    #[error("{0}")]
+    Mismatch(String),
+    #[error(transparent)]
+    Model(#[from] SummaryError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("reading training data: {0}")]
+    Data(#[from] DataError),
+    #[error("writing a checkpoint failed ({source}); {kept}")]
+    Checkpoint {
+        #[source]
+        source: CheckpointError,
+        kept: String,
+    },
+    #[error("loading checkpoint: {0}")]
+    Resume(CheckpointError),
+    #[error(
+        "the loss became {value} at step {step} (epoch {epoch}, batch {batch}): {parts}. \
+         Training stopped; {kept}. A lower --lr usually helps."
+    )]
+    NonFinite {
+        value: f64,
+        step: u64,
+        epoch: usize,
+        batch: usize,
+        parts: String,
+        kept: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Curves(#[from] CurvesError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Salts that keep the generators of the data order, augmentation and dropout apart.
+const ORDER: u64 = 0x6f72_6465_72;
+const AUGMENT: u64 = 0x6175_676d;
+const DROPOUT: u64 = 0x6472_6f70;
+
+/// The training images' order in `epoch`: a shuffle seeded by the run's seed and the epoch.
+pub fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
+        seed ^ ORDER,
+        epoch as u64,
+    )));
+    order
+}
+
+/// The SGD optimiser of `config`: PyTorch's update (weight decay added to the gradient, then
+/// momentum with dampening 0).
+pub fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    SgdConfig::new()
+        .with_momentum((config.momentum > 0.0).then(|| MomentumConfig {
+            momentum: config.momentum,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .with_weight_decay(
+            (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)),
+        )
+        .init()
+}
+
+/// Builds the network `config` describes on `device`.
+pub fn build_model(config: &TrainConfig, device: &Device) -> Result<GoogLeNet, SummaryError> {
+    let model = GoogLeNetConfig::new(config.variant)
+        .with_num_classes(config.num_classes)
+        .with_input_size(config.input_size)
+        .init(device)?;
+    Ok(if config.dropout {
+        model
+    } else {
+        model.without_dropout()
+    })
+}
+
+/// Everything that changes as the run goes.
+struct Run {
+    model: GoogLeNet,
+    optimizer: ModuleOptimizer,
+    polyak: Option<Polyak>,
+    state: TrainState,
+}
+
+/// Trains `config` on `data`, writing into `options.out`.
+pub fn train(
+    config: &TrainConfig,
+    data: &dyn TrainData,
+    options: &TrainOptions,
+) -> Result<Outcome, TrainError> {
+    config.validate()?;
+    check_data(config, data)?;
+    let out = &options.out;
+    let checkpoints = Checkpoints::new(out);
+    let config_path = out.join("config.json");
+    if !options.resume && config_path.exists() {
+        return Err(TrainError::AlreadyARun(out.display().to_string()));
+    }
+    let train_device = options.device.clone().autodiff();
+    let mut run = start(config, options, &checkpoints)?;
+    let needed = super::checkpoint::estimated_bytes(&run.model, run.polyak.is_some());
+    check_writable(out, needed)?;
+    checkpoints.remove_leftovers().map_err(TrainError::Resume)?;
+    config.save(&config_path)?;
+    let metrics_path = out.join("metrics.csv");
+    if options.resume {
+        rewrite_csv(&metrics_path, &run.state.history).map_err(io_err(&metrics_path))?;
+    }
+    let say = |line: String| {
+        if !options.quiet {
+            println!("{line}");
+        }
+    };
+    say(format!("training on {}", data.describe()));
+    say(format!(
+        "configuration (saved to {}):",
+        config_path.display()
+    ));
+    if !options.quiet {
+        print!("{}", config.describe());
+    }
+    if options.resume {
+        say(format!(
+            "resuming at epoch {}, batch {} (step {})",
+            run.state.epoch + 1,
+            run.state.batch,
+            run.state.step
+        ));
+    }
+
+    let train_len = data.len(Split::Train);
+    let batches_per_epoch = train_len.div_ceil(config.batch_size);
+    let total_iterations = (batches_per_epoch * config.epochs) as u64;
+    let mut last_checkpoint = checkpoints.latest().map_err(TrainError::Resume)?;
+    let kept = |last: &Option<PathBuf>| match last {
+        Some(p) => format!("the last good checkpoint {} is intact", p.display()),
+        None => "no checkpoint had been written yet".to_string(),
+    };
+
+    while run.state.epoch < config.epochs {
+        let epoch = run.state.epoch;
+        let epoch_start = Instant::now();
+        let order = epoch_order(config.seed, epoch, train_len);
+        let augment_seed = mix(config.seed ^ AUGMENT, epoch as u64);
+        let lr = config.schedule.learning_rate(
+            config.base_lr,
+            Progress {
+                epoch,
+                iteration: run.state.step,
+                total_iterations,
+            },
+        );
+        let bar = progress_bar(options.quiet, batches_per_epoch, epoch, config.epochs);
+        bar.set_position(run.state.batch as u64);
+        let mut train_seconds = run.state.partial_seconds;
+        for batch in run.state.batch..batches_per_epoch {
+            let step_start = Instant::now();
+            let indices =
+                &order[batch * config.batch_size..((batch + 1) * config.batch_size).min(train_len)];
+            let host = data.fetch(Split::Train, indices, augment_seed)?;
+            let lr = config.schedule.learning_rate(
+                config.base_lr,
+                Progress {
+                    epoch,
+                    iteration: run.state.step,
+                    total_iterations,
+                },
+            );
+            train_device.seed(mix(config.seed ^ DROPOUT, run.state.step));
+            let step = train_step(config, &mut run, &host, lr, &train_device);
+            if let Err((value, parts)) = step {
+                bar.abandon();
+                return Err(TrainError::NonFinite {
+                    value,
+                    step: run.state.step + 1,
+                    epoch: epoch + 1,
+                    batch: batch + 1,
+                    parts,
+                    kept: kept(&last_checkpoint),
+                });
+            }
+            run.state.batch = batch + 1;
+            run.state.step += 1;
+            train_seconds += step_start.elapsed().as_secs_f64();
+            run.state.partial_seconds = train_seconds;
+            let stats = run.state.partial.stats();
+            bar.set_message(format!(
+                "loss {:.4} top-1 {:5.1}% {:6.1} img/s",
+                stats.loss,
+                100.0 * stats.main.top1,
+                run.state.partial.images as f64 / train_seconds.max(1e-9)
+            ));
+            bar.inc(1);
+            if options.stop.load(Ordering::SeqCst) && run.state.batch < batches_per_epoch {
+                bar.abandon();
+                let path = save(&checkpoints, &run, &last_checkpoint)?;
+                return Ok(Outcome::Interrupted {
+                    checkpoint: path,
+                    epoch: epoch + 1,
+                    batch: run.state.batch,
+                    step: run.state.step,
+                });
+            }
+        }
+        bar.finish_and_clear();
+
+        let train_stats = run.state.partial.stats();
+        let images_per_second = run.state.partial.images as f64 / train_seconds.max(1e-9);
+        let evaluated = match &run.polyak {
+            Some(p) => p.model().clone(),
+            None => run.model.valid(),
+        };
+        let val_stats = evaluate(&evaluated, config, data, &options.device)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            learning_rate: lr,
+            train: train_stats,
+            val: val_stats,
+            images_per_second,
+            seconds: epoch_start.elapsed().as_secs_f64() + run.state.partial_seconds
+                - train_seconds.min(run.state.partial_seconds),
+        };
+        run.state.epoch += 1;
+        run.state.batch = 0;
+        run.state.partial = EpochSums::default();
+        run.state.partial_seconds = 0.0;
+        let name = Checkpoints::name(run.state.step);
+        let improved = run.state.record_epoch(record, &name);
+        let path = save(&checkpoints, &run, &last_checkpoint)?;
+        last_checkpoint = Some(path.clone());
+        let best = run.state.best.as_ref().map(|b| b.checkpoint.as_str());
+        checkpoints
+            .prune(config.keep_last, best)
+            .map_err(|source| TrainError::Checkpoint {
+                source,
+                kept: kept(&last_checkpoint),
+            })?;
+        append_csv(&metrics_path, &record).map_err(io_err(&metrics_path))?;
+        write_curves(&out.join("curves.png"), &run.state.history)?;
+        let weights_path = out.join("model.safetensors");
+        weights::save(&evaluated, &weights_path, Layout::Native)?;
+        if improved {
+            weights::save(&evaluated, &out.join("best.safetensors"), Layout::Native)?;
+        }
+        say(epoch_lines(&record, config.epochs, improved));
+        if options.stop.load(Ordering::SeqCst) && run.state.epoch < config.epochs {
+            return Ok(Outcome::Interrupted {
+                checkpoint: path,
+                epoch: run.state.epoch + 1,
+                batch: 0,
+                step: run.state.step,
+            });
+        }
+    }
+    Ok(Outcome::Finished {
+        epochs: config.epochs,
+        best: run.state.best.clone(),
+        model: out.join("model.safetensors"),
+    })
+}
+
+fn check_data(config: &TrainConfig, data: &dyn TrainData) -> Result<(), TrainError> {
+    let classes = data.class_names().len();
+    if classes != config.num_classes {
+        return Err(TrainError::Mismatch(format!(
+            "the configuration has {} classes, the data {} ({})",
+            config.num_classes,
+            classes,
+            data.describe()
+        )));
+    }
+    if data.side() != config.input_size {
+        return Err(TrainError::Mismatch(format!(
+            "the configuration's input size is {} px, the data gives {} px images",
+            config.input_size,
+            data.side()
+        )));
+    }
+    for split in [Split::Train, Split::Val] {
+        if data.len(split) == 0 {
+            return Err(TrainError::Mismatch(format!(
+                "the {split:?} split of {} has no images",
+                data.describe()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A fresh run, or the one the latest checkpoint in `options.out` holds.
+fn start(
+    config: &TrainConfig,
+    options: &TrainOptions,
+    checkpoints: &Checkpoints,
+) -> Result<Run, TrainError> {
+    let train_device = options.device.clone().autodiff();
+    train_device.seed(config.seed);
+    let mut model = build_model(config, &train_device)?;
+    if options.resume {
+        let Some(latest) = checkpoints.latest().map_err(TrainError::Resume)? else {
+            return Err(TrainError::NothingToResume(
+                options.out.display().to_string(),
+            ));
+        };
+        let template = match config.polyak_decay {
+            Some(decay) => Some((build_model(config, &options.device)?, decay)),
+            None => None,
+        };
+        let loaded = Checkpoints::load(&latest, model, optimizer(config), template)
+            .map_err(TrainError::Resume)?;
+        return Ok(Run {
+            model: loaded.model,
+            optimizer: loaded.optimizer,
+            polyak: loaded.polyak,
+            state: loaded.state,
+        });
+    }
+    if let Some(path) = &options.weights {
+        model = weights::load(model, path)?;
+    }
+    let polyak = config.polyak_decay.map(|d| Polyak::new(&model, d));
+    Ok(Run {
+        model,
+        optimizer: optimizer(config),
+        polyak,
+        state: TrainState::default(),
+    })
+}
+
+fn save(
+    checkpoints: &Checkpoints,
+    run: &Run,
+    last: &Option<PathBuf>,
+) -> Result<PathBuf, TrainError> {
+    checkpoints
+        .save(&run.model, &run.optimizer, run.polyak.as_ref(), &run.state)
+        .map_err(|source| TrainError::Checkpoint {
+            source,
+            kept: match last {
+                Some(p) => format!("the previous checkpoint {} is intact", p.display()),
+                None => "no earlier checkpoint exists".to_string(),
+            },
+        })
+}
+
+/// One optimiser step on `host`; on a non-finite loss, its value and the parts, and no update.
+fn train_step(
+    config: &TrainConfig,
+    run: &mut Run,
+    host: &HostBatch,
+    lr: f64,
+    device: &Device,
+) -> Result<(), (f64, String)> {
+    let n = host.len();
+    let side = host.side;
+    let images = Tensor::<4>::from_data(
+        TensorData::new(host.images.clone(), [n, 3, side, side]),
+        device,
+    );
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(host.labels.clone(), [n]), device);
+    let output = run.model.forward_with_aux(images);
+    let parts = config.loss.loss(&output, labels);
+    let total: f64 = parts.total.clone().into_scalar::<f32>() as f64;
+    let scalar = |t: &Option<Tensor<1>>| t.as_ref().map(|t| t.clone().into_scalar::<f32>() as f64);
+    let head_losses = [
+        Some(parts.main.clone().into_scalar::<f32>() as f64),
+        scalar(&parts.aux1),
+        scalar(&parts.aux2),
+    ];
+    if !total.is_finite() {
+        let names = ["main", "aux1", "aux2"];
+        let parts = names
+            .iter()
+            .zip(head_losses)
+            .filter_map(|(name, l)| l.map(|l| format!("{name} {l}")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err((total, parts));
+    }
+    let grads = parts.total.backward();
+    let grads = GradientsParams::from_grads(grads, &run.model);
+    let model = run.model.clone();
+    run.model = run.optimizer.step(lr, model, grads);
+    if let Some(p) = &mut run.polyak {
+        p.update(&run.model);
+    }
+    record_batch(
+        &mut run.state.partial,
+        &host.labels,
+        total,
+        head_losses,
+        &output,
+    );
+    Ok(())
+}
+
+fn record_batch(
+    sums: &mut EpochSums,
+    labels: &[i64],
+    total: f64,
+    losses: [Option<f64>; 3],
+    output: &GoogLeNetOutput,
+) {
+    let host = |t: &Tensor<2>| {
+        t.clone()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("logits are f32")
+    };
+    let logits = [
+        Some(host(&output.main)),
+        output.aux1.as_ref().map(host),
+        output.aux2.as_ref().map(host),
+    ];
+    let heads = std::array::from_fn(|i| match (&logits[i], losses[i]) {
+        (Some(l), Some(loss)) => Some(HeadBatch { loss, logits: l }),
+        _ => None,
+    });
+    sums.add(labels, total, heads);
+}
+
+/// Loss, top-1 and top-5 of every classifier of `model` on the validation split (inference
+/// mode: BatchNorm running statistics, no dropout).
+pub fn evaluate(
+    model: &GoogLeNet,
+    config: &TrainConfig,
+    data: &dyn TrainData,
+    device: &Device,
+) -> Result<SplitStats, TrainError> {
+    let len = data.len(Split::Val);
+    let indices: Vec<usize> = (0..len).collect();
+    let mut sums = EpochSums::default();
+    for chunk in indices.chunks(config.batch_size) {
+        let host = data.fetch(Split::Val, chunk, 0)?;
+        let n = host.len();
+        let images = Tensor::<4>::from_data(
+            TensorData::new(host.images, [n, 3, host.side, host.side]),
+            device,
+        );
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(host.labels.clone(), [n]), device);
+        let output = model.forward_with_aux(images);
+        let parts = config.loss.loss(&output, labels);
+        let value = |t: &Tensor<1>| t.clone().into_scalar::<f32>() as f64;
+        let losses = [
+            Some(value(&parts.main)),
+            parts.aux1.as_ref().map(value),
+            parts.aux2.as_ref().map(value),
+        ];
+        record_batch(
+            &mut sums,
+            &host.labels,
+            value(&parts.total),
+            losses,
+            &output,
+        );
+    }
+    Ok(sums.stats())
+}
+
+fn progress_bar(quiet: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(len as u64),
+        if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches  {msg}  ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+    bar
+}
+
+/// The two lines printed after an epoch.
+fn epoch_lines(r: &EpochRecord, epochs: usize, improved: bool) -> String {
+    format!(
+        "epoch {}/{epochs}  lr {:.6}  {:.1} img/s  {:.0} s{}\n  train  {}\n  val    {}",
+        r.epoch,
+        r.learning_rate,
+        r.images_per_second,
+        r.seconds,
+        if improved { "  (best so far)" } else { "" },
+        r.train.line(),
+        r.val.line()
+    )
+}
