@@ -10,8 +10,8 @@
 //!   [`train::data_parallel`] spreads a batch over several devices.
 
 pub mod cli;
-pub mod device;
 pub mod data;
+pub mod device;
 pub mod eval;
 pub mod export;
 pub mod model;

@@ -86,9 +86,17 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
                         prob: probs[index],
                     })
                     .collect();
-                ImageResult { path: path.clone(), top, error: None }
+                ImageResult {
+                    path: path.clone(),
+                    top,
+                    error: None,
+                }
             }
-            Err(err) => ImageResult { path: path.clone(), top: vec![], error: Some(err.to_string()) },
+            Err(err) => ImageResult {
+                path: path.clone(),
+                top: vec![],
+                error: Some(err.to_string()),
+            },
         };
         results.push(result);
     }
@@ -100,11 +108,21 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
             match &r.error {
                 Some(err) => println!("  error: {err}"),
                 None => r.top.iter().for_each(|p| {
-                    println!("  {:>6.2}%  {:>4}  {}  {}", p.prob * 100.0, p.index, p.wnid, p.name)
+                    println!(
+                        "  {:>6.2}%  {:>4}  {}  {}",
+                        p.prob * 100.0,
+                        p.index,
+                        p.wnid,
+                        p.name
+                    )
                 }),
             }
         }
     }
     let failed = results.iter().any(|r| r.error.is_some());
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

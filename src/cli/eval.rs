@@ -62,13 +62,21 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         let mut model = super::load_model(path, args.variant, args.crop as usize, &device)?;
         model.transform_input |= args.transform_input;
         if let Some(first) = models.first().map(|m: &crate::model::GoogLeNet| m.variant) {
-            anyhow::ensure!(model.variant == first, "{}: ensemble members must share one variant", path.display());
+            anyhow::ensure!(
+                model.variant == first,
+                "{}: ensemble members must share one variant",
+                path.display()
+            );
         }
         models.push(model);
     }
     let classes = models[0].num_classes();
     let dataset = match &args.labels {
-        Some(csv) => ImageFolder::flat_with_csv(&args.data, csv, super::class_table(&args.weights, None, classes)?)?,
+        Some(csv) => ImageFolder::flat_with_csv(
+            &args.data,
+            csv,
+            super::class_table(&args.weights, None, classes)?,
+        )?,
         None => ImageFolder::open(&args.data)?,
     };
     anyhow::ensure!(
@@ -122,20 +130,45 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     }
     let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
     let names = dataset.classes();
-    println!("{} images, {} crops each, {} model(s), {:.1} images/s", report.images, args.crops.count(), models.len(), report.images as f64 / seconds);
-    println!("top-1 accuracy {}  (error {})", pct(report.top1_accuracy), pct(report.top1_error));
-    println!("top-{} accuracy {}  (error {})", report.k, pct(report.top5_accuracy), pct(report.top5_error));
+    println!(
+        "{} images, {} crops each, {} model(s), {:.1} images/s",
+        report.images,
+        args.crops.count(),
+        models.len(),
+        report.images as f64 / seconds
+    );
+    println!(
+        "top-1 accuracy {}  (error {})",
+        pct(report.top1_accuracy),
+        pct(report.top1_error)
+    );
+    println!(
+        "top-{} accuracy {}  (error {})",
+        report.k,
+        pct(report.top5_accuracy),
+        pct(report.top5_error)
+    );
     if !skipped.is_empty() {
         println!("{} unreadable file(s) skipped", skipped.len());
     }
     println!("\n{:<40} {:>7} {:>9}", "class", "images", "top-1");
     for c in &report.per_class {
-        println!("{:<40} {:>7} {:>9}", names.label(c.class), c.images, pct(c.top1_accuracy));
+        println!(
+            "{:<40} {:>7} {:>9}",
+            names.label(c.class),
+            c.images,
+            pct(c.top1_accuracy)
+        );
     }
     if !report.most_confused.is_empty() {
         println!("\nmost confused (actual -> predicted: count)");
         for p in &report.most_confused {
-            println!("  {} -> {}: {}", names.label(p.actual), names.label(p.predicted), p.count);
+            println!(
+                "  {} -> {}: {}",
+                names.label(p.actual),
+                names.label(p.predicted),
+                p.count
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,8 +5,8 @@ mod bench_data;
 mod bench_model;
 mod classify;
 mod convert;
-mod eval;
 mod data;
+mod eval;
 mod export;
 mod summary;
 mod train;
@@ -95,7 +95,11 @@ pub fn class_table(
     } else if num_classes == crate::model::architecture::IMAGENET_CLASSES {
         ClassTable::imagenet()
     } else {
-        ClassTable::from_folder_names(&(0..num_classes).map(|i| format!("class {i}")).collect::<Vec<_>>())
+        ClassTable::from_folder_names(
+            &(0..num_classes)
+                .map(|i| format!("class {i}"))
+                .collect::<Vec<_>>(),
+        )
     };
     anyhow::ensure!(
         table.len() == num_classes,

@@ -18,7 +18,11 @@ pub fn crop_images(image: &RgbImage, boxes: &[CropBox]) -> Vec<RgbImage> {
         .map(|b| {
             let region = b.source_region(width, height);
             let out = resize_region(image, region, b.output, b.output, Interpolation::Bilinear);
-            if b.mirror { image::imageops::flip_horizontal(&out) } else { out }
+            if b.mirror {
+                image::imageops::flip_horizontal(&out)
+            } else {
+                out
+            }
         })
         .collect()
 }
@@ -36,12 +40,19 @@ pub fn predict(
     let mut mean: Option<Tensor<1>> = None;
     for model in models {
         let input = to_tensor(&crops, model.variant, device);
-        let probs = softmax(model.forward(input), 1).mean_dim(0).squeeze_dim::<1>(0);
+        let probs = softmax(model.forward(input), 1)
+            .mean_dim(0)
+            .squeeze_dim::<1>(0);
         mean = Some(match mean {
             Some(sum) => sum + probs,
             None => probs,
         });
     }
-    let mean = mean.expect("at least one model").div_scalar(models.len() as f32);
-    Ok(mean.into_data().try_to_vec::<f32>().expect("f32 probabilities"))
+    let mean = mean
+        .expect("at least one model")
+        .div_scalar(models.len() as f32);
+    Ok(mean
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 probabilities"))
 }
