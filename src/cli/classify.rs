@@ -8,10 +8,12 @@ use burn::prelude::Device;
 use clap::Args;
 use serde::Serialize;
 
+use crate::data::EvalTransform;
 use crate::data::image::load_rgb;
-use crate::data::{EvalTransform, to_tensor};
+use crate::eval::predict::probabilities;
 use crate::eval::top_k;
 use crate::model::Variant;
+use crate::model::fast::InferenceNet;
 
 /// Resizes each image's shorter side to --resize, takes the center --crop square, and prints the
 /// --top most probable classes with wnid, name and probability. An image that cannot be read is
@@ -70,13 +72,12 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     model.transform_input |= args.transform_input;
     let classes = super::class_table(&args.weights, args.classes.as_deref(), model.num_classes())?;
     let transform = EvalTransform::new(args.resize, args.crop);
+    let net = InferenceNet::from_model(&model)?;
     let mut results = Vec::new();
     for path in &args.images {
         let result = match load_rgb(path) {
             Ok(image) => {
-                let input = to_tensor(&[transform.apply(&image)], model.variant, &device);
-                let probs = burn::tensor::activation::softmax(model.forward(input), 1);
-                let probs: Vec<f32> = probs.into_data().try_to_vec().expect("f32");
+                let probs = probabilities(&net, &[transform.apply(&image)])?;
                 let top = top_k(&probs, args.top)
                     .into_iter()
                     .map(|index| Prediction {

@@ -14,6 +14,7 @@ use crate::data::image::load_rgb;
 use crate::eval::predict::predict;
 use crate::eval::{CropScheme, Metrics};
 use crate::model::Variant;
+use crate::model::fast::InferenceNet;
 
 /// Evaluates one model, or an ensemble (softmax averaged over models, as the paper's 7), on a
 /// folder-per-class set (ImageNet's val/<wnid>/ layout) or a flat folder with a label file.
@@ -71,6 +72,10 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         models.push(model);
     }
     let classes = models[0].num_classes();
+    let nets = models
+        .iter()
+        .map(InferenceNet::from_model)
+        .collect::<Result<Vec<_>, _>>()?;
     let dataset = match &args.labels {
         Some(csv) => ImageFolder::flat_with_csv(
             &args.data,
@@ -98,7 +103,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     for sample in dataset.samples() {
         match load_rgb(&sample.path) {
             Ok(image) => {
-                let probs = predict(&image, &models, args.crops, args.crop, &device)
+                let probs = predict(&image, &nets, args.crops, args.crop)
                     .with_context(|| sample.path.display().to_string())?;
                 metrics.record(sample.label, &probs)?;
                 if let Some(top1) = metrics.top1_accuracy() {

@@ -24,6 +24,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Parsed once at start-up, so the size difference between subcommands' arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print the layer table: output shapes, parameters and multiply-adds (Table 1 of the paper).

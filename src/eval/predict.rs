@@ -1,14 +1,15 @@
 //! Class probabilities of one image: its crops through one or several models, softmax averaged
-//! over the crops and then over the models (section 7 of the paper).
+//! over the crops and then over the models (section 7 of the paper). Inference runs on the fast
+//! CPU engine ([`crate::model::fast`]), which computes the same logits as the burn model.
 
-use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use image::RgbImage;
 
-use super::crops::{CropBox, CropError, CropScheme, crop_boxes};
+use super::average::softmax_rows;
+use super::crops::{CropBox, CropScheme, crop_boxes};
+use crate::data::Interpolation;
+use crate::data::normalize_chw;
 use crate::data::resize::resize_region;
-use crate::data::{Interpolation, to_tensor};
-use crate::model::GoogLeNet;
+use crate::model::fast::InferenceNet;
 
 /// The crops of `image` as `crop` x `crop` images, each cut and scaled in one resampling step.
 pub fn crop_images(image: &RgbImage, boxes: &[CropBox]) -> Vec<RgbImage> {
@@ -27,32 +28,33 @@ pub fn crop_images(image: &RgbImage, boxes: &[CropBox]) -> Vec<RgbImage> {
         .collect()
 }
 
-/// Mean softmax over the crops of `scheme` and over `models` (all of one variant), one row per class.
+/// Softmax of each image of a batch of equally sized images, one row of `classes` per image.
+pub fn probabilities(net: &InferenceNet, images: &[RgbImage]) -> anyhow::Result<Vec<f32>> {
+    let (width, height) = images.first().map_or((0, 0), |i| i.dimensions());
+    let mut input = Vec::with_capacity(images.len() * 3 * (width * height) as usize);
+    for image in images {
+        normalize_chw(image, net.variant(), &mut input);
+    }
+    let logits = net.forward(&input, [images.len(), 3, height as usize, width as usize])?;
+    Ok(softmax_rows(&logits, net.num_classes())?)
+}
+
+/// Mean softmax over the crops of `scheme` and over `nets` (all of one variant and class count).
 pub fn predict(
     image: &RgbImage,
-    models: &[GoogLeNet],
+    nets: &[InferenceNet],
     scheme: CropScheme,
     crop: u32,
-    device: &Device,
-) -> Result<Vec<f32>, CropError> {
+) -> anyhow::Result<Vec<f32>> {
     let (width, height) = image.dimensions();
     let crops = crop_images(image, &crop_boxes(width, height, scheme, crop)?);
-    let mut mean: Option<Tensor<1>> = None;
-    for model in models {
-        let input = to_tensor(&crops, model.variant, device);
-        let probs = softmax(model.forward(input), 1)
-            .mean_dim(0)
-            .squeeze_dim::<1>(0);
-        mean = Some(match mean {
-            Some(sum) => sum + probs,
-            None => probs,
-        });
+    let classes = nets[0].num_classes();
+    let mut mean = vec![0.0f32; classes];
+    let rows = (crops.len() * nets.len()) as f32;
+    for net in nets {
+        for row in probabilities(net, &crops)?.chunks(classes) {
+            mean.iter_mut().zip(row).for_each(|(m, p)| *m += p / rows);
+        }
     }
-    let mean = mean
-        .expect("at least one model")
-        .div_scalar(models.len() as f32);
-    Ok(mean
-        .into_data()
-        .try_to_vec::<f32>()
-        .expect("f32 probabilities"))
+    Ok(mean)
 }
