@@ -76,6 +76,11 @@ pub struct TrainArgs {
     /// Switch dropout off.
     #[arg(long)]
     pub no_dropout: bool,
+    /// Initial weights without --weights: he (He et al. 2015; paper recipe) or reference (the
+    /// variant's own: BVLC's xavier + bias 0.2, torchvision's, Keras' glorot; seed and
+    /// caffe-quick recipes).
+    #[arg(long, value_enum)]
+    pub init: Option<crate::train::init::Init>,
     /// Side of the square input (default: 224 with --data, 96 on the embedded shapes).
     #[arg(long)]
     pub input_size: Option<usize>,
@@ -133,6 +138,7 @@ impl TrainArgs {
             loss_kind: self.loss,
             polyak_decay: self.polyak_decay.map(|d| (d > 0.0).then_some(d)),
             dropout: self.no_dropout.then_some(false),
+            init: self.init,
             seed: self.seed,
             keep_last: self.keep_last,
         })
@@ -150,6 +156,7 @@ impl TrainArgs {
             ("--loss", self.loss.is_some()),
             ("--polyak-decay", self.polyak_decay.is_some()),
             ("--no-dropout", self.no_dropout),
+            ("--init", self.init.is_some()),
             ("--input-size", self.input_size.is_some()),
             ("--weights", self.weights.is_some()),
             ("--seed", self.seed.is_some()),

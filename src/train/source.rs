@@ -77,7 +77,7 @@ impl TrainData for Synthetic {
         self.set.side
     }
 
-    /// Training images are flipped left-right at random (the shapes are symmetric under it, so
+    /// Training images are flipped left-right at random (that keeps every pattern in its class, so
     /// the label stays right).
     fn fetch(&self, split: Split, indices: &[usize], seed: u64) -> Result<HostBatch, DataError> {
         let side = self.set.side;

@@ -404,9 +404,10 @@ fn start(
             state: loaded.state,
         });
     }
-    if let Some(path) = &options.weights {
-        model = weights::load(model, path)?;
-    }
+    model = match &options.weights {
+        Some(path) => weights::load(model, path)?,
+        None => config.init.apply(model),
+    };
     let polyak = config.polyak_decay.map(|d| Polyak::new(&model, d));
     Ok(Run {
         model,
