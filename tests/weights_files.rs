@@ -52,6 +52,24 @@ fn native_file_round_trips_every_tensor_and_the_configuration() {
 }
 
 #[test]
+fn class_names_travel_in_the_native_metadata() {
+    let dir = temp_dir("classes");
+    let path = dir.join("named.safetensors");
+    let names = vec!["ants".to_string(), "bees".to_string()];
+    weights::save_with_classes(
+        &model(Variant::Paper, 2),
+        &path,
+        Layout::Native,
+        Some(&names),
+    )
+    .unwrap();
+    assert_eq!(weights::read_class_names(&path).unwrap(), Some(names));
+    let plain = dir.join("plain.safetensors");
+    weights::save(&model(Variant::Paper, 2), &plain, Layout::Native).unwrap();
+    assert_eq!(weights::read_class_names(&plain).unwrap(), None);
+}
+
+#[test]
 fn torchvision_pth_written_by_us_reads_back_identically() {
     let dir = temp_dir("pth");
     let loaded = weights::load(model(Variant::Torchvision, 1000), &shared(PTH)).unwrap();

@@ -4,10 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use burn::module::Module;
 use burn::prelude::Device;
 use clap::{Args, ValueEnum};
 
+use crate::device::{self, DeviceSpec};
 use crate::export::{export_onnx, onnx_proto::OPSET, write_reference};
+use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
 use crate::weights::{self, Layout};
 
@@ -38,6 +41,16 @@ pub struct ExportArgs {
     /// onnxruntime against it. Give OUTPUT before this option.
     #[arg(long, num_args = 1.., value_name = "IMAGE")]
     pub reference_images: Vec<PathBuf>,
+    /// Where the reference logits of --reference-images are computed: cpu, cuda:N or wgpu[:N]
+    /// (cuda and wgpu need a binary built with that feature). Comparing two devices' references
+    /// checks a GPU backend against the CPU (bench/gpu/check_logits.py). The exported file does
+    /// not depend on it.
+    #[arg(long, default_value = "cpu", value_parser = device::parse_available)]
+    pub device: DeviceSpec,
+    /// Precision of the reference logits: the network in bf16 or f16 (BatchNorm in f32); the
+    /// logits are written as f32. The exported file stays f32.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -76,10 +89,19 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
     // The reference first: a bad image then stops the export before anything is written.
     if !args.reference_images.is_empty() {
         let path = args.output.with_extension("reference.safetensors");
-        write_reference(&model, &args.reference_images, input_size, &path)
-            .with_context(|| format!("writing {}", path.display()))?;
+        let computed_on = format!("{} {}", args.device, args.precision);
+        let reference_model = model.clone().to_device(&args.device.to_device()?);
+        let reference_model = precision::apply(reference_model, args.precision)?;
+        write_reference(
+            &reference_model,
+            &args.reference_images,
+            input_size,
+            &computed_on,
+            &path,
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
         eprintln!(
-            "wrote {}: input and logits of {} images",
+            "wrote {}: input and logits of {} images, computed on {computed_on}",
             path.display(),
             args.reference_images.len()
         );

@@ -1,7 +1,12 @@
 //! The `googlenet` command line: one file per subcommand.
 
+mod bench;
+mod bench_data;
+mod bench_model;
+mod classify;
 mod convert;
-mod device;
+mod data;
+mod eval;
 mod export;
 mod summary;
 mod train;
@@ -25,9 +30,18 @@ pub enum Command {
     Summary(summary::SummaryArgs),
     /// Convert weights between PyTorch .pth, safetensors (PyTorch or Keras layout) and the native file.
     Convert(convert::ConvertArgs),
+    /// Top-1/top-5 accuracy on a labelled image set, with 1, 10 or the paper's 144 crops.
+    Eval(eval::EvalArgs),
+    /// Print the most probable classes of images.
+    Classify(classify::ClassifyArgs),
     /// Export the inference network as ONNX (opset 17, dynamic batch), or the weights in
     /// torchvision's layout.
     Export(export::ExportArgs),
+    /// Inspect datasets: `data check DIR` scans a dataset and reports what it holds and which
+    /// files cannot be used.
+    Data(data::DataArgs),
+    /// Speed measurements (not tests): `bench data DIR` times the training input pipeline.
+    Bench(bench::BenchArgs),
     /// Train a variant with the paper's, the seed's or Caffe's recipe, with resumable checkpoints.
     Train(train::TrainArgs),
 }
@@ -38,7 +52,11 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Summary(args) => summary::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Classify(args) => classify::run(args),
         Command::Export(args) => export::run(args),
+        Command::Data(args) => data::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(args),
     };
     match result {
@@ -60,4 +78,33 @@ pub fn load_model(
     let config = convert::config_for(path, variant, input_size)?;
     let model = config.init(device)?;
     Ok(crate::weights::load(model, path)?)
+}
+
+/// Names for a model's classes: a names file, else the names recorded in a native weight file,
+/// else ImageNet's for a 1000-class model, else "class N".
+pub fn class_table(
+    weights: &std::path::Path,
+    names_file: Option<&std::path::Path>,
+    num_classes: usize,
+) -> anyhow::Result<crate::data::ClassTable> {
+    use crate::data::ClassTable;
+    let table = if let Some(file) = names_file {
+        ClassTable::from_file(file)?
+    } else if let Some(names) = crate::weights::read_class_names(weights)? {
+        ClassTable::from_folder_names(&names)
+    } else if num_classes == crate::model::architecture::IMAGENET_CLASSES {
+        ClassTable::imagenet()
+    } else {
+        ClassTable::from_folder_names(
+            &(0..num_classes)
+                .map(|i| format!("class {i}"))
+                .collect::<Vec<_>>(),
+        )
+    };
+    anyhow::ensure!(
+        table.len() == num_classes,
+        "the model has {num_classes} classes but the class names list {}",
+        table.len()
+    );
+    Ok(table)
 }

@@ -99,9 +99,9 @@ pub struct TrainArgs {
     /// Checkpoints to keep besides the best one.
     #[arg(long)]
     pub keep_last: Option<usize>,
-    /// cpu, or cuda:N with a build that has the cuda feature.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// cpu, cuda:N (a build with the cuda feature) or wgpu[:N] (with the wgpu feature).
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse_available)]
+    pub device: crate::device::DeviceSpec,
     /// No progress bars or per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
@@ -166,7 +166,7 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
-    let device = super::device::parse(&args.device)?;
+    let device = args.device.to_device()?;
     let (config, out) = match &args.resume {
         Some(dir) => {
             let flags = args.hyperparameter_flags();

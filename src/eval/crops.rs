@@ -212,7 +212,9 @@ fn center_offset(len: u32, crop: u32) -> u32 {
     }
 }
 
-fn center_crop(size: Size, crop: u32) -> Rect {
+/// The center `crop` x `crop` square of an image of `size` (at least `crop` on each side), its
+/// offsets rounded as torchvision's `CenterCrop` rounds them.
+pub fn center_crop(size: Size, crop: u32) -> Rect {
     Rect {
         x: center_offset(size.width, crop),
         y: center_offset(size.height, crop),

@@ -5,6 +5,7 @@
 pub mod average;
 pub mod crops;
 pub mod metrics;
+pub mod predict;
 
 pub use average::{AverageError, average_members, crop_probabilities, softmax_rows};
 pub use crops::{CropBox, CropError, CropScheme, Rect, Size, crop_boxes};

@@ -11,14 +11,13 @@ use crate::model::{GoogLeNet, Variant};
 use crate::weights::{HostTensor, TensorMap, safetensors_file};
 
 /// The images as one NCHW batch, `(pixel / 255 - mean) / std` with the variant's statistics
-/// ([`Variant::normalization`]). Each image must already be `input_size` x `input_size`: no
+/// ([`crate::data::normalize_chw`]). Each image must already be `input_size` x `input_size`: no
 /// resizing happens here, so the input is exactly the stored pixels.
 pub fn reference_input(
     images: &[PathBuf],
     variant: Variant,
     input_size: usize,
 ) -> Result<Vec<f32>, ExportError> {
-    let (mean, std) = variant.normalization();
     let plane = input_size * input_size;
     let mut batch = Vec::with_capacity(images.len() * 3 * plane);
     for path in images {
@@ -38,32 +37,29 @@ pub fn reference_input(
                 ),
             });
         }
-        for c in 0..3 {
-            // The order of torchvision's ToTensor + Normalize: x / 255, then (x - mean) / std.
-            batch.extend(
-                image
-                    .pixels()
-                    .map(|p| (p.0[c] as f32 / 255.0 - mean[c]) / std[c]),
-            );
-        }
+        crate::data::normalize_chw(&image, variant, &mut batch);
     }
     Ok(batch)
 }
 
 /// Runs `model` on the images and writes a safetensors file with `input` (`[n, 3, size, size]`)
-/// and `logits` (`[n, classes]`), atomically.
+/// and `logits` (`[n, classes]`, f32 whatever the model computes in), atomically. The model runs
+/// on its own device and in its own precision (see [`crate::model::precision::apply`]);
+/// `computed_on` (e.g. "cuda:0 bf16") is recorded in the file's metadata.
 pub fn write_reference(
     model: &GoogLeNet,
     images: &[PathBuf],
     input_size: usize,
+    computed_on: &str,
     path: &Path,
 ) -> Result<(), ExportError> {
     let input = reference_input(images, model.variant, input_size)?;
     let shape = [images.len(), 3, input_size, input_size];
-    let device = model.conv1.conv.weight.device();
-    let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), &device);
+    let weight = model.conv1.conv.weight.val();
+    let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), &weight.device());
     let logits = model
-        .forward(x)
+        .forward(x.cast(weight.dtype()))
+        .cast(burn::tensor::FloatDType::F32)
         .into_data()
         .try_into_vec_as::<f32>()
         .map_err(|e| ExportError::Tensor {
@@ -80,6 +76,7 @@ pub fn write_reference(
     let metadata = [
         ("googlenet.variant", model.variant.to_string()),
         ("googlenet.images", names.join("\n")),
+        ("googlenet.computed_on", computed_on.to_string()),
     ];
     safetensors_file::write(path, &map, &metadata)?;
     Ok(())

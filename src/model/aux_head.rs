@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use super::architecture::AUX_CONV_CHANNELS;
-use super::conv_unit::{ConvUnit, bias_init, weight_initializer};
+use super::conv_unit::{ConvUnit, bias_init, filled, weight_initializer};
 use super::pool::Pool;
 use super::summary::{LayerRow, SummaryError};
 use super::variant::Variant;
@@ -85,10 +85,7 @@ pub fn linear(variant: Variant, inputs: usize, outputs: usize, device: &Device) 
     let mut layer = LinearConfig::new(inputs, outputs)
         .with_initializer(weight_initializer(variant))
         .init(device);
-    let value = bias_init(variant);
-    layer.bias = layer
-        .bias
-        .map(|b| b.map(|t| t.zeros_like().add_scalar(value)));
+    layer.bias = layer.bias.map(|b| filled(b, bias_init(variant)));
     layer
 }
 

@@ -73,8 +73,19 @@ impl BatchNorm {
     }
 
     /// Batch statistics (and a running-statistics update) on an autodiff device in training mode,
-    /// running statistics otherwise.
+    /// running statistics otherwise. Computes in the parameters' precision (f32, see
+    /// [`super::precision`]) and returns the input's.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let dtype = input.dtype();
+        let compute = self.weight.val().dtype();
+        if dtype == compute {
+            return self.forward_same_dtype(input);
+        }
+        let output = self.forward_same_dtype(input.cast(compute));
+        output.cast(dtype)
+    }
+
+    fn forward_same_dtype(&self, input: Tensor<4>) -> Tensor<4> {
         if !(input.device().is_autodiff() && self.training.is_enabled()) {
             return burn::tensor::module::batch_norm(
                 input,

@@ -2,6 +2,7 @@
 //! (section 5: "All the convolutions, including those inside the Inception modules, use rectified
 //! linear activation"). torchvision calls this unit `BasicConv2d` and puts BatchNorm between the two.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, PaddingConfig2d};
 use burn::prelude::*;
@@ -39,21 +40,36 @@ impl ConvUnit {
             .with_bias(!with_bn)
             .with_initializer(weight_initializer(variant))
             .init(device);
-        if let Some(bias) = conv.bias.take() {
-            let value = bias_init(variant);
-            conv.bias = Some(bias.map(|b| b.zeros_like().add_scalar(value)));
-        }
+        conv.bias = conv.bias.map(|b| filled(b, bias_init(variant)));
         let bn = with_bn.then(|| BatchNorm::new(out_channels, BatchNormStyle::TORCHVISION, device));
         Self { conv, bn }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv.forward(x);
+        let x = if self.is_pointwise() {
+            pointwise(&self.conv, x)
+        } else {
+            self.conv.forward(x)
+        };
         let x = match &self.bn {
             Some(bn) => bn.forward(x),
             None => x,
         };
         relu(x)
+    }
+
+    /// A 1x1 convolution with stride 1 and no padding: most of GoogLeNet's convolutions.
+    fn is_pointwise(&self) -> bool {
+        let c = &self.conv;
+        let unpadded = match c.padding {
+            PaddingConfig2d::Explicit(t, l, b, r) => t + l + b + r == 0,
+            PaddingConfig2d::Same | PaddingConfig2d::Valid => true,
+        };
+        c.kernel_size == [1, 1]
+            && c.stride == [1, 1]
+            && c.dilation == [1, 1]
+            && c.groups == 1
+            && unpadded
     }
 
     pub fn out_channels(&self) -> usize {
@@ -107,6 +123,23 @@ impl ConvUnit {
     }
 }
 
+/// A 1x1 convolution as a batched matrix product, `[out, in] · [in, h·w]` per image: the same
+/// result, but a much cheaper backward pass on burn-flex, which computes a convolution's weight
+/// gradient as a convolution over the batch axis, for a 1x1 kernel one matrix-vector product per
+/// input channel. As a product, both gradients are large matrix products.
+fn pointwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let out = conv.weight.dims()[0];
+    let weight = conv.weight.val().reshape([1, out, c]);
+    let y = weight
+        .matmul(x.reshape([n, c, h * w]))
+        .reshape([n, out, h, w]);
+    match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, out, 1, 1]),
+        None => y,
+    }
+}
+
 /// Weight initialisation of each reference: Caffe's `xavier` filler of BVLC GoogLeNet
 /// (uniform, bound sqrt(3 / fan_in)), torchvision's truncated normal (std 0.01) and Keras'
 /// glorot_uniform.
@@ -122,6 +155,19 @@ pub fn weight_initializer(variant: Variant) -> Initializer {
         },
         Variant::KerasSeed => Initializer::XavierUniform { gain: 1.0 },
     }
+}
+
+/// `param` with every value set to `value`, still trainable: a mapped value is a new tensor,
+/// which autodiff would otherwise not track.
+pub fn filled(param: Param<Tensor<1>>, value: f32) -> Param<Tensor<1>> {
+    param.map(|t| {
+        let t = t.zeros_like().add_scalar(value);
+        if t.device().is_autodiff() {
+            t.require_grad()
+        } else {
+            t
+        }
+    })
 }
 
 /// Bias initialisation: BVLC GoogLeNet's constant 0.2, zeros elsewhere.

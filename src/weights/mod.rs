@@ -141,6 +141,23 @@ pub fn read_config(path: &Path) -> Result<Option<GoogLeNetConfig>, WeightsError>
     ))
 }
 
+/// The class names a native file records (see [`save_with_classes`]), `None` for other files.
+pub fn read_class_names(path: &Path) -> Result<Option<Vec<String>>, WeightsError> {
+    if sniff_container(path)? != Container::Safetensors {
+        return Ok(None);
+    }
+    let metadata = safetensors_file::read_metadata(path)?;
+    metadata
+        .get("googlenet.classes")
+        .map(|json| {
+            serde_json::from_str(json).map_err(|e| WeightsError::Metadata {
+                path: path.to_path_buf(),
+                reason: format!("googlenet.classes: {e}"),
+            })
+        })
+        .transpose()
+}
+
 /// The number of classes of the main classifier in a weight file.
 pub fn num_classes(path: &Path, variant: Variant) -> Result<usize, WeightsError> {
     let map = read_torch_layout(path, variant)?;
@@ -156,6 +173,17 @@ pub fn num_classes(path: &Path, variant: Variant) -> Result<usize, WeightsError>
 
 /// Saves `model` to `path` (`.safetensors` or `.pth`) in `layout`, atomically.
 pub fn save(model: &GoogLeNet, path: &Path, layout: Layout) -> Result<(), WeightsError> {
+    save_with_classes(model, path, layout, None)
+}
+
+/// [`save`], recording the class names in a native file's metadata (`googlenet.classes`, a JSON
+/// list) so that `classify` and `eval` can name predictions of a model trained on any dataset.
+pub fn save_with_classes(
+    model: &GoogLeNet,
+    path: &Path,
+    layout: Layout,
+    classes: Option<&[String]>,
+) -> Result<(), WeightsError> {
     let torch = torch_names::from_burn(model_tensors::collect(model));
     let map = match layout {
         Layout::Native | Layout::Torchvision => torch,
@@ -163,7 +191,7 @@ pub fn save(model: &GoogLeNet, path: &Path, layout: Layout) -> Result<(), Weight
     };
     match (container(path)?, layout) {
         (Container::Safetensors, Layout::Native) => {
-            let metadata = [
+            let mut metadata = vec![
                 ("googlenet.variant", model.variant.to_string()),
                 ("googlenet.num_classes", model.num_classes().to_string()),
                 ("googlenet.input_size", model.input_size.to_string()),
@@ -172,6 +200,10 @@ pub fn save(model: &GoogLeNet, path: &Path, layout: Layout) -> Result<(), Weight
                     model.transform_input.to_string(),
                 ),
             ];
+            if let Some(names) = classes {
+                let json = serde_json::to_string(names).expect("strings serialise");
+                metadata.push(("googlenet.classes", json));
+            }
             safetensors_file::write(path, &map, &metadata)
         }
         (Container::Safetensors, _) => safetensors_file::write(path, &map, &[]),

@@ -1,0 +1,125 @@
+//! `googlenet bench data DIR`: images/s of the training pipeline through [`Loader`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::data::check::splits;
+use crate::data::{ImageFolder, Loader, LoaderConfig, TrainTransform, Transform};
+use crate::model::Variant;
+
+#[derive(Args, Debug)]
+pub struct BenchDataArgs {
+    /// The dataset folder (its train/ split when it has one).
+    pub dir: PathBuf,
+    /// Decoding threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Timed passes over the images (after one untimed warm-up pass).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Rates {
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+#[derive(serde::Serialize)]
+struct BenchReport {
+    dir: PathBuf,
+    threads: usize,
+    images: usize,
+    repeats: usize,
+    batch_size: usize,
+    skipped: usize,
+    images_per_sec: Rates,
+    images_per_sec_per_thread: f64,
+}
+
+pub fn run(args: BenchDataArgs) -> Result<ExitCode> {
+    let dir = splits(&args.dir)
+        .into_iter()
+        .next()
+        .map(|(_, path)| path)
+        .unwrap_or(args.dir.clone());
+    let dataset = ImageFolder::open(&dir)?;
+    if dataset.is_empty() {
+        bail!("{}: no images", dir.display());
+    }
+    let config = LoaderConfig {
+        shuffle: true,
+        threads: args.threads.max(1),
+        ..LoaderConfig::new(
+            args.batch_size,
+            Transform::Train(TrainTransform::new(224)),
+            Variant::Torchvision,
+        )
+    };
+    let loader = Loader::new(dataset, config)?;
+    let bar = ProgressBar::new(args.repeats.max(1) as u64 + 1);
+    bar.set_style(ProgressStyle::with_template(
+        "{spinner} pass {pos}/{len} {msg}",
+    )?);
+    if args.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut rates = Vec::new();
+    let mut images = 0;
+    let repeats = args.repeats.max(1);
+    for pass in 0..=repeats {
+        let start = Instant::now();
+        images = 0;
+        for batch in loader.epoch(pass) {
+            images += batch?.indices.len();
+        }
+        let rate = images as f64 / start.elapsed().as_secs_f64();
+        if pass > 0 {
+            rates.push(rate);
+        }
+        bar.set_message(format!("{rate:.0} images/s"));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    rates.sort_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    let report = BenchReport {
+        dir,
+        threads: args.threads.max(1),
+        images,
+        repeats,
+        batch_size: args.batch_size,
+        skipped: loader.skipped().len(),
+        images_per_sec: Rates {
+            min: rates[0],
+            median,
+            max: rates[rates.len() - 1],
+        },
+        images_per_sec_per_thread: median / args.threads.max(1) as f64,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} images, {} thread(s): {:.1} images/s median (min {:.1}, max {:.1}) over {} passes",
+            report.images,
+            report.threads,
+            median,
+            report.images_per_sec.min,
+            report.images_per_sec.max,
+            report.repeats
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,300 @@
+//! `googlenet bench model`: images per second and peak memory of inference or of a training step.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::prelude::*;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::model::fast::InferenceNet;
+use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
+
+#[derive(Args, Debug)]
+pub struct BenchModelArgs {
+    /// Which reference network to time.
+    #[arg(long, value_enum, default_value_t = Variant::Torchvision)]
+    pub variant: Variant,
+    /// Images per forward pass (or per training step).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Inference (main logits, no auxiliary heads) or one training step (main + 0.3 x each
+    /// auxiliary loss, backward pass, SGD with momentum 0.9).
+    #[arg(long, value_enum, default_value_t = Mode::Infer)]
+    pub mode: Mode,
+    /// Inference engine: `fast` (our fused NHWC path with BatchNorm folded into the convolutions) or
+    /// `burn` (the module's own forward pass on burn-flex). Training always runs on burn.
+    #[arg(long, value_enum, default_value_t = Engine::Fast)]
+    pub engine: Engine,
+    /// Worker threads (rayon); 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Timed iterations after warm-up.
+    #[arg(long, default_value_t = 10)]
+    pub iterations: usize,
+    /// Untimed iterations first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Side of the square input.
+    #[arg(long, default_value_t = 224)]
+    pub input_size: usize,
+    /// Number of classes of the classifier.
+    #[arg(long, default_value_t = 1000)]
+    pub classes: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Infer,
+    Train,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Fast,
+    Burn,
+}
+
+#[derive(Serialize, Debug)]
+struct Rates {
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+#[derive(Serialize, Debug)]
+struct Report {
+    variant: Variant,
+    mode: Mode,
+    engine: Engine,
+    batch: usize,
+    threads: usize,
+    input_size: usize,
+    iterations: usize,
+    images_per_sec: Rates,
+    seconds_per_iteration_median: f64,
+    /// CPU time (user + system, all threads) per image over the timed iterations: on a busy
+    /// machine a steadier measure of the work than wall-clock time.
+    cpu_seconds_per_image: f64,
+    peak_rss_bytes: u64,
+}
+
+pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
+    if args.batch == 0 || args.iterations == 0 {
+        bail!("--batch and --iterations must be at least 1");
+    }
+    if args.mode == Mode::Train && args.batch < 2 && args.variant == Variant::Torchvision {
+        bail!("training with BatchNorm needs --batch 2 or more");
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()
+        .context("starting the thread pool")?;
+    let threads = rayon::current_num_threads();
+    let mut step = make_step(&args)?;
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new((args.warmup + args.iterations) as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} it, eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("warm-up");
+    for _ in 0..args.warmup {
+        step();
+        bar.inc(1);
+    }
+    bar.set_message("timing");
+    let mut seconds = Vec::with_capacity(args.iterations);
+    let cpu_start = cpu_seconds();
+    for _ in 0..args.iterations {
+        let start = Instant::now();
+        step();
+        seconds.push(start.elapsed().as_secs_f64());
+        bar.inc(1);
+    }
+    let cpu = cpu_seconds() - cpu_start;
+    bar.finish_and_clear();
+    seconds.sort_by(f64::total_cmp);
+    let median = median(&seconds);
+    let rate = |s: f64| args.batch as f64 / s;
+    let report = Report {
+        variant: args.variant,
+        mode: args.mode,
+        engine: if args.mode == Mode::Train {
+            Engine::Burn
+        } else {
+            args.engine
+        },
+        batch: args.batch,
+        threads,
+        input_size: args.input_size,
+        iterations: args.iterations,
+        images_per_sec: Rates {
+            min: rate(seconds[seconds.len() - 1]),
+            median: rate(median),
+            max: rate(seconds[0]),
+        },
+        seconds_per_iteration_median: median,
+        cpu_seconds_per_image: cpu / (args.iterations * args.batch) as f64,
+        peak_rss_bytes: peak_rss_bytes().context("reading VmHWM from /proc/self/status")?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the model and inputs once and returns one timed unit of work.
+fn make_step(args: &BenchModelArgs) -> Result<Box<dyn FnMut()>> {
+    let config = GoogLeNetConfig::new(args.variant)
+        .with_num_classes(args.classes)
+        .with_input_size(args.input_size);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let side = args.input_size;
+    let pixels: Vec<f32> = (0..args.batch * 3 * side * side)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let shape = [args.batch, 3, side, side];
+    match (args.mode, args.engine) {
+        (Mode::Infer, Engine::Fast) => {
+            let model = config.init(&Device::flex())?;
+            let net = InferenceNet::from_model(&model)?;
+            Ok(Box::new(move || {
+                let logits = net.forward(&pixels, shape).expect("input fits the network");
+                std::hint::black_box(logits);
+            }))
+        }
+        (Mode::Infer, Engine::Burn) => {
+            let device = Device::flex();
+            let model = config.init(&device)?;
+            Ok(Box::new(move || {
+                let x = Tensor::<4>::from_data(TensorData::new(pixels.clone(), shape), &device);
+                let logits = model.forward(x).into_data();
+                std::hint::black_box(logits);
+            }))
+        }
+        (Mode::Train, _) => {
+            let device = Device::flex().autodiff();
+            let model = config.init(&device)?;
+            let labels: Vec<i64> = (0..args.batch)
+                .map(|_| rng.random_range(0..args.classes as i64))
+                .collect();
+            Ok(train_step(model, pixels, labels, shape, device))
+        }
+    }
+}
+
+/// One training step as the paper trains (section 6): main loss + 0.3 x each auxiliary loss
+/// (section 5), backward, SGD with momentum 0.9.
+fn train_step(
+    model: GoogLeNet,
+    pixels: Vec<f32>,
+    labels: Vec<i64>,
+    shape: [usize; 4],
+    device: Device,
+) -> Box<dyn FnMut()> {
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .init();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let mut model = Some(model);
+    Box::new(move || {
+        let m = model.take().expect("model is put back after every step");
+        let x = Tensor::<4>::from_data(TensorData::new(pixels.clone(), shape), &device);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [shape[0]]), &device);
+        let out = m.forward_with_aux(x);
+        let mut loss = loss_fn.forward(out.main, y.clone());
+        for aux in [out.aux1, out.aux2].into_iter().flatten() {
+            loss = loss + loss_fn.forward(aux, y.clone()).mul_scalar(0.3);
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        model = Some(optim.step(0.01, m, grads));
+    })
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// User + system CPU time of the whole process (all threads) so far.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// The process's peak resident set size (`VmHWM`), in bytes.
+fn peak_rss_bytes() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM line")?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .context("VmHWM is not a number")?;
+    Ok(kib * 1024)
+}
+
+fn print_table(r: &Report) {
+    let mode = match r.mode {
+        Mode::Infer => "inference",
+        Mode::Train => "training step",
+    };
+    let engine = match r.engine {
+        Engine::Fast => "fast",
+        Engine::Burn => "burn-flex",
+    };
+    println!(
+        "{} {mode} ({engine}), batch {}, {}x{}, {} threads, {} iterations",
+        r.variant, r.batch, r.input_size, r.input_size, r.threads, r.iterations
+    );
+    println!("{:<18}{:>10}{:>10}{:>10}", "", "min", "median", "max");
+    let ips = &r.images_per_sec;
+    println!(
+        "{:<18}{:>10.2}{:>10.2}{:>10.2}",
+        "images/s", ips.min, ips.median, ips.max
+    );
+    println!("{:<18}{:>10.4}", "CPU s / image", r.cpu_seconds_per_image);
+    println!(
+        "{:<18}{:>10.1}",
+        "peak RSS (MiB)",
+        r.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+    );
+}

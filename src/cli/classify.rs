@@ -1,0 +1,128 @@
+//! `googlenet classify`: the top classes of each image.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use burn::prelude::Device;
+use clap::Args;
+use serde::Serialize;
+
+use crate::data::image::load_rgb;
+use crate::data::{EvalTransform, to_tensor};
+use crate::eval::top_k;
+use crate::model::Variant;
+
+/// Resizes each image's shorter side to --resize, takes the center --crop square, and prints the
+/// --top most probable classes with wnid, name and probability. An image that cannot be read is
+/// reported and the others are still classified (exit code 1).
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    /// Images to classify (JPEG, PNG, ...).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Weight file: .pth, .safetensors (PyTorch, Keras or native layout).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Variant of the weights (read from a native file's metadata when absent; default paper).
+    #[arg(long, value_enum)]
+    pub variant: Option<Variant>,
+    /// How many classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Shorter side after resizing.
+    #[arg(long, default_value_t = 256)]
+    pub resize: u32,
+    /// Side of the center crop fed to the network.
+    #[arg(long, default_value_t = 224)]
+    pub crop: u32,
+    /// Class names file (`LOC_synset_mapping.txt` style: "wnid name" per line, in class order).
+    #[arg(long)]
+    pub classes: Option<PathBuf>,
+    /// torchvision's transform_input (on for torchvision's official pretrained weights).
+    #[arg(long)]
+    pub transform_input: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Prediction {
+    index: usize,
+    wnid: String,
+    name: String,
+    prob: f32,
+}
+
+#[derive(Serialize)]
+struct ImageResult {
+    path: PathBuf,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    top: Vec<Prediction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
+    let device = Device::flex();
+    let mut model = super::load_model(&args.weights, args.variant, args.crop as usize, &device)?;
+    model.transform_input |= args.transform_input;
+    let classes = super::class_table(&args.weights, args.classes.as_deref(), model.num_classes())?;
+    let transform = EvalTransform::new(args.resize, args.crop);
+    let mut results = Vec::new();
+    for path in &args.images {
+        let result = match load_rgb(path) {
+            Ok(image) => {
+                let input = to_tensor(&[transform.apply(&image)], model.variant, &device);
+                let probs = burn::tensor::activation::softmax(model.forward(input), 1);
+                let probs: Vec<f32> = probs.into_data().try_to_vec().expect("f32");
+                let top = top_k(&probs, args.top)
+                    .into_iter()
+                    .map(|index| Prediction {
+                        index,
+                        wnid: classes.wnid(index).to_string(),
+                        name: classes.name(index).to_string(),
+                        prob: probs[index],
+                    })
+                    .collect();
+                ImageResult {
+                    path: path.clone(),
+                    top,
+                    error: None,
+                }
+            }
+            Err(err) => ImageResult {
+                path: path.clone(),
+                top: vec![],
+                error: Some(err.to_string()),
+            },
+        };
+        results.push(result);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        for r in &results {
+            println!("{}", r.path.display());
+            match &r.error {
+                Some(err) => println!("  error: {err}"),
+                None => r.top.iter().for_each(|p| {
+                    println!(
+                        "  {:>6.2}%  {:>4}  {}  {}",
+                        p.prob * 100.0,
+                        p.index,
+                        p.wnid,
+                        p.name
+                    )
+                }),
+            }
+        }
+    }
+    let failed = results.iter().any(|r| r.error.is_some());
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

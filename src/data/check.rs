@@ -1,0 +1,176 @@
+//! `data check`: what a dataset folder holds and which files cannot be used, and why.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::image::{decode_rgb, format_name, sniff_format};
+use super::{DataError, ImageFolder};
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClassCount {
+    pub name: String,
+    pub wnid: String,
+    pub images: usize,
+}
+
+/// A file that cannot be used, and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SplitReport {
+    /// `train`, `val`, or `.` when the folder itself holds the class folders.
+    pub split: String,
+    pub classes: Vec<ClassCount>,
+    /// Files that decode.
+    pub images: usize,
+    /// Decodable files by format, read from their content.
+    pub formats: BTreeMap<String, usize>,
+    /// Files named as images whose content is another format than their extension says.
+    pub misnamed: usize,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CheckReport {
+    pub root: PathBuf,
+    pub splits: Vec<SplitReport>,
+}
+
+impl CheckReport {
+    pub fn problems(&self) -> usize {
+        self.splits.iter().map(|s| s.problems.len()).sum()
+    }
+}
+
+/// The splits of a dataset folder: `train/` and `val/` when present, else the folder itself.
+pub fn splits(dir: &Path) -> Vec<(String, PathBuf)> {
+    let named: Vec<(String, PathBuf)> = ["train", "val"]
+        .iter()
+        .map(|s| (s.to_string(), dir.join(s)))
+        .filter(|(_, p)| p.is_dir())
+        .collect();
+    if named.is_empty() {
+        vec![(".".to_string(), dir.to_path_buf())]
+    } else {
+        named
+    }
+}
+
+/// The folders of `dir` to scan and their file counts, before decoding anything.
+pub fn open_splits(dir: &Path) -> Result<Vec<(String, ImageFolder)>, DataError> {
+    splits(dir)
+        .into_iter()
+        .map(|(name, path)| Ok((name, ImageFolder::open(&path)?)))
+        .collect()
+}
+
+/// Decodes every sample of each split (on the current rayon pool); `progress` is called once per
+/// file.
+pub fn check(
+    dir: &Path,
+    folders: &[(String, ImageFolder)],
+    progress: &(dyn Fn() + Sync),
+) -> CheckReport {
+    let splits = folders
+        .iter()
+        .map(|(name, folder)| check_split(name, folder, progress))
+        .collect();
+    CheckReport {
+        root: dir.to_path_buf(),
+        splits,
+    }
+}
+
+enum Outcome {
+    Image {
+        format: &'static str,
+        misnamed: bool,
+    },
+    Problem(String),
+}
+
+fn check_file(path: &Path) -> Outcome {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => return Outcome::Problem(e.to_string()),
+    };
+    match decode_rgb(&bytes) {
+        Err(reason) => Outcome::Problem(reason),
+        Ok(_) => {
+            let format = sniff_format(&bytes).map_or("unknown", format_name);
+            let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase());
+            let misnamed = !matches!(
+                (format, extension.as_deref()),
+                ("JPEG", Some("jpg" | "jpeg"))
+                    | ("PNG", Some("png"))
+                    | ("BMP", Some("bmp"))
+                    | ("WebP", Some("webp"))
+            );
+            Outcome::Image { format, misnamed }
+        }
+    }
+}
+
+fn check_split(name: &str, folder: &ImageFolder, progress: &(dyn Fn() + Sync)) -> SplitReport {
+    let outcomes: Vec<Outcome> = folder
+        .samples()
+        .par_iter()
+        .map(|sample| {
+            let outcome = check_file(&sample.path);
+            progress();
+            outcome
+        })
+        .collect();
+    let classes = folder.classes();
+    let mut counts = vec![0usize; classes.len()];
+    let mut formats = BTreeMap::new();
+    let (mut images, mut misnamed) = (0, 0);
+    let mut problems: Vec<Problem> = folder
+        .ignored()
+        .iter()
+        .map(|i| Problem {
+            path: i.path.clone(),
+            reason: i.reason.clone(),
+        })
+        .collect();
+    for (sample, outcome) in folder.samples().iter().zip(outcomes) {
+        match outcome {
+            Outcome::Image {
+                format,
+                misnamed: wrong_name,
+            } => {
+                images += 1;
+                counts[sample.label] += 1;
+                *formats.entry(format.to_string()).or_insert(0) += 1;
+                misnamed += usize::from(wrong_name);
+            }
+            Outcome::Problem(reason) => problems.push(Problem {
+                path: sample.path.clone(),
+                reason,
+            }),
+        }
+    }
+    let classes = counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, images)| ClassCount {
+            name: classes.name(i).to_string(),
+            wnid: classes.wnid(i).to_string(),
+            images,
+        })
+        .collect();
+    SplitReport {
+        split: name.to_string(),
+        classes,
+        images,
+        formats,
+        misnamed,
+        problems,
+    }
+}

@@ -1,0 +1,32 @@
+//! The one error type of the data pipeline: it always names the file (or folder) and the reason.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be read or decoded into an RGB image.
+    #[error("{}: {reason}", path.display())]
+    Image { path: PathBuf, reason: String },
+    /// A dataset folder or label file is unusable.
+    #[error("{}: {reason}", path.display())]
+    Dataset { path: PathBuf, reason: String },
+    /// The loader could not turn decoded images into a batch.
+    #[error("batch: {0}")]
+    Batch(String),
+}
+
+impl DataError {
+    pub(crate) fn image(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        DataError::Image {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn dataset(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        DataError::Dataset {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The loader: batches of transformed, normalised images as burn tensors.
+//!
+//! Every random choice is drawn from a generator seeded by `(seed, epoch, sample index)` (and the
+//! epoch's order from `(seed, epoch)`), so the same seed gives the same order and the same crops
+//! whatever the thread timing. Images are decoded on a pool of `threads` worker threads; at most
+//! `prefetch` finished batches wait in a bounded channel, so memory stays bounded. A file that
+//! cannot be decoded is skipped with a warning and counted (its batch is one image shorter; other
+//! labels never move); with `strict` it ends the epoch with an error instead.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use burn::prelude::*;
+use image::RgbImage;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::image::load_rgb;
+use super::{DataError, EvalTransform, ImageFolder, TrainTransform, to_tensor};
+use crate::model::Variant;
+
+/// What happens to each decoded image.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Transform {
+    Train(TrainTransform),
+    Eval(EvalTransform),
+}
+
+impl Transform {
+    /// Side of the square images it produces.
+    pub fn output_size(&self) -> u32 {
+        match self {
+            Transform::Train(t) => t.size,
+            Transform::Eval(t) => t.crop,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    /// A new order every epoch (from `seed` and the epoch), else the dataset's order.
+    pub shuffle: bool,
+    /// Leave out the last batch when it is shorter than `batch_size`.
+    pub drop_last: bool,
+    pub seed: u64,
+    /// Decoding threads (at least 1).
+    pub threads: usize,
+    /// Finished batches that may wait for the consumer (at least 1).
+    pub prefetch: usize,
+    /// An undecodable file is an error rather than a counted skip.
+    pub strict: bool,
+    pub transform: Transform,
+    /// Normalisation of the variant the batches are for ([`Variant::normalization`]).
+    pub variant: Variant,
+    /// Where the batch tensors are made.
+    pub device: Device,
+}
+
+impl LoaderConfig {
+    /// No shuffling, last batch kept, seed 0, one thread per core, 2 batches prefetched, not
+    /// strict, on the CPU (flex) device.
+    pub fn new(batch_size: usize, transform: Transform, variant: Variant) -> Self {
+        LoaderConfig {
+            batch_size,
+            shuffle: false,
+            drop_last: false,
+            seed: 0,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            prefetch: 2,
+            strict: false,
+            transform,
+            variant,
+            device: Device::flex(),
+        }
+    }
+}
+
+/// One batch: NCHW normalised images, their labels, and their indices in the dataset.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub images: Tensor<4>,
+    pub labels: Tensor<1, Int>,
+    pub indices: Vec<usize>,
+}
+
+/// A file skipped during an epoch and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Skip {
+    pub index: usize,
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+pub struct Loader {
+    dataset: Arc<ImageFolder>,
+    config: LoaderConfig,
+    pool: Arc<rayon::ThreadPool>,
+    /// The skip list of the latest epoch.
+    last_skips: Mutex<Arc<Mutex<Vec<Skip>>>>,
+}
+
+impl Loader {
+    pub fn new(dataset: ImageFolder, config: LoaderConfig) -> Result<Self, DataError> {
+        if config.batch_size == 0 {
+            return Err(DataError::Batch("batch size must be at least 1".into()));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads.max(1))
+            .thread_name(|i| format!("googlenet-data-{i}"))
+            .build()
+            .map_err(|e| DataError::Batch(format!("cannot start decoding threads: {e}")))?;
+        Ok(Loader {
+            dataset: Arc::new(dataset),
+            config,
+            pool: Arc::new(pool),
+            last_skips: Mutex::new(Arc::new(Mutex::new(Vec::new()))),
+        })
+    }
+
+    pub fn dataset(&self) -> &ImageFolder {
+        &self.dataset
+    }
+
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// Batches per epoch (before any skips).
+    pub fn batches_per_epoch(&self) -> usize {
+        let (n, b) = (self.dataset.len(), self.config.batch_size);
+        if self.config.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
+    }
+
+    /// The sample order of an epoch.
+    pub fn order(&self, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
+        if self.config.shuffle {
+            order.shuffle(&mut ChaCha8Rng::from_seed(seed_bytes(
+                self.config.seed,
+                epoch,
+                u64::MAX,
+            )));
+        }
+        order
+    }
+
+    /// The batches of one epoch, made in the background while the caller consumes them.
+    /// Dropping the iterator early stops the work.
+    pub fn epoch(&self, epoch: usize) -> EpochIter {
+        let skips = Arc::new(Mutex::new(Vec::new()));
+        self.last_skips_replace(skips.clone());
+        let (sender, receiver) = sync_channel(self.config.prefetch.max(1));
+        let mut batches: Vec<Vec<usize>> = self
+            .order(epoch)
+            .chunks(self.config.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
+        if self.config.drop_last
+            && batches
+                .last()
+                .is_some_and(|b| b.len() < self.config.batch_size)
+        {
+            batches.pop();
+        }
+        let worker = Worker {
+            dataset: self.dataset.clone(),
+            config: self.config.clone(),
+            pool: self.pool.clone(),
+            skips: skips.clone(),
+            epoch,
+        };
+        let handle = std::thread::spawn(move || worker.run(batches, sender));
+        EpochIter {
+            receiver: Some(receiver),
+            handle: Some(handle),
+            skips,
+            summarised: false,
+        }
+    }
+
+    /// The files skipped in the latest epoch so far.
+    pub fn skipped(&self) -> Vec<Skip> {
+        let current = match self.last_skips.lock() {
+            Ok(last) => last.clone(),
+            Err(_) => return Vec::new(),
+        };
+        current.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn last_skips_replace(&self, skips: Arc<Mutex<Vec<Skip>>>) {
+        if let Ok(mut last) = self.last_skips.lock() {
+            *last = skips;
+        }
+    }
+}
+
+/// The 32-byte ChaCha seed of one draw: seed, epoch, sample index (u64::MAX: the epoch's order).
+fn seed_bytes(seed: u64, epoch: usize, index: u64) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes[8..16].copy_from_slice(&(epoch as u64).to_le_bytes());
+    bytes[16..24].copy_from_slice(&index.to_le_bytes());
+    bytes
+}
+
+struct Worker {
+    dataset: Arc<ImageFolder>,
+    config: LoaderConfig,
+    pool: Arc<rayon::ThreadPool>,
+    skips: Arc<Mutex<Vec<Skip>>>,
+    epoch: usize,
+}
+
+impl Worker {
+    fn run(self, batches: Vec<Vec<usize>>, sender: SyncSender<Result<Batch, DataError>>) {
+        for indices in batches {
+            let made =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(indices)))
+                    .unwrap_or_else(|_| Err(DataError::Batch("a decoding thread panicked".into())));
+            let stop = made.is_err();
+            match made {
+                Ok(None) => continue,
+                Ok(Some(batch)) => {
+                    if sender.send(Ok(batch)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = sender.send(Err(e));
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// One batch, `None` when every file of it was skipped.
+    fn batch(&self, indices: Vec<usize>) -> Result<Option<Batch>, DataError> {
+        let samples = self.dataset.samples();
+        let images: Vec<Result<RgbImage, DataError>> = self
+            .pool
+            .install(|| indices.par_iter().map(|&i| self.image(i)).collect());
+        let (mut kept, mut labels, mut kept_indices) = (Vec::new(), Vec::new(), Vec::new());
+        for (index, image) in indices.into_iter().zip(images) {
+            match image {
+                Ok(image) => {
+                    kept.push(image);
+                    labels.push(samples[index].label as i64);
+                    kept_indices.push(index);
+                }
+                Err(e) if self.config.strict => return Err(e),
+                Err(e) => {
+                    eprintln!("warning: skipped {e}");
+                    if let Ok(mut skips) = self.skips.lock() {
+                        skips.push(Skip {
+                            index,
+                            path: samples[index].path.clone(),
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let device = &self.config.device;
+        let n = labels.len();
+        Ok(Some(Batch {
+            images: to_tensor(&kept, self.config.variant, device),
+            labels: Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device),
+            indices: kept_indices,
+        }))
+    }
+
+    fn image(&self, index: usize) -> Result<RgbImage, DataError> {
+        let image = load_rgb(&self.dataset.samples()[index].path)?;
+        Ok(match &self.config.transform {
+            Transform::Eval(t) => t.apply(&image),
+            Transform::Train(t) => {
+                let seed = seed_bytes(self.config.seed, self.epoch, index as u64);
+                t.apply(&image, &mut ChaCha8Rng::from_seed(seed))
+            }
+        })
+    }
+}
+
+/// The batches of one epoch, in order. At its end it prints a summary of skipped files.
+pub struct EpochIter {
+    receiver: Option<Receiver<Result<Batch, DataError>>>,
+    handle: Option<JoinHandle<()>>,
+    skips: Arc<Mutex<Vec<Skip>>>,
+    summarised: bool,
+}
+
+impl EpochIter {
+    /// Files skipped so far in this epoch.
+    pub fn skipped(&self) -> Vec<Skip> {
+        self.skips.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Iterator for EpochIter {
+    type Item = Result<Batch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.receiver.as_ref()?.recv().ok();
+        if item.is_none() && !self.summarised {
+            self.summarised = true;
+            let skipped = self.skipped().len();
+            if skipped > 0 {
+                eprintln!(
+                    "warning: {skipped} file(s) could not be decoded and were skipped this epoch"
+                );
+            }
+        }
+        item
+    }
+}
+
+impl Drop for EpochIter {
+    fn drop(&mut self) {
+        // Closing the channel first makes a waiting worker stop, so the join cannot hang.
+        self.receiver.take();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}

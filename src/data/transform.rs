@@ -1,0 +1,147 @@
+//! The evaluation and training transforms: from a decoded RGB image to the network's square
+//! input, still as 8-bit RGB (normalisation comes last, in [`super::normalize`]).
+
+use image::RgbImage;
+use rand::Rng;
+
+use super::photometric::Photometric;
+use super::resize::{Interpolation, resize_region};
+use crate::eval::crops::{Size, center_crop, resized_size};
+
+/// Resize the shorter side to `resize`, then take the center `crop` x `crop` square:
+/// torchvision's `Resize(256)` + `CenterCrop(224)` on a PIL image (bilinear with antialiasing,
+/// the longer side rounded down, the crop offset rounded as torchvision rounds it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvalTransform {
+    pub resize: u32,
+    pub crop: u32,
+}
+
+impl EvalTransform {
+    /// `resize` smaller than `crop` is raised to `crop` (torchvision would pad instead).
+    pub fn new(resize: u32, crop: u32) -> Self {
+        let crop = crop.max(1);
+        EvalTransform {
+            resize: resize.max(crop),
+            crop,
+        }
+    }
+
+    /// The classic ImageNet evaluation: shorter side 256, center 224 (for a `crop`-sized
+    /// network, shorter side `crop * 8 / 7`).
+    pub fn imagenet(crop: u32) -> Self {
+        EvalTransform::new((crop * 8 + 3) / 7, crop)
+    }
+
+    pub fn apply(&self, image: &RgbImage) -> RgbImage {
+        let (width, height) = image.dimensions();
+        let resized = resized_size(width, height, self.resize).unwrap_or(Size {
+            width: self.resize,
+            height: self.resize,
+        });
+        let whole = [0.0, 0.0, width as f64, height as f64];
+        let scaled = resize_region(
+            image,
+            whole,
+            resized.width,
+            resized.height,
+            Interpolation::Bilinear,
+        );
+        let rect = center_crop(resized, self.crop);
+        image::imageops::crop_imm(&scaled, rect.x, rect.y, rect.width, rect.height).to_image()
+    }
+}
+
+/// The training augmentation of section 6 of the paper: "sampling of various sized patches of
+/// the image whose size is distributed evenly between 8% and 100% of the image area and whose
+/// aspect ratio is chosen randomly between 3/4 and 4/3", the photometric distortions of
+/// Andrew Howard, random interpolation methods, and horizontal flips.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainTransform {
+    /// Side of the square output (224).
+    pub size: u32,
+    /// Range of the crop's share of the image area.
+    pub area: (f64, f64),
+    /// Range of the crop's width / height.
+    pub ratio: (f64, f64),
+    /// Mirror left-right with probability 1/2.
+    pub flip: bool,
+    /// Brightness, contrast, saturation and PCA lighting noise; `None` for none.
+    pub photometric: Option<Photometric>,
+    /// Draw bilinear, area, nearest or bicubic with equal probability (else always bilinear).
+    pub random_interpolation: bool,
+}
+
+impl TrainTransform {
+    /// The paper's prescription without photometric distortions or random interpolation
+    /// (torchvision's `RandomResizedCrop(size)` + `RandomHorizontalFlip()`).
+    pub fn new(size: u32) -> Self {
+        TrainTransform {
+            size: size.max(1),
+            area: (0.08, 1.0),
+            ratio: (3.0 / 4.0, 4.0 / 3.0),
+            flip: true,
+            photometric: None,
+            random_interpolation: false,
+        }
+    }
+
+    /// Everything section 6 lists: crops, flips, photometric distortions, random interpolation.
+    pub fn paper(size: u32) -> Self {
+        TrainTransform {
+            photometric: Some(Photometric::default()),
+            random_interpolation: true,
+            ..TrainTransform::new(size)
+        }
+    }
+
+    /// Draws the crop region `[left, top, width, height]` of a `width` x `height` image, as
+    /// torchvision's `RandomResizedCrop.get_params`: up to 10 tries of a uniform area share and
+    /// a log-uniform ratio; if none fits, the whole image cropped to the nearest allowed ratio.
+    pub fn crop_region(&self, width: u32, height: u32, rng: &mut impl Rng) -> [u32; 4] {
+        let (w, h) = (width as f64, height as f64);
+        let area = w * h;
+        let (log_lo, log_hi) = (self.ratio.0.ln(), self.ratio.1.ln());
+        for _ in 0..10 {
+            let target = area * rng.random_range(self.area.0..=self.area.1);
+            let ratio = rng.random_range(log_lo..=log_hi).exp();
+            let cw = (target * ratio).sqrt().round();
+            let ch = (target / ratio).sqrt().round();
+            if cw >= 1.0 && ch >= 1.0 && cw <= w && ch <= h {
+                let (cw, ch) = (cw as u32, ch as u32);
+                let x = rng.random_range(0..=width - cw);
+                let y = rng.random_range(0..=height - ch);
+                return [x, y, cw, ch];
+            }
+        }
+        let image_ratio = w / h;
+        let (cw, ch) = if image_ratio < self.ratio.0 {
+            (width, ((w / self.ratio.0).round() as u32).clamp(1, height))
+        } else if image_ratio > self.ratio.1 {
+            (((h * self.ratio.1).round() as u32).clamp(1, width), height)
+        } else {
+            (width, height)
+        };
+        [(width - cw) / 2, (height - ch) / 2, cw, ch]
+    }
+
+    /// Crop, resize to `size` x `size`, flip, distort. All randomness comes from `rng`, so the
+    /// same seed gives the same output.
+    pub fn apply(&self, image: &RgbImage, rng: &mut impl Rng) -> RgbImage {
+        let [x, y, w, h] = self.crop_region(image.width(), image.height(), rng);
+        let interpolation = if self.random_interpolation {
+            Interpolation::ALL[rng.random_range(0..Interpolation::ALL.len())]
+        } else {
+            Interpolation::Bilinear
+        };
+        let region = [x as f64, y as f64, w as f64, h as f64];
+        let mut out = resize_region(image, region, self.size, self.size, interpolation);
+        if self.flip && rng.random_bool(0.5) {
+            image::imageops::flip_horizontal_in_place(&mut out);
+        }
+        if let Some(photometric) = &self.photometric {
+            photometric.apply(&mut out, rng);
+        }
+        out
+    }
+}

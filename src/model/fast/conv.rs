@@ -1,0 +1,384 @@
+//! Convolution + bias + ReLU as one matrix product per tile of output pixels.
+//!
+//! Activations are NHWC, so the output pixels are the rows of a matrix and the filters its
+//! columns: a 1x1 convolution multiplies the input rows by the weights directly; larger kernels
+//! first gather each pixel's receptive field into a row (im2col, one tile at a time so it stays in
+//! cache). BatchNorm is folded into the weights and bias, and the epilogue adds the bias, applies
+//! the ReLU that follows every convolution of GoogLeNet (section 5 of the paper) and writes each
+//! group of columns to its own place, so that several convolutions reading the same input run as
+//! one wider product and branch outputs land in the concatenated buffer.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use burn::nn::PaddingConfig2d;
+use rayon::prelude::*;
+
+use super::map::{Shape, View};
+use super::matmul::matmul;
+use super::window::Window;
+use super::{InferenceError, tensor_values};
+use crate::model::conv_unit::ConvUnit;
+use crate::model::pool::same_padding;
+
+/// How a convolution pads its input (burn's `PaddingConfig2d` for square kernels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Padding {
+    /// The same number of zeros on every side.
+    Explicit(usize),
+    /// TensorFlow's 'same': output ceil(n / stride), the odd zero at the end.
+    Same,
+}
+
+/// A convolution with its BatchNorm folded in, weights laid out as a `[kernel² · in, out]` matrix
+/// whose rows run over (kernel row, kernel column, input channel).
+pub(crate) struct ConvGemm {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: Padding,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// Where the product's rows come from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// The input pixels themselves (a 1x1 convolution with stride 1).
+    Pixels(View<'a>),
+    /// Each output pixel's receptive field (im2col).
+    Patches(View<'a>),
+    /// A max pool of the input, computed tile by tile (the pool-projection branch).
+    MaxPooled(View<'a>, Window),
+}
+
+/// Output columns `cols` of a product go to channels `offset..` of an NHWC buffer with pixels
+/// `stride` floats apart.
+pub(crate) struct Target<'a> {
+    cols: Range<usize>,
+    ptr: SendPtr,
+    pixels: usize,
+    stride: usize,
+    offset: usize,
+    _buffer: PhantomData<&'a mut [f32]>,
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: tiles write disjoint rows of a target (see `ConvGemm::run`), and the buffer outlives the
+// run through `Target`'s borrow.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl<'a> Target<'a> {
+    /// Columns `cols` into channels `offset..offset + cols.len()` of `pixels` pixels of `buffer`.
+    pub fn new(
+        cols: Range<usize>,
+        buffer: &'a mut [f32],
+        pixels: usize,
+        stride: usize,
+        offset: usize,
+    ) -> Self {
+        assert!(
+            offset + cols.len() <= stride,
+            "target columns past the pixel"
+        );
+        assert!(buffer.len() >= pixels * stride, "target buffer too short");
+        Self {
+            cols,
+            ptr: SendPtr(buffer.as_mut_ptr()),
+            pixels,
+            stride,
+            offset,
+            _buffer: PhantomData,
+        }
+    }
+
+    /// A dense map of `shape` filled by all columns.
+    pub fn dense(buffer: &'a mut [f32], shape: Shape) -> Self {
+        Self::new(0..shape.c, buffer, shape.pixels(), shape.c, 0)
+    }
+}
+
+/// Per-thread scratch: the gathered rows of a tile and the tile's product.
+#[derive(Default)]
+struct Scratch {
+    rows: Vec<f32>,
+    product: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+impl ConvGemm {
+    /// Folds the unit's BatchNorm (running statistics) into its convolution.
+    pub fn from_unit(unit: &ConvUnit) -> Result<Self, InferenceError> {
+        let conv = &unit.conv;
+        let [out_channels, in_channels, kh, kw] = conv.weight.dims();
+        if kh != kw || conv.stride[0] != conv.stride[1] || conv.groups != 1 {
+            return Err(InferenceError::Unsupported(
+                "non-square or grouped convolution".into(),
+            ));
+        }
+        if conv.dilation != [1, 1] {
+            return Err(InferenceError::Unsupported("dilated convolution".into()));
+        }
+        let padding = match conv.padding {
+            PaddingConfig2d::Same => Padding::Same,
+            PaddingConfig2d::Valid => Padding::Explicit(0),
+            PaddingConfig2d::Explicit(t, l, b, r) if t == l && t == b && t == r => {
+                Padding::Explicit(t)
+            }
+            PaddingConfig2d::Explicit(..) => {
+                return Err(InferenceError::Unsupported("asymmetric padding".into()));
+            }
+        };
+        let weight = tensor_values(conv.weight.val())?;
+        let mut bias = match &conv.bias {
+            Some(b) => tensor_values(b.val())?,
+            None => vec![0.0; out_channels],
+        };
+        let mut scale = vec![1.0; out_channels];
+        if let Some(bn) = &unit.bn {
+            let gamma = tensor_values(bn.weight.val())?;
+            let beta = tensor_values(bn.bias.val())?;
+            let mean = tensor_values(bn.running_mean.value())?;
+            let var = tensor_values(bn.running_var.value())?;
+            for o in 0..out_channels {
+                let s = gamma[o] as f64 / (var[o] as f64 + bn.epsilon).sqrt();
+                scale[o] = s as f32;
+                bias[o] = ((bias[o] as f64 - mean[o] as f64) * s + beta[o] as f64) as f32;
+            }
+        }
+        let k = kh;
+        let mut weights = vec![0.0; k * k * in_channels * out_channels];
+        for o in 0..out_channels {
+            for i in 0..in_channels {
+                for y in 0..k {
+                    for x in 0..k {
+                        let row = (y * k + x) * in_channels + i;
+                        weights[row * out_channels + o] =
+                            weight[((o * in_channels + i) * k + y) * k + x] * scale[o];
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            kernel: k,
+            stride: conv.stride[0],
+            padding,
+            in_channels,
+            out_channels,
+            weights,
+            bias,
+        })
+    }
+
+    /// Side by side: one convolution whose filters are those of `parts` in order ("horizontal
+    /// fusion" of convolutions that read the same input with the same window).
+    pub fn concat(parts: &[ConvGemm]) -> ConvGemm {
+        let first = &parts[0];
+        assert!(parts.iter().all(|p| p.kernel == first.kernel
+            && p.stride == first.stride
+            && p.padding == first.padding
+            && p.in_channels == first.in_channels));
+        let out_channels: usize = parts.iter().map(|p| p.out_channels).sum();
+        let rows = first.kernel * first.kernel * first.in_channels;
+        let mut weights = Vec::with_capacity(rows * out_channels);
+        for r in 0..rows {
+            for p in parts {
+                weights.extend_from_slice(&p.weights[r * p.out_channels..][..p.out_channels]);
+            }
+        }
+        ConvGemm {
+            out_channels,
+            weights,
+            bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
+            ..*first
+        }
+    }
+
+    /// Where the window lies on an `h` x `w` input, or `None` if the input is too small.
+    pub fn window(&self, [h, w]: [usize; 2]) -> Option<Window> {
+        let (k, s) = (self.kernel, self.stride);
+        let side = |n: usize| match self.padding {
+            Padding::Explicit(p) => Some(((n + 2 * p).checked_sub(k)? / s + 1, p)),
+            Padding::Same => (n > 0).then(|| (n.div_ceil(s), same_padding(n, k, s).0)),
+        };
+        let (oh, ph) = side(h)?;
+        let (ow, pw) = side(w)?;
+        Some(Window {
+            kernel: k,
+            stride: s,
+            pad: [ph, pw],
+            out: [oh, ow],
+        })
+    }
+
+    /// Runs the convolution on `source` (whose map is `input`), writing relu(product + bias) to
+    /// `targets`, which together cover every output column once.
+    pub fn run(&self, source: Source, targets: &[Target]) {
+        let input = match source {
+            Source::Pixels(v) | Source::Patches(v) | Source::MaxPooled(v, _) => v.shape,
+        };
+        let window = self
+            .window([input.h, input.w])
+            .expect("input size checked when planning");
+        let rows = input.n * window.out[0] * window.out[1];
+        assert!(targets.iter().all(|t| t.pixels >= rows));
+        let k = match source {
+            Source::Patches(_) => self.kernel * self.kernel * self.in_channels,
+            _ => self.in_channels,
+        };
+        if let Source::Pixels(_) | Source::MaxPooled(..) = source {
+            assert!(self.kernel == 1 && self.stride == 1, "1x1/1 sources only");
+        }
+        let threads = rayon::current_num_threads();
+        let tile_rows = (rows / (4 * threads)).clamp(16, 256);
+        let row_tiles = rows.div_ceil(tile_rows);
+        let col_tiles = if row_tiles >= 2 * threads {
+            1
+        } else {
+            (2 * threads)
+                .div_ceil(row_tiles)
+                .min(self.out_channels / 32)
+                .max(1)
+        };
+        let tile_cols = self.out_channels.div_ceil(col_tiles).next_multiple_of(16);
+        let col_tiles = self.out_channels.div_ceil(tile_cols);
+        (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
+            let r0 = (t / col_tiles) * tile_rows;
+            let rs = r0..(r0 + tile_rows).min(rows);
+            let c0 = (t % col_tiles) * tile_cols;
+            let cs = c0..(c0 + tile_cols).min(self.out_channels);
+            SCRATCH
+                .with_borrow_mut(|scratch| self.tile(source, &window, k, rs, cs, targets, scratch));
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        &self,
+        source: Source,
+        window: &Window,
+        k: usize,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        targets: &[Target],
+        scratch: &mut Scratch,
+    ) {
+        let m = rows.len();
+        let n = cols.len();
+        let (a, a_stride): (&[f32], usize) = match source {
+            Source::Pixels(v) => (&v.data[rows.start * v.stride + v.offset..], v.stride),
+            Source::Patches(v) => {
+                super::map::grow(&mut scratch.rows, m * k);
+                gather_patches(v, window, rows.clone(), &mut scratch.rows[..m * k]);
+                (&scratch.rows[..], k)
+            }
+            Source::MaxPooled(v, pool) => {
+                super::map::grow(&mut scratch.rows, m * k);
+                for (p, row) in rows.clone().zip(scratch.rows.chunks_exact_mut(k)) {
+                    super::pool::max_window(v, &pool, p, row);
+                }
+                (&scratch.rows[..], k)
+            }
+        };
+        super::map::grow(&mut scratch.product, m * n);
+        let product = &mut scratch.product[..m * n];
+        matmul(
+            product,
+            n,
+            a,
+            a_stride,
+            &self.weights[cols.start..],
+            self.out_channels,
+            [m, k, n],
+            false,
+        );
+        for target in targets {
+            let lo = target.cols.start.max(cols.start);
+            let hi = target.cols.end.min(cols.end);
+            if lo >= hi {
+                continue;
+            }
+            let bias = &self.bias[lo..hi];
+            for (r, p) in rows.clone().enumerate() {
+                let src = &product[r * n + lo - cols.start..][..hi - lo];
+                let at = p * target.stride + target.offset + lo - target.cols.start;
+                // SAFETY: `Target::new` checked that `pixels * stride` floats exist and that the
+                // columns stay inside a pixel; tiles cover disjoint (row, column) ranges, so no
+                // two threads write the same float.
+                let dst = unsafe { std::slice::from_raw_parts_mut(target.ptr.0.add(at), hi - lo) };
+                bias_relu(dst, src, bias);
+            }
+        }
+    }
+}
+
+/// `dst = max(src + bias, 0)`, the epilogue of every convolution.
+fn bias_relu(dst: &mut [f32], src: &[f32], bias: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, the only requirement of the function.
+        unsafe { bias_relu_avx2(dst, src, bias) };
+        return;
+    }
+    bias_relu_portable(dst, src, bias);
+}
+
+/// [`bias_relu`] compiled for 256-bit vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bias_relu_avx2(dst: &mut [f32], src: &[f32], bias: &[f32]) {
+    bias_relu_portable(dst, src, bias);
+}
+
+#[inline(always)]
+fn bias_relu_portable(dst: &mut [f32], src: &[f32], bias: &[f32]) {
+    for ((d, &s), &b) in dst.iter_mut().zip(src).zip(bias) {
+        let v = s + b;
+        *d = if v > 0.0 { v } else { 0.0 };
+    }
+}
+
+/// Fills one row per output pixel in `rows` with its receptive field in (kernel row, kernel
+/// column, channel) order, zeros where the window hangs over the border.
+fn gather_patches(v: View, window: &Window, rows: Range<usize>, out: &mut [f32]) {
+    let c = v.shape.c;
+    let k = window.kernel;
+    let [oh, ow] = window.out;
+    for (p, row) in rows.zip(out.chunks_exact_mut(k * k * c)) {
+        let image = p / (oh * ow);
+        let oy = p / ow % oh;
+        let ox = p % ow;
+        let y0 = (oy * window.stride) as isize - window.pad[0] as isize;
+        let x0 = (ox * window.stride) as isize - window.pad[1] as isize;
+        // Columns of the window inside the input: their pixels lie side by side in NHWC, so a
+        // dense map copies them in one go.
+        let inside = x0.max(0) as usize..(x0 + k as isize).clamp(0, v.shape.w as isize) as usize;
+        let first = (inside.start as isize - x0) as usize;
+        for ky in 0..k {
+            let y = y0 + ky as isize;
+            let line = &mut row[ky * k * c..][..k * c];
+            if y < 0 || y >= v.shape.h as isize || inside.is_empty() {
+                line.fill(0.0);
+                continue;
+            }
+            line[..first * c].fill(0.0);
+            line[(first + inside.len()) * c..].fill(0.0);
+            let dst = &mut line[first * c..][..inside.len() * c];
+            if v.stride == c {
+                let start = (image * v.shape.h + y as usize) * v.shape.w + inside.start;
+                dst.copy_from_slice(&v.data[start * c + v.offset..][..inside.len() * c]);
+            } else {
+                for (d, x) in dst.chunks_exact_mut(c).zip(inside.clone()) {
+                    d.copy_from_slice(v.pixel(image, y as usize, x));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Row-major matrix product on the `gemm` crate (the GEMM burn-flex itself uses).
+
+/// `dst[m, n] = a[m, k] · b[k, n]` for row-major matrices whose rows are `*_stride` floats apart.
+/// `parallel` lets `gemm` split the product over the rayon pool; the convolution tiles call it
+/// with `false` because they are already spread over the threads.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    dst: &mut [f32],
+    dst_stride: usize,
+    a: &[f32],
+    a_stride: usize,
+    b: &[f32],
+    b_stride: usize,
+    [m, k, n]: [usize; 3],
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for row in dst.chunks_mut(dst_stride).take(m) {
+            row[..n].fill(0.0);
+        }
+        return;
+    }
+    assert!(dst_stride >= n && a_stride >= k && b_stride >= n);
+    assert!(dst.len() >= (m - 1) * dst_stride + n, "dst too short");
+    assert!(a.len() >= (m - 1) * a_stride + k, "lhs too short");
+    assert!(b.len() >= (k - 1) * b_stride + n, "rhs too short");
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every element gemm reads or writes inside the three slices,
+    // and `dst` is borrowed mutably, so it cannot alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_stride as isize,
+            false,
+            a.as_ptr(),
+            1,
+            a_stride as isize,
+            b.as_ptr(),
+            1,
+            b_stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matmul;
+
+    #[test]
+    fn strided_product_matches_the_naive_one() {
+        let [m, k, n] = [5, 7, 3];
+        let a: Vec<f32> = (0..m * 9).map(|i| (i % 11) as f32 - 5.0).collect();
+        let b: Vec<f32> = (0..k * 4).map(|i| (i % 7) as f32 * 0.5).collect();
+        let mut dst = vec![-1.0; m * 6];
+        matmul(&mut dst, 6, &a, 9, &b, 4, [m, k, n], false);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|p| a[i * 9 + p] * b[p * 4 + j]).sum();
+                assert!((dst[i * 6 + j] - want).abs() < 1e-4, "({i}, {j})");
+            }
+            assert_eq!(dst[i * 6 + 3..i * 6 + 6], [-1.0; 3], "untouched columns");
+        }
+    }
+}

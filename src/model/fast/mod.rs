@@ -1,0 +1,61 @@
+//! A CPU inference path of our own for a trained [`GoogLeNet`](crate::model::GoogLeNet): same
+//! weights and same logits as `GoogLeNet::forward`, planned for speed.
+//!
+//! burn-flex runs each layer as written (NCHW, BatchNorm and ReLU as separate passes, each branch
+//! of an inception module reading its input on its own, a copy for the concatenation), which is
+//! what its extension points allow. Here, at load time, BatchNorm is folded into the convolution
+//! weights and bias; activations stay NHWC so that every convolution is a matrix product over
+//! pixels (`gemm`, the crate burn-flex uses) with bias and ReLU in its epilogue; the three 1x1
+//! convolutions that read an inception module's input run as one wider product ("horizontal
+//! fusion"); every branch writes straight into its channels of the concatenated output; the
+//! pool-projection branch pools tile by tile inside its product; and buffers are reused from one
+//! call to the next.
+
+mod conv;
+mod map;
+mod matmul;
+mod net;
+mod norm;
+mod pool;
+mod window;
+
+pub use net::InferenceNet;
+
+use burn::prelude::*;
+
+/// Why the fast inference path cannot be built or run.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum InferenceError {
+    #[error("input has {got} values, but shape {shape:?} needs {want}")]
+    InputLength {
+        got: usize,
+        want: usize,
+        shape: [usize; 4],
+    },
+    #[error("the network takes 3 input channels (RGB), got {0}")]
+    Channels(usize),
+    #[error("an input of {height}x{width} is too small for the network")]
+    InputTooSmall { height: usize, width: usize },
+    #[error(
+        "an input of {height}x{width} gives {features} features, the classifier was built for {expected}"
+    )]
+    FeatureMismatch {
+        height: usize,
+        width: usize,
+        features: usize,
+        expected: usize,
+    },
+    #[error("the fast inference path does not support {0}")]
+    Unsupported(String),
+    #[error("reading a weight tensor: {0}")]
+    Weights(String),
+}
+
+/// The values of a float tensor, as f32.
+fn tensor_values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, InferenceError> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| InferenceError::Weights(format!("{e:?}")))
+}

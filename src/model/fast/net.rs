@@ -1,0 +1,375 @@
+//! The planned network: GoogLeNet's layers (Table 1) in the order `GoogLeNet::forward` runs them.
+
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::conv::{ConvGemm, Source, Target};
+use super::map::{Shape, View, grow};
+use super::matmul::matmul;
+use super::norm::StemNorm;
+use super::pool::{avg_pool, max_pool};
+use super::window::Window;
+use super::{InferenceError, tensor_values};
+use crate::model::googlenet::transform_input_affine;
+use crate::model::inception::Inception;
+use crate::model::pool::Pool;
+use crate::model::{GoogLeNet, Variant};
+use burn::nn::Linear;
+
+/// GoogLeNet for inference on the CPU, built from a [`GoogLeNet`]'s weights (see the
+/// [module documentation](super) for what makes it fast). Gives the main classifier's logits,
+/// as [`GoogLeNet::forward`] does; dropout is the identity and the auxiliary heads are not run.
+pub struct InferenceNet {
+    variant: Variant,
+    /// torchvision's `transform_input` (identity when off), applied while converting to NHWC.
+    input_affine: ([f32; 3], [f32; 3]),
+    conv1: ConvGemm,
+    stride2_pool: Pool,
+    norm1: Option<StemNorm>,
+    conv2: ConvGemm,
+    conv3: ConvGemm,
+    norm2: Option<StemNorm>,
+    inceptions: Vec<InceptionPlan>,
+    main_pool: Pool,
+    flatten_hwc: bool,
+    /// The Keras seed's linear bottleneck (if any), then the classifier.
+    dense: Vec<Dense>,
+    workspace: Mutex<Workspace>,
+}
+
+/// One inception module: its three 1x1 convolutions on the module input fused into one product
+/// (columns: branch 1, 3x3 reduction, 5x5 reduction), the two larger convolutions on the
+/// reductions, and the pool projection.
+struct InceptionPlan {
+    /// The max pool that precedes the module (before 4a and 5a), if any.
+    pool_before: Option<Pool>,
+    fused_1x1: ConvGemm,
+    /// Widths of branch 1, the 3x3 reduction and the 5x5 reduction.
+    widths: [usize; 3],
+    branch2: ConvGemm,
+    branch3: ConvGemm,
+    pool: Pool,
+    projection: ConvGemm,
+}
+
+/// A fully connected layer: `[inputs, outputs]` weights (burn's layout) and a bias.
+struct Dense {
+    inputs: usize,
+    outputs: usize,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// Activation buffers kept from one call to the next: the current map, the next one, and the
+/// inception modules' reductions.
+#[derive(Default)]
+struct Workspace {
+    current: Vec<f32>,
+    next: Vec<f32>,
+    reduced: Vec<f32>,
+}
+
+impl InferenceNet {
+    /// Copies and rearranges the weights of `model` (running statistics for BatchNorm).
+    pub fn from_model(model: &GoogLeNet) -> Result<Self, InferenceError> {
+        let stem_norm = |bn: &Option<crate::model::batch_norm::BatchNorm>| match (bn, &model.lrn) {
+            (Some(bn), _) => StemNorm::batch_norm(bn).map(Some),
+            (None, Some(_)) => Ok(Some(StemNorm::LocalResponse)),
+            (None, None) => Ok(None),
+        };
+        let inceptions = model
+            .inceptions()
+            .into_iter()
+            .map(|(name, module)| {
+                let pool_before = match name {
+                    "inception4a" => Some(model.stride2_pool),
+                    "inception5a" => Some(model.pool4),
+                    _ => None,
+                };
+                InceptionPlan::new(module, pool_before)
+            })
+            .collect::<Result<_, _>>()?;
+        let dense = model
+            .fc_bottleneck
+            .iter()
+            .chain([&model.fc])
+            .map(Dense::new)
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            variant: model.variant,
+            input_affine: if model.transform_input {
+                transform_input_affine()
+            } else {
+                ([1.0; 3], [0.0; 3])
+            },
+            conv1: ConvGemm::from_unit(&model.conv1)?,
+            stride2_pool: model.stride2_pool,
+            norm1: stem_norm(&model.bn1)?,
+            conv2: ConvGemm::from_unit(&model.conv2)?,
+            conv3: ConvGemm::from_unit(&model.conv3)?,
+            norm2: stem_norm(&model.bn2)?,
+            inceptions,
+            main_pool: model.main_pool,
+            flatten_hwc: model.flatten_hwc,
+            dense,
+            workspace: Mutex::new(Workspace::default()),
+        })
+    }
+
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.dense.last().map_or(0, |d| d.outputs)
+    }
+
+    /// Main logits, `[batch, classes]` row-major, for `input` in NCHW layout of `shape`
+    /// `[batch, 3, height, width]`, normalised as the variant expects (as for `GoogLeNet::forward`).
+    /// Calls from several threads take turns (they share the activation buffers).
+    pub fn forward(&self, input: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, InferenceError> {
+        let [n, c, h, w] = shape;
+        if c != 3 {
+            return Err(InferenceError::Channels(c));
+        }
+        let want = n * c * h * w;
+        if input.len() != want {
+            return Err(InferenceError::InputLength {
+                got: input.len(),
+                want,
+                shape,
+            });
+        }
+        let too_small = InferenceError::InputTooSmall {
+            height: h,
+            width: w,
+        };
+        let mut guard = self
+            .workspace
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ws = &mut *guard;
+        let mut s = Shape { n, h, w, c: 3 };
+        grow(&mut ws.current, s.len());
+        self.to_nhwc(input, s, &mut ws.current);
+
+        s = conv(&self.conv1, ws, s).ok_or_else(|| too_small.clone())?;
+        s = pool(self.stride2_pool, ws, s).ok_or_else(|| too_small.clone())?;
+        if let Some(norm) = &self.norm1 {
+            norm.apply(&mut ws.current[..s.len()], s.c);
+        }
+        s = conv(&self.conv2, ws, s).ok_or_else(|| too_small.clone())?;
+        s = conv(&self.conv3, ws, s).ok_or_else(|| too_small.clone())?;
+        if let Some(norm) = &self.norm2 {
+            norm.apply(&mut ws.current[..s.len()], s.c);
+        }
+        s = pool(self.stride2_pool, ws, s).ok_or_else(|| too_small.clone())?;
+        for module in &self.inceptions {
+            if let Some(p) = module.pool_before {
+                s = pool(p, ws, s).ok_or_else(|| too_small.clone())?;
+            }
+            s = module.run(ws, s).ok_or_else(|| too_small.clone())?;
+        }
+        let (mut x, pooled) = avg_pool(View::dense(&ws.current, s), self.main_pool)
+            .ok_or_else(|| too_small.clone())?;
+        if !self.flatten_hwc && pooled.h * pooled.w > 1 {
+            x = nhwc_to_nchw(&x, pooled);
+        }
+        let mut width = pooled.len() / n;
+        for layer in &self.dense {
+            if layer.inputs != width {
+                return Err(InferenceError::FeatureMismatch {
+                    height: h,
+                    width: w,
+                    features: width,
+                    expected: layer.inputs,
+                });
+            }
+            x = layer.forward(&x, n);
+            width = layer.outputs;
+        }
+        Ok(x)
+    }
+
+    /// NCHW input to NHWC, with torchvision's input transform on the way.
+    fn to_nhwc(&self, input: &[f32], s: Shape, out: &mut [f32]) {
+        let (scale, shift) = self.input_affine;
+        out[..s.len()]
+            .par_chunks_mut(s.w * 3)
+            .enumerate()
+            .for_each(|(r, line)| {
+                let (image, y) = (r / s.h, r % s.h);
+                for c in 0..3 {
+                    let plane = &input[((image * 3 + c) * s.h + y) * s.w..][..s.w];
+                    for (x, &v) in plane.iter().enumerate() {
+                        line[x * 3 + c] = v * scale[c] + shift[c];
+                    }
+                }
+            });
+    }
+}
+
+/// A convolution unit from the current map into the next one.
+fn conv(layer: &ConvGemm, ws: &mut Workspace, s: Shape) -> Option<Shape> {
+    let window = layer.window([s.h, s.w])?;
+    let out = Shape {
+        h: window.out[0],
+        w: window.out[1],
+        c: layer.out_channels,
+        ..s
+    };
+    grow(&mut ws.next, out.len());
+    let input = View::dense(&ws.current, s);
+    let source = if layer.kernel == 1 && layer.stride == 1 {
+        Source::Pixels(input)
+    } else {
+        Source::Patches(input)
+    };
+    layer.run(source, &[Target::dense(&mut ws.next, out)]);
+    std::mem::swap(&mut ws.current, &mut ws.next);
+    Some(out)
+}
+
+/// A max pool from the current map into the next one.
+fn pool(p: Pool, ws: &mut Workspace, s: Shape) -> Option<Shape> {
+    let window = Window::max_pool(p, [s.h, s.w])?;
+    let out = Shape {
+        h: window.out[0],
+        w: window.out[1],
+        ..s
+    };
+    grow(&mut ws.next, out.len());
+    max_pool(View::dense(&ws.current, s), &window, &mut ws.next);
+    std::mem::swap(&mut ws.current, &mut ws.next);
+    Some(out)
+}
+
+impl InceptionPlan {
+    fn new(module: &Inception, pool_before: Option<Pool>) -> Result<Self, InferenceError> {
+        let b1 = ConvGemm::from_unit(&module.branch1)?;
+        let r3 = ConvGemm::from_unit(&module.branch2[0])?;
+        let r5 = ConvGemm::from_unit(&module.branch3[0])?;
+        let widths = [b1.out_channels, r3.out_channels, r5.out_channels];
+        let plan = Self {
+            pool_before,
+            fused_1x1: ConvGemm::concat(&[b1, r3, r5]),
+            widths,
+            branch2: ConvGemm::from_unit(&module.branch2[1])?,
+            branch3: ConvGemm::from_unit(&module.branch3[1])?,
+            pool: module.pool,
+            projection: ConvGemm::from_unit(&module.branch4)?,
+        };
+        let one_by_one = [&plan.fused_1x1, &plan.projection];
+        if one_by_one.iter().any(|c| c.kernel != 1 || c.stride != 1) {
+            return Err(InferenceError::Unsupported(
+                "an inception 1x1 convolution that is not 1x1/1".into(),
+            ));
+        }
+        Ok(plan)
+    }
+
+    fn out_channels(&self) -> usize {
+        self.widths[0]
+            + self.branch2.out_channels
+            + self.branch3.out_channels
+            + self.projection.out_channels
+    }
+
+    /// The module from the current map into the next one; every branch keeps the map's size.
+    fn run(&self, ws: &mut Workspace, s: Shape) -> Option<Shape> {
+        let Workspace {
+            current,
+            next,
+            reduced,
+        } = ws;
+        let side = [s.h, s.w];
+        let keeps_size = |w: Option<Window>| w.filter(|w| w.out == side);
+        keeps_size(self.branch2.window(side))?;
+        keeps_size(self.branch3.window(side))?;
+        let pool = keeps_size(Window::max_pool(self.pool, side))?;
+        let m = s.pixels();
+        let out_c = self.out_channels();
+        let [n1, r3, r5] = self.widths;
+        grow(next, m * out_c);
+        grow(reduced, m * (r3 + r5));
+        let x = View::dense(current, s);
+        self.fused_1x1.run(
+            Source::Pixels(x),
+            &[
+                Target::new(0..n1, next, m, out_c, 0),
+                Target::new(n1..n1 + r3 + r5, reduced, m, r3 + r5, 0),
+            ],
+        );
+        let mut offset = n1;
+        for (conv, channels) in [(&self.branch2, 0..r3), (&self.branch3, r3..r3 + r5)] {
+            let input = View::channels(
+                reduced,
+                s.with_channels(channels.len()),
+                r3 + r5,
+                channels.start,
+            );
+            let width = conv.out_channels;
+            conv.run(
+                Source::Patches(input),
+                &[Target::new(0..width, next, m, out_c, offset)],
+            );
+            offset += width;
+        }
+        let width = self.projection.out_channels;
+        self.projection.run(
+            Source::MaxPooled(x, pool),
+            &[Target::new(0..width, next, m, out_c, offset)],
+        );
+        std::mem::swap(current, next);
+        Some(s.with_channels(out_c))
+    }
+}
+
+impl Dense {
+    fn new(layer: &Linear) -> Result<Self, InferenceError> {
+        let [inputs, outputs] = layer.weight.dims();
+        Ok(Self {
+            inputs,
+            outputs,
+            weight: tensor_values(layer.weight.val())?,
+            bias: match &layer.bias {
+                Some(b) => tensor_values(b.val())?,
+                None => vec![0.0; outputs],
+            },
+        })
+    }
+
+    /// `x · W + b` for `batch` rows of `x`.
+    fn forward(&self, x: &[f32], batch: usize) -> Vec<f32> {
+        let mut out = vec![0.0; batch * self.outputs];
+        matmul(
+            &mut out,
+            self.outputs,
+            x,
+            self.inputs,
+            &self.weight,
+            self.outputs,
+            [batch, self.inputs, self.outputs],
+            true,
+        );
+        for row in out.chunks_exact_mut(self.outputs) {
+            row.iter_mut().zip(&self.bias).for_each(|(o, b)| *o += b);
+        }
+        out
+    }
+}
+
+/// `[n, h, w, c]` to `[n, c, h, w]` (burn's flatten order for the paper and torchvision).
+fn nhwc_to_nchw(x: &[f32], s: Shape) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    let hw = s.h * s.w;
+    for image in 0..s.n {
+        for p in 0..hw {
+            for c in 0..s.c {
+                out[(image * s.c + c) * hw + p] = x[(image * hw + p) * s.c + c];
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,74 @@
+//! The stem's normalisations, in place on NHWC maps: the paper's LocalRespNorm and the Keras
+//! seed's BatchNorm (inference: a per-channel affine map).
+
+use rayon::prelude::*;
+
+use super::{InferenceError, tensor_values};
+use crate::model::architecture::STEM_LRN;
+use crate::model::batch_norm::BatchNorm;
+
+pub(crate) enum StemNorm {
+    /// Local response normalisation across channels (burn's `LocalResponseNorm` with the paper's
+    /// constants, [`STEM_LRN`]).
+    LocalResponse,
+    /// `x · scale + shift` per channel.
+    Affine { scale: Vec<f32>, shift: Vec<f32> },
+}
+
+impl StemNorm {
+    pub fn batch_norm(bn: &BatchNorm) -> Result<Self, InferenceError> {
+        let gamma = tensor_values(bn.weight.val())?;
+        let beta = tensor_values(bn.bias.val())?;
+        let mean = tensor_values(bn.running_mean.value())?;
+        let var = tensor_values(bn.running_var.value())?;
+        let scale: Vec<f32> = (0..gamma.len())
+            .map(|c| (gamma[c] as f64 / (var[c] as f64 + bn.epsilon).sqrt()) as f32)
+            .collect();
+        let shift = (0..gamma.len())
+            .map(|c| beta[c] - mean[c] * scale[c])
+            .collect();
+        Ok(StemNorm::Affine { scale, shift })
+    }
+
+    /// Normalises a dense map with `channels` channels in place.
+    pub fn apply(&self, data: &mut [f32], channels: usize) {
+        match self {
+            StemNorm::Affine { scale, shift } => {
+                data.par_chunks_mut(channels * 64).for_each(|chunk| {
+                    for pixel in chunk.chunks_exact_mut(channels) {
+                        for ((v, s), t) in pixel.iter_mut().zip(scale).zip(shift) {
+                            *v = *v * s + t;
+                        }
+                    }
+                })
+            }
+            StemNorm::LocalResponse => data.par_chunks_mut(channels * 64).for_each(|chunk| {
+                let mut squares = vec![0.0f32; channels];
+                for pixel in chunk.chunks_exact_mut(channels) {
+                    local_response(pixel, &mut squares);
+                }
+            }),
+        }
+    }
+}
+
+// base^0.75 is computed as sqrt(base) · sqrt(sqrt(base)), far cheaper than `powf`.
+const _: () = assert!(STEM_LRN.beta == 0.75);
+
+/// `x / (k + alpha · mean of x² over `size` neighbouring channels)^beta`, the mean always
+/// divided by `size` (zero padding counted, as burn and Caffe do).
+fn local_response(pixel: &mut [f32], squares: &mut [f32]) {
+    let c = pixel.len();
+    for (s, &v) in squares.iter_mut().zip(pixel.iter()) {
+        *s = v * v;
+    }
+    let before = (STEM_LRN.size - 1) / 2;
+    let after = STEM_LRN.size / 2;
+    let alpha = (STEM_LRN.alpha / STEM_LRN.size as f64) as f32;
+    for (i, v) in pixel.iter_mut().enumerate() {
+        let window = &squares[i.saturating_sub(before)..(i + after + 1).min(c)];
+        let base = STEM_LRN.k as f32 + alpha * window.iter().sum::<f32>();
+        let root = base.sqrt();
+        *v /= root * root.sqrt();
+    }
+}

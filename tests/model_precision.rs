@@ -1,0 +1,186 @@
+//! bf16 and f16: BatchNorm stays f32, the converted network's logits and `autocast`'s gradients
+//! (f32, on the f32 weights) differ from f32's about as much as PyTorch autocast's do, on the
+//! torchvision reference (flex computes in both precisions).
+
+mod common;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::{DType, FloatDType};
+use common::*;
+use googlenet::model::precision::{self, Precision};
+use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
+use googlenet::weights;
+
+const PTH: &str = "reference/torchvision/torchvision_seed1234_calibrated.pth";
+
+fn torchvision(device: &Device) -> GoogLeNet {
+    let model = GoogLeNetConfig::new(Variant::Torchvision)
+        .init(device)
+        .unwrap();
+    weights::load(model, &shared(PTH)).expect("the reference state loads")
+}
+
+#[test]
+fn flex_computes_in_bf16_and_f16() {
+    let device = Device::flex();
+    for p in [Precision::F32, Precision::Bf16, Precision::F16] {
+        assert_eq!(p.check(&device), Ok(()), "{p}");
+    }
+}
+
+#[test]
+fn apply_casts_everything_but_batch_norm() {
+    let device = Device::flex();
+    let model = GoogLeNetConfig::new(Variant::Torchvision)
+        .with_num_classes(3)
+        .with_input_size(64)
+        .init(&device)
+        .unwrap();
+    let model = precision::apply(model, Precision::Bf16).unwrap();
+    assert_eq!(model.conv1.conv.weight.val().dtype(), DType::BF16);
+    assert_eq!(model.fc.weight.val().dtype(), DType::BF16);
+    let aux = model.aux1.as_ref().unwrap();
+    assert_eq!(aux.fc2.bias.as_ref().unwrap().val().dtype(), DType::BF16);
+    let bn = model.inception4e.branch2[1].bn.as_ref().unwrap();
+    assert_eq!(bn.weight.val().dtype(), DType::F32);
+    assert_eq!(bn.bias.val().dtype(), DType::F32);
+    let (mean, var) = bn.running_stats();
+    assert_eq!((mean.dtype(), var.dtype()), (DType::F32, DType::F32));
+    let x = precision::cast_input(Tensor::<4>::ones([2, 3, 64, 64], &device), Precision::Bf16);
+    assert_eq!(model.forward(x).dtype(), DType::BF16);
+}
+
+/// PyTorch 2.15's own errors with CPU autocast on the same weights and inputs
+/// (tests/fixtures/make_reduced_precision_errors.py): (precision, logits max abs, logits relative
+/// L2, gradient relative L2 of fc.weight, aux1.fc2.weight, inception4e.branch1.conv.weight,
+/// conv1.conv.weight). The deep gradients are ill-conditioned through 4-image BatchNorm, hence
+/// their large errors in both frameworks.
+const PYTORCH_ERRORS: [(Precision, f32, f32, [f32; 4]); 2] = [
+    (
+        Precision::Bf16,
+        0.03655,
+        0.06975,
+        [0.05229, 0.02333, 0.5747, 0.6769],
+    ),
+    (
+        Precision::F16,
+        0.005451,
+        0.009924,
+        [0.007226, 0.002905, 0.2129, 0.3447],
+    ),
+];
+
+/// Ours is within 1.5x PyTorch's error, and at least a quarter of it (so that the reduced
+/// precision really was used).
+fn assert_like_pytorch(what: &str, ours: f32, pytorch: f32) {
+    eprintln!("{what}: {ours:.4e} (PyTorch {pytorch:.4e})");
+    assert!(
+        ours <= 1.5 * pytorch && ours >= 0.25 * pytorch,
+        "{what}: {ours:e}, PyTorch's is {pytorch:e}"
+    );
+}
+
+/// The calibrated torchvision state on the 4 reference images: bf16 and f16 logits against f32,
+/// with errors like PyTorch's, and the same top-1 wherever f32's top two are further apart than
+/// twice the error (PyTorch's bf16 changes image 1's top-1 too: its margin is 0.017).
+#[test]
+fn reduced_precision_logits_agree_with_f32() {
+    let device = Device::flex();
+    let io = reference("reference/torchvision/calibrated_eval_io.safetensors");
+    let input = tensor4(&io, "input_nchw_imagenet", &device);
+    let model = torchvision(&device);
+    let want = to_vec(model.forward(input.clone()));
+    for (p, pytorch_max, pytorch_l2, _) in PYTORCH_ERRORS {
+        let reduced = precision::apply(model.clone(), p).unwrap();
+        let logits = reduced.forward(precision::cast_input(input.clone(), p));
+        assert_eq!(logits.dtype(), DType::from(p.dtype()));
+        let got = to_vec(logits.cast(FloatDType::F32));
+        let diff = max_abs_diff(&got, &want);
+        assert_like_pytorch(&format!("{p} logits max abs"), diff, pytorch_max);
+        assert_like_pytorch(
+            &format!("{p} logits relative L2"),
+            relative_l2(&got, &want),
+            pytorch_l2,
+        );
+        let mut compared = 0;
+        for (row_got, row_want) in got.chunks(1000).zip(want.chunks(1000)) {
+            let mut sorted = row_want.to_vec();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            if sorted[0] - sorted[1] > 2.0 * diff {
+                assert_eq!(argmax(row_got), argmax(row_want), "{p}: top-1 changed");
+                compared += 1;
+            }
+        }
+        assert!(compared >= 1, "{p}: no image had a clear top-1");
+    }
+}
+
+fn argmax(row: &[f32]) -> usize {
+    (0..row.len())
+        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+        .unwrap()
+}
+
+/// One training step through `autocast`: the gradients belong to the f32 weights (all 187
+/// trainable tensors), are f32, and are as close to the f32 step's as PyTorch autocast's are.
+#[test]
+fn autocast_gradients_are_f32_and_like_pytorch_autocast() {
+    let device = Device::flex().autodiff();
+    let model = torchvision(&device).without_dropout();
+    let r = reference("reference/torchvision/calibrated_train_nodropout.safetensors");
+    let input = tensor4(&r, "input_nchw_imagenet", &device);
+    let labels: Vec<i64> = values(&r, "labels").iter().map(|&x| x as i64).collect();
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [4]), &device);
+    let ce = CrossEntropyLossConfig::new().init(&device);
+
+    let grads_of = |p: Precision| {
+        let view = precision::autocast(&model, p);
+        let out = view.forward_with_aux(precision::cast_input(input.clone(), p));
+        let f32 = |t: Tensor<2>| t.cast(FloatDType::F32);
+        let loss = ce.forward(f32(out.main), labels.clone())
+            + (ce.forward(f32(out.aux1.unwrap()), labels.clone())
+                + ce.forward(f32(out.aux2.unwrap()), labels.clone()))
+            .mul_scalar(0.3);
+        GradientsParams::from_grads(loss.backward(), &model)
+    };
+    let reference = grads_of(Precision::F32);
+    // Every trainable tensor of torchvision's GoogLeNet with aux heads (187, ../shared info.json).
+    assert_eq!(reference.len(), 187);
+    for (p, _, _, pytorch) in PYTORCH_ERRORS {
+        let reduced = grads_of(p);
+        assert_eq!(reduced.len(), 187, "{p}");
+        let tensors = [
+            ("fc.weight", model.fc.weight.id, 2),
+            (
+                "aux1.fc2.weight",
+                model.aux1.as_ref().unwrap().fc2.weight.id,
+                2,
+            ),
+            (
+                "inception4e.branch1.conv.weight",
+                model.inception4e.branch1.conv.weight.id,
+                4,
+            ),
+            ("conv1.conv.weight", model.conv1.conv.weight.id, 4),
+        ];
+        for ((name, id, rank), pytorch) in tensors.into_iter().zip(pytorch) {
+            let get = |g: &GradientsParams| -> Tensor<2> {
+                if rank == 2 {
+                    g.get::<2>(id).unwrap()
+                } else {
+                    g.get::<4>(id).unwrap().flatten(1, 3)
+                }
+            };
+            let got = get(&reduced);
+            assert_eq!(got.dtype(), DType::F32, "{p} {name}");
+            let err = relative_l2(&to_vec(got), &to_vec(get(&reference)));
+            assert_like_pytorch(
+                &format!("{p} gradient of {name}, relative L2"),
+                err,
+                pytorch,
+            );
+        }
+    }
+}
