@@ -12,6 +12,7 @@ use clap::Args;
 use crate::data::synthetic::SyntheticShapes;
 use crate::model::Variant;
 use crate::train::config::DEFAULT_SEED;
+use crate::train::folders::ImageFolders;
 use crate::train::loss::LossKind;
 use crate::train::schedule::Schedule;
 use crate::train::{Outcome, Overrides, Recipe, Synthetic, TrainConfig, TrainData, TrainOptions};
@@ -261,8 +262,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
 
 fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
     let (input_size, classes) = match &args.data {
-        Some(_) => {
-            bail!("--data needs the image-folder loader, which this build does not have yet")
+        Some(root) => {
+            let size = args.input_size.unwrap_or(224);
+            let data = ImageFolders::open(root, args.variant, size)?;
+            (size, data.class_names().len())
         }
         None => {
             let min = crate::model::googlenet::min_input_size(args.variant);
@@ -283,10 +286,11 @@ fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
 
 fn open_data(config: &TrainConfig) -> Result<Box<dyn TrainData>> {
     match &config.data {
-        Some(root) => bail!(
-            "{}: the image-folder loader is not in this build yet",
-            root.display()
-        ),
+        Some(root) => Ok(Box::new(ImageFolders::open(
+            root,
+            config.variant,
+            config.input_size,
+        )?)),
         None => Ok(Box::new(Synthetic {
             set: SyntheticShapes {
                 side: config.input_size,
