@@ -12,6 +12,7 @@ use clap::Args;
 use crate::data::synthetic::SyntheticShapes;
 use crate::model::Variant;
 use crate::train::config::DEFAULT_SEED;
+use crate::train::folders::ImageFolders;
 use crate::train::loss::LossKind;
 use crate::train::schedule::Schedule;
 use crate::train::{Outcome, Overrides, Recipe, Synthetic, TrainConfig, TrainData, TrainOptions};
@@ -76,6 +77,11 @@ pub struct TrainArgs {
     /// Switch dropout off.
     #[arg(long)]
     pub no_dropout: bool,
+    /// Initial weights without --weights: he (He et al. 2015; paper recipe) or reference (the
+    /// variant's own: BVLC's xavier + bias 0.2, torchvision's, Keras' glorot; seed and
+    /// caffe-quick recipes).
+    #[arg(long, value_enum)]
+    pub init: Option<crate::train::init::Init>,
     /// Side of the square input (default: 224 with --data, 96 on the embedded shapes).
     #[arg(long)]
     pub input_size: Option<usize>,
@@ -133,6 +139,7 @@ impl TrainArgs {
             loss_kind: self.loss,
             polyak_decay: self.polyak_decay.map(|d| (d > 0.0).then_some(d)),
             dropout: self.no_dropout.then_some(false),
+            init: self.init,
             seed: self.seed,
             keep_last: self.keep_last,
         })
@@ -150,6 +157,7 @@ impl TrainArgs {
             ("--loss", self.loss.is_some()),
             ("--polyak-decay", self.polyak_decay.is_some()),
             ("--no-dropout", self.no_dropout),
+            ("--init", self.init.is_some()),
             ("--input-size", self.input_size.is_some()),
             ("--weights", self.weights.is_some()),
             ("--seed", self.seed.is_some()),
@@ -254,8 +262,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
 
 fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
     let (input_size, classes) = match &args.data {
-        Some(_) => {
-            bail!("--data needs the image-folder loader, which this build does not have yet")
+        Some(root) => {
+            let size = args.input_size.unwrap_or(224);
+            let data = ImageFolders::open(root, args.variant, size)?;
+            (size, data.class_names().len())
         }
         None => {
             let min = crate::model::googlenet::min_input_size(args.variant);
@@ -276,10 +286,11 @@ fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
 
 fn open_data(config: &TrainConfig) -> Result<Box<dyn TrainData>> {
     match &config.data {
-        Some(root) => bail!(
-            "{}: the image-folder loader is not in this build yet",
-            root.display()
-        ),
+        Some(root) => Ok(Box::new(ImageFolders::open(
+            root,
+            config.variant,
+            config.input_size,
+        )?)),
         None => Ok(Box::new(Synthetic {
             set: SyntheticShapes {
                 side: config.input_size,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::init::Init;
 use super::loss::{LossKind, LossWeighting};
 use super::schedule::Schedule;
 use crate::model::Variant;
@@ -15,14 +16,17 @@ use crate::model::Variant;
 pub enum Recipe {
     /// Section 6 of the paper: SGD with momentum 0.9, learning rate decreased by 4% every 8
     /// epochs, auxiliary losses weighted 0.3 (section 5), Polyak averaging of the weights for the
-    /// final model. The paper gives no base learning rate, weight decay or batch size; those come
-    /// from BVLC's Caffe GoogLeNet solver (0.01, 2e-4, 32).
+    /// final model. The paper gives no base learning rate, weight decay, batch size or
+    /// initialisation; the first three come from BVLC's Caffe GoogLeNet solver (0.01, 2e-4, 32),
+    /// the initialisation is He's (see [`Init`]) so that training starts on small datasets.
     Paper,
     /// The seed's Keras settings: `SGD(learning_rate=0.01)` without momentum, one categorical
-    /// cross-entropy applied to all three outputs with weight 1, 10 epochs, Keras' batch of 32.
+    /// cross-entropy applied to all three outputs with weight 1, 10 epochs, Keras' batch of 32,
+    /// the variant's reference initialisation (glorot_uniform for `keras-seed`).
     Seed,
     /// BVLC's `quick_solver.prototxt`: base lr 0.01, "poly" policy with power 0.5, momentum 0.9,
-    /// weight decay 2e-4, batch 32, auxiliary losses weighted 0.3 (`train_val.prototxt`).
+    /// weight decay 2e-4, batch 32, auxiliary losses weighted 0.3 (`train_val.prototxt`), the
+    /// variant's reference initialisation.
     CaffeQuick,
 }
 
@@ -62,10 +66,17 @@ pub struct TrainConfig {
     pub polyak_decay: Option<f64>,
     /// Dropout as the variant defines it; off only for comparisons with references made without.
     pub dropout: bool,
+    /// Initial weights when no weight file is given (see [`Init`]).
+    #[serde(default = "reference_init")]
+    pub init: Init,
     /// Seeds the initial weights, the data order, the augmentation and dropout.
     pub seed: u64,
     /// Checkpoints kept besides the best one.
     pub keep_last: usize,
+}
+
+fn reference_init() -> Init {
+    Init::Reference
 }
 
 /// Values that replace a recipe's; `None` keeps the recipe's value.
@@ -82,6 +93,7 @@ pub struct Overrides {
     /// `Some(None)` switches averaging off.
     pub polyak_decay: Option<Option<f64>>,
     pub dropout: Option<bool>,
+    pub init: Option<Init>,
     pub seed: Option<u64>,
     pub keep_last: Option<usize>,
 }
@@ -112,6 +124,7 @@ impl TrainConfig {
             loss: LossWeighting::paper(),
             polyak_decay: Some(0.999),
             dropout: true,
+            init: Init::He,
             seed: DEFAULT_SEED,
             keep_last: 3,
         };
@@ -124,11 +137,13 @@ impl TrainConfig {
                 schedule: Schedule::Constant,
                 loss: LossWeighting::keras_seed(),
                 polyak_decay: None,
+                init: Init::Reference,
                 ..base
             },
             Recipe::CaffeQuick => TrainConfig {
                 schedule: Schedule::Poly { power: 0.5 },
                 polyak_decay: None,
+                init: Init::Reference,
                 ..base
             },
         }
@@ -146,6 +161,7 @@ impl TrainConfig {
         self.loss.kind = o.loss_kind.unwrap_or(self.loss.kind);
         self.polyak_decay = o.polyak_decay.unwrap_or(self.polyak_decay);
         self.dropout = o.dropout.unwrap_or(self.dropout);
+        self.init = o.init.unwrap_or(self.init);
         self.seed = o.seed.unwrap_or(self.seed);
         self.keep_last = o.keep_last.unwrap_or(self.keep_last);
         self

@@ -5,6 +5,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod curves;
 pub mod data_parallel;
+pub mod folders;
+pub mod init;
 pub mod loss;
 pub mod metrics;
 pub mod output;

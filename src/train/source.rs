@@ -2,6 +2,7 @@
 //! split, fetched by index, so that the loop decides the order (and can skip what a resumed run
 //! already did) and every random choice is a function of the run's seed.
 
+use crate::data::DataError;
 use crate::data::synthetic::{self, SyntheticShapes};
 use crate::model::Variant;
 
@@ -30,10 +31,6 @@ impl HostBatch {
         self.labels.is_empty()
     }
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DataError(pub String);
 
 /// A labelled dataset with a training and a validation split.
 pub trait TrainData: Send + Sync {
@@ -77,7 +74,7 @@ impl TrainData for Synthetic {
         self.set.side
     }
 
-    /// Training images are flipped left-right at random (the shapes are symmetric under it, so
+    /// Training images are flipped left-right at random (that keeps every pattern in its class, so
     /// the label stays right).
     fn fetch(&self, split: Split, indices: &[usize], seed: u64) -> Result<HostBatch, DataError> {
         let side = self.set.side;
@@ -87,7 +84,7 @@ impl TrainData for Synthetic {
         let mut labels = Vec::with_capacity(indices.len());
         for (slot, &index) in indices.iter().enumerate() {
             if index >= self.len(split) {
-                return Err(DataError(format!(
+                return Err(DataError::Batch(format!(
                     "image {index} of the synthetic set's {split:?} split does not exist"
                 )));
             }

@@ -22,7 +22,8 @@ use super::metrics::{EpochRecord, EpochSums, HeadBatch, SplitStats, append_csv, 
 use super::output::{OutputError, check_writable};
 use super::polyak::Polyak;
 use super::schedule::Progress;
-use super::source::{DataError, HostBatch, Split, TrainData, mix};
+use super::source::{HostBatch, Split, TrainData, mix};
+use crate::data::DataError;
 use super::state::{Best, TrainState};
 use crate::model::summary::SummaryError;
 use crate::model::{GoogLeNet, GoogLeNetConfig, GoogLeNetOutput};
@@ -247,6 +248,12 @@ pub fn train(
             let indices =
                 &order[batch * config.batch_size..((batch + 1) * config.batch_size).min(train_len)];
             let host = data.fetch(Split::Train, indices, augment_seed)?;
+            if host.is_empty() {
+                // Every file of the batch was skipped (undecodable); nothing to learn from.
+                run.state.batch = batch + 1;
+                bar.inc(1);
+                continue;
+            }
             let lr = config.schedule.learning_rate(
                 config.base_lr,
                 Progress {
@@ -404,9 +411,10 @@ fn start(
             state: loaded.state,
         });
     }
-    if let Some(path) = &options.weights {
-        model = weights::load(model, path)?;
-    }
+    model = match &options.weights {
+        Some(path) => weights::load(model, path)?,
+        None => config.init.apply(model),
+    };
     let polyak = config.polyak_decay.map(|d| Polyak::new(&model, d));
     Ok(Run {
         model,
@@ -523,6 +531,9 @@ pub fn evaluate(
     for chunk in indices.chunks(config.batch_size) {
         let host = data.fetch(Split::Val, chunk, 0)?;
         let n = host.len();
+        if n == 0 {
+            continue;
+        }
         let images = Tensor::<4>::from_data(
             TensorData::new(host.images, [n, 3, host.side, host.side]),
             device,

@@ -1,0 +1,153 @@
+//! An ImageNet-layout folder (`ROOT/train/<class>/*`, `ROOT/val/<class>/*`) as training data:
+//! training images get the paper's random crops of 8-100% of the area with aspect ratios 3/4-4/3
+//! and horizontal flips (torchvision's `RandomResizedCrop` + `RandomHorizontalFlip`), validation
+//! images the standard resize to 8/7 of the input and centre crop. A file that cannot be decoded
+//! is skipped with one warning and counted.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use image::RgbImage;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::source::{HostBatch, Split, TrainData, mix};
+use crate::data::image::load_rgb;
+use crate::data::{DataError, EvalTransform, ImageFolder, TrainTransform, normalize_chw};
+use crate::model::Variant;
+
+pub struct ImageFolders {
+    root: PathBuf,
+    train: ImageFolder,
+    val: ImageFolder,
+    train_transform: TrainTransform,
+    eval_transform: EvalTransform,
+    variant: Variant,
+    side: usize,
+    /// Files that failed to decode, warned about once.
+    skipped: Mutex<BTreeSet<PathBuf>>,
+}
+
+impl ImageFolders {
+    /// Opens `root/train` and `root/val`, which must have the same class folders.
+    pub fn open(root: &Path, variant: Variant, side: usize) -> Result<ImageFolders, DataError> {
+        let train = ImageFolder::open(&root.join("train"))?;
+        let val = ImageFolder::open(&root.join("val"))?;
+        let names = |f: &ImageFolder| -> Vec<String> {
+            (0..f.classes().len())
+                .map(|i| f.classes().wnid(i).to_string())
+                .collect()
+        };
+        if names(&train) != names(&val) {
+            return Err(DataError::Dataset {
+                path: root.to_path_buf(),
+                reason: format!(
+                    "train/ and val/ have different class folders ({:?} vs {:?})",
+                    names(&train),
+                    names(&val)
+                ),
+            });
+        }
+        for (folder, name) in [(&train, "train"), (&val, "val")] {
+            if folder.is_empty() {
+                return Err(DataError::Dataset {
+                    path: root.join(name),
+                    reason: "no images".into(),
+                });
+            }
+        }
+        Ok(ImageFolders {
+            root: root.to_path_buf(),
+            train,
+            val,
+            train_transform: TrainTransform::new(side as u32),
+            eval_transform: EvalTransform::imagenet(side as u32),
+            variant,
+            side,
+            skipped: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// Files skipped so far because they could not be decoded.
+    pub fn skipped(&self) -> Vec<PathBuf> {
+        self.skipped
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn folder(&self, split: Split) -> &ImageFolder {
+        match split {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+        }
+    }
+
+    fn image(&self, split: Split, index: usize, seed: u64) -> Result<RgbImage, DataError> {
+        let image = load_rgb(&self.folder(split).samples()[index].path)?;
+        Ok(match split {
+            Split::Train => {
+                let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, index as u64));
+                self.train_transform.apply(&image, &mut rng)
+            }
+            Split::Val => self.eval_transform.apply(&image),
+        })
+    }
+}
+
+impl TrainData for ImageFolders {
+    fn describe(&self) -> String {
+        format!(
+            "{} ({} classes, {} training / {} validation images, {} px)",
+            self.root.display(),
+            self.train.classes().len(),
+            self.train.len(),
+            self.val.len(),
+            self.side
+        )
+    }
+
+    fn class_names(&self) -> Vec<String> {
+        let classes = self.train.classes();
+        (0..classes.len()).map(|i| classes.label(i)).collect()
+    }
+
+    fn len(&self, split: Split) -> usize {
+        self.folder(split).len()
+    }
+
+    fn side(&self) -> usize {
+        self.side
+    }
+
+    fn fetch(&self, split: Split, indices: &[usize], seed: u64) -> Result<HostBatch, DataError> {
+        let decoded: Vec<Result<RgbImage, DataError>> = indices
+            .par_iter()
+            .map(|&i| self.image(split, i, seed))
+            .collect();
+        let samples = self.folder(split).samples();
+        let mut images = Vec::with_capacity(indices.len() * 3 * self.side * self.side);
+        let mut labels = Vec::with_capacity(indices.len());
+        for (&index, image) in indices.iter().zip(decoded) {
+            match image {
+                Ok(image) => {
+                    normalize_chw(&image, self.variant, &mut images);
+                    labels.push(samples[index].label as i64);
+                }
+                Err(e) => {
+                    let mut skipped = self.skipped.lock().expect("skip list lock");
+                    if skipped.insert(samples[index].path.clone()) {
+                        eprintln!("warning: skipped {e}");
+                    }
+                }
+            }
+        }
+        Ok(HostBatch {
+            images,
+            labels,
+            side: self.side,
+        })
+    }
+}
