@@ -102,7 +102,7 @@ fn two_replicas_step_like_one_device_on_the_whole_batch() {
         (multi_loss - single_loss).abs() <= 1e-5 * single_loss.abs(),
         "loss: {multi_loss} vs {single_loss}"
     );
-    let compare = |what: &str, a: &GoogLeNet, b: &GoogLeNet| {
+    let compare = |what: &str, a: &GoogLeNet, b: &GoogLeNet, tolerance: f32| {
         let (a, b) = (parameters(a), parameters(b));
         assert_eq!(a.len(), b.len());
         let worst = a
@@ -111,9 +111,12 @@ fn two_replicas_step_like_one_device_on_the_whole_batch() {
             .map(|(x, y)| relative_diff(x, y))
             .fold(0.0, f32::max);
         eprintln!("{what}: worst relative difference of a parameter tensor {worst:e}");
-        assert!(worst <= 1e-5, "{what}: worst relative difference {worst:e}");
+        assert!(
+            worst <= tolerance,
+            "{what}: worst relative difference {worst:e}"
+        );
     };
-    compare("after one step", &multi, &single);
+    compare("after one step", &multi, &single, 1e-5);
     // The step moved the weights by far more than the tolerance (a test that cannot fail otherwise).
     let moved = parameters(&single)
         .iter()
@@ -127,7 +130,10 @@ fn two_replicas_step_like_one_device_on_the_whole_batch() {
     let single = single_optim.step(lr, single, grads);
     let step = parallel.step(&multi, images, labels).unwrap();
     let multi = multi_optim.step_multi(lr, multi, step.grads);
-    compare("after two steps", &multi, &single);
+    // The second step starts from weights that already differ by float summation order (the two
+    // halves of the batch are reduced separately), and momentum carries that forward: between 2e-7 and
+    // 1.7e-5 across runs (rayon's reduction order varies), far below how far the steps move the weights.
+    compare("after two steps", &multi, &single, 5e-5);
 }
 
 #[test]
