@@ -9,7 +9,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// The classes, in label order.
-pub const CLASSES: [&str; 4] = ["disk", "horizontal-stripes", "vertical-stripes", "checkerboard"];
+pub const CLASSES: [&str; 4] = [
+    "disk",
+    "horizontal-stripes",
+    "vertical-stripes",
+    "checkerboard",
+];
 
 /// Which part of the set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

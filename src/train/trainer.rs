@@ -23,8 +23,8 @@ use super::output::{OutputError, check_writable};
 use super::polyak::Polyak;
 use super::schedule::Progress;
 use super::source::{HostBatch, Split, TrainData, mix};
-use crate::data::DataError;
 use super::state::{Best, TrainState};
+use crate::data::DataError;
 use crate::model::summary::SummaryError;
 use crate::model::{GoogLeNet, GoogLeNetConfig, GoogLeNetOutput};
 use crate::weights::{self, Layout, WeightsError};
@@ -429,8 +429,12 @@ fn save(
     run: &Run,
     last: &Option<PathBuf>,
 ) -> Result<PathBuf, TrainError> {
+    let state = TrainState {
+        polyak_updates: run.polyak.as_ref().map_or(0, Polyak::updates),
+        ..run.state.clone()
+    };
     checkpoints
-        .save(&run.model, &run.optimizer, run.polyak.as_ref(), &run.state)
+        .save(&run.model, &run.optimizer, run.polyak.as_ref(), &state)
         .map_err(|source| TrainError::Checkpoint {
             source,
             kept: match last {
