@@ -161,7 +161,7 @@ def main():
             updates += 1
             seen += len(y)
             correct += int((main_out.argmax(1) == y).sum())
-            loss_sum += float(loss) * len(y)
+            loss_sum += loss.item() * len(y)
         sched.step()
         average.eval()
         vseen = vcorrect = vloss = 0

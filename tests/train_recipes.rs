@@ -37,7 +37,10 @@ fn paper_schedule_loses_4_percent_every_8_epochs() {
 fn caffe_quick_schedule_is_poly_power_half_over_the_run() {
     let c = TrainConfig::recipe(Recipe::CaffeQuick, Variant::Paper, 224, 1000);
     assert_eq!(c.schedule, Schedule::Poly { power: 0.5 });
-    assert_eq!((c.base_lr, c.momentum, c.weight_decay, c.batch_size), (0.01, 0.9, 2e-4, 32));
+    assert_eq!(
+        (c.base_lr, c.momentum, c.weight_decay, c.batch_size),
+        (0.01, 0.9, 2e-4, 32)
+    );
     let lr = |i| c.schedule.learning_rate(c.base_lr, at(0, i, 1000));
     assert_eq!(lr(0), 0.01);
     assert!((lr(750) - 0.005).abs() < 1e-15, "sqrt(0.25) of the base");
@@ -49,7 +52,10 @@ fn caffe_quick_schedule_is_poly_power_half_over_the_run() {
 fn seed_recipe_is_keras_sgd() {
     let c = TrainConfig::recipe(Recipe::Seed, Variant::KerasSeed, 224, 1000);
     assert_eq!(c.schedule, Schedule::Constant);
-    assert_eq!((c.base_lr, c.momentum, c.weight_decay, c.epochs), (0.01, 0.0, 0.0, 10));
+    assert_eq!(
+        (c.base_lr, c.momentum, c.weight_decay, c.epochs),
+        (0.01, 0.0, 0.0, 10)
+    );
     assert_eq!(c.loss, LossWeighting::keras_seed());
     assert_eq!(c.polyak_decay, None);
     for epoch in [0, 5, 9] {
@@ -70,7 +76,10 @@ fn overrides_replace_recipe_values_and_survive_the_config_file() {
         }),
         ..Overrides::default()
     });
-    assert_eq!((c.epochs, c.base_lr, c.loss.aux, c.polyak_decay), (3, 0.05, 0.5, None));
+    assert_eq!(
+        (c.epochs, c.base_lr, c.loss.aux, c.polyak_decay),
+        (3, 0.05, 0.5, None)
+    );
     assert_eq!(c.momentum, 0.9, "not overridden");
     let dir = std::env::temp_dir().join(format!("googlenet-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -143,8 +152,15 @@ fn keras_cross_entropy_clips_probabilities_at_1e7() {
         y.clone(),
         LossKind::KerasClippedProbabilities,
     ))[0];
-    let exact = to_vec(cross_entropy(logits(&rows, &device), y, LossKind::SoftmaxCrossEntropy))[0];
-    assert!((keras as f64 - (1e7f64).ln()).abs() < 1e-3, "-ln(1e-7) = 16.118, got {keras}");
+    let exact = to_vec(cross_entropy(
+        logits(&rows, &device),
+        y,
+        LossKind::SoftmaxCrossEntropy,
+    ))[0];
+    assert!(
+        (keras as f64 - (1e7f64).ln()).abs() < 1e-3,
+        "-ln(1e-7) = 16.118, got {keras}"
+    );
     assert!((exact - 40.0).abs() < 1e-3, "{exact}");
     // And the clip stops the gradient there, as in Keras.
     let device = Device::flex().autodiff();
@@ -160,13 +176,13 @@ fn keras_cross_entropy_clips_probabilities_at_1e7() {
 #[test]
 fn seed_loss_matches_keras_on_its_reference_model() {
     let device = Device::flex().autodiff();
-    let model = GoogLeNetConfig::new(Variant::KerasSeed).init(&device).unwrap();
-    let model = googlenet::weights::load(
-        model,
-        &shared("reference/keras_seed/weights.safetensors"),
-    )
-    .unwrap()
-    .without_dropout();
+    let model = GoogLeNetConfig::new(Variant::KerasSeed)
+        .init(&device)
+        .unwrap();
+    let model =
+        googlenet::weights::load(model, &shared("reference/keras_seed/weights.safetensors"))
+            .unwrap()
+            .without_dropout();
     let inputs = reference("reference/inputs/inputs.safetensors");
     let nhwc = values(&inputs, "keras_input_nhwc_0to1");
     let x = Tensor::<4>::from_data(TensorData::new(nhwc, [4, 224, 224, 3]), &device)
@@ -197,8 +213,12 @@ fn polyak_decay_warms_up_then_caps() {
 fn epoch_sums_count_top1_and_top5_per_head() {
     let mut sums = EpochSums::default();
     // 2 images, 6 classes; main right on both, aux1 top-1 wrong on the second but within top-5.
-    let main = [0.0f32, 9.0, 1.0, 2.0, 3.0, 4.0, 9.0, 0.0, 1.0, 2.0, 3.0, 4.0];
-    let aux1 = [0.0f32, 9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.0, 1.0, 2.0, 3.0, 9.0];
+    let main = [
+        0.0f32, 9.0, 1.0, 2.0, 3.0, 4.0, 9.0, 0.0, 1.0, 2.0, 3.0, 4.0,
+    ];
+    let aux1 = [
+        0.0f32, 9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.0, 1.0, 2.0, 3.0, 9.0,
+    ];
     sums.add(
         &[1, 0],
         1.5,
@@ -215,7 +235,10 @@ fn epoch_sums_count_top1_and_top5_per_head() {
         ],
     );
     let s = sums.stats();
-    assert_eq!((s.loss, s.main.loss, s.main.top1, s.main.top5), (1.5, 0.5, 1.0, 1.0));
+    assert_eq!(
+        (s.loss, s.main.loss, s.main.top1, s.main.top5),
+        (1.5, 0.5, 1.0, 1.0)
+    );
     let a = s.aux1.unwrap();
     assert_eq!((a.top1, a.top5), (0.5, 1.0));
     assert!(s.aux2.is_none());
@@ -253,5 +276,8 @@ fn curves_are_a_png_of_the_history() {
     assert_eq!((image.width(), image.height()), (1200, 450));
     // Not a blank canvas: some pixels are the curves' blue.
     let rgb = image.to_rgb8();
-    assert!(rgb.pixels().any(|p| p.0[2] > 200 && p.0[0] < 50 && p.0[1] < 50));
+    assert!(
+        rgb.pixels()
+            .any(|p| p.0[2] > 200 && p.0[0] < 50 && p.0[1] < 50)
+    );
 }
