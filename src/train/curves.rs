@@ -76,6 +76,7 @@ pub fn render_png(history: &[EpochRecord]) -> Result<Vec<u8>, CurvesError> {
             &left,
             "Loss (weighted total)",
             "loss",
+            SeriesLabelPosition::UpperRight,
             (0.5..epochs + 0.5, 0.0..max_loss),
             [("train", train_loss), ("validation", val_loss)],
         )?;
@@ -83,6 +84,7 @@ pub fn render_png(history: &[EpochRecord]) -> Result<Vec<u8>, CurvesError> {
             &right,
             "Top-1 accuracy (main classifier)",
             "top-1 (%)",
+            SeriesLabelPosition::LowerRight,
             (0.5..epochs + 0.5, 0.0..100.0),
             [
                 ("train", series(|r| 100.0 * r.train.main.top1)),
@@ -105,6 +107,7 @@ fn panel(
     area: &Area<'_>,
     title: &str,
     y_label: &str,
+    legend: SeriesLabelPosition,
     (x_range, y_range): (std::ops::Range<f64>, std::ops::Range<f64>),
     lines: [(&str, Vec<(f64, f64)>); 2],
 ) -> Result<(), CurvesError> {
@@ -150,6 +153,7 @@ fn panel(
     }
     chart
         .configure_series_labels()
+        .position(legend)
         .label_font((FONT, 14))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
