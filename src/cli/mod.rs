@@ -45,7 +45,7 @@ pub enum Command {
     /// Speed measurements (not tests): `bench data DIR` times the training input pipeline.
     Bench(bench::BenchArgs),
     /// Train a variant with the paper's, the seed's or Caffe's recipe, with resumable checkpoints.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
 }
 
 /// Parses the arguments, runs the subcommand and turns an error into a message and exit code 1.
@@ -59,7 +59,7 @@ pub fn main() -> ExitCode {
         Command::Export(args) => export::run(args),
         Command::Data(args) => data::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
     };
     match result {
         Ok(code) => code,

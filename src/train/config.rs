@@ -18,7 +18,7 @@ pub enum Recipe {
     /// epochs, auxiliary losses weighted 0.3 (section 5), Polyak averaging of the weights for the
     /// final model. The paper gives no base learning rate, weight decay, batch size or
     /// initialisation; the first three come from BVLC's Caffe GoogLeNet solver (0.01, 2e-4, 32),
-    /// the initialisation is He's (see [`Init`]) so that training starts on small datasets.
+    /// the initialisation is He's (`--init he`) so that training starts on small datasets.
     Paper,
     /// The seed's Keras settings: `SGD(learning_rate=0.01)` without momentum, one categorical
     /// cross-entropy applied to all three outputs with weight 1, 10 epochs, Keras' batch of 32,

@@ -55,7 +55,7 @@ pub fn render_png(history: &[EpochRecord]) -> Result<Vec<u8>, CurvesError> {
         let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
         let (left, right) = root.split_horizontally(WIDTH / 2);
-        let epochs = history.len().max(1) as f64;
+        let epochs = history.iter().map(|r| r.epoch).max().unwrap_or(1) as f64;
         let series = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
             history
                 .iter()
@@ -76,14 +76,16 @@ pub fn render_png(history: &[EpochRecord]) -> Result<Vec<u8>, CurvesError> {
             &left,
             "Loss (weighted total)",
             "loss",
-            (0.0..epochs + 0.5, 0.0..max_loss),
+            SeriesLabelPosition::UpperRight,
+            (0.5..epochs + 0.5, 0.0..max_loss),
             [("train", train_loss), ("validation", val_loss)],
         )?;
         panel(
             &right,
             "Top-1 accuracy (main classifier)",
             "top-1 (%)",
-            (0.0..epochs + 0.5, 0.0..100.0),
+            SeriesLabelPosition::LowerRight,
+            (0.5..epochs + 0.5, 0.0..100.0),
             [
                 ("train", series(|r| 100.0 * r.train.main.top1)),
                 ("validation", series(|r| 100.0 * r.val.main.top1)),
@@ -105,9 +107,11 @@ fn panel(
     area: &Area<'_>,
     title: &str,
     y_label: &str,
+    legend: SeriesLabelPosition,
     (x_range, y_range): (std::ops::Range<f64>, std::ops::Range<f64>),
     lines: [(&str, Vec<(f64, f64)>); 2],
 ) -> Result<(), CurvesError> {
+    let epochs_end = x_range.end;
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, 22))
         .margin(12)
@@ -115,12 +119,21 @@ fn panel(
         .y_label_area_size(56)
         .build_cartesian_2d(x_range, y_range)
         .map_err(draw_err)?;
+    let epochs = (epochs_end - 0.5).round() as usize;
     chart
         .configure_mesh()
         .x_desc("epoch")
         .y_desc(y_label)
         .label_style((FONT, 14))
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_labels(epochs.clamp(2, 12))
+        // Whole epochs only.
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-6 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
         .draw()
         .map_err(draw_err)?;
     for ((name, points), color) in lines.into_iter().zip([BLUE, RED]) {
@@ -140,6 +153,7 @@ fn panel(
     }
     chart
         .configure_series_labels()
+        .position(legend)
         .label_font((FONT, 14))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)

@@ -72,6 +72,8 @@ pub fn available_bytes(path: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it initialised the buffer.
     let stats = unsafe { stats.assume_init() };
+    // The field types differ between platforms (u32 or u64).
+    #[allow(clippy::unnecessary_cast)]
     Some(stats.f_bavail as u64 * stats.f_frsize as u64)
 }
 

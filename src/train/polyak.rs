@@ -2,9 +2,9 @@
 //! model used at inference time"), as an exponential moving average of every weight and BatchNorm
 //! running statistic, the way TensorFlow's `ExponentialMovingAverage` with `num_updates` does it.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 
 use crate::model::GoogLeNet;
@@ -65,30 +65,38 @@ impl Polyak {
     }
 }
 
-/// Every float tensor of a model, flattened, by parameter id.
+/// Every float tensor of a model (parameters and running statistics), flattened, in the order
+/// the module tree is walked. The average and the model have the same structure, so the order
+/// pairs them; parameter ids would not (a resumed BatchNorm keeps fresh ids for its statistics).
 #[derive(Default)]
 struct Collector {
-    tensors: HashMap<ParamId, Tensor<1>>,
+    tensors: VecDeque<Tensor<1>>,
 }
 
 impl ModuleVisitor for Collector {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let value = param.val();
         let n = value.shape().num_elements();
-        self.tensors.insert(param.id, value.reshape([n]));
+        self.tensors.push_back(value.reshape([n]));
     }
 }
 
 struct Mixer {
-    current: HashMap<ParamId, Tensor<1>>,
+    current: VecDeque<Tensor<1>>,
     keep: f64,
 }
 
 impl ModuleMapper for Mixer {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some(current) = self.current.remove(&param.id) else {
-            return param;
-        };
+        let current = self
+            .current
+            .pop_front()
+            .expect("the average and the model have the same tensors");
+        assert_eq!(
+            current.shape().num_elements(),
+            param.shape().num_elements(),
+            "the average and the model have the same tensors"
+        );
         let keep = self.keep;
         param.map(|average| {
             let shape = average.shape();

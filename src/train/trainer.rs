@@ -122,7 +122,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 }
 
 /// Salts that keep the generators of the data order, augmentation and dropout apart.
-const ORDER: u64 = 0x6f72_6465_72;
+const ORDER: u64 = 0x006f_7264_6572;
 const AUGMENT: u64 = 0x6175_676d;
 const DROPOUT: u64 = 0x6472_6f70;
 
@@ -140,7 +140,7 @@ pub fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<usize> {
 /// momentum with dampening 0).
 pub fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     SgdConfig::new()
-        .with_momentum((config.momentum > 0.0).then(|| MomentumConfig {
+        .with_momentum((config.momentum > 0.0).then_some(MomentumConfig {
             momentum: config.momentum,
             dampening: 0.0,
             nesterov: false,
@@ -429,8 +429,12 @@ fn save(
     run: &Run,
     last: &Option<PathBuf>,
 ) -> Result<PathBuf, TrainError> {
+    let state = TrainState {
+        polyak_updates: run.polyak.as_ref().map_or(0, Polyak::updates),
+        ..run.state.clone()
+    };
     checkpoints
-        .save(&run.model, &run.optimizer, run.polyak.as_ref(), &run.state)
+        .save(&run.model, &run.optimizer, run.polyak.as_ref(), &state)
         .map_err(|source| TrainError::Checkpoint {
             source,
             kept: match last {

@@ -1,0 +1,102 @@
+//! `googlenet train` as a user runs it: Ctrl-C finishes the step, writes a checkpoint, exits 0 and
+//! says how to resume; `--resume` then finishes the run.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_googlenet");
+
+fn wait_for(path: &Path, limit: Duration) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < limit, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_checkpoints_exits_0_and_resume_finishes() {
+    let out = std::env::temp_dir().join(format!("googlenet-ctrlc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    // The embedded shapes at 32 px: 40 batches of 8 per epoch.
+    let args = [
+        "train",
+        "--variant",
+        "torchvision",
+        "--input-size",
+        "32",
+        "--batch",
+        "8",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+    ];
+    let child = Command::new(BIN)
+        .args(args)
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("googlenet runs");
+    // config.json is written after the Ctrl-C handler is installed, right before the first step.
+    wait_for(&out.join("config.json"), Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: sending SIGINT to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(
+        stderr.contains("Ctrl-C: stopping after the current step"),
+        "{stderr}"
+    );
+    let resume_line = format!("resume with: googlenet train --resume {}", out.display());
+    assert!(stdout.contains(&resume_line), "{stdout}");
+    assert!(stdout.contains("stopped at epoch"), "{stdout}");
+    let checkpoints: Vec<_> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+        .collect();
+    assert!(!checkpoints.is_empty(), "a checkpoint was written");
+
+    let output = Command::new(BIN)
+        .args(["train", "--quiet", "--resume"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("finished 2 epochs"), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        3,
+        "header and one row per epoch:\n{csv}"
+    );
+    assert!(out.join("model.safetensors").is_file() && out.join("curves.png").is_file());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn resume_refuses_hyperparameter_changes() {
+    let output = Command::new(BIN)
+        .args(["train", "--resume", "/nonexistent-run", "--lr", "0.1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("drop --lr"), "{stderr}");
+}
