@@ -311,3 +311,44 @@ fn schemes_parse_from_the_crop_count() {
     }
     assert!(CropScheme::from_str("5", false).is_err());
 }
+
+/// Regression: scaling a box back to the original image overshot its border by a rounding error
+/// for some sizes (10 crops at 96 px panicked in the resizer). Over a sweep of sizes, every region
+/// stays inside the image, the sweep does contain sizes where the unclamped product overshoots,
+/// and cropping such an image works.
+#[test]
+fn source_regions_never_leave_the_image() {
+    let mut overshooting = None;
+    for crop in [96, 112, 224] {
+        for width in crop..crop * 3 {
+            for height in [crop, crop + 1, crop * 4 / 3, width * 3 / 4 + 1] {
+                let height = height.max(crop);
+                for scheme in [CropScheme::Ten, CropScheme::Paper144] {
+                    for b in crop_boxes(width, height, scheme, crop).unwrap() {
+                        let [left, top, w, h] = b.source_region(width, height);
+                        assert!(
+                            left >= 0.0
+                                && top >= 0.0
+                                && left + w <= width as f64
+                                && top + h <= height as f64,
+                            "{b:?} of a {width}x{height} image gives region {:?}",
+                            [left, top, w, h]
+                        );
+                        let sx = width as f64 / b.resized.width as f64;
+                        let unclamped = (b.rect.x as f64 * sx) + (b.rect.width as f64 * sx);
+                        if unclamped > width as f64 && overshooting.is_none() {
+                            overshooting = Some((width, height, scheme, crop));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let (width, height, scheme, crop) =
+        overshooting.expect("the sweep should contain a size whose unclamped region overshoots");
+    let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    let boxes = crop_boxes(width, height, scheme, crop).unwrap();
+    let crops = googlenet::eval::predict::crop_images(&image, &boxes);
+    assert_eq!(crops.len(), boxes.len());
+    assert!(crops.iter().all(|c| c.dimensions() == (crop, crop)));
+}

@@ -79,14 +79,19 @@ pub struct CropBox {
 impl CropBox {
     /// The same region in the original image's pixel coordinates, `[left, top, width, height]`,
     /// for resizers that crop and scale in one step (fast_image_resize's `ResizeOptions::crop`).
+    /// Always inside the image: scaling back can overshoot the border by a rounding error, which
+    /// such resizers reject.
     pub fn source_region(&self, width: u32, height: u32) -> [f64; 4] {
-        let sx = width as f64 / self.resized.width as f64;
-        let sy = height as f64 / self.resized.height as f64;
+        let (width, height) = (width as f64, height as f64);
+        let sx = width / self.resized.width as f64;
+        let sy = height / self.resized.height as f64;
+        let left = (self.rect.x as f64 * sx).min(width);
+        let top = (self.rect.y as f64 * sy).min(height);
         [
-            self.rect.x as f64 * sx,
-            self.rect.y as f64 * sy,
-            self.rect.width as f64 * sx,
-            self.rect.height as f64 * sy,
+            left,
+            top,
+            (self.rect.width as f64 * sx).min(width - left),
+            (self.rect.height as f64 * sy).min(height - top),
         ]
     }
 }

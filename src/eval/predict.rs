@@ -17,15 +17,7 @@ pub fn crop_images(image: &RgbImage, boxes: &[CropBox]) -> Vec<RgbImage> {
     boxes
         .iter()
         .map(|b| {
-            // Scaling back to the original can overshoot the border by a rounding error.
-            let [left, top, w, h] = b.source_region(width, height);
-            let (left, top) = (left.clamp(0.0, width as f64), top.clamp(0.0, height as f64));
-            let region = [
-                left,
-                top,
-                w.min(width as f64 - left),
-                h.min(height as f64 - top),
-            ];
+            let region = b.source_region(width, height);
             let out = resize_region(image, region, b.output, b.output, Interpolation::Bilinear);
             if b.mirror {
                 image::imageops::flip_horizontal(&out)
