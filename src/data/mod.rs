@@ -5,7 +5,9 @@
 pub mod check;
 pub mod classes;
 pub mod dataset;
+pub mod devkit;
 mod error;
+pub mod flat_labels;
 pub mod image;
 pub mod loader;
 pub mod normalize;
@@ -17,6 +19,7 @@ pub mod transform;
 pub use classes::{ClassEntry, ClassTable};
 pub use dataset::{Ignored, ImageFolder, Sample};
 pub use error::DataError;
+pub use flat_labels::FlatLabels;
 pub use loader::{Batch, EpochIter, Loader, LoaderConfig, Skip, Transform};
 pub use normalize::{normalize_chw, to_tensor};
 pub use photometric::Photometric;

@@ -2,7 +2,7 @@
 //! training images get the paper's random crops of 8-100% of the area with aspect ratios 3/4-4/3
 //! and horizontal flips (torchvision's `RandomResizedCrop` + `RandomHorizontalFlip`), validation
 //! images the standard resize to 8/7 of the input and centre crop. A file that cannot be decoded
-//! is skipped with one warning and counted.
+//! is skipped with one warning and counted, or with `strict` ends the run with an error naming it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,8 @@ pub struct ImageFolders {
     side: usize,
     /// Files that failed to decode, warned about once.
     skipped: Mutex<BTreeSet<PathBuf>>,
+    /// A file that fails to decode is an error instead of a skip.
+    strict: bool,
 }
 
 impl ImageFolders {
@@ -67,7 +69,14 @@ impl ImageFolders {
             variant,
             side,
             skipped: Mutex::new(BTreeSet::new()),
+            strict: false,
         })
+    }
+
+    /// With `strict`, [`TrainData::fetch`] fails on the first file it cannot decode, naming it,
+    /// instead of skipping and counting it.
+    pub fn with_strict(self, strict: bool) -> Self {
+        ImageFolders { strict, ..self }
     }
 
     /// Files skipped so far because they could not be decoded.
@@ -136,6 +145,7 @@ impl TrainData for ImageFolders {
                     normalize_chw(&image, self.variant, &mut images);
                     labels.push(samples[index].label as i64);
                 }
+                Err(e) if self.strict => return Err(e),
                 Err(e) => {
                     let mut skipped = self.skipped.lock().expect("skip list lock");
                     if skipped.insert(samples[index].path.clone()) {
