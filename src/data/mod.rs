@@ -21,7 +21,7 @@ pub use dataset::{Ignored, ImageFolder, Sample};
 pub use error::DataError;
 pub use flat_labels::FlatLabels;
 pub use loader::{Batch, EpochIter, Loader, LoaderConfig, Skip, Transform};
-pub use normalize::{normalize_chw, to_tensor};
+pub use normalize::{normalize_chw, normalize_chw_into, to_tensor};
 pub use photometric::Photometric;
 pub use resize::Interpolation;
 pub use transform::{EvalTransform, TrainTransform};

@@ -11,11 +11,11 @@ use std::sync::Mutex;
 use image::RgbImage;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 use super::source::{HostBatch, Split, TrainData, mix};
 use crate::data::image::load_rgb;
-use crate::data::{DataError, EvalTransform, ImageFolder, TrainTransform, normalize_chw};
+use crate::data::normalize::normalized_batch;
+use crate::data::{DataError, EvalTransform, ImageFolder, TrainTransform};
 use crate::model::Variant;
 
 pub struct ImageFolders {
@@ -132,28 +132,26 @@ impl TrainData for ImageFolders {
     }
 
     fn fetch(&self, split: Split, indices: &[usize], seed: u64) -> Result<HostBatch, DataError> {
-        let decoded: Vec<Result<RgbImage, DataError>> = indices
-            .par_iter()
-            .map(|&i| self.image(split, i, seed))
-            .collect();
+        let (images, failures) = normalized_batch(indices.len(), self.side, self.variant, |i| {
+            self.image(split, indices[i], seed)
+        });
         let samples = self.folder(split).samples();
-        let mut images = Vec::with_capacity(indices.len() * 3 * self.side * self.side);
-        let mut labels = Vec::with_capacity(indices.len());
-        for (&index, image) in indices.iter().zip(decoded) {
-            match image {
-                Ok(image) => {
-                    normalize_chw(&image, self.variant, &mut images);
-                    labels.push(samples[index].label as i64);
-                }
-                Err(e) if self.strict => return Err(e),
-                Err(e) => {
-                    let mut skipped = self.skipped.lock().expect("skip list lock");
-                    if skipped.insert(samples[index].path.clone()) {
-                        eprintln!("warning: skipped {e}");
-                    }
-                }
+        let mut failed = vec![false; indices.len()];
+        for (position, error) in failures {
+            if self.strict {
+                return Err(error);
+            }
+            failed[position] = true;
+            let mut skipped = self.skipped.lock().expect("skip list lock");
+            if skipped.insert(samples[indices[position]].path.clone()) {
+                eprintln!("warning: skipped {error}");
             }
         }
+        let labels = indices
+            .iter()
+            .zip(failed)
+            .filter_map(|(&index, failed)| (!failed).then_some(samples[index].label as i64))
+            .collect();
         Ok(HostBatch {
             images,
             labels,
