@@ -104,3 +104,44 @@ fn train_strict_stops_at_the_unreadable_file() {
         "a strict run with a bad file must not finish"
     );
 }
+
+#[test]
+fn training_batches_skip_and_count_bad_files_unless_strict() {
+    use googlenet::model::Variant;
+    use googlenet::train::folders::ImageFolders;
+    use googlenet::train::{Split, TrainData};
+
+    let dir = tempfile::tempdir().unwrap();
+    dataset_with_bad_files(dir.path());
+    // train/: a/good.jpg, a/placeholder.jpg, a/truncated.jpg (class 0), b/good.jpg (class 1).
+    let data = ImageFolders::open(dir.path(), Variant::Torchvision, 32).unwrap();
+    let batch = data.fetch(Split::Train, &[3, 1, 2, 0], 7).unwrap();
+    assert_eq!(
+        batch.labels,
+        [1, 0],
+        "the good images keep their labels, in order"
+    );
+    assert_eq!(batch.images.len(), 2 * 3 * 32 * 32);
+    let mut skipped: Vec<String> = data
+        .skipped()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    skipped.sort();
+    assert_eq!(skipped, ["placeholder.jpg", "truncated.jpg"]);
+    // The kept images are the ones a batch of the good files alone gives.
+    let good = data.fetch(Split::Train, &[3, 0], 7).unwrap();
+    assert_eq!(batch.images, good.images);
+
+    let strict = ImageFolders::open(dir.path(), Variant::Torchvision, 32)
+        .unwrap()
+        .with_strict(true);
+    let err = strict
+        .fetch(Split::Train, &[3, 1, 2, 0], 7)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("placeholder.jpg: GIF content is not accepted"),
+        "{err}"
+    );
+}
