@@ -244,7 +244,7 @@ fn median(sorted: &[f64]) -> f64 {
 }
 
 /// User + system CPU time of the whole process (all threads) so far.
-fn cpu_seconds() -> f64 {
+pub(super) fn cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
     let usage = unsafe {

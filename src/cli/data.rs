@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::data::FlatLabels;
 use crate::data::check::{CheckReport, check, open_splits};
 
 #[derive(Args, Debug)]
@@ -28,6 +29,18 @@ pub enum DataCommand {
 pub struct CheckArgs {
     /// The dataset folder.
     pub dir: PathBuf,
+    /// Labels of a flat validation folder (DIR/val, or DIR itself without train/ and val/):
+    /// Kaggle's LOC_val_solution.csv or the devkit's ILSVRC2012_validation_ground_truth.txt
+    /// (with the devkit's meta.mat beside it, or --devkit-meta).
+    #[arg(long)]
+    pub val_labels: Option<PathBuf>,
+    /// The devkit's data/meta.mat, when it is not beside --val-labels.
+    #[arg(long, requires = "val_labels")]
+    pub devkit_meta: Option<PathBuf>,
+    /// Fail with an error naming the first file that cannot be used instead of a report that
+    /// lists every one.
+    #[arg(long)]
+    pub strict: bool,
     /// Decoding threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -43,7 +56,12 @@ pub fn run(args: DataArgs) -> Result<ExitCode> {
 }
 
 fn run_check(args: CheckArgs) -> Result<ExitCode> {
-    let folders = open_splits(&args.dir)?;
+    let flat_val = args
+        .val_labels
+        .as_deref()
+        .map(|labels| FlatLabels::detect(labels, args.devkit_meta.as_deref()))
+        .transpose()?;
+    let folders = open_splits(&args.dir, flat_val.as_ref())?;
     let total: usize = folders.iter().map(|(_, f)| f.len()).sum();
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
@@ -59,6 +77,11 @@ fn run_check(args: CheckArgs) -> Result<ExitCode> {
     let pool = pool.build().context("starting decoding threads")?;
     let report = pool.install(|| check(&args.dir, &folders, &|| bar.inc(1)));
     bar.finish_and_clear();
+    if args.strict
+        && let Some(problem) = report.splits.iter().flat_map(|s| &s.problems).next()
+    {
+        bail!("{}: {}", problem.path.display(), problem.reason);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -9,8 +9,8 @@ use burn::prelude::Device;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::ImageFolder;
 use crate::data::image::load_rgb;
+use crate::data::{FlatLabels, ImageFolder};
 use crate::eval::predict::predict;
 use crate::eval::{CropScheme, Metrics};
 use crate::model::Variant;
@@ -39,9 +39,15 @@ pub struct EvalArgs {
     /// Side of the crops fed to the network.
     #[arg(long, default_value_t = 224)]
     pub crop: u32,
-    /// Labels for a flat folder: LOC_val_solution.csv (Kaggle).
+    /// Labels for a flat folder (ImageNet's 50,000 validation images in one folder): Kaggle's
+    /// LOC_val_solution.csv, or the devkit's ILSVRC2012_validation_ground_truth.txt (its class
+    /// ids are read through the devkit's meta.mat, found beside it or given with --devkit-meta).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// The devkit's data/meta.mat, for --labels ILSVRC2012_validation_ground_truth.txt when it
+    /// is not in the same folder.
+    #[arg(long, requires = "labels")]
+    pub devkit_meta: Option<PathBuf>,
     /// torchvision's transform_input (on for torchvision's official pretrained weights).
     #[arg(long)]
     pub transform_input: bool,
@@ -77,9 +83,8 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         .map(InferenceNet::from_model)
         .collect::<Result<Vec<_>, _>>()?;
     let dataset = match &args.labels {
-        Some(csv) => ImageFolder::flat_with_csv(
+        Some(labels) => FlatLabels::detect(labels, args.devkit_meta.as_deref())?.open(
             &args.data,
-            csv,
             super::class_table(&args.weights, None, classes)?,
         )?,
         None => ImageFolder::open(&args.data)?,

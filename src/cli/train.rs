@@ -111,6 +111,10 @@ pub struct TrainArgs {
     /// cpu, cuda:N (a build with the cuda feature) or wgpu[:N] (with the wgpu feature).
     #[arg(long, default_value = "cpu", value_parser = crate::device::parse_available)]
     pub device: crate::device::DeviceSpec,
+    /// Stop with an error naming the file at the first image that cannot be decoded, instead of
+    /// skipping it with a warning and counting it.
+    #[arg(long)]
+    pub strict: bool,
     /// No progress bars or per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
@@ -211,7 +215,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
         None => (new_config(&args)?, args.out.clone()),
     };
-    let data = open_data(&config)?;
+    let data = open_data(&config, args.strict)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -306,13 +310,11 @@ fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
     Ok(config)
 }
 
-fn open_data(config: &TrainConfig) -> Result<Box<dyn TrainData>> {
+fn open_data(config: &TrainConfig, strict: bool) -> Result<Box<dyn TrainData>> {
     match &config.data {
-        Some(root) => Ok(Box::new(ImageFolders::open(
-            root,
-            config.variant,
-            config.input_size,
-        )?)),
+        Some(root) => Ok(Box::new(
+            ImageFolders::open(root, config.variant, config.input_size)?.with_strict(strict),
+        )),
         None => Ok(Box::new(Synthetic {
             set: SyntheticShapes {
                 side: config.input_size,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::image::{decode_rgb, format_name, sniff_format};
-use super::{DataError, ImageFolder};
+use super::{ClassTable, DataError, FlatLabels, ImageFolder};
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ClassCount {
@@ -62,12 +62,29 @@ pub fn splits(dir: &Path) -> Vec<(String, PathBuf)> {
     }
 }
 
-/// The folders of `dir` to scan and their file counts, before decoding anything.
-pub fn open_splits(dir: &Path) -> Result<Vec<(String, ImageFolder)>, DataError> {
-    splits(dir)
-        .into_iter()
-        .map(|(name, path)| Ok((name, ImageFolder::open(&path)?)))
-        .collect()
+/// The folders of `dir` to scan and their file counts, before decoding anything. With
+/// `flat_val`, the validation split (`val/`, or `dir` itself when it has no splits) is a flat
+/// folder labelled by that file, against the classes of `train/` when there is one, else the
+/// ImageNet table.
+pub fn open_splits(
+    dir: &Path,
+    flat_val: Option<&FlatLabels>,
+) -> Result<Vec<(String, ImageFolder)>, DataError> {
+    let mut folders: Vec<(String, ImageFolder)> = Vec::new();
+    for (name, path) in splits(dir) {
+        let folder = match flat_val {
+            Some(labels) if name != "train" => {
+                let classes = folders
+                    .iter()
+                    .find(|(n, _)| n == "train")
+                    .map_or_else(ClassTable::imagenet, |(_, f)| f.classes().clone());
+                labels.open(&path, classes)?
+            }
+            _ => ImageFolder::open(&path)?,
+        };
+        folders.push((name, folder));
+    }
+    Ok(folders)
 }
 
 /// Decodes every sample of each split (on the current rayon pool); `progress` is called once per

@@ -12,7 +12,7 @@ use super::DataError;
 const IMAGENET_TSV: &str = include_str!("imagenet_classes.tsv");
 
 /// One class: its WordNet id (empty when the dataset's folders are not wnids) and its name.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ClassEntry {
     pub wnid: String,
     pub name: String,
@@ -38,6 +38,11 @@ impl ClassTable {
                 })
             })
             .collect();
+        ClassTable { entries }
+    }
+
+    /// A table from its entries, in index order.
+    pub fn from_entries(entries: Vec<ClassEntry>) -> Self {
         ClassTable { entries }
     }
 

@@ -141,10 +141,12 @@ impl ImageFolder {
         })
     }
 
-    /// The flat validation folder labelled by the devkit's ground truth: line `i` holds the
-    /// ILSVRC2012_ID (1-based, in the devkit's own class order) of the `i`-th image in sorted file
-    /// order. `devkit_synsets` lists the wnids in ILSVRC2012_ID order (from the devkit's
-    /// `meta.mat`); labels are given as indices of `classes`.
+    /// The flat validation folder labelled by the devkit's ground truth: line `n` holds the
+    /// ILSVRC2012_ID (1-based, in the devkit's own class order, not sorted-wnid order) of
+    /// `ILSVRC2012_val_{n:08}.JPEG`. `devkit_synsets` lists the wnids in ILSVRC2012_ID order
+    /// (from the devkit's `meta.mat`, [`super::devkit::read_meta_mat`]); labels are given as
+    /// indices of `classes`. Images not named `ILSVRC2012_val_<n>` with a line `n` are listed in
+    /// [`Self::ignored`], so a subset of the 50,000 images works.
     pub fn flat_with_ground_truth(
         dir: &Path,
         ground_truth: &Path,
@@ -153,46 +155,73 @@ impl ImageFolder {
     ) -> Result<Self, DataError> {
         let text = std::fs::read_to_string(ground_truth)
             .map_err(|e| DataError::dataset(ground_truth, e.to_string()))?;
-        let files: Vec<PathBuf> = files_under(dir)?
-            .into_iter()
-            .filter(|p| has_image_extension(p))
-            .collect();
-        let ids: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        if ids.len() != files.len() {
-            return Err(DataError::dataset(
-                ground_truth,
-                format!(
-                    "{} labels for {} images in {}",
-                    ids.len(),
-                    files.len(),
-                    dir.display()
-                ),
-            ));
-        }
-        let mut samples = Vec::with_capacity(files.len());
-        for (number, (path, id)) in files.into_iter().zip(ids).enumerate() {
+        let mut labels = Vec::new();
+        for (number, line) in text.lines().enumerate() {
             let bad = |why: String| {
                 DataError::dataset(ground_truth, format!("line {}: {why}", number + 1))
             };
-            let id: usize = id
-                .parse()
-                .map_err(|_| bad(format!("{id:?} is not a class id")))?;
+            let id = line.trim();
+            if id.is_empty() {
+                continue;
+            }
+            let id: usize = id.parse().map_err(|_| {
+                bad(format!(
+                    "{id:?} is not an ILSVRC2012_ID (expected one class id per line)"
+                ))
+            })?;
             let wnid = devkit_synsets.wnid(id.wrapping_sub(1));
-            let label = classes
-                .index_of(wnid)
-                .filter(|_| !wnid.is_empty())
-                .ok_or_else(|| bad(format!("class id {id} has no wnid in the class table")))?;
-            samples.push(Sample { path, label });
+            if wnid.is_empty() {
+                return Err(bad(format!("class id {id} is not in the devkit's synsets")));
+            }
+            let label = classes.index_of(wnid).ok_or_else(|| {
+                bad(format!(
+                    "class id {id} is {wnid}, which is not in the class table"
+                ))
+            })?;
+            labels.push(label);
+        }
+        if labels.is_empty() {
+            return Err(DataError::dataset(
+                ground_truth,
+                "no labels (expected one ILSVRC2012_ID per line)",
+            ));
+        }
+        let (mut samples, mut ignored) = (Vec::new(), Vec::new());
+        for path in files_under(dir)?
+            .into_iter()
+            .filter(|p| has_image_extension(p))
+        {
+            let number = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.strip_prefix("ILSVRC2012_val_"))
+                .and_then(|n| n.parse::<usize>().ok());
+            match number.and_then(|n| labels.get(n.wrapping_sub(1))) {
+                Some(&label) => samples.push(Sample { path, label }),
+                None => ignored.push(Ignored {
+                    path,
+                    reason: format!(
+                        "no label in {} (not ILSVRC2012_val_<n> with n at most {})",
+                        ground_truth.display(),
+                        labels.len()
+                    ),
+                }),
+            }
+        }
+        if samples.is_empty() {
+            return Err(DataError::dataset(
+                dir,
+                format!(
+                    "no image named ILSVRC2012_val_<n> with a label in {}",
+                    ground_truth.display()
+                ),
+            ));
         }
         Ok(ImageFolder {
             root: dir.to_path_buf(),
             classes,
             samples,
-            ignored: Vec::new(),
+            ignored,
         })
     }
 

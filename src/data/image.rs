@@ -78,6 +78,11 @@ pub fn format_name(format: ImageFormat) -> &'static str {
 /// followed by 00 or a restart marker), so an EOI found before the last scan (an EXIF
 /// thumbnail's) does not count. zune-jpeg fills a cut-off file with grey instead of failing.
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    // The usual case without reading the whole file: it ends with EOI, which then follows
+    // every scan (one is near the start).
+    if bytes.ends_with(&[0xFF, 0xD9]) {
+        return bytes.windows(2).any(|w| w == [0xFF, 0xDA]);
+    }
     let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
     match last_scan {
         Some(start) => bytes[start..].windows(2).any(|w| w == [0xFF, 0xD9]),

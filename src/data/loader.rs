@@ -7,6 +7,7 @@
 //! cannot be decoded is skipped with a warning and counted (its batch is one image shorter; other
 //! labels never move); with `strict` it ends the epoch with an error instead.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -17,10 +18,10 @@ use image::RgbImage;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 use super::image::load_rgb;
-use super::{DataError, EvalTransform, ImageFolder, TrainTransform, to_tensor};
+use super::normalize::normalized_batch;
+use super::{DataError, EvalTransform, ImageFolder, TrainTransform};
 use crate::model::Variant;
 
 /// What happens to each decoded image.
@@ -220,67 +221,113 @@ struct Worker {
     epoch: usize,
 }
 
+/// Batches being made on the pool at once: while the loader thread waits for one, idle decoding
+/// threads start on the next, so no thread waits at the end of a batch.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// A batch still in host memory.
+struct HostBatch {
+    images: Vec<f32>,
+    labels: Vec<i64>,
+    indices: Vec<usize>,
+}
+
+type Made = Result<Option<HostBatch>, DataError>;
+
 impl Worker {
     fn run(self, batches: Vec<Vec<usize>>, sender: SyncSender<Result<Batch, DataError>>) {
-        for indices in batches {
-            let made =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(indices)))
+        let worker = Arc::new(self);
+        let mut batches = batches.into_iter();
+        let mut in_flight: VecDeque<Receiver<Made>> = VecDeque::new();
+        loop {
+            while in_flight.len() < BATCHES_IN_FLIGHT {
+                let Some(indices) = batches.next() else { break };
+                let (done, result) = sync_channel(1);
+                let job = worker.clone();
+                worker.pool.spawn(move || {
+                    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        job.host_batch(indices)
+                    }))
                     .unwrap_or_else(|_| Err(DataError::Batch("a decoding thread panicked".into())));
-            let stop = made.is_err();
+                    let _ = done.send(made);
+                });
+                in_flight.push_back(result);
+            }
+            let Some(result) = in_flight.pop_front() else {
+                return;
+            };
+            let made = result.recv().unwrap_or_else(|_| {
+                Err(DataError::Batch(
+                    "a decoding job ended without its batch".into(),
+                ))
+            });
             match made {
                 Ok(None) => continue,
-                Ok(Some(batch)) => {
-                    if sender.send(Ok(batch)).is_err() {
+                Ok(Some(host)) => {
+                    if sender.send(Ok(worker.to_batch(host))).is_err() {
                         return;
                     }
                 }
                 Err(e) => {
                     let _ = sender.send(Err(e));
+                    return;
                 }
-            }
-            if stop {
-                return;
             }
         }
     }
 
-    /// One batch, `None` when every file of it was skipped.
-    fn batch(&self, indices: Vec<usize>) -> Result<Option<Batch>, DataError> {
+    /// One batch, `None` when every file of it was skipped. Each image is decoded, transformed
+    /// and normalised by one pool thread, straight into its place in the batch.
+    fn host_batch(&self, indices: Vec<usize>) -> Made {
         let samples = self.dataset.samples();
-        let images: Vec<Result<RgbImage, DataError>> = self
-            .pool
-            .install(|| indices.par_iter().map(|&i| self.image(i)).collect());
-        let (mut kept, mut labels, mut kept_indices) = (Vec::new(), Vec::new(), Vec::new());
-        for (index, image) in indices.into_iter().zip(images) {
-            match image {
-                Ok(image) => {
-                    kept.push(image);
-                    labels.push(samples[index].label as i64);
-                    kept_indices.push(index);
-                }
-                Err(e) if self.config.strict => return Err(e),
-                Err(e) => {
-                    eprintln!("warning: skipped {e}");
-                    if let Ok(mut skips) = self.skips.lock() {
-                        skips.push(Skip {
-                            index,
-                            path: samples[index].path.clone(),
-                            reason: e.to_string(),
-                        });
-                    }
-                }
+        let side = self.config.transform.output_size() as usize;
+        let (images, failures) = normalized_batch(indices.len(), side, self.config.variant, |i| {
+            self.image(indices[i])
+        });
+        let mut failed = vec![false; indices.len()];
+        for (position, error) in failures {
+            if self.config.strict {
+                return Err(error);
+            }
+            failed[position] = true;
+            let index = indices[position];
+            eprintln!("warning: skipped {error}");
+            if let Ok(mut skips) = self.skips.lock() {
+                skips.push(Skip {
+                    index,
+                    path: samples[index].path.clone(),
+                    reason: error.to_string(),
+                });
             }
         }
+        let kept: Vec<usize> = indices
+            .into_iter()
+            .zip(failed)
+            .filter_map(|(index, failed)| (!failed).then_some(index))
+            .collect();
         if kept.is_empty() {
             return Ok(None);
         }
-        let device = &self.config.device;
-        let n = labels.len();
-        Ok(Some(Batch {
-            images: to_tensor(&kept, self.config.variant, device),
-            labels: Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device),
-            indices: kept_indices,
+        Ok(Some(HostBatch {
+            images,
+            labels: kept.iter().map(|&i| samples[i].label as i64).collect(),
+            indices: kept,
         }))
+    }
+
+    /// The batch as tensors on the loader's device (made on the loader thread, not the pool).
+    fn to_batch(&self, host: HostBatch) -> Batch {
+        let side = self.config.transform.output_size() as usize;
+        let device = &self.config.device;
+        let n = host.labels.len();
+        Batch {
+            images: Tensor::<4>::from_data(
+                TensorData::new(host.images, [n, 3, side, side]),
+                device,
+            ),
+            labels: Tensor::<1, Int>::from_data(TensorData::new(host.labels, [n]), device),
+            indices: host.indices,
+        }
     }
 
     fn image(&self, index: usize) -> Result<RgbImage, DataError> {

@@ -2,7 +2,7 @@
 //! training images get the paper's random crops of 8-100% of the area with aspect ratios 3/4-4/3
 //! and horizontal flips (torchvision's `RandomResizedCrop` + `RandomHorizontalFlip`), validation
 //! images the standard resize to 8/7 of the input and centre crop. A file that cannot be decoded
-//! is skipped with one warning and counted.
+//! is skipped with one warning and counted, or with `strict` ends the run with an error naming it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,11 +11,11 @@ use std::sync::Mutex;
 use image::RgbImage;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 use super::source::{HostBatch, Split, TrainData, mix};
 use crate::data::image::load_rgb;
-use crate::data::{DataError, EvalTransform, ImageFolder, TrainTransform, normalize_chw};
+use crate::data::normalize::normalized_batch;
+use crate::data::{DataError, EvalTransform, ImageFolder, TrainTransform};
 use crate::model::Variant;
 
 pub struct ImageFolders {
@@ -28,6 +28,8 @@ pub struct ImageFolders {
     side: usize,
     /// Files that failed to decode, warned about once.
     skipped: Mutex<BTreeSet<PathBuf>>,
+    /// A file that fails to decode is an error instead of a skip.
+    strict: bool,
 }
 
 impl ImageFolders {
@@ -67,7 +69,14 @@ impl ImageFolders {
             variant,
             side,
             skipped: Mutex::new(BTreeSet::new()),
+            strict: false,
         })
+    }
+
+    /// With `strict`, [`TrainData::fetch`] fails on the first file it cannot decode, naming it,
+    /// instead of skipping and counting it.
+    pub fn with_strict(self, strict: bool) -> Self {
+        ImageFolders { strict, ..self }
     }
 
     /// Files skipped so far because they could not be decoded.
@@ -123,27 +132,26 @@ impl TrainData for ImageFolders {
     }
 
     fn fetch(&self, split: Split, indices: &[usize], seed: u64) -> Result<HostBatch, DataError> {
-        let decoded: Vec<Result<RgbImage, DataError>> = indices
-            .par_iter()
-            .map(|&i| self.image(split, i, seed))
-            .collect();
+        let (images, failures) = normalized_batch(indices.len(), self.side, self.variant, |i| {
+            self.image(split, indices[i], seed)
+        });
         let samples = self.folder(split).samples();
-        let mut images = Vec::with_capacity(indices.len() * 3 * self.side * self.side);
-        let mut labels = Vec::with_capacity(indices.len());
-        for (&index, image) in indices.iter().zip(decoded) {
-            match image {
-                Ok(image) => {
-                    normalize_chw(&image, self.variant, &mut images);
-                    labels.push(samples[index].label as i64);
-                }
-                Err(e) => {
-                    let mut skipped = self.skipped.lock().expect("skip list lock");
-                    if skipped.insert(samples[index].path.clone()) {
-                        eprintln!("warning: skipped {e}");
-                    }
-                }
+        let mut failed = vec![false; indices.len()];
+        for (position, error) in failures {
+            if self.strict {
+                return Err(error);
+            }
+            failed[position] = true;
+            let mut skipped = self.skipped.lock().expect("skip list lock");
+            if skipped.insert(samples[indices[position]].path.clone()) {
+                eprintln!("warning: skipped {error}");
             }
         }
+        let labels = indices
+            .iter()
+            .zip(failed)
+            .filter_map(|(&index, failed)| (!failed).then_some(samples[index].label as i64))
+            .collect();
         Ok(HostBatch {
             images,
             labels,

@@ -1,0 +1,76 @@
+//! The label file of a flat ImageNet validation folder (all 50,000 images in one folder), told
+//! apart by its content: Kaggle's `LOC_val_solution.csv` (`ImageId,PredictionString` rows, the
+//! wnid first) or the devkit's `ILSVRC2012_validation_ground_truth.txt` (one ILSVRC2012_ID per
+//! line), whose ids are read through the devkit's `meta.mat`.
+
+use std::path::{Path, PathBuf};
+
+use super::devkit::read_meta_mat;
+use super::{ClassTable, DataError, ImageFolder};
+
+/// The devkit keeps `meta.mat` beside the ground truth (`ILSVRC2012_devkit_t12/data/`).
+pub const DEVKIT_META: &str = "meta.mat";
+
+/// Which label file a flat validation folder comes with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlatLabels {
+    /// `LOC_val_solution.csv`.
+    KaggleCsv(PathBuf),
+    /// `ILSVRC2012_validation_ground_truth.txt` and the devkit's `meta.mat`.
+    DevkitGroundTruth {
+        ground_truth: PathBuf,
+        meta: PathBuf,
+    },
+}
+
+impl FlatLabels {
+    /// Recognises `labels` by its first line. Ground truth needs the devkit's `meta.mat`:
+    /// `devkit_meta` when given, else `meta.mat` beside `labels`.
+    pub fn detect(labels: &Path, devkit_meta: Option<&Path>) -> Result<Self, DataError> {
+        let text = std::fs::read_to_string(labels)
+            .map_err(|e| DataError::dataset(labels, e.to_string()))?;
+        let first = text.lines().map(str::trim).find(|l| !l.is_empty());
+        match first {
+            Some(line) if line.starts_with("ImageId,") => {
+                Ok(FlatLabels::KaggleCsv(labels.to_path_buf()))
+            }
+            Some(line) if line.parse::<u32>().is_ok() => {
+                let meta = match devkit_meta {
+                    Some(meta) => meta.to_path_buf(),
+                    None => labels.with_file_name(DEVKIT_META),
+                };
+                if !meta.is_file() {
+                    return Err(DataError::dataset(
+                        labels,
+                        format!(
+                            "the devkit's class ids need its meta.mat to map them to wnids, and {} \
+                             is missing (give it with --devkit-meta)",
+                            meta.display()
+                        ),
+                    ));
+                }
+                Ok(FlatLabels::DevkitGroundTruth {
+                    ground_truth: labels.to_path_buf(),
+                    meta,
+                })
+            }
+            _ => Err(DataError::dataset(
+                labels,
+                "not a label file: expected LOC_val_solution.csv (ImageId,PredictionString) or \
+                 the devkit's ILSVRC2012_validation_ground_truth.txt (one class id per line)",
+            )),
+        }
+    }
+
+    /// The flat folder `dir` labelled with indices of `classes` (normally
+    /// [`ClassTable::imagenet`]).
+    pub fn open(&self, dir: &Path, classes: ClassTable) -> Result<ImageFolder, DataError> {
+        match self {
+            FlatLabels::KaggleCsv(csv) => ImageFolder::flat_with_csv(dir, csv, classes),
+            FlatLabels::DevkitGroundTruth { ground_truth, meta } => {
+                let synsets = read_meta_mat(meta)?;
+                ImageFolder::flat_with_ground_truth(dir, ground_truth, &synsets, classes)
+            }
+        }
+    }
+}
