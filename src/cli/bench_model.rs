@@ -178,8 +178,9 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
 
 /// The engine that runs: `fast` only for inference on the CPU in f32 (its default there).
 fn engine(args: &BenchModelArgs) -> Result<Engine> {
-    let fast_fits =
-        args.mode == Mode::Infer && args.device == DeviceSpec::Cpu && args.precision == Precision::F32;
+    let fast_fits = args.mode == Mode::Infer
+        && args.device == DeviceSpec::Cpu
+        && args.precision == Precision::F32;
     match args.engine {
         Some(Engine::Fast) if !fast_fits => bail!(
             "--engine fast is the CPU f32 inference path; use --engine burn for {} on {} in {}",
@@ -227,7 +228,9 @@ fn make_step(args: &BenchModelArgs, engine: Engine) -> Result<Step> {
             Ok(Box::new(move || {
                 let x = Tensor::<4>::from_data(TensorData::new(pixels.clone(), shape), &device);
                 // Reading the logits back waits for the device.
-                let logits = model.forward(precision::cast_input(x, precision)).into_data();
+                let logits = model
+                    .forward(precision::cast_input(x, precision))
+                    .into_data();
                 std::hint::black_box(logits);
                 Ok(())
             }))

@@ -19,6 +19,6 @@ pub mod step;
 pub mod trainer;
 
 pub use config::{Overrides, Recipe, TrainConfig};
-pub use source::{HostBatch, Split, Synthetic, TrainData};
 pub use session::Session;
+pub use source::{HostBatch, Split, Synthetic, TrainData};
 pub use trainer::{Outcome, TrainError, TrainOptions, train, train_session};

@@ -449,8 +449,7 @@ pub fn train_session(
         say(epoch_lines(&record, config.epochs, improved));
         let interrupted = options.stop.load(Ordering::SeqCst);
         if (interrupted || reached_max(&session)) && run.state.epoch < config.epochs {
-            let (checkpoint, epoch, batch, step) =
-                (path, run.state.epoch + 1, 0, run.state.step);
+            let (checkpoint, epoch, batch, step) = (path, run.state.epoch + 1, 0, run.state.step);
             let outcome = if interrupted {
                 Outcome::Interrupted {
                     checkpoint,
