@@ -281,7 +281,8 @@ pub fn train_session(
     let stepper = Stepper::new(&options.replicas, config.loss, options.precision)?;
     if stepper.replicas() > 1 {
         say(format!(
-            "data parallel over {} replicas ({}), {} in {}",
+            "data parallel: each batch of {} split over {} replicas ({}); steps in {}",
+            config.batch_size,
             stepper.replicas(),
             options
                 .replicas
@@ -289,7 +290,6 @@ pub fn train_session(
                 .map(|d| format!("{d:?}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            config.batch_size,
             options.precision
         ));
     } else if options.precision != Precision::F32 {
