@@ -36,7 +36,10 @@ pub enum DeviceError {
     NotBuilt { spec: String, feature: &'static str },
     #[error("no device given: expected a comma-separated list such as cuda:0,cuda:1")]
     EmptyList,
-    #[error("device `{0}` is listed twice: each replica needs a device of its own")]
+    #[error(
+        "device `{0}` is listed twice: each GPU replica needs a device of its own (only `cpu` may \
+         repeat, its replicas sharing the cores)"
+    )]
     Duplicate(String),
     #[error(
         "devices `{first}` and `{other}` are on different backends: data-parallel replicas must \
@@ -156,8 +159,9 @@ pub fn parse_available(text: &str) -> Result<DeviceSpec, DeviceError> {
     Ok(spec)
 }
 
-/// `--devices cuda:0,cuda:1,...`: one replica per device, all on one backend, none twice, each
-/// built into this binary (checked in that order).
+/// `--devices cuda:0,cuda:1,...`: one replica per device, all on one backend, no GPU twice, each
+/// built into this binary (checked in that order). `cpu` may repeat (`cpu,cpu`): its replicas
+/// share the cores, which tests data-parallel training without a GPU but does not speed it up.
 pub fn parse_device_list(text: &str) -> Result<Vec<DeviceSpec>, DeviceError> {
     let specs = text
         .split(',')
@@ -173,7 +177,7 @@ pub fn parse_device_list(text: &str) -> Result<Vec<DeviceSpec>, DeviceError> {
                 other: spec.to_string(),
             });
         }
-        if specs[..i].contains(spec) {
+        if *spec != DeviceSpec::Cpu && specs[..i].contains(spec) {
             return Err(DeviceError::Duplicate(spec.to_string()));
         }
     }

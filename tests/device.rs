@@ -97,9 +97,10 @@ fn device_lists() {
     assert_eq!(parse_device_list(" cpu , "), Ok(vec![DeviceSpec::Cpu]));
     assert_eq!(parse_device_list(""), Err(DeviceError::EmptyList));
     assert_eq!(parse_device_list(" , "), Err(DeviceError::EmptyList));
+    // CPU replicas share the cores: allowed, so data parallelism is testable without a GPU.
     assert_eq!(
         parse_device_list("cpu,cpu"),
-        Err(DeviceError::Duplicate("cpu".into()))
+        Ok(vec![DeviceSpec::Cpu, DeviceSpec::Cpu])
     );
     let err = parse_device_list("cpu,gpu").unwrap_err();
     assert_eq!(err, DeviceError::Unknown("gpu".into()));

@@ -92,9 +92,9 @@ fn options(out: &Path, resume: bool, stop: Arc<AtomicBool>) -> TrainOptions {
         out: out.to_path_buf(),
         resume,
         weights: None,
-        device: Device::flex(),
         stop,
         quiet: true,
+        ..TrainOptions::new(out.to_path_buf(), Device::flex())
     }
 }
 

@@ -16,13 +16,14 @@ use crate::model::Variant;
 pub struct BenchDataArgs {
     /// The dataset folder (its train/ split when it has one).
     pub dir: PathBuf,
-    /// Decoding threads.
+    /// Decoding threads; 0 = one per core (what feeding a GPU can use).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Timed passes over the images (after one untimed warm-up pass).
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
-    #[arg(long, default_value_t = 32)]
+    /// Images per batch.
+    #[arg(long, alias = "batch", default_value_t = 32)]
     pub batch_size: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -52,6 +53,10 @@ struct BenchReport {
 }
 
 pub fn run(args: BenchDataArgs) -> Result<ExitCode> {
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let dir = splits(&args.dir)
         .into_iter()
         .next()
@@ -63,7 +68,7 @@ pub fn run(args: BenchDataArgs) -> Result<ExitCode> {
     }
     let config = LoaderConfig {
         shuffle: true,
-        threads: args.threads.max(1),
+        threads,
         ..LoaderConfig::new(
             args.batch_size,
             Transform::Train(TrainTransform::new(224)),
@@ -103,7 +108,7 @@ pub fn run(args: BenchDataArgs) -> Result<ExitCode> {
     let median = rates[rates.len() / 2];
     let report = BenchReport {
         dir,
-        threads: args.threads.max(1),
+        threads,
         images,
         repeats,
         batch_size: args.batch_size,
@@ -113,7 +118,7 @@ pub fn run(args: BenchDataArgs) -> Result<ExitCode> {
             median,
             max: rates[rates.len() - 1],
         },
-        images_per_sec_per_thread: median / args.threads.max(1) as f64,
+        images_per_sec_per_thread: median / threads as f64,
         images_per_cpu_sec: timed_images as f64 / cpu.max(f64::MIN_POSITIVE),
     };
     if args.json {

@@ -1,4 +1,5 @@
-//! `googlenet bench model`: images per second and peak memory of inference or of a training step.
+//! `googlenet bench model`: images per second and peak memory of inference or of a training step,
+//! on any device this binary has, in f32, bf16 or f16.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -8,13 +9,16 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::device::{DeviceSpec, parse_available};
 use crate::model::fast::InferenceNet;
+use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
 
 #[derive(Args, Debug)]
@@ -29,10 +33,18 @@ pub struct BenchModelArgs {
     /// auxiliary loss, backward pass, SGD with momentum 0.9).
     #[arg(long, value_enum, default_value_t = Mode::Infer)]
     pub mode: Mode,
-    /// Inference engine: `fast` (our fused NHWC path with BatchNorm folded into the convolutions) or
-    /// `burn` (the module's own forward pass on burn-flex). Training always runs on burn.
-    #[arg(long, value_enum, default_value_t = Engine::Fast)]
-    pub engine: Engine,
+    /// Inference engine: `fast` (our fused NHWC CPU path with BatchNorm folded into the
+    /// convolutions; the default on cpu in f32) or `burn` (the module's own forward pass on
+    /// --device; the default elsewhere). Training always runs on burn.
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
+    /// cpu, cuda:N (a build with the cuda feature) or wgpu[:N] (with the wgpu feature).
+    #[arg(long, default_value = "cpu", value_parser = parse_available)]
+    pub device: DeviceSpec,
+    /// Precision of the network: f32, or bf16/f16 with BatchNorm in f32 (training: f32 weights,
+    /// each step on a reduced-precision view, as `train --precision`).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Worker threads (rayon); 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -79,6 +91,8 @@ struct Report {
     variant: Variant,
     mode: Mode,
     engine: Engine,
+    device: String,
+    precision: Precision,
     batch: usize,
     threads: usize,
     input_size: usize,
@@ -98,12 +112,14 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
     if args.mode == Mode::Train && args.batch < 2 && args.variant == Variant::Torchvision {
         bail!("training with BatchNorm needs --batch 2 or more");
     }
+    let engine = engine(&args)?;
+    args.precision.check(&args.device.to_device()?)?;
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
         .build_global()
         .context("starting the thread pool")?;
     let threads = rayon::current_num_threads();
-    let mut step = make_step(&args)?;
+    let mut step = make_step(&args, engine)?;
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -116,7 +132,7 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
     );
     bar.set_message("warm-up");
     for _ in 0..args.warmup {
-        step();
+        step()?;
         bar.inc(1);
     }
     bar.set_message("timing");
@@ -124,7 +140,7 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
     let cpu_start = cpu_seconds();
     for _ in 0..args.iterations {
         let start = Instant::now();
-        step();
+        step()?;
         seconds.push(start.elapsed().as_secs_f64());
         bar.inc(1);
     }
@@ -136,11 +152,9 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
     let report = Report {
         variant: args.variant,
         mode: args.mode,
-        engine: if args.mode == Mode::Train {
-            Engine::Burn
-        } else {
-            args.engine
-        },
+        engine,
+        device: args.device.to_string(),
+        precision: args.precision,
         batch: args.batch,
         threads,
         input_size: args.input_size,
@@ -162,8 +176,32 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The engine that runs: `fast` only for inference on the CPU in f32 (its default there).
+fn engine(args: &BenchModelArgs) -> Result<Engine> {
+    let fast_fits = args.mode == Mode::Infer
+        && args.device == DeviceSpec::Cpu
+        && args.precision == Precision::F32;
+    match args.engine {
+        Some(Engine::Fast) if !fast_fits => bail!(
+            "--engine fast is the CPU f32 inference path; use --engine burn for {} on {} in {}",
+            match args.mode {
+                Mode::Infer => "inference",
+                Mode::Train => "training",
+            },
+            args.device,
+            args.precision
+        ),
+        Some(engine) => Ok(engine),
+        None if fast_fits => Ok(Engine::Fast),
+        None => Ok(Engine::Burn),
+    }
+}
+
+/// One timed unit of work; it returns once the device has finished it.
+type Step = Box<dyn FnMut() -> Result<()>>;
+
 /// Builds the model and inputs once and returns one timed unit of work.
-fn make_step(args: &BenchModelArgs) -> Result<Box<dyn FnMut()>> {
+fn make_step(args: &BenchModelArgs, engine: Engine) -> Result<Step> {
     let config = GoogLeNetConfig::new(args.variant)
         .with_num_classes(args.classes)
         .with_input_size(args.input_size);
@@ -173,44 +211,52 @@ fn make_step(args: &BenchModelArgs) -> Result<Box<dyn FnMut()>> {
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
     let shape = [args.batch, 3, side, side];
-    match (args.mode, args.engine) {
+    let device = args.device.to_device()?;
+    let precision = args.precision;
+    match (args.mode, engine) {
         (Mode::Infer, Engine::Fast) => {
             let model = config.init(&Device::flex())?;
             let net = InferenceNet::from_model(&model)?;
             Ok(Box::new(move || {
-                let logits = net.forward(&pixels, shape).expect("input fits the network");
+                let logits = net.forward(&pixels, shape)?;
                 std::hint::black_box(logits);
+                Ok(())
             }))
         }
         (Mode::Infer, Engine::Burn) => {
-            let device = Device::flex();
-            let model = config.init(&device)?;
+            let model = precision::apply(config.init(&device)?, precision)?;
             Ok(Box::new(move || {
                 let x = Tensor::<4>::from_data(TensorData::new(pixels.clone(), shape), &device);
-                let logits = model.forward(x).into_data();
+                // Reading the logits back waits for the device.
+                let logits = model
+                    .forward(precision::cast_input(x, precision))
+                    .into_data();
                 std::hint::black_box(logits);
+                Ok(())
             }))
         }
         (Mode::Train, _) => {
-            let device = Device::flex().autodiff();
+            let device = device.autodiff();
             let model = config.init(&device)?;
             let labels: Vec<i64> = (0..args.batch)
                 .map(|_| rng.random_range(0..args.classes as i64))
                 .collect();
-            Ok(train_step(model, pixels, labels, shape, device))
+            Ok(train_step(model, pixels, labels, shape, device, precision))
         }
     }
 }
 
 /// One training step as the paper trains (section 6): main loss + 0.3 x each auxiliary loss
-/// (section 5), backward, SGD with momentum 0.9.
+/// (section 5), backward, SGD with momentum 0.9; in `precision` on `precision::autocast`'s view
+/// of the f32 weights, the loss from f32 logits. Each step waits for the device to finish.
 fn train_step(
     model: GoogLeNet,
     pixels: Vec<f32>,
     labels: Vec<i64>,
     shape: [usize; 4],
     device: Device,
-) -> Box<dyn FnMut()> {
+    precision: Precision,
+) -> Step {
     let mut optim = SgdConfig::new()
         .with_momentum(Some(MomentumConfig {
             momentum: 0.9,
@@ -224,13 +270,20 @@ fn train_step(
         let m = model.take().expect("model is put back after every step");
         let x = Tensor::<4>::from_data(TensorData::new(pixels.clone(), shape), &device);
         let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [shape[0]]), &device);
-        let out = m.forward_with_aux(x);
-        let mut loss = loss_fn.forward(out.main, y.clone());
+        let out = precision::autocast(&m, precision)
+            .forward_with_aux(precision::cast_input(x, precision));
+        let f32 = |t: Tensor<2>| t.cast(FloatDType::F32);
+        let mut loss = loss_fn.forward(f32(out.main), y.clone());
         for aux in [out.aux1, out.aux2].into_iter().flatten() {
-            loss = loss + loss_fn.forward(aux, y.clone()).mul_scalar(0.3);
+            loss = loss + loss_fn.forward(f32(aux), y.clone()).mul_scalar(0.3);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &m);
-        model = Some(optim.step(0.01, m, grads));
+        let m = optim.step(0.01, m, grads);
+        device
+            .sync()
+            .map_err(|e| anyhow::anyhow!("{device:?}: {e:?}"))?;
+        model = Some(m);
+        Ok(())
     })
 }
 
@@ -279,11 +332,18 @@ fn print_table(r: &Report) {
     };
     let engine = match r.engine {
         Engine::Fast => "fast",
-        Engine::Burn => "burn-flex",
+        Engine::Burn => "burn",
     };
     println!(
-        "{} {mode} ({engine}), batch {}, {}x{}, {} threads, {} iterations",
-        r.variant, r.batch, r.input_size, r.input_size, r.threads, r.iterations
+        "{} {mode} ({engine}) on {} in {}, batch {}, {}x{}, {} threads, {} iterations",
+        r.variant,
+        r.device,
+        r.precision,
+        r.batch,
+        r.input_size,
+        r.input_size,
+        r.threads,
+        r.iterations
     );
     println!("{:<18}{:>10}{:>10}{:>10}", "", "min", "median", "max");
     let ips = &r.images_per_sec;

@@ -43,7 +43,7 @@ pub struct ExportArgs {
     pub reference_images: Vec<PathBuf>,
     /// Where the reference logits of --reference-images are computed: cpu, cuda:N or wgpu[:N]
     /// (cuda and wgpu need a binary built with that feature). Comparing two devices' references
-    /// checks a GPU backend against the CPU (bench/gpu/check_logits.py). The exported file does
+    /// checks a GPU backend against the CPU (bench/gpu/run_gpu_checks.sh). The exported file does
     /// not depend on it.
     #[arg(long, default_value = "cpu", value_parser = device::parse_available)]
     pub device: DeviceSpec,

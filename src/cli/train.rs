@@ -8,14 +8,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use serde::Serialize;
 
 use crate::data::synthetic::SyntheticShapes;
+use crate::device::{DeviceSpec, parse_available, parse_device_list};
 use crate::model::Variant;
+use crate::model::precision::Precision;
 use crate::train::config::DEFAULT_SEED;
 use crate::train::folders::ImageFolders;
 use crate::train::loss::LossKind;
 use crate::train::schedule::Schedule;
-use crate::train::{Outcome, Overrides, Recipe, Synthetic, TrainConfig, TrainData, TrainOptions};
+use crate::train::{
+    Outcome, Overrides, Recipe, Session, Synthetic, TrainConfig, TrainData, TrainOptions,
+};
 
 /// Epochs of a run on the embedded shapes when `--epochs` is not given: enough to see the
 /// accuracy climb well above chance in a few minutes on a laptop.
@@ -32,6 +37,11 @@ pub const DEMO_INPUT_SIZE: usize = 96;
 /// weights (Polyak average with the paper's recipe) as OUT/model.safetensors and
 /// OUT/best.safetensors. Ctrl-C stops after the current step with a checkpoint; --resume OUT
 /// continues exactly where it stopped.
+///
+/// On GPUs (a build with --features cuda or wgpu): --device cuda:0 trains on one, --devices
+/// cuda:0,cuda:1,... data-parallel on several (each takes a share of every --batch, gradients
+/// summed: the same step as one device with the whole batch), --precision bf16 or f16 runs the
+/// steps in reduced precision (weights, optimizer and BatchNorm stay f32).
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// ImageNet-layout folder with train/ and val/ (one subfolder per class). Default: the
@@ -109,16 +119,38 @@ pub struct TrainArgs {
     #[arg(long)]
     pub keep_last: Option<usize>,
     /// cpu, cuda:N (a build with the cuda feature) or wgpu[:N] (with the wgpu feature).
-    #[arg(long, default_value = "cpu", value_parser = crate::device::parse_available)]
-    pub device: crate::device::DeviceSpec,
+    #[arg(long, default_value = "cpu", value_parser = parse_available)]
+    pub device: DeviceSpec,
     /// Stop with an error naming the file at the first image that cannot be decoded, instead of
     /// skipping it with a warning and counting it.
     #[arg(long)]
     pub strict: bool,
+    /// Data-parallel training over these devices, e.g. cuda:0,cuda:1: each gets a contiguous
+    /// share of every batch (--batch is the global batch), the gradients are summed, the model
+    /// lives on the first, which also validates. `cpu,cpu` works (the replicas share the cores:
+    /// for testing, not for speed).
+    #[arg(long, conflicts_with = "device", value_parser = |s: &str| parse_device_list(s).map(DeviceList))]
+    pub devices: Option<DeviceList>,
+    /// Precision of the training steps: f32, bf16 or f16 (weights, optimizer state, BatchNorm
+    /// and validation stay f32; no loss scaling, so f16 gradients below 6e-8 vanish).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+    /// Stop after this many optimiser steps (of this invocation) with a checkpoint, as Ctrl-C
+    /// does; --resume continues.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
     /// No progress bars or per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Print only a JSON summary when done: outcome, steps, images/s, every step's loss, the
+    /// mean loss of the first and last steps (--quiet implied).
+    #[arg(long)]
+    pub json: bool,
 }
+
+/// The devices of `--devices`.
+#[derive(Clone, Debug)]
+pub struct DeviceList(pub Vec<DeviceSpec>);
 
 impl TrainArgs {
     fn overrides(&self) -> Result<Overrides> {
@@ -181,7 +213,21 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
-    let device = args.device.to_device()?;
+    let specs = match &args.devices {
+        Some(list) => list.0.clone(),
+        None => vec![args.device],
+    };
+    let device = specs[0].to_device()?;
+    let replicas = match specs.len() {
+        1 => Vec::new(),
+        _ => specs
+            .iter()
+            .map(|s| s.to_device())
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    if args.max_steps == Some(0) {
+        bail!("--max-steps must be at least 1");
+    }
     let (config, out) = match &args.resume {
         Some(dir) => {
             let flags = args.hyperparameter_flags();
@@ -233,10 +279,19 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         resume: args.resume.is_some(),
         weights: args.weights.clone(),
         device,
+        replicas,
+        precision: args.precision,
+        max_steps: args.max_steps,
         stop,
-        quiet: args.quiet,
+        quiet: args.quiet || args.json,
     };
-    match crate::train::train(&config, data.as_ref(), &options)? {
+    let (outcome, session) = crate::train::train_session(&config, data.as_ref(), &options)?;
+    if args.json {
+        let summary = Summary::new(&outcome, &session, &specs, args.precision, &config);
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match outcome {
         Outcome::Finished {
             epochs,
             best,
@@ -270,8 +325,101 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             );
             println!("resume with: googlenet train --resume {}", out.display());
         }
+        Outcome::ReachedMaxSteps {
+            checkpoint,
+            epoch,
+            batch,
+            step,
+        } => {
+            println!(
+                "reached --max-steps at epoch {epoch}, batch {batch} (step {step}): {:.1} img/s, \
+                 loss {:.4} -> {:.4}; checkpoint {}",
+                session.images_per_second(),
+                session.first_mean_loss().unwrap_or(f64::NAN),
+                session.last_mean_loss().unwrap_or(f64::NAN),
+                checkpoint.display()
+            );
+            println!("continue with: googlenet train --resume {}", out.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `train --json`'s output.
+#[derive(Serialize)]
+struct Summary {
+    /// `finished`, `interrupted` (Ctrl-C) or `max_steps`.
+    outcome: &'static str,
+    /// The epoch (1-based) the run stopped in, or the number of epochs when finished.
+    epoch: usize,
+    /// Optimiser steps of the whole run, resumed ones included.
+    global_step: Option<u64>,
+    checkpoint: Option<String>,
+    devices: Vec<String>,
+    precision: Precision,
+    batch: usize,
+    variant: Variant,
+    input_size: usize,
+    /// Steps of this invocation and their images, seconds and losses.
+    steps: u64,
+    images: u64,
+    seconds: f64,
+    /// Training images/s of this invocation, its first step left out when there are others.
+    images_per_second: f64,
+    /// Steps averaged by `first_mean_loss` and `last_mean_loss`: a quarter, 1 to 10.
+    window: usize,
+    first_loss: Option<f64>,
+    last_loss: Option<f64>,
+    first_mean_loss: Option<f64>,
+    last_mean_loss: Option<f64>,
+    losses: Vec<f64>,
+}
+
+impl Summary {
+    fn new(
+        outcome: &Outcome,
+        session: &Session,
+        devices: &[DeviceSpec],
+        precision: Precision,
+        config: &TrainConfig,
+    ) -> Summary {
+        let (name, epoch, global_step, checkpoint) = match outcome {
+            Outcome::Finished { epochs, .. } => ("finished", *epochs, None, None),
+            Outcome::Interrupted {
+                checkpoint,
+                epoch,
+                step,
+                ..
+            } => ("interrupted", *epoch, Some(*step), Some(checkpoint)),
+            Outcome::ReachedMaxSteps {
+                checkpoint,
+                epoch,
+                step,
+                ..
+            } => ("max_steps", *epoch, Some(*step), Some(checkpoint)),
+        };
+        Summary {
+            outcome: name,
+            epoch,
+            global_step,
+            checkpoint: checkpoint.map(|c| c.display().to_string()),
+            devices: devices.iter().map(ToString::to_string).collect(),
+            precision,
+            batch: config.batch_size,
+            variant: config.variant,
+            input_size: config.input_size,
+            steps: session.steps,
+            images: session.images,
+            seconds: session.seconds,
+            images_per_second: session.images_per_second(),
+            window: session.window(),
+            first_loss: session.losses.first().copied(),
+            last_loss: session.losses.last().copied(),
+            first_mean_loss: session.first_mean_loss(),
+            last_mean_loss: session.last_mean_loss(),
+            losses: session.losses.clone(),
+        }
+    }
 }
 
 /// The variant of the embedded demo when --variant is not given.

@@ -20,11 +20,13 @@ use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use clap::ValueEnum;
+use serde::Serialize;
 
 use super::GoogLeNet;
 
 /// The float format the network computes in (BatchNorm excepted, which is always f32).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// 32-bit floats throughout.
     #[default]

@@ -20,6 +20,11 @@
 //! let step = parallel.step(&model, images, labels)?;
 //! model = optim.step_multi(lr, model, step.grads);
 //! ```
+//!
+//! [`DataParallel::with_reports`] also hands back what each replica reports besides its loss
+//! (the training loop's per-head losses and logits, read on the replica's own thread), and
+//! [`DataParallel::step_host`] builds each replica's share straight on its device from the
+//! loader's host batch, so no device relays another's images.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -34,8 +39,10 @@ use burn::prelude::*;
 use crate::model::GoogLeNet;
 
 /// A replica's loss: the **mean** over the images it is given (a scalar tensor), computed from
-/// `model`'s forward pass. The same function runs on every device, in the workers' threads.
-pub type ReplicaLoss = dyn Fn(&GoogLeNet, Tensor<4>, Tensor<1, Int>) -> Tensor<1> + Send + Sync;
+/// `model`'s forward pass, and whatever else the replica reports (`R`, e.g. its logits read back
+/// to the host). The same function runs on every device, in the workers' threads.
+pub type ReplicaLoss<R> =
+    dyn Fn(&GoogLeNet, Tensor<4>, Tensor<1, Int>) -> (Tensor<1>, R) + Send + Sync;
 
 /// Why a data-parallel step could not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,7 +62,7 @@ pub enum DataParallelError {
 }
 
 /// The outcome of one data-parallel forward and backward pass.
-pub struct ReplicatedGradients {
+pub struct ReplicatedGradients<R = ()> {
     /// Each replica's gradients with its device, for `optim.step_multi(lr, model, grads)`.
     pub grads: MultiGradientsParams,
     /// The mean loss over the whole batch (the replicas' losses weighted by their shares),
@@ -63,13 +70,15 @@ pub struct ReplicatedGradients {
     pub loss: Tensor<1>,
     /// How many images each replica got, in device order.
     pub shares: Vec<usize>,
+    /// What each replica reported besides its loss, in device order.
+    pub reports: Vec<R>,
 }
 
 /// One worker thread per device, kept for the whole training run (BatchNorm's running
 /// statistics are kept per thread; see the module documentation).
-pub struct DataParallel {
+pub struct DataParallel<R = ()> {
     workers: Vec<Worker>,
-    results: Receiver<ReplicaResult>,
+    results: Receiver<ReplicaResult<R>>,
 }
 
 struct Worker {
@@ -86,22 +95,38 @@ struct Job {
     weight: f64,
 }
 
-struct ReplicaResult {
+struct ReplicaResult<R> {
     replica: usize,
-    outcome: Result<(GradientsParams, Tensor<1>), String>,
+    outcome: Result<ReplicaOutcome<R>, String>,
 }
 
-impl DataParallel {
+/// A replica's gradients, its weighted loss and its report.
+type ReplicaOutcome<R> = (GradientsParams, Tensor<1>, R);
+
+impl DataParallel<()> {
     /// Starts a worker on each device (autodiff is switched on for them). `loss` is each replica's
     /// mean loss; see [`ReplicaLoss`].
     pub fn new<L>(devices: Vec<Device>, loss: L) -> Result<Self, DataParallelError>
     where
         L: Fn(&GoogLeNet, Tensor<4>, Tensor<1, Int>) -> Tensor<1> + Send + Sync + 'static,
     {
+        Self::with_reports(devices, move |model, images, labels| {
+            (loss(model, images, labels), ())
+        })
+    }
+}
+
+impl<R: Send + 'static> DataParallel<R> {
+    /// As [`DataParallel::new`], with a loss that also returns a report of the replica's
+    /// (computed on the replica's thread, returned in [`ReplicatedGradients::reports`]).
+    pub fn with_reports<L>(devices: Vec<Device>, loss: L) -> Result<Self, DataParallelError>
+    where
+        L: Fn(&GoogLeNet, Tensor<4>, Tensor<1, Int>) -> (Tensor<1>, R) + Send + Sync + 'static,
+    {
         if devices.is_empty() {
             return Err(DataParallelError::NoDevices);
         }
-        let loss: Arc<ReplicaLoss> = Arc::new(loss);
+        let loss: Arc<ReplicaLoss<R>> = Arc::new(loss);
         let (results_tx, results) = channel();
         let workers = devices
             .into_iter()
@@ -141,25 +166,88 @@ impl DataParallel {
         model: &GoogLeNet,
         images: Tensor<4>,
         labels: Tensor<1, Int>,
-    ) -> Result<ReplicatedGradients, DataParallelError> {
+    ) -> Result<ReplicatedGradients<R>, DataParallelError> {
         let batch = images.dims()[0];
-        let replicas = self.workers.len();
         if labels.dims()[0] != batch {
             return Err(DataParallelError::LabelCount {
                 images: batch,
                 labels: labels.dims()[0],
             });
         }
-        let shares = split_sizes(batch, replicas)?;
+        let shares = split_sizes(batch, self.workers.len())?;
         let mut start = 0;
-        for (worker, &share) in self.workers.iter().zip(&shares) {
+        let parts = shares
+            .iter()
+            .map(|&share| {
+                let part = (
+                    images.clone().narrow(0, start, share),
+                    labels.clone().narrow(0, start, share),
+                );
+                start += share;
+                part
+            })
+            .collect();
+        self.run(model, parts, shares)
+    }
+
+    /// As [`DataParallel::step`], from a batch in host memory (NCHW `images` of `side` x `side`,
+    /// as the loader delivers them): each replica's share is uploaded straight to its device.
+    pub fn step_host(
+        &self,
+        model: &GoogLeNet,
+        images: &[f32],
+        labels: &[i64],
+        side: usize,
+    ) -> Result<ReplicatedGradients<R>, DataParallelError> {
+        let batch = labels.len();
+        let per_image = 3 * side * side;
+        if images.len() != batch * per_image {
+            return Err(DataParallelError::LabelCount {
+                images: images.len() / per_image.max(1),
+                labels: batch,
+            });
+        }
+        let shares = split_sizes(batch, self.workers.len())?;
+        let mut start = 0;
+        let parts = self
+            .workers
+            .iter()
+            .zip(&shares)
+            .map(|(worker, &share)| {
+                let range = start..start + share;
+                start += share;
+                let pixels = images[range.start * per_image..range.end * per_image].to_vec();
+                (
+                    Tensor::<4>::from_data(
+                        TensorData::new(pixels, [share, 3, side, side]),
+                        &worker.device,
+                    ),
+                    Tensor::<1, Int>::from_data(
+                        TensorData::new(labels[range].to_vec(), [share]),
+                        &worker.device,
+                    ),
+                )
+            })
+            .collect();
+        self.run(model, parts, shares)
+    }
+
+    /// Sends each replica its part of the batch and collects the gradients.
+    fn run(
+        &self,
+        model: &GoogLeNet,
+        parts: Vec<(Tensor<4>, Tensor<1, Int>)>,
+        shares: Vec<usize>,
+    ) -> Result<ReplicatedGradients<R>, DataParallelError> {
+        let replicas = self.workers.len();
+        let batch: usize = shares.iter().sum();
+        for ((worker, (images, labels)), &share) in self.workers.iter().zip(parts).zip(&shares) {
             let job = Job {
                 model: model.clone(),
-                images: images.clone().narrow(0, start, share),
-                labels: labels.clone().narrow(0, start, share),
+                images,
+                labels,
                 weight: share as f64 / batch as f64,
             };
-            start += share;
             let sent = worker
                 .jobs
                 .as_ref()
@@ -168,8 +256,7 @@ impl DataParallel {
                 return Err(worker.gone());
             }
         }
-        let mut outcomes: Vec<Option<(GradientsParams, Tensor<1>)>> =
-            (0..replicas).map(|_| None).collect();
+        let mut outcomes: Vec<Option<ReplicaOutcome<R>>> = (0..replicas).map(|_| None).collect();
         let mut failure = None;
         for _ in 0..replicas {
             let result = self.results.recv().map_err(|_| self.workers[0].gone())?;
@@ -189,8 +276,10 @@ impl DataParallel {
         let first = &self.workers[0].device;
         let mut grads = MultiGradientsParams::default();
         let mut total: Option<Tensor<1>> = None;
+        let mut reports = Vec::with_capacity(replicas);
         for (worker, outcome) in self.workers.iter().zip(outcomes) {
-            let (replica_grads, loss) = outcome.expect("every replica reported");
+            let (replica_grads, loss, report) = outcome.expect("every replica reported");
+            reports.push(report);
             let loss = loss.to_device(first);
             total = Some(match total {
                 Some(sum) => sum.add(loss),
@@ -202,6 +291,7 @@ impl DataParallel {
             grads,
             loss: total.expect("at least one replica"),
             shares,
+            reports,
         })
     }
 }
@@ -214,7 +304,7 @@ impl Worker {
     }
 }
 
-impl Drop for DataParallel {
+impl<R> Drop for DataParallel<R> {
     /// Closes the job channels and waits for the workers to finish.
     fn drop(&mut self) {
         for worker in &mut self.workers {
@@ -228,12 +318,12 @@ impl Drop for DataParallel {
     }
 }
 
-fn spawn_worker(
+fn spawn_worker<R: Send + 'static>(
     replica: usize,
     device: Device,
     jobs: Receiver<Job>,
-    results: Sender<ReplicaResult>,
-    loss: Arc<ReplicaLoss>,
+    results: Sender<ReplicaResult<R>>,
+    loss: Arc<ReplicaLoss<R>>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name(format!("replica-{replica}"))
@@ -250,13 +340,14 @@ fn spawn_worker(
 }
 
 /// Forward and backward of one replica on its share: gradients of `weight * mean loss`.
-fn run_replica(device: &Device, job: Job, loss: &ReplicaLoss) -> (GradientsParams, Tensor<1>) {
+fn run_replica<R>(device: &Device, job: Job, loss: &ReplicaLoss<R>) -> ReplicaOutcome<R> {
     let model = job.model.fork(device);
     let images = job.images.to_device(device);
     let labels = job.labels.to_device(device);
-    let weighted = loss(&model, images, labels).mul_scalar(job.weight);
+    let (mean, report) = loss(&model, images, labels);
+    let weighted = mean.mul_scalar(job.weight);
     let grads = GradientsParams::from_grads(weighted.backward(), &model);
-    (grads, weighted.detach())
+    (grads, weighted.detach(), report)
 }
 
 /// Contiguous shares of `batch` over `replicas`, the first `batch % replicas` one larger.

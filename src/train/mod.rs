@@ -12,10 +12,13 @@ pub mod metrics;
 pub mod output;
 pub mod polyak;
 pub mod schedule;
+pub mod session;
 pub mod source;
 pub mod state;
+pub mod step;
 pub mod trainer;
 
 pub use config::{Overrides, Recipe, TrainConfig};
+pub use session::Session;
 pub use source::{HostBatch, Split, Synthetic, TrainData};
-pub use trainer::{Outcome, TrainError, TrainOptions, train};
+pub use trainer::{Outcome, TrainError, TrainOptions, train, train_session};

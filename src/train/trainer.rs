@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
+use burn::optim::{ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
@@ -18,15 +18,19 @@ use rand_chacha::ChaCha8Rng;
 use super::checkpoint::{CheckpointError, Checkpoints};
 use super::config::{ConfigError, TrainConfig};
 use super::curves::{CurvesError, write_curves};
+use super::data_parallel::DataParallelError;
 use super::metrics::{EpochRecord, EpochSums, HeadBatch, SplitStats, append_csv, rewrite_csv};
 use super::output::{OutputError, check_writable};
 use super::polyak::Polyak;
 use super::schedule::Progress;
+use super::session::Session;
 use super::source::{HostBatch, Split, TrainData, mix};
 use super::state::{Best, TrainState};
+use super::step::{StepValues, Stepper, host_logits};
 use crate::data::DataError;
+use crate::model::precision::{Precision, PrecisionError};
 use crate::model::summary::SummaryError;
-use crate::model::{GoogLeNet, GoogLeNetConfig, GoogLeNetOutput};
+use crate::model::{GoogLeNet, GoogLeNetConfig};
 use crate::weights::{self, Layout, WeightsError};
 
 /// Where a run writes and how it behaves, besides its hyperparameters.
@@ -37,12 +41,38 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Initial weights (any file [`weights::load`] reads) instead of the variant's initialisation.
     pub weights: Option<PathBuf>,
-    /// The device to train on (autodiff is added here).
+    /// The device that holds the model (autodiff is added here), validates and checkpoints.
     pub device: Device,
+    /// Data-parallel replicas: with two or more, every batch is split over these devices (each
+    /// a contiguous share, gradients summed); `device` is normally the first. Empty or one
+    /// device: every step runs on `device`.
+    pub replicas: Vec<Device>,
+    /// The precision of the training steps' forward and backward passes (weights, optimizer
+    /// state, BatchNorm and validation stay f32).
+    pub precision: Precision,
+    /// Stop after this many optimiser steps of this invocation, with a checkpoint.
+    pub max_steps: Option<u64>,
     /// Set (by Ctrl-C) to stop after the current step with a checkpoint.
     pub stop: Arc<AtomicBool>,
     /// No progress bars and no per-epoch lines.
     pub quiet: bool,
+}
+
+impl TrainOptions {
+    /// A fresh run into `out` on `device`: f32, no replicas, no step limit, not quiet.
+    pub fn new(out: PathBuf, device: Device) -> TrainOptions {
+        TrainOptions {
+            out,
+            resume: false,
+            weights: None,
+            device,
+            replicas: Vec::new(),
+            precision: Precision::F32,
+            max_steps: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            quiet: false,
+        }
+    }
 }
 
 /// How a run ended without error.
@@ -56,6 +86,13 @@ pub enum Outcome {
     },
     /// Stopped on request after a step; the checkpoint continues it.
     Interrupted {
+        checkpoint: PathBuf,
+        epoch: usize,
+        batch: usize,
+        step: u64,
+    },
+    /// Stopped after [`TrainOptions::max_steps`] steps; the checkpoint continues it.
+    ReachedMaxSteps {
         checkpoint: PathBuf,
         epoch: usize,
         batch: usize,
@@ -112,6 +149,10 @@ pub enum TrainError {
     },
     #[error(transparent)]
     Curves(#[from] CurvesError),
+    #[error(transparent)]
+    DataParallel(#[from] DataParallelError),
+    #[error(transparent)]
+    Precision(#[from] PrecisionError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -178,8 +219,27 @@ pub fn train(
     data: &dyn TrainData,
     options: &TrainOptions,
 ) -> Result<Outcome, TrainError> {
+    train_session(config, data, options).map(|(outcome, _)| outcome)
+}
+
+/// As [`train`], with what this invocation's steps did ([`Session`]).
+pub fn train_session(
+    config: &TrainConfig,
+    data: &dyn TrainData,
+    options: &TrainOptions,
+) -> Result<(Outcome, Session), TrainError> {
     config.validate()?;
     check_data(config, data)?;
+    for device in std::iter::once(&options.device).chain(&options.replicas) {
+        options.precision.check(device)?;
+    }
+    if options.replicas.len() > config.batch_size {
+        return Err(DataParallelError::BatchTooSmall {
+            batch: config.batch_size,
+            replicas: options.replicas.len(),
+        }
+        .into());
+    }
     let out = &options.out;
     let checkpoints = Checkpoints::new(out);
     let config_path = out.join("config.json");
@@ -217,6 +277,29 @@ pub fn train(
             run.state.step
         ));
     }
+
+    let stepper = Stepper::new(&options.replicas, config.loss, options.precision)?;
+    if stepper.replicas() > 1 {
+        say(format!(
+            "data parallel: each batch of {} split over {} replicas ({}); steps in {}",
+            config.batch_size,
+            stepper.replicas(),
+            options
+                .replicas
+                .iter()
+                .map(|d| format!("{d:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            options.precision
+        ));
+    } else if options.precision != Precision::F32 {
+        say(format!(
+            "steps in {} (weights, BatchNorm and validation in f32)",
+            options.precision
+        ));
+    }
+    let mut session = Session::default();
+    let reached_max = |session: &Session| options.max_steps.is_some_and(|m| session.steps >= m);
 
     let train_len = data.len(Split::Train);
     let batches_per_epoch = train_len.div_ceil(config.batch_size);
@@ -262,22 +345,35 @@ pub fn train(
                     total_iterations,
                 },
             );
-            train_device.seed(mix(config.seed ^ DROPOUT, run.state.step));
-            let step = train_step(config, &mut run, &host, lr, &train_device);
-            if let Err((value, parts)) = step {
-                bar.abandon();
-                return Err(TrainError::NonFinite {
-                    value,
-                    step: run.state.step + 1,
-                    epoch: epoch + 1,
-                    batch: batch + 1,
-                    parts,
-                    kept: kept(&last_checkpoint),
-                });
-            }
+            stepper.seed(&train_device, mix(config.seed ^ DROPOUT, run.state.step));
+            let step = train_step(
+                config,
+                &mut run,
+                &host,
+                lr,
+                &train_device,
+                &stepper,
+                options.precision,
+            )?;
+            let loss = match step {
+                Ok(loss) => loss,
+                Err((value, parts)) => {
+                    bar.abandon();
+                    return Err(TrainError::NonFinite {
+                        value,
+                        step: run.state.step + 1,
+                        epoch: epoch + 1,
+                        batch: batch + 1,
+                        parts,
+                        kept: kept(&last_checkpoint),
+                    });
+                }
+            };
             run.state.batch = batch + 1;
             run.state.step += 1;
-            train_seconds += step_start.elapsed().as_secs_f64();
+            let step_seconds = step_start.elapsed().as_secs_f64();
+            session.record(host.len(), step_seconds, loss);
+            train_seconds += step_seconds;
             run.state.partial_seconds = train_seconds;
             let stats = run.state.partial.stats();
             bar.set_message(format!(
@@ -287,15 +383,27 @@ pub fn train(
                 run.state.partial.images as f64 / train_seconds.max(1e-9)
             ));
             bar.inc(1);
-            if options.stop.load(Ordering::SeqCst) && run.state.batch < batches_per_epoch {
+            let interrupted = options.stop.load(Ordering::SeqCst);
+            if (interrupted || reached_max(&session)) && run.state.batch < batches_per_epoch {
                 bar.abandon();
-                let path = save(&checkpoints, &run, &last_checkpoint)?;
-                return Ok(Outcome::Interrupted {
-                    checkpoint: path,
-                    epoch: epoch + 1,
-                    batch: run.state.batch,
-                    step: run.state.step,
-                });
+                let checkpoint = save(&checkpoints, &run, &last_checkpoint)?;
+                let (epoch, batch, step) = (epoch + 1, run.state.batch, run.state.step);
+                let outcome = if interrupted {
+                    Outcome::Interrupted {
+                        checkpoint,
+                        epoch,
+                        batch,
+                        step,
+                    }
+                } else {
+                    Outcome::ReachedMaxSteps {
+                        checkpoint,
+                        epoch,
+                        batch,
+                        step,
+                    }
+                };
+                return Ok((outcome, session));
             }
         }
         bar.finish_and_clear();
@@ -339,20 +447,33 @@ pub fn train(
             weights::save(&evaluated, &out.join("best.safetensors"), Layout::Native)?;
         }
         say(epoch_lines(&record, config.epochs, improved));
-        if options.stop.load(Ordering::SeqCst) && run.state.epoch < config.epochs {
-            return Ok(Outcome::Interrupted {
-                checkpoint: path,
-                epoch: run.state.epoch + 1,
-                batch: 0,
-                step: run.state.step,
-            });
+        let interrupted = options.stop.load(Ordering::SeqCst);
+        if (interrupted || reached_max(&session)) && run.state.epoch < config.epochs {
+            let (checkpoint, epoch, batch, step) = (path, run.state.epoch + 1, 0, run.state.step);
+            let outcome = if interrupted {
+                Outcome::Interrupted {
+                    checkpoint,
+                    epoch,
+                    batch,
+                    step,
+                }
+            } else {
+                Outcome::ReachedMaxSteps {
+                    checkpoint,
+                    epoch,
+                    batch,
+                    step,
+                }
+            };
+            return Ok((outcome, session));
         }
     }
-    Ok(Outcome::Finished {
+    let outcome = Outcome::Finished {
         epochs: config.epochs,
         best: run.state.best.clone(),
         model: out.join("model.safetensors"),
-    })
+    };
+    Ok((outcome, session))
 }
 
 fn check_data(config: &TrainConfig, data: &dyn TrainData) -> Result<(), TrainError> {
@@ -444,81 +565,48 @@ fn save(
         })
 }
 
-/// One optimiser step on `host`; on a non-finite loss, its value and the parts, and no update.
+/// A non-finite total loss and its parts, by head.
+type NonFiniteLoss = (f64, String);
+
+/// One optimiser step on `host`: the step's total loss, or on a non-finite loss its value and
+/// the parts, and no update.
 fn train_step(
     config: &TrainConfig,
     run: &mut Run,
     host: &HostBatch,
     lr: f64,
     device: &Device,
-) -> Result<(), (f64, String)> {
-    let n = host.len();
-    let side = host.side;
-    let images = Tensor::<4>::from_data(
-        TensorData::new(host.images.clone(), [n, 3, side, side]),
-        device,
-    );
-    let labels = Tensor::<1, Int>::from_data(TensorData::new(host.labels.clone(), [n]), device);
-    let output = run.model.forward_with_aux(images);
-    let parts = config.loss.loss(&output, labels);
-    let total: f64 = parts.total.clone().into_scalar::<f32>() as f64;
-    let scalar = |t: &Option<Tensor<1>>| t.as_ref().map(|t| t.clone().into_scalar::<f32>() as f64);
-    let head_losses = [
-        Some(parts.main.clone().into_scalar::<f32>() as f64),
-        scalar(&parts.aux1),
-        scalar(&parts.aux2),
-    ];
+    stepper: &Stepper,
+    precision: Precision,
+) -> Result<Result<f64, NonFiniteLoss>, TrainError> {
+    let (values, update) =
+        stepper.forward_backward(&run.model, host, config.loss, precision, device)?;
+    let total = values.total;
     if !total.is_finite() {
         let names = ["main", "aux1", "aux2"];
         let parts = names
             .iter()
-            .zip(head_losses)
+            .zip(values.heads)
             .filter_map(|(name, l)| l.map(|l| format!("{name} {l}")))
             .collect::<Vec<_>>()
             .join(", ");
-        return Err((total, parts));
+        return Ok(Err((total, parts)));
     }
-    let grads = parts.total.backward();
-    let grads = GradientsParams::from_grads(grads, &run.model);
     let model = run.model.clone();
-    run.model = run.optimizer.step(lr, model, grads);
+    run.model = update.apply(lr, &mut run.optimizer, model);
     if let Some(p) = &mut run.polyak {
         p.update(&run.model);
     }
-    record_batch(
-        &mut run.state.partial,
-        &host.labels,
-        total,
-        head_losses,
-        &output,
-    );
-    Ok(())
+    record_batch(&mut run.state.partial, &host.labels, values);
+    Ok(Ok(total))
 }
 
-fn record_batch(
-    sums: &mut EpochSums,
-    labels: &[i64],
-    total: f64,
-    losses: [Option<f64>; 3],
-    output: &GoogLeNetOutput,
-) {
-    let host = |t: &Tensor<2>| {
-        t.clone()
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("logits are f32")
-    };
-    let logits = [
-        Some(host(&output.main)),
-        output.aux1.as_ref().map(host),
-        output.aux2.as_ref().map(host),
-    ];
-    let heads = std::array::from_fn(|i| match (&logits[i], losses[i]) {
-        (Some(l), Some(loss)) => Some(HeadBatch { loss, logits: l }),
+fn record_batch(sums: &mut EpochSums, labels: &[i64], values: StepValues) {
+    let heads = std::array::from_fn(|i| match (&values.logits[i], values.heads[i]) {
+        (Some(logits), Some(loss)) => Some(HeadBatch { loss, logits }),
         _ => None,
     });
-    sums.add(labels, total, heads);
+    sums.add(labels, values.total, heads);
 }
 
 /// Loss, top-1 and top-5 of every classifier of `model` on the validation split (inference
@@ -546,18 +634,20 @@ pub fn evaluate(
         let output = model.forward_with_aux(images);
         let parts = config.loss.loss(&output, labels);
         let value = |t: &Tensor<1>| t.clone().into_scalar::<f32>() as f64;
-        let losses = [
-            Some(value(&parts.main)),
-            parts.aux1.as_ref().map(value),
-            parts.aux2.as_ref().map(value),
-        ];
-        record_batch(
-            &mut sums,
-            &host.labels,
-            value(&parts.total),
-            losses,
-            &output,
-        );
+        let values = StepValues {
+            total: value(&parts.total),
+            heads: [
+                Some(value(&parts.main)),
+                parts.aux1.as_ref().map(value),
+                parts.aux2.as_ref().map(value),
+            ],
+            logits: [
+                Some(host_logits(&output.main)),
+                output.aux1.as_ref().map(host_logits),
+                output.aux2.as_ref().map(host_logits),
+            ],
+        };
+        record_batch(&mut sums, &host.labels, values);
     }
     Ok(sums.stats())
 }

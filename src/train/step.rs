@@ -1,0 +1,189 @@
+//! One training step's forward and backward pass, on one device or data-parallel over several
+//! ([`super::data_parallel`]), in f32 or a reduced precision ([`crate::model::precision`]: the
+//! weights stay f32, the step runs on a bf16/f16 view of them, BatchNorm stays f32, the loss is
+//! computed from f32 logits).
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::FloatDType;
+
+use super::data_parallel::{DataParallel, DataParallelError};
+use super::loss::LossWeighting;
+use super::source::HostBatch;
+use crate::model::precision::{self, Precision};
+use crate::model::{GoogLeNet, GoogLeNetOutput};
+
+/// What a forward pass gave, read back to the host: the total loss, each head's loss (main, aux1,
+/// aux2) and each head's logits (row-major `[images, classes]`).
+#[derive(Clone, Debug, Default)]
+pub struct StepValues {
+    pub total: f64,
+    pub heads: [Option<f64>; 3],
+    pub logits: [Option<Vec<f32>>; 3],
+}
+
+/// Where the steps run.
+pub enum Stepper {
+    /// The whole batch on the model's own device.
+    Single,
+    /// Shares of the batch on each replica's device, gradients summed by `step_multi`.
+    Parallel(DataParallel<StepValues>),
+}
+
+/// The gradients of a forward and backward pass, not applied yet.
+pub enum Update {
+    Single(GradientsParams),
+    Multi(burn::optim::MultiGradientsParams),
+}
+
+impl Stepper {
+    /// One replica per device with more than one device, else [`Stepper::Single`].
+    pub fn new(
+        replicas: &[Device],
+        loss: LossWeighting,
+        precision: Precision,
+    ) -> Result<Stepper, DataParallelError> {
+        if replicas.len() < 2 {
+            return Ok(Stepper::Single);
+        }
+        DataParallel::with_reports(replicas.to_vec(), move |model, images, labels| {
+            forward_loss(model, images, labels, loss, precision)
+        })
+        .map(Stepper::Parallel)
+    }
+
+    /// How many replicas share a batch (1 on a single device).
+    pub fn replicas(&self) -> usize {
+        match self {
+            Stepper::Single => 1,
+            Stepper::Parallel(parallel) => parallel.devices().len(),
+        }
+    }
+
+    /// Seeds each replica's generator (dropout) for a step: `seed` on a single device, `seed`
+    /// mixed with the replica's index on several, so that no two replicas draw the same masks.
+    pub fn seed(&self, device: &Device, seed: u64) {
+        match self {
+            Stepper::Single => device.seed(seed),
+            Stepper::Parallel(parallel) => {
+                for (i, replica) in parallel.devices().iter().enumerate() {
+                    replica.seed(super::source::mix(seed, i as u64));
+                }
+            }
+        }
+    }
+
+    /// Forward and backward on `host`. A batch smaller than the number of replicas (the last
+    /// one of an epoch can be) runs whole on `device`, the model's.
+    pub fn forward_backward(
+        &self,
+        model: &GoogLeNet,
+        host: &HostBatch,
+        loss: LossWeighting,
+        precision: Precision,
+        device: &Device,
+    ) -> Result<(StepValues, Update), DataParallelError> {
+        match self {
+            Stepper::Parallel(parallel) if host.len() >= self.replicas() => {
+                let step = parallel.step_host(model, &host.images, &host.labels, host.side)?;
+                Ok((
+                    combine(&step.shares, step.reports),
+                    Update::Multi(step.grads),
+                ))
+            }
+            _ => {
+                let n = host.len();
+                let images = Tensor::<4>::from_data(
+                    TensorData::new(host.images.clone(), [n, 3, host.side, host.side]),
+                    device,
+                );
+                let labels =
+                    Tensor::<1, Int>::from_data(TensorData::new(host.labels.clone(), [n]), device);
+                let (total, values) = forward_loss(model, images, labels, loss, precision);
+                // Read before the backward pass: a non-finite loss is reported without a step.
+                let gradients = if values.total.is_finite() {
+                    GradientsParams::from_grads(total.backward(), model)
+                } else {
+                    GradientsParams::new()
+                };
+                Ok((values, Update::Single(gradients)))
+            }
+        }
+    }
+}
+
+impl Update {
+    /// Applies the gradients: `optimizer.step` or, data-parallel, `step_multi`.
+    pub fn apply(self, lr: f64, optimizer: &mut ModuleOptimizer, model: GoogLeNet) -> GoogLeNet {
+        match self {
+            Update::Single(grads) => optimizer.step(lr, model, grads),
+            Update::Multi(grads) => optimizer.step_multi(lr, model, grads),
+        }
+    }
+}
+
+/// The loss of `model` on a batch, in `precision` (f32 logits into the loss), and its values on
+/// the host.
+pub fn forward_loss(
+    model: &GoogLeNet,
+    images: Tensor<4>,
+    labels: Tensor<1, Int>,
+    loss: LossWeighting,
+    precision: Precision,
+) -> (Tensor<1>, StepValues) {
+    let view = precision::autocast(model, precision);
+    let output = view.forward_with_aux(precision::cast_input(images, precision));
+    let f32 = |t: Tensor<2>| t.cast(FloatDType::F32);
+    let output = GoogLeNetOutput {
+        main: f32(output.main),
+        aux1: output.aux1.map(f32),
+        aux2: output.aux2.map(f32),
+    };
+    let parts = loss.loss(&output, labels);
+    let scalar = |t: &Tensor<1>| t.clone().into_scalar::<f32>() as f64;
+    let values = StepValues {
+        total: scalar(&parts.total),
+        heads: [
+            Some(scalar(&parts.main)),
+            parts.aux1.as_ref().map(scalar),
+            parts.aux2.as_ref().map(scalar),
+        ],
+        logits: [
+            Some(host_logits(&output.main)),
+            output.aux1.as_ref().map(host_logits),
+            output.aux2.as_ref().map(host_logits),
+        ],
+    };
+    (parts.total, values)
+}
+
+/// Logits as host `f32`s.
+pub fn host_logits(t: &Tensor<2>) -> Vec<f32> {
+    t.clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("logits convert to f32")
+}
+
+/// The whole batch's values from the replicas': losses weighted by each share of the batch
+/// (each replica's loss is its mean), logits concatenated in batch order.
+fn combine(shares: &[usize], reports: Vec<StepValues>) -> StepValues {
+    let batch: usize = shares.iter().sum();
+    let mut all = StepValues::default();
+    for (&share, report) in shares.iter().zip(reports) {
+        let weight = share as f64 / batch as f64;
+        all.total += weight * report.total;
+        for head in 0..3 {
+            if let Some(loss) = report.heads[head] {
+                *all.heads[head].get_or_insert(0.0) += weight * loss;
+            }
+            if let Some(logits) = &report.logits[head] {
+                all.logits[head]
+                    .get_or_insert_with(Vec::new)
+                    .extend_from_slice(logits);
+            }
+        }
+    }
+    all
+}
