@@ -44,7 +44,9 @@ pub const DEMO_INPUT_SIZE: usize = 96;
 /// steps in reduced precision (weights, optimizer and BatchNorm stay f32).
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// ImageNet-layout folder with train/ and val/ (one subfolder per class). Default: the
+    /// ImageNet-layout folder with train/ and val/ (one subfolder per class; val/ may also be
+    /// ImageNet's flat folder, with LOC_val_solution.csv or the devkit's
+    /// ILSVRC2012_validation_ground_truth.txt and meta.mat in this folder). Default: the
     /// embedded synthetic shapes.
     #[arg(long)]
     pub data: Option<PathBuf>,

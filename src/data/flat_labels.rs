@@ -11,6 +11,12 @@ use super::{ClassTable, DataError, ImageFolder};
 /// The devkit keeps `meta.mat` beside the ground truth (`ILSVRC2012_devkit_t12/data/`).
 pub const DEVKIT_META: &str = "meta.mat";
 
+/// Kaggle's label file of the flat validation folder.
+pub const KAGGLE_CSV: &str = "LOC_val_solution.csv";
+
+/// The devkit's label file of the flat validation folder.
+pub const DEVKIT_GROUND_TRUTH: &str = "ILSVRC2012_validation_ground_truth.txt";
+
 /// Which label file a flat validation folder comes with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FlatLabels {
@@ -60,6 +66,32 @@ impl FlatLabels {
                  the devkit's ILSVRC2012_validation_ground_truth.txt (one class id per line)",
             )),
         }
+    }
+
+    /// The label file of the flat validation folder of the dataset at `root`, looked for where
+    /// users put it: `ROOT/LOC_val_solution.csv`, `ROOT/val/LOC_val_solution.csv`, then the
+    /// devkit's ground truth in the same two places (with `meta.mat` beside it or in `ROOT`).
+    /// `None` when there is none.
+    pub fn find(root: &Path) -> Result<Option<Self>, DataError> {
+        let folders = [root.to_path_buf(), root.join("val")];
+        if let Some(csv) = folders
+            .iter()
+            .map(|f| f.join(KAGGLE_CSV))
+            .find(|p| p.is_file())
+        {
+            return Ok(Some(FlatLabels::KaggleCsv(csv)));
+        }
+        let Some(ground_truth) = folders
+            .iter()
+            .map(|f| f.join(DEVKIT_GROUND_TRUTH))
+            .find(|p| p.is_file())
+        else {
+            return Ok(None);
+        };
+        let in_root = root.join(DEVKIT_META);
+        let meta = (!ground_truth.with_file_name(DEVKIT_META).is_file() && in_root.is_file())
+            .then_some(in_root);
+        FlatLabels::detect(&ground_truth, meta.as_deref()).map(Some)
     }
 
     /// The flat folder `dir` labelled with indices of `classes` (normally

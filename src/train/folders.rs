@@ -13,9 +13,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::source::{HostBatch, Split, TrainData, mix};
+use crate::data::flat_labels::FlatLabels;
 use crate::data::image::load_rgb;
 use crate::data::normalize::normalized_batch;
-use crate::data::{DataError, EvalTransform, ImageFolder, TrainTransform};
+use crate::data::{ClassTable, DataError, EvalTransform, ImageFolder, TrainTransform};
 use crate::model::Variant;
 
 pub struct ImageFolders {
@@ -32,11 +33,39 @@ pub struct ImageFolders {
     strict: bool,
 }
 
+/// `root/val` with one folder per class, or flat with its label file, labelled with the indices
+/// of train's `classes`.
+fn open_val(root: &Path, classes: &ClassTable) -> Result<ImageFolder, DataError> {
+    let dir = root.join("val");
+    let has_class_folders = std::fs::read_dir(&dir)
+        .map_err(|e| DataError::dataset(&dir, e.to_string()))?
+        .any(|entry| entry.is_ok_and(|e| e.path().is_dir()));
+    if has_class_folders {
+        return ImageFolder::open(&dir);
+    }
+    match FlatLabels::find(root)? {
+        Some(labels) => labels.open(&dir, classes.clone()),
+        None => Err(DataError::dataset(
+            &dir,
+            format!(
+                "no class folders and no label file for a flat folder (put {} or {} with the \
+                 devkit's {} in {})",
+                crate::data::flat_labels::KAGGLE_CSV,
+                crate::data::flat_labels::DEVKIT_GROUND_TRUTH,
+                crate::data::flat_labels::DEVKIT_META,
+                root.display()
+            ),
+        )),
+    }
+}
+
 impl ImageFolders {
-    /// Opens `root/train` and `root/val`, which must have the same class folders.
+    /// Opens `root/train` and `root/val`, which must have the same class folders, or a flat
+    /// `root/val` labelled by a file [`FlatLabels::find`] finds (ImageNet's validation set as
+    /// distributed).
     pub fn open(root: &Path, variant: Variant, side: usize) -> Result<ImageFolders, DataError> {
         let train = ImageFolder::open(&root.join("train"))?;
-        let val = ImageFolder::open(&root.join("val"))?;
+        let val = open_val(root, train.classes())?;
         let names = |f: &ImageFolder| -> Vec<String> {
             (0..f.classes().len())
                 .map(|i| f.classes().wnid(i).to_string())
