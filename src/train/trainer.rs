@@ -100,6 +100,34 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// A run that stops before its last epoch, at `epoch`/`batch` (the next to train) after
+    /// `step` steps: on request (Ctrl-C) or at [`TrainOptions::max_steps`].
+    fn stopped(
+        interrupted: bool,
+        checkpoint: PathBuf,
+        epoch: usize,
+        batch: usize,
+        step: u64,
+    ) -> Outcome {
+        if interrupted {
+            Outcome::Interrupted {
+                checkpoint,
+                epoch,
+                batch,
+                step,
+            }
+        } else {
+            Outcome::ReachedMaxSteps {
+                checkpoint,
+                epoch,
+                batch,
+                step,
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
@@ -387,22 +415,13 @@ pub fn train_session(
             if (interrupted || reached_max(&session)) && run.state.batch < batches_per_epoch {
                 bar.abandon();
                 let checkpoint = save(&checkpoints, &run, &last_checkpoint)?;
-                let (epoch, batch, step) = (epoch + 1, run.state.batch, run.state.step);
-                let outcome = if interrupted {
-                    Outcome::Interrupted {
-                        checkpoint,
-                        epoch,
-                        batch,
-                        step,
-                    }
-                } else {
-                    Outcome::ReachedMaxSteps {
-                        checkpoint,
-                        epoch,
-                        batch,
-                        step,
-                    }
-                };
+                let outcome = Outcome::stopped(
+                    interrupted,
+                    checkpoint,
+                    epoch + 1,
+                    run.state.batch,
+                    run.state.step,
+                );
                 return Ok((outcome, session));
             }
         }
@@ -449,22 +468,8 @@ pub fn train_session(
         say(epoch_lines(&record, config.epochs, improved));
         let interrupted = options.stop.load(Ordering::SeqCst);
         if (interrupted || reached_max(&session)) && run.state.epoch < config.epochs {
-            let (checkpoint, epoch, batch, step) = (path, run.state.epoch + 1, 0, run.state.step);
-            let outcome = if interrupted {
-                Outcome::Interrupted {
-                    checkpoint,
-                    epoch,
-                    batch,
-                    step,
-                }
-            } else {
-                Outcome::ReachedMaxSteps {
-                    checkpoint,
-                    epoch,
-                    batch,
-                    step,
-                }
-            };
+            let outcome =
+                Outcome::stopped(interrupted, path, run.state.epoch + 1, 0, run.state.step);
             return Ok((outcome, session));
         }
     }
