@@ -14,7 +14,7 @@ and, for comparison, in float32; the script saves how far PyTorch's float32 resu
 float64 one: `torch_f32_error.stepK.NAME` (max |diff|) and `torch_f32_change_error.stepK.NAME`
 (||diff|| / ||change of the tensor since the start||). With a batch of 4 and BatchNorm in train
 mode the gradients of the first layers are ill-conditioned (PyTorch float32's conv1 is 2e-4 off
-after one step, 2e-2 after two), so tests/train_sgd_step.rs holds well-conditioned tensors to
+after one step, 2e-2 after two), so tests/suite/train_sgd_step.rs holds well-conditioned tensors to
 1e-5 and the others to a small multiple of PyTorch's own float32 error. It saves a handful of resulting tensors (float32 values of the float64
 result), small enough to keep in the repository, to
 tests/fixtures/torchvision_sgd_two_steps.safetensors.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The wgpu backend's tests (tests/backend_wgpu.rs: logits, a training step and data parallel against
+# The wgpu backend's tests (tests/suite/backend_wgpu.rs: logits, a training step and data parallel against
 # the CPU) on the machine's Vulkan adapter. Without a GPU, Mesa's CPU Vulkan driver (lavapipe) does:
 # when no Vulkan driver is installed and this runs as root with apt-get, it installs
 # mesa-vulkan-drivers; otherwise it says what is missing and fails.
@@ -19,4 +19,4 @@ if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
 fi
 # Mesa complains on every device open without it.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-cargo test --release --features wgpu --test backend_wgpu
+cargo test --release --features wgpu --test suite backend_wgpu

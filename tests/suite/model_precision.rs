@@ -2,7 +2,7 @@
 //! (f32, on the f32 weights) differ from f32's about as much as PyTorch autocast's do, on the
 //! torchvision reference (flex computes in both precisions).
 
-mod common;
+use crate::common;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;

@@ -3,7 +3,7 @@
 //! model's parameters (BatchNorm folded for torchvision), clear errors, and the `export` command.
 //! That onnxruntime reproduces the logits is checked by scripts/check_onnx.py (Python).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The fast inference path gives `GoogLeNet::forward`'s logits, and PyTorch's and Keras' on their
 //! reference weights (../shared/reference).
 
-mod common;
+use crate::common;
 
 use burn::module::Param;
 use burn::prelude::*;

@@ -1,7 +1,7 @@
 //! `summary` reproduces ../shared/reference/paper_table (Table 1 recomputed layer by layer) and the
 //! parameter counts PyTorch and Keras report.
 
-mod common;
+use crate::common;
 
 use burn::prelude::Device;
 use common::shared;

@@ -2,7 +2,7 @@
 //! (checked by hand and, for the seed, against Keras' own loss on its reference model), Polyak
 //! decay, the configuration file, and the curves image.
 
-mod common;
+use crate::common;
 
 use burn::prelude::*;
 use common::*;

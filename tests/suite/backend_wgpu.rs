@@ -4,7 +4,7 @@
 //! provides lavapipe). Without any adapter burn panics when it opens the device: a failure, not a skip.
 #![cfg(feature = "wgpu")]
 
-mod common;
+use crate::common;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;

@@ -1,7 +1,7 @@
 //! Data parallel over two replicas takes the same SGD step as one device on the whole batch.
 //! Two flex replicas share one physical CPU, which changes nothing in the arithmetic checked here.
 
-mod common;
+use crate::common;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;

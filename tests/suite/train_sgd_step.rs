@@ -10,7 +10,7 @@
 //! step of the classifier biases after step 2), and every other tensor's change must be within 3x
 //! PyTorch's own float32 error of the float64 change.
 
-mod common;
+use crate::common;
 
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};

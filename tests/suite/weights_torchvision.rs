@@ -1,7 +1,7 @@
 //! torchvision's GoogLeNet loaded from its .pth reproduces PyTorch's numbers
 //! (../shared/reference/torchvision, made with torch 2.15 / torchvision 0.29).
 
-mod common;
+use crate::common;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
@@ -90,7 +90,7 @@ fn train_mode_forward_and_backward_match_pytorch() {
         1e-4,
     );
     // The calibrated statistics came from these very images, so this update barely moves them;
-    // tests/model_batch_norm.rs checks the update rule itself.
+    // tests/suite/model_batch_norm.rs checks the update rule itself.
 
     let grads = total.backward();
     let grad = |p: &burn::module::Param<Tensor<4>>| to_vec(p.val().grad(&grads).unwrap());

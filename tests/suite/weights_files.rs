@@ -1,6 +1,6 @@
 //! Weight files round trip, and wrong ones get errors that name the file, the key and the shapes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! `classify` and `eval` end to end through the binary.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

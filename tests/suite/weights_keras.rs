@@ -1,7 +1,7 @@
 //! The keras-seed variant loaded from the seed's Keras weights reproduces Keras' outputs
 //! (../shared/reference/keras_seed, made with Keras 3.15 on TensorFlow 2.21).
 
-mod common;
+use crate::common;
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
