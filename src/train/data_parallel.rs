@@ -15,7 +15,7 @@
 //! in at each replica's next forward pass; `model.valid()` (which `weights::save` and evaluation
 //! use) folds in the latest.
 //!
-//! ```ignore
+//! ```text
 //! let parallel = DataParallel::new(devices, |model: &GoogLeNet, x, y| my_mean_loss(model, x, y))?;
 //! let step = parallel.step(&model, images, labels)?;
 //! model = optim.step_multi(lr, model, step.grads);
