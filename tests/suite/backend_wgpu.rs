@@ -12,16 +12,6 @@ use burn::prelude::*;
 use common::*;
 use googlenet::device::DeviceSpec;
 use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
-use googlenet::weights;
-
-const PTH: &str = "reference/torchvision/torchvision_seed1234_calibrated.pth";
-
-fn torchvision(device: &Device) -> GoogLeNet {
-    let model = GoogLeNetConfig::new(Variant::Torchvision)
-        .init(device)
-        .unwrap();
-    weights::load(model, &shared(PTH)).expect("the reference state loads")
-}
 
 fn wgpu() -> Device {
     "wgpu".parse::<DeviceSpec>().unwrap().to_device().unwrap()
@@ -31,9 +21,11 @@ fn wgpu() -> Device {
 fn wgpu_logits_match_the_cpu() {
     let io = reference("reference/torchvision/calibrated_eval_io.safetensors");
     let cpu = Device::flex();
-    let want = to_vec(torchvision(&cpu).forward(tensor4(&io, "input_nchw_imagenet", &cpu)));
+    let want =
+        to_vec(torchvision_reference(&cpu).forward(tensor4(&io, "input_nchw_imagenet", &cpu)));
     let gpu = wgpu();
-    let got = to_vec(torchvision(&gpu).forward(tensor4(&io, "input_nchw_imagenet", &gpu)));
+    let got =
+        to_vec(torchvision_reference(&gpu).forward(tensor4(&io, "input_nchw_imagenet", &gpu)));
     assert_close("wgpu logits", &got, &want, 1e-4);
 }
 
@@ -41,7 +33,7 @@ fn wgpu_logits_match_the_cpu() {
 fn wgpu_training_step_matches_the_cpu() {
     let r = reference("reference/torchvision/calibrated_train_nodropout.safetensors");
     let step = |device: Device| {
-        let model = torchvision(&device).without_dropout();
+        let model = torchvision_reference(&device).without_dropout();
         let labels: Vec<i64> = values(&r, "labels").iter().map(|&x| x as i64).collect();
         let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [4]), &device);
         let out = model.forward_with_aux(tensor4(&r, "input_nchw_imagenet", &device));

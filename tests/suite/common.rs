@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests: the ground truth in ../shared and tensor comparisons.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use googlenet::weights::safetensors_file;
+use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
 use googlenet::weights::tensor_map::{HostData, TensorMap};
+use googlenet::weights::{self, safetensors_file};
+use image::{ImageFormat, Rgb, RgbImage};
 
 /// A file of the ground truth that CI places beside the repository, or a clear failure.
 pub fn shared(relative: &str) -> PathBuf {
@@ -73,4 +75,39 @@ pub fn relative_l2(a: &[f32], b: &[f32]) -> f32 {
     let diff: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
     let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
     (diff / norm.max(f64::MIN_POSITIVE)).sqrt() as f32
+}
+
+/// ../shared's calibrated torchvision state: PyTorch made the reference outputs beside it with it.
+pub const TORCHVISION_PTH: &str = "reference/torchvision/torchvision_seed1234_calibrated.pth";
+
+/// The torchvision variant holding [`TORCHVISION_PTH`], loaded strictly.
+pub fn torchvision_reference(device: &Device) -> GoogLeNet {
+    let model = GoogLeNetConfig::new(Variant::Torchvision)
+        .init(device)
+        .unwrap();
+    weights::load(model, &shared(TORCHVISION_PTH)).expect("the reference state loads strictly")
+}
+
+/// A path under the temporary folder for this test program, removed if a run before left it. All
+/// tests share one process (and so one process id): each passes its own name.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("googlenet-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Writes `image` to `path` in `format` whatever the file's extension says, making the folders.
+pub fn save_image(path: &Path, image: &RgbImage, format: ImageFormat) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image.save_with_format(path, format).unwrap();
+}
+
+/// The first half of a valid 64x64 JPEG: a file that decoders reject as truncated.
+pub fn write_truncated_jpeg(path: &Path) {
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    RgbImage::from_pixel(64, 64, Rgb([9, 9, 9]))
+        .write_to(&mut jpeg, ImageFormat::Jpeg)
+        .unwrap();
+    let jpeg = jpeg.into_inner();
+    std::fs::write(path, &jpeg[..jpeg.len() / 2]).unwrap();
 }

@@ -1,6 +1,7 @@
 //! The loader: same seed, same batches whatever the thread count; skips counted and labels kept;
 //! strict mode; drop-last; the hymenoptera set.
 
+use crate::common::{save_image, write_truncated_jpeg};
 use std::path::Path;
 
 use googlenet::data::{
@@ -10,11 +11,6 @@ use googlenet::model::Variant;
 use image::{ImageFormat, Rgb, RgbImage};
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared");
-
-fn save(path: &Path, image: &RgbImage, format: ImageFormat) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    image.save_with_format(path, format).unwrap();
-}
 
 /// 2 classes of 6 good images each (one a PNG named .JPEG), plus three bad files in class 0.
 fn dataset(root: &Path) -> ImageFolder {
@@ -28,7 +24,7 @@ fn dataset(root: &Path) -> ImageFolder {
             } else {
                 ImageFormat::Jpeg
             };
-            save(
+            save_image(
                 &root.join(format!("class{class}/img{i}.JPEG")),
                 &image,
                 format,
@@ -38,13 +34,8 @@ fn dataset(root: &Path) -> ImageFolder {
     let bad = root.join("class0");
     std::fs::write(bad.join("empty.jpg"), b"").unwrap();
     let gif = RgbImage::from_pixel(8, 8, Rgb([1, 2, 3]));
-    save(&bad.join("placeholder.jpg"), &gif, ImageFormat::Gif);
-    let mut jpeg = std::io::Cursor::new(Vec::new());
-    RgbImage::from_pixel(64, 64, Rgb([9, 9, 9]))
-        .write_to(&mut jpeg, ImageFormat::Jpeg)
-        .unwrap();
-    let jpeg = jpeg.into_inner();
-    std::fs::write(bad.join("truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    save_image(&bad.join("placeholder.jpg"), &gif, ImageFormat::Gif);
+    write_truncated_jpeg(&bad.join("truncated.jpg"));
     ImageFolder::open(root).unwrap()
 }
 

@@ -1,6 +1,7 @@
 //! `--strict` on the commands that read datasets: an unreadable image (a truncated JPEG, a GIF
 //! named .jpg) is an error naming the file, not a counted skip.
 
+use crate::common::{save_image, write_truncated_jpeg};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -8,18 +9,13 @@ use image::{ImageFormat, Rgb, RgbImage};
 
 const BIN: &str = env!("CARGO_BIN_EXE_googlenet");
 
-fn save(path: &Path, image: &RgbImage, format: ImageFormat) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    image.save_with_format(path, format).unwrap();
-}
-
 /// ROOT/{train,val}/{a,b}/ with good JPEGs, and in train/a a JPEG cut in half and a GIF named .jpg.
 fn dataset_with_bad_files(root: &Path) {
     for split in ["train", "val"] {
         for (class, shade) in [("a", 40u8), ("b", 200u8)] {
             let image =
                 RgbImage::from_fn(90, 70, |x, y| Rgb([shade, (x * 2) as u8, (y * 3) as u8]));
-            save(
+            save_image(
                 &root.join(format!("{split}/{class}/good.jpg")),
                 &image,
                 ImageFormat::Jpeg,
@@ -27,13 +23,8 @@ fn dataset_with_bad_files(root: &Path) {
         }
     }
     let bad = root.join("train/a");
-    let mut jpeg = std::io::Cursor::new(Vec::new());
-    RgbImage::from_pixel(64, 64, Rgb([9, 9, 9]))
-        .write_to(&mut jpeg, ImageFormat::Jpeg)
-        .unwrap();
-    let jpeg = jpeg.into_inner();
-    std::fs::write(bad.join("truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
-    save(
+    write_truncated_jpeg(&bad.join("truncated.jpg"));
+    save_image(
         &bad.join("placeholder.jpg"),
         &RgbImage::from_pixel(8, 8, Rgb([1, 2, 3])),
         ImageFormat::Gif,

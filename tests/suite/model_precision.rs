@@ -10,17 +10,7 @@ use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
 use common::*;
 use googlenet::model::precision::{self, Precision};
-use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
-use googlenet::weights;
-
-const PTH: &str = "reference/torchvision/torchvision_seed1234_calibrated.pth";
-
-fn torchvision(device: &Device) -> GoogLeNet {
-    let model = GoogLeNetConfig::new(Variant::Torchvision)
-        .init(device)
-        .unwrap();
-    weights::load(model, &shared(PTH)).expect("the reference state loads")
-}
+use googlenet::model::{GoogLeNetConfig, Variant};
 
 #[test]
 fn flex_computes_in_bf16_and_f16() {
@@ -90,7 +80,7 @@ fn reduced_precision_logits_agree_with_f32() {
     let device = Device::flex();
     let io = reference("reference/torchvision/calibrated_eval_io.safetensors");
     let input = tensor4(&io, "input_nchw_imagenet", &device);
-    let model = torchvision(&device);
+    let model = torchvision_reference(&device);
     let want = to_vec(model.forward(input.clone()));
     for (p, pytorch_max, pytorch_l2, _) in PYTORCH_ERRORS {
         let reduced = precision::apply(model.clone(), p).unwrap();
@@ -128,7 +118,7 @@ fn argmax(row: &[f32]) -> usize {
 #[test]
 fn autocast_gradients_are_f32_and_like_pytorch_autocast() {
     let device = Device::flex().autodiff();
-    let model = torchvision(&device).without_dropout();
+    let model = torchvision_reference(&device).without_dropout();
     let r = reference("reference/torchvision/calibrated_train_nodropout.safetensors");
     let input = tensor4(&r, "input_nchw_imagenet", &device);
     let labels: Vec<i64> = values(&r, "labels").iter().map(|&x| x as i64).collect();

@@ -2,7 +2,8 @@
 //! with exactly the weights of an uninterrupted run; a non-finite loss stops with an error naming
 //! the step and keeps the last good checkpoint; an unwritable output folder fails before training.
 
-use std::path::{Path, PathBuf};
+use crate::common::fresh_dir;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -96,12 +97,6 @@ fn options(out: &Path, resume: bool, stop: Arc<AtomicBool>) -> TrainOptions {
         quiet: true,
         ..TrainOptions::new(out.to_path_buf(), Device::flex())
     }
-}
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("googlenet-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 fn bytes(path: &Path) -> Vec<u8> {

@@ -9,8 +9,6 @@ use common::*;
 use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
 use googlenet::weights::{self, Layout, WeightsError, model_tensors};
 
-const PTH: &str = "reference/torchvision/torchvision_seed1234_calibrated.pth";
-
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("googlenet-test-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -72,7 +70,8 @@ fn class_names_travel_in_the_native_metadata() {
 #[test]
 fn torchvision_pth_written_by_us_reads_back_identically() {
     let dir = temp_dir("pth");
-    let loaded = weights::load(model(Variant::Torchvision, 1000), &shared(PTH)).unwrap();
+    let loaded =
+        weights::load(model(Variant::Torchvision, 1000), &shared(TORCHVISION_PTH)).unwrap();
     let out = dir.join("out.pth");
     weights::save(&loaded, &out, Layout::Torchvision).unwrap();
     let again = weights::load(model(Variant::Torchvision, 1000), &out).unwrap();
@@ -82,7 +81,7 @@ fn torchvision_pth_written_by_us_reads_back_identically() {
     );
     // Same key set as torchvision's own state_dict, num_batches_tracked included.
     let keys: Vec<String> = weights::pth::read(&out).unwrap().into_keys().collect();
-    let mut reference: Vec<String> = weights::pth::read(&shared(PTH))
+    let mut reference: Vec<String> = weights::pth::read(&shared(TORCHVISION_PTH))
         .unwrap()
         .into_keys()
         .collect();
@@ -106,7 +105,7 @@ fn keras_layout_export_reproduces_the_seed_file() {
 
 #[test]
 fn wrong_variant_is_named_with_a_hint() {
-    let err = load_err(model(Variant::Paper, 1000), &shared(PTH));
+    let err = load_err(model(Variant::Paper, 1000), &shared(TORCHVISION_PTH));
     let text = err.to_string();
     assert!(
         matches!(err, WeightsError::Missing { ref key, .. } if key == "aux1.conv.conv.bias"),
@@ -124,7 +123,7 @@ fn wrong_variant_is_named_with_a_hint() {
 
 #[test]
 fn shape_mismatch_names_the_first_key_and_both_shapes() {
-    let err = load_err(model(Variant::Torchvision, 10), &shared(PTH));
+    let err = load_err(model(Variant::Torchvision, 10), &shared(TORCHVISION_PTH));
     match err {
         WeightsError::Shape {
             key, file, model, ..
@@ -170,7 +169,7 @@ fn unexpected_keys_are_reported() {
 #[test]
 fn truncated_garbage_and_missing_files_get_clear_errors() {
     let dir = temp_dir("bad");
-    let bytes = std::fs::read(shared(PTH)).unwrap();
+    let bytes = std::fs::read(shared(TORCHVISION_PTH)).unwrap();
     let truncated = dir.join("truncated.pth");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let err = load_err(model(Variant::Torchvision, 1000), &truncated);

@@ -6,23 +6,13 @@ use crate::common;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use common::*;
-use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
-use googlenet::weights;
-
-const PTH: &str = "reference/torchvision/torchvision_seed1234_calibrated.pth";
-
-fn torchvision(device: &Device) -> GoogLeNet {
-    let model = GoogLeNetConfig::new(Variant::Torchvision)
-        .init(device)
-        .unwrap();
-    weights::load(model, &shared(PTH)).expect("the reference state loads strictly")
-}
 
 #[test]
 fn eval_logits_match_pytorch_within_1e4() {
     let device = Device::flex();
     let io = reference("reference/torchvision/calibrated_eval_io.safetensors");
-    let logits = torchvision(&device).forward(tensor4(&io, "input_nchw_imagenet", &device));
+    let logits =
+        torchvision_reference(&device).forward(tensor4(&io, "input_nchw_imagenet", &device));
     assert_eq!(logits.dims(), [4, 1000]);
     let got = to_vec(logits);
     let want = values(&io, "eval_logits");
@@ -35,7 +25,7 @@ fn eval_logits_match_pytorch_within_1e4() {
 fn train_mode_forward_and_backward_match_pytorch() {
     let device = Device::flex().autodiff();
     let r = reference("reference/torchvision/calibrated_train_nodropout.safetensors");
-    let model = torchvision(&device).without_dropout();
+    let model = torchvision_reference(&device).without_dropout();
     let out = model.forward_with_aux(tensor4(&r, "input_nchw_imagenet", &device));
     let labels: Vec<i64> = values(&r, "labels").iter().map(|&x| x as i64).collect();
     let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [4]), &device);
