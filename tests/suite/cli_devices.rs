@@ -3,7 +3,8 @@
 //! little, devices this build lacks are refused with the feature to enable, and `bench model`
 //! reports its device and precision.
 
-use std::path::{Path, PathBuf};
+use crate::common::fresh_dir;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use clap::ValueEnum;
@@ -11,12 +12,6 @@ use googlenet::model::precision::Precision;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_googlenet");
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("googlenet-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 fn googlenet(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -73,10 +68,10 @@ fn losses(summary: &Value) -> Vec<f64> {
 /// (tests/suite/train_data_parallel.rs: 1e-7 relative on the weights after one step, up to 1.7e-5 after
 /// two). This recipe's steps (lr 0.01, momentum 0.9, the loss jumping from 2.4 to 3.2) amplify
 /// such differences about tenfold per step, and the order of the CPU's parallel sums changes when
-/// other programs compete for the cores: alone, the losses measured 1e-7, 1e-7, 1e-6, 3e-6 apart
-/// (relative); beside the other tests, 3.3e-4 at step 3. So the first two steps are compared at
-/// 1e-5 and the last two at 1e-2, while the largest move between consecutive losses exceeds 1e-1
-/// (so the comparison could fail).
+/// other programs compete for the cores. With two busy loops beside it the losses measured at most
+/// 4e-8, 3e-7, 6e-6, 3e-5 apart (relative) over three runs; beside the other tests, once 3.3e-4 at
+/// step 3. So the first two steps are compared at 1e-4 and the last two at 1e-2, while the largest
+/// move between consecutive losses exceeds 1e-1 (so the comparison could fail).
 #[test]
 fn cpu_replicas_follow_one_device_with_the_same_global_batch() {
     let single_dir = fresh_dir("dp-single");
@@ -103,8 +98,9 @@ fn cpu_replicas_follow_one_device_with_the_same_global_batch() {
     }
     let (a, b) = (losses(&single), losses(&parallel));
     for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        let tolerance = if step < 2 { 1e-4 } else { 1e-2 };
         assert!(
-            (x - y).abs() <= if step < 2 { 1e-5 } else { 1e-2 } * x.abs(),
+            (x - y).abs() <= tolerance * x.abs(),
             "step {}: one device {x}, three replicas {y}",
             step + 1
         );
