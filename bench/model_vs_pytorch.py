@@ -3,7 +3,7 @@
 
 Builds torchvision's googlenet(aux_logits=True, init_weights=True) and times it in PyTorch eager,
 eager with channels_last, and torch.compile, next to `googlenet bench model --json` (our fast
-inference engine, burn-flex inference, and a burn-flex training step). Every figure is a
+inference and training engines, and burn-flex for both). Every figure is a
 separate process per round, and the rounds interleave the contenders, so that a busy machine
 slows all of them alike. Prints a table with images/s (median over rounds of each round's
 median, and the min/max over rounds), peak resident memory and ratios to PyTorch's fastest mode.
@@ -124,9 +124,7 @@ def run_torch(config, mode, batch, args):
 def run_rust(engine, mode, batch, args):
     cmd = [args.binary, "bench", "model", "--variant", "torchvision", "--mode", mode, "--batch", str(batch),
            "--threads", str(args.threads), "--iterations", str(iterations_for(mode, args)),
-           "--warmup", str(args.warmup), "--json"]
-    if mode == "infer":
-        cmd += ["--engine", engine]
+           "--warmup", str(args.warmup), "--engine", engine, "--json"]
     return run_json(cmd)
 
 
@@ -139,8 +137,7 @@ def run_json(cmd, env=None):
 
 def contenders(mode, args):
     torch_configs = [c for c in TORCH_CONFIGS if not (args.no_compile and c == "compile")]
-    rust = [("googlenet fast", "fast"), ("googlenet burn-flex", "burn")] if mode == "infer" \
-        else [("googlenet burn-flex", "burn")]
+    rust = [("googlenet fast", "fast"), ("googlenet burn-flex", "burn")]
     return [(f"pytorch {c}", "torch", c) for c in torch_configs] + [(name, "rust", e) for name, e in rust]
 
 

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::device::{DeviceSpec, parse_available};
-use crate::model::fast::InferenceNet;
+use crate::model::fast::{InferenceNet, TrainNet};
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
 
@@ -33,9 +33,10 @@ pub struct BenchModelArgs {
     /// auxiliary loss, backward pass, SGD with momentum 0.9).
     #[arg(long, value_enum, default_value_t = Mode::Infer)]
     pub mode: Mode,
-    /// Inference engine: `fast` (our fused NHWC CPU path with BatchNorm folded into the
-    /// convolutions; the default on cpu in f32) or `burn` (the module's own forward pass on
-    /// --device; the default elsewhere). Training always runs on burn.
+    /// `fast`: our NHWC CPU paths in f32 — for inference BatchNorm folded into fused
+    /// convolutions, for training torchvision's variant with our own backward pass and burn's
+    /// optimiser (the default where it applies); `burn`: the module's own passes on --device
+    /// (the default elsewhere).
     #[arg(long, value_enum)]
     pub engine: Option<Engine>,
     /// cpu, cuda:N (a build with the cuda feature) or wgpu[:N] (with the wgpu feature).
@@ -176,18 +177,21 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The engine that runs: `fast` only for inference on the CPU in f32 (its default there).
+/// The engine that runs: `fast` on the CPU in f32, for inference and for training
+/// torchvision's variant (its default there); `burn` everywhere.
 fn engine(args: &BenchModelArgs) -> Result<Engine> {
-    let fast_fits = args.mode == Mode::Infer
-        && args.device == DeviceSpec::Cpu
-        && args.precision == Precision::F32;
+    let fast_fits = args.device == DeviceSpec::Cpu
+        && args.precision == Precision::F32
+        && (args.mode == Mode::Infer || args.variant == Variant::Torchvision);
     match args.engine {
         Some(Engine::Fast) if !fast_fits => bail!(
-            "--engine fast is the CPU f32 inference path; use --engine burn for {} on {} in {}",
+            "--engine fast runs on cpu in f32, and trains only the torchvision variant; \
+             use --engine burn for {} of {} on {} in {}",
             match args.mode {
                 Mode::Infer => "inference",
                 Mode::Train => "training",
             },
+            args.variant,
             args.device,
             args.precision
         ),
@@ -235,13 +239,16 @@ fn make_step(args: &BenchModelArgs, engine: Engine) -> Result<Step> {
                 Ok(())
             }))
         }
-        (Mode::Train, _) => {
+        (Mode::Train, engine) => {
             let device = device.autodiff();
             let model = config.init(&device)?;
             let labels: Vec<i64> = (0..args.batch)
                 .map(|_| rng.random_range(0..args.classes as i64))
                 .collect();
-            Ok(train_step(model, pixels, labels, shape, device, precision))
+            Ok(match engine {
+                Engine::Fast => fast_train_step(model, pixels, labels, shape)?,
+                Engine::Burn => train_step(model, pixels, labels, shape, device, precision),
+            })
         }
     }
 }
@@ -285,6 +292,39 @@ fn train_step(
         model = Some(m);
         Ok(())
     })
+}
+
+/// The same step as [`train_step`] on the fast CPU path: forward and backward on [`TrainNet`],
+/// its gradients through burn's SGD, the new weights and running statistics copied back and forth
+/// as the trainer does.
+fn fast_train_step(
+    model: GoogLeNet,
+    pixels: Vec<f32>,
+    labels: Vec<i64>,
+    shape: [usize; 4],
+) -> Result<Step> {
+    let mut net = TrainNet::from_model(&model)?;
+    let labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .init();
+    let mut model = Some(model);
+    let mut seed = 0;
+    Ok(Box::new(move || {
+        let m = model.take().expect("model is put back after every step");
+        seed += 1;
+        net.forward_backward(&pixels, shape, &labels, 0.3, seed)?;
+        net.write_running_stats(&m);
+        let grads = net.gradients(&m);
+        let m = optim.step(0.01, m, grads);
+        net.load_weights(&m)?;
+        model = Some(m);
+        Ok(())
+    }))
 }
 
 fn median(sorted: &[f64]) -> f64 {

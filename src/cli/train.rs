@@ -18,6 +18,7 @@ use crate::train::config::DEFAULT_SEED;
 use crate::train::folders::ImageFolders;
 use crate::train::loss::LossKind;
 use crate::train::schedule::Schedule;
+use crate::train::step::TrainEngine;
 use crate::train::{
     Outcome, Overrides, Recipe, Session, Synthetic, TrainConfig, TrainData, TrainOptions,
 };
@@ -137,6 +138,11 @@ pub struct TrainArgs {
     /// and validation stay f32; no loss scaling, so f16 gradients below 6e-8 vanish).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
+    /// Code that runs the steps: fast (our CPU training path: torchvision variant, f32, one CPU
+    /// device, softmax cross-entropy; about 3x burn's autodiff there) or burn (burn's autodiff,
+    /// everywhere). Default: fast where it applies, else burn.
+    #[arg(long, value_enum)]
+    pub engine: Option<TrainEngine>,
     /// Stop after this many optimiser steps (of this invocation) with a checkpoint, as Ctrl-C
     /// does; --resume continues.
     #[arg(long)]
@@ -283,6 +289,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         device,
         replicas,
         precision: args.precision,
+        engine: args.engine,
         max_steps: args.max_steps,
         stop,
         quiet: args.quiet || args.json,
@@ -359,6 +366,8 @@ struct Summary {
     checkpoint: Option<String>,
     devices: Vec<String>,
     precision: Precision,
+    /// `fast` or `burn` (see `--engine`).
+    engine: Option<TrainEngine>,
     batch: usize,
     variant: Variant,
     input_size: usize,
@@ -407,6 +416,7 @@ impl Summary {
             checkpoint: checkpoint.map(|c| c.display().to_string()),
             devices: devices.iter().map(ToString::to_string).collect(),
             precision,
+            engine: session.engine,
             batch: config.batch_size,
             variant: config.variant,
             input_size: config.input_size,

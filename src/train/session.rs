@@ -3,9 +3,13 @@
 
 use serde::Serialize;
 
+use super::step::TrainEngine;
+
 /// Steps, images, time and losses of the optimiser steps taken in this invocation.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Session {
+    /// The code that ran the steps (`None` before the first).
+    pub engine: Option<TrainEngine>,
     /// Optimiser steps taken.
     pub steps: u64,
     /// Training images those steps saw.

@@ -1,17 +1,21 @@
 //! One training step's forward and backward pass, on one device or data-parallel over several
 //! ([`super::data_parallel`]), in f32 or a reduced precision ([`crate::model::precision`]: the
 //! weights stay f32, the step runs on a bf16/f16 view of them, BatchNorm stays f32, the loss is
-//! computed from f32 logits).
+//! computed from f32 logits), or on the fast CPU training path ([`TrainNet`]).
+
+use std::sync::Mutex;
 
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
+use serde::{Deserialize, Serialize};
 
 use super::data_parallel::{DataParallel, DataParallelError};
-use super::loss::LossWeighting;
+use super::loss::{LossKind, LossWeighting};
 use super::source::HostBatch;
+use crate::model::fast::{TrainNet, TrainNetError};
 use crate::model::precision::{self, Precision};
-use crate::model::{GoogLeNet, GoogLeNetOutput};
+use crate::model::{GoogLeNet, GoogLeNetOutput, Variant};
 
 /// What a forward pass gave, read back to the host: the total loss, each head's loss (main, aux1,
 /// aux2) and each head's logits (row-major `[images, classes]`).
@@ -22,12 +26,51 @@ pub struct StepValues {
     pub logits: [Option<Vec<f32>>; 3],
 }
 
+/// Which code computes the forward and backward passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainEngine {
+    /// Our NHWC CPU training path ([`TrainNet`]): torchvision's variant, f32, one CPU device,
+    /// softmax cross-entropy. About 3x burn-flex's autodiff on the same CPU (bench/RESULTS.md).
+    Fast,
+    /// burn's autodiff on any device, variant and precision.
+    Burn,
+}
+
+impl std::fmt::Display for TrainEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrainEngine::Fast => "fast",
+            TrainEngine::Burn => "burn",
+        })
+    }
+}
+
+/// Why a step could not be prepared or run.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    DataParallel(#[from] DataParallelError),
+    #[error("--engine fast does not apply: {0} (--engine burn trains everything)")]
+    FastRefused(String),
+    #[error("the fast training path: {0}")]
+    Fast(#[from] TrainNetError),
+}
+
 /// Where the steps run.
 pub enum Stepper {
     /// The whole batch on the model's own device.
     Single,
     /// Shares of the batch on each replica's device, gradients summed by `step_multi`.
     Parallel(DataParallel<StepValues>),
+    /// The whole batch on the fast CPU training path; burn's optimiser applies its gradients.
+    Fast(Box<Mutex<FastStep>>),
+}
+
+/// The fast path's network and the dropout seed of the next step.
+pub struct FastStep {
+    net: TrainNet,
+    seed: u64,
 }
 
 /// The gradients of a forward and backward pass, not applied yet.
@@ -37,25 +80,53 @@ pub enum Update {
 }
 
 impl Stepper {
-    /// One replica per device with more than one device, else [`Stepper::Single`].
+    /// One replica per device with more than one device; else the fast CPU path where `engine`
+    /// asks for it or, when `engine` is `None`, where it applies ([`fast_path_refusal`]); else
+    /// [`Stepper::Single`].
     pub fn new(
         replicas: &[Device],
         loss: LossWeighting,
         precision: Precision,
-    ) -> Result<Stepper, DataParallelError> {
+        engine: Option<TrainEngine>,
+        model: &GoogLeNet,
+        device: &Device,
+    ) -> Result<Stepper, StepError> {
+        let refusal = fast_path_refusal(replicas, loss, precision, model, device);
+        match (engine, refusal) {
+            (Some(TrainEngine::Fast), Some(reason)) => {
+                return Err(StepError::FastRefused(reason));
+            }
+            (Some(TrainEngine::Fast) | None, None) => {
+                let net = TrainNet::from_model(model)?;
+                return Ok(Stepper::Fast(Box::new(Mutex::new(FastStep {
+                    net,
+                    seed: 0,
+                }))));
+            }
+            _ => {}
+        }
         if replicas.len() < 2 {
             return Ok(Stepper::Single);
         }
-        DataParallel::with_reports(replicas.to_vec(), move |model, images, labels| {
-            forward_loss(model, images, labels, loss, precision)
-        })
-        .map(Stepper::Parallel)
+        let parallel =
+            DataParallel::with_reports(replicas.to_vec(), move |model, images, labels| {
+                forward_loss(model, images, labels, loss, precision)
+            })?;
+        Ok(Stepper::Parallel(parallel))
+    }
+
+    /// The engine that runs the steps.
+    pub fn engine(&self) -> TrainEngine {
+        match self {
+            Stepper::Fast(_) => TrainEngine::Fast,
+            _ => TrainEngine::Burn,
+        }
     }
 
     /// How many replicas share a batch (1 on a single device).
     pub fn replicas(&self) -> usize {
         match self {
-            Stepper::Single => 1,
+            Stepper::Single | Stepper::Fast(_) => 1,
             Stepper::Parallel(parallel) => parallel.devices().len(),
         }
     }
@@ -65,6 +136,7 @@ impl Stepper {
     pub fn seed(&self, device: &Device, seed: u64) {
         match self {
             Stepper::Single => device.seed(seed),
+            Stepper::Fast(fast) => lock(fast).seed = seed,
             Stepper::Parallel(parallel) => {
                 for (i, replica) in parallel.devices().iter().enumerate() {
                     replica.seed(super::source::mix(seed, i as u64));
@@ -82,8 +154,29 @@ impl Stepper {
         loss: LossWeighting,
         precision: Precision,
         device: &Device,
-    ) -> Result<(StepValues, Update), DataParallelError> {
+    ) -> Result<(StepValues, Update), StepError> {
         match self {
+            Stepper::Fast(fast) => {
+                let mut fast = lock(fast);
+                let FastStep { net, seed } = &mut *fast;
+                net.load_weights(model)?;
+                let labels: Vec<usize> = host.labels.iter().map(|&l| l as usize).collect();
+                let shape = [host.len(), 3, host.side, host.side];
+                let losses = net.forward_backward(&host.images, shape, &labels, loss.aux, *seed)?;
+                // As burn's BatchNorm does in a training forward pass, finite loss or not.
+                net.write_running_stats(model);
+                let gradients = if losses.total.is_finite() {
+                    net.gradients(model)
+                } else {
+                    GradientsParams::new()
+                };
+                let values = StepValues {
+                    total: losses.total,
+                    heads: losses.heads,
+                    logits: losses.logits,
+                };
+                Ok((values, Update::Single(gradients)))
+            }
             Stepper::Parallel(parallel) if host.len() >= self.replicas() => {
                 let step = parallel.step_host(model, &host.images, &host.labels, host.side)?;
                 Ok((
@@ -120,6 +213,34 @@ impl Update {
             Update::Multi(grads) => optimizer.step_multi(lr, model, grads),
         }
     }
+}
+
+/// Why the fast CPU training path does not apply to a run, or `None` if it does.
+pub fn fast_path_refusal(
+    replicas: &[Device],
+    loss: LossWeighting,
+    precision: Precision,
+    model: &GoogLeNet,
+    device: &Device,
+) -> Option<String> {
+    if model.variant != Variant::Torchvision {
+        Some(format!(
+            "it trains the torchvision variant, not {}",
+            model.variant
+        ))
+    } else if *device != Device::flex() || replicas.len() > 1 {
+        Some("it runs on one CPU device".into())
+    } else if precision != Precision::F32 {
+        Some(format!("it runs in f32, not {precision}"))
+    } else if loss.kind != LossKind::SoftmaxCrossEntropy {
+        Some(format!("it computes softmax cross-entropy, not {loss}"))
+    } else {
+        None
+    }
+}
+
+fn lock(fast: &Mutex<FastStep>) -> std::sync::MutexGuard<'_, FastStep> {
+    fast.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The loss of `model` on a batch, in `precision` (f32 logits into the loss), and its values on

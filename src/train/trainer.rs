@@ -26,7 +26,7 @@ use super::schedule::Progress;
 use super::session::Session;
 use super::source::{HostBatch, Split, TrainData, mix};
 use super::state::{Best, TrainState};
-use super::step::{StepValues, Stepper, host_logits};
+use super::step::{StepError, StepValues, Stepper, TrainEngine, host_logits};
 use crate::data::DataError;
 use crate::model::precision::{Precision, PrecisionError};
 use crate::model::summary::SummaryError;
@@ -50,6 +50,8 @@ pub struct TrainOptions {
     /// The precision of the training steps' forward and backward passes (weights, optimizer
     /// state, BatchNorm and validation stay f32).
     pub precision: Precision,
+    /// Which code runs the steps; `None`: the fast CPU path where it applies, else burn.
+    pub engine: Option<TrainEngine>,
     /// Stop after this many optimiser steps of this invocation, with a checkpoint.
     pub max_steps: Option<u64>,
     /// Set (by Ctrl-C) to stop after the current step with a checkpoint.
@@ -68,6 +70,7 @@ impl TrainOptions {
             device,
             replicas: Vec::new(),
             precision: Precision::F32,
+            engine: None,
             max_steps: None,
             stop: Arc::new(AtomicBool::new(false)),
             quiet: false,
@@ -179,6 +182,8 @@ pub enum TrainError {
     Curves(#[from] CurvesError),
     #[error(transparent)]
     DataParallel(#[from] DataParallelError),
+    #[error(transparent)]
+    Step(#[from] StepError),
     #[error(transparent)]
     Precision(#[from] PrecisionError),
 }
@@ -306,7 +311,17 @@ pub fn train_session(
         ));
     }
 
-    let stepper = Stepper::new(&options.replicas, config.loss, options.precision)?;
+    let stepper = Stepper::new(
+        &options.replicas,
+        config.loss,
+        options.precision,
+        options.engine,
+        &run.model,
+        &train_device,
+    )?;
+    if stepper.engine() == TrainEngine::Fast {
+        say("steps on the fast CPU training path (--engine burn for burn's autodiff)".into());
+    }
     if stepper.replicas() > 1 {
         say(format!(
             "data parallel: each batch of {} split over {} replicas ({}); steps in {}",
@@ -326,7 +341,10 @@ pub fn train_session(
             options.precision
         ));
     }
-    let mut session = Session::default();
+    let mut session = Session {
+        engine: Some(stepper.engine()),
+        ..Session::default()
+    };
     let reached_max = |session: &Session| options.max_steps.is_some_and(|m| session.steps >= m);
 
     let train_len = data.len(Split::Train);

@@ -14,6 +14,7 @@ mod device;
 mod eval_crops;
 mod eval_metrics;
 mod fast_inference;
+mod fast_train;
 mod model_batch_norm;
 mod model_forward;
 mod model_precision;

@@ -100,3 +100,76 @@ fn resume_refuses_hyperparameter_changes() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("drop --lr"), "{stderr}");
 }
+
+/// `train` picks the fast CPU path where it applies, says which engine ran in `--json`, takes
+/// `--engine burn` everywhere, and refuses `--engine fast` where it does not apply, saying why.
+#[test]
+fn the_engine_is_fast_where_it_applies_and_burn_on_request() {
+    let out = std::env::temp_dir().join(format!("googlenet-engine-{}", std::process::id()));
+    let run = |extra: &[&str]| {
+        let _ = std::fs::remove_dir_all(&out);
+        Command::new(BIN)
+            .args(["train", "--batch", "4", "--max-steps", "2"])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    for (extra, engine) in [
+        (
+            &["--variant", "torchvision", "--input-size", "32", "--json"][..],
+            "fast",
+        ),
+        (
+            &[
+                "--variant",
+                "torchvision",
+                "--input-size",
+                "32",
+                "--engine",
+                "burn",
+                "--json",
+            ][..],
+            "burn",
+        ),
+        (
+            &["--variant", "paper", "--input-size", "80", "--json"][..],
+            "burn",
+        ),
+    ] {
+        let output = run(extra);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{extra:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+        assert_eq!(summary["engine"], engine, "{extra:?}: {summary}");
+        assert_eq!(summary["steps"], 2, "{summary}");
+        let losses = summary["losses"].as_array().unwrap();
+        assert!(
+            losses.iter().all(|l| l.as_f64().unwrap().is_finite()),
+            "{summary}"
+        );
+    }
+    let output = run(&[
+        "--variant",
+        "paper",
+        "--input-size",
+        "80",
+        "--engine",
+        "fast",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--engine fast does not apply")
+            && stderr.contains("torchvision variant")
+            && stderr.contains("--engine burn"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

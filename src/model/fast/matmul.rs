@@ -59,9 +59,73 @@ pub(crate) fn matmul(
     }
 }
 
+/// `dst[m, n] = aᵀ · b`, or `dst += aᵀ · b` when `accumulate`, where `a` is a row-major `[k, m]`
+/// matrix read transposed through its strides (no copy) and `b` a row-major `[k, n]` one: a
+/// weight gradient `inputᵀ · ∂L/∂output` sums over the pixels, the rows of both operands, and a
+/// tiled convolution accumulates one tile of pixels at a time into the same `dst`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_tn(
+    dst: &mut [f32],
+    dst_stride: usize,
+    a: &[f32],
+    a_stride: usize,
+    b: &[f32],
+    b_stride: usize,
+    [m, k, n]: [usize; 3],
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for row in dst.chunks_mut(dst_stride).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    assert!(dst_stride >= n && a_stride >= m && b_stride >= n);
+    assert!(dst.len() >= (m - 1) * dst_stride + n, "dst too short");
+    assert!(a.len() >= (k - 1) * a_stride + m, "lhs too short");
+    assert!(b.len() >= (k - 1) * b_stride + n, "rhs too short");
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every element gemm reads or writes inside the three slices
+    // (element (i, p) of the lhs is `a[p * a_stride + i]`), and `dst` is borrowed mutably, so it
+    // cannot alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_stride as isize,
+            accumulate,
+            a.as_ptr(),
+            a_stride as isize,
+            1,
+            b.as_ptr(),
+            1,
+            b_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::matmul;
+    use super::{matmul, matmul_tn};
 
     #[test]
     fn strided_product_matches_the_naive_one() {
@@ -76,6 +140,26 @@ mod tests {
                 assert!((dst[i * 6 + j] - want).abs() < 1e-4, "({i}, {j})");
             }
             assert_eq!(dst[i * 6 + 3..i * 6 + 6], [-1.0; 3], "untouched columns");
+        }
+    }
+
+    #[test]
+    fn transposed_product_overwrites_then_accumulates() {
+        let [m, k, n] = [6, 5, 4];
+        let a: Vec<f32> = (0..k * 8).map(|i| (i % 13) as f32 - 6.0).collect();
+        let b: Vec<f32> = (0..k * 5).map(|i| (i % 5) as f32 * 0.25 - 0.5).collect();
+        let mut dst = vec![f32::NAN; m * 7];
+        matmul_tn(&mut dst, 7, &a, 8, &b, 5, [m, k, n], false, false);
+        matmul_tn(&mut dst, 7, &a, 8, &b, 5, [m, k, n], true, false);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|p| a[p * 8 + i] * b[p * 5 + j]).sum::<f32>() * 2.0;
+                assert!((dst[i * 7 + j] - want).abs() < 1e-4, "({i}, {j})");
+            }
+            assert!(
+                dst[i * 7 + n..i * 7 + 7].iter().all(|v| v.is_nan()),
+                "untouched columns"
+            );
         }
     }
 }

@@ -17,9 +17,11 @@ mod matmul;
 mod net;
 mod norm;
 mod pool;
+mod train;
 mod window;
 
 pub use net::InferenceNet;
+pub use train::{TrainLosses, TrainNet, TrainNetError};
 
 use burn::prelude::*;
 

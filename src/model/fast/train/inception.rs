@@ -1,0 +1,279 @@
+//! An inception module (Figure 2b of the paper, as torchvision builds it) in training.
+//!
+//! The three 1x1 convolutions that read the module's input (branch 1, the 3x3 reduction, the
+//! "5x5" reduction) run as one unit side by side, so the forward pass is one matrix product and
+//! the backward pass's input gradient is one product too (it sums the three branches' gradients
+//! for free). Branch outputs are written straight into their channels of the concatenated map, and
+//! their gradients are read from the same channels of the gradient map.
+
+use super::super::map::{Shape, grow};
+use super::conv::ConvScratch;
+use super::norm::Layout;
+use super::pool::{self, MaxPoolShape};
+use super::unit::ConvBn;
+
+pub(crate) struct InceptionTrain {
+    /// Branch 1, the 3x3 reduction and the 5x5 reduction side by side.
+    pub fused: ConvBn,
+    /// Output channels of branch 1, the 3x3 reduction and the 5x5 reduction.
+    pub widths: [usize; 3],
+    pub branch2: ConvBn,
+    pub branch3: ConvBn,
+    /// The 3x3/1 max pool before the projection (torchvision: padding 1, ceil mode).
+    pub pool: MaxPoolShape,
+    pub projection: ConvBn,
+    /// Saved by the forward pass: the fused units' output, the two reductions, the pooled input
+    /// and where each pooled value came from.
+    fused_out: Vec<f32>,
+    reduced: [Vec<f32>; 2],
+    pooled: Vec<f32>,
+    argmax: Vec<u32>,
+    /// Gradient buffers of the backward pass.
+    fused_grad: Vec<f32>,
+    reduced_grad: [Vec<f32>; 2],
+    pooled_grad: Vec<f32>,
+}
+
+impl InceptionTrain {
+    pub fn new(
+        fused: ConvBn,
+        widths: [usize; 3],
+        branch2: ConvBn,
+        branch3: ConvBn,
+        pool: MaxPoolShape,
+        projection: ConvBn,
+    ) -> Self {
+        Self {
+            fused,
+            widths,
+            branch2,
+            branch3,
+            pool,
+            projection,
+            fused_out: Vec::new(),
+            reduced: [Vec::new(), Vec::new()],
+            pooled: Vec::new(),
+            argmax: Vec::new(),
+            fused_grad: Vec::new(),
+            reduced_grad: [Vec::new(), Vec::new()],
+            pooled_grad: Vec::new(),
+        }
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.widths[0]
+            + self.branch2.conv.out_channels
+            + self.branch3.conv.out_channels
+            + self.projection.conv.out_channels
+    }
+
+    /// The output shape for `input`: every branch keeps the map's size, or `None`.
+    pub fn output(&self, input: Shape) -> Option<Shape> {
+        let keeps = |s: Option<Shape>, c: usize| s == Some(input.with_channels(c));
+        let reduced = |c: usize| input.with_channels(c);
+        let ok = keeps(self.fused.output(input), self.fused.conv.out_channels)
+            && keeps(
+                self.branch2.output(reduced(self.widths[1])),
+                self.branch2.conv.out_channels,
+            )
+            && keeps(
+                self.branch3.output(reduced(self.widths[2])),
+                self.branch3.conv.out_channels,
+            )
+            && self.pool.output(input) == Some(input)
+            && keeps(
+                self.projection.output(input),
+                self.projection.conv.out_channels,
+            );
+        ok.then(|| input.with_channels(self.out_channels()))
+    }
+
+    /// Channel offsets of branches 2, 3 and 4 in the concatenated output.
+    fn offsets(&self) -> [usize; 3] {
+        let b2 = self.widths[0];
+        let b3 = b2 + self.branch2.conv.out_channels;
+        [b2, b3, b3 + self.branch3.conv.out_channels]
+    }
+
+    /// The module on `x` into `out` (dense, [`Self::output`]'s shape).
+    pub fn forward(&mut self, x: &[f32], xs: Shape, out: &mut [f32], scratch: &mut ConvScratch) {
+        let p = xs.pixels();
+        let [w1, r2, r3] = self.widths;
+        let fused_c = w1 + r2 + r3;
+        let out_c = self.out_channels();
+        let [o2, o3, o4] = self.offsets();
+        grow(&mut self.fused_out, p * fused_c);
+        self.fused.forward(
+            x,
+            xs,
+            &mut self.fused_out[..p * fused_c],
+            Layout {
+                stride: fused_c,
+                offset: 0,
+            },
+            scratch,
+        );
+        for r in &mut self.reduced {
+            grow(r, p * r2.max(r3));
+        }
+        let [red2, red3] = &mut self.reduced;
+        split_channels(
+            &self.fused_out[..p * fused_c],
+            fused_c,
+            [
+                (&mut out[..], out_c, 0, w1),
+                (&mut red2[..], r2, w1, r2),
+                (&mut red3[..], r3, w1 + r2, r3),
+            ],
+        );
+        self.branch2.forward(
+            &red2[..p * r2],
+            xs.with_channels(r2),
+            out,
+            Layout {
+                stride: out_c,
+                offset: o2,
+            },
+            scratch,
+        );
+        self.branch3.forward(
+            &red3[..p * r3],
+            xs.with_channels(r3),
+            out,
+            Layout {
+                stride: out_c,
+                offset: o3,
+            },
+            scratch,
+        );
+        grow(&mut self.pooled, xs.len());
+        self.argmax.resize(xs.len(), 0);
+        pool::max_forward(
+            &self.pool,
+            x,
+            xs,
+            &mut self.pooled[..xs.len()],
+            &mut self.argmax,
+        );
+        self.projection.forward(
+            &self.pooled[..xs.len()],
+            xs,
+            out,
+            Layout {
+                stride: out_c,
+                offset: o4,
+            },
+            scratch,
+        );
+    }
+
+    /// Given the gradient `dout` of the output `out`: every parameter's gradient and the gradient
+    /// of the input `x` in `dx` (overwritten).
+    pub fn backward(
+        &mut self,
+        x: &[f32],
+        xs: Shape,
+        out: &[f32],
+        dout: &[f32],
+        dx: &mut [f32],
+        scratch: &mut ConvScratch,
+    ) {
+        let p = xs.pixels();
+        let [w1, r2, r3] = self.widths;
+        let fused_c = w1 + r2 + r3;
+        let out_c = self.out_channels();
+        let [o2, o3, o4] = self.offsets();
+        grow(&mut self.pooled_grad, xs.len());
+        self.projection.backward(
+            &self.pooled[..xs.len()],
+            xs,
+            out,
+            dout,
+            Layout {
+                stride: out_c,
+                offset: o4,
+            },
+            Some(&mut self.pooled_grad[..xs.len()]),
+            scratch,
+        );
+        for g in &mut self.reduced_grad {
+            grow(g, p * r2.max(r3));
+        }
+        let [red2, red3] = &self.reduced;
+        let [g2, g3] = &mut self.reduced_grad;
+        self.branch2.backward(
+            &red2[..p * r2],
+            xs.with_channels(r2),
+            out,
+            dout,
+            Layout {
+                stride: out_c,
+                offset: o2,
+            },
+            Some(&mut g2[..p * r2]),
+            scratch,
+        );
+        self.branch3.backward(
+            &red3[..p * r3],
+            xs.with_channels(r3),
+            out,
+            dout,
+            Layout {
+                stride: out_c,
+                offset: o3,
+            },
+            Some(&mut g3[..p * r3]),
+            scratch,
+        );
+        grow(&mut self.fused_grad, p * fused_c);
+        join_channels(
+            &mut self.fused_grad[..p * fused_c],
+            fused_c,
+            [
+                (dout, out_c, 0, w1),
+                (g2, r2, w1, r2),
+                (g3, r3, w1 + r2, r3),
+            ],
+        );
+        self.fused.backward(
+            x,
+            xs,
+            &self.fused_out[..p * fused_c],
+            &self.fused_grad[..p * fused_c],
+            Layout {
+                stride: fused_c,
+                offset: 0,
+            },
+            Some(&mut dx[..xs.len()]),
+            scratch,
+        );
+        pool::max_backward(
+            &self.pool,
+            xs,
+            &self.pooled_grad[..xs.len()],
+            &self.argmax,
+            dx,
+        );
+    }
+}
+
+/// Copies channel groups of the `[pixels, c]` map `src` out to other maps: each part is
+/// `(destination, its channels per pixel, first source channel, width)`, written at offset 0 of
+/// the destination's pixels.
+fn split_channels(src: &[f32], c: usize, parts: [(&mut [f32], usize, usize, usize); 3]) {
+    for (dst, stride, from, width) in parts {
+        for (s, d) in src.chunks_exact(c).zip(dst.chunks_mut(stride)) {
+            d[..width].copy_from_slice(&s[from..from + width]);
+        }
+    }
+}
+
+/// The reverse of [`split_channels`]: each part is `(source, its channels per pixel, first
+/// destination channel, width)`, read from offset 0 of the source's pixels.
+fn join_channels(dst: &mut [f32], c: usize, parts: [(&[f32], usize, usize, usize); 3]) {
+    for (src, stride, to, width) in parts {
+        for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks(stride)) {
+            d[to..to + width].copy_from_slice(&s[..width]);
+        }
+    }
+}

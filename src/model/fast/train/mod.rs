@@ -1,0 +1,57 @@
+//! A CPU training path of our own for torchvision's GoogLeNet: the forward pass with batch
+//! statistics and both auxiliary heads, the loss, and the backward pass to every parameter's
+//! gradient, handed to burn's optimiser as [`burn::optim::GradientsParams`].
+//!
+//! Why not burn-flex's autodiff: it runs each operation as written (NCHW, BatchNorm and ReLU as
+//! separate passes over memory, a convolution's weight gradient as a convolution over the batch
+//! axis). Here activations are NHWC, so every convolution and both of its gradients are large
+//! matrix products over pixels (`gemm`); BatchNorm and ReLU are one pass forward and one back;
+//! the three 1x1 convolutions that read an inception module's input are one product; branch
+//! outputs are written into the concatenated map and their gradients read from it; buffers are
+//! kept from one step to the next.
+
+mod aux;
+mod conv;
+mod dense;
+mod inception;
+mod loss;
+mod net;
+mod norm;
+mod params;
+mod pool;
+mod unit;
+
+pub use net::{TrainLosses, TrainNet};
+
+use super::InferenceError;
+
+/// Why the fast training path cannot be built or run.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum TrainNetError {
+    #[error("input has {got} values, but shape {shape:?} needs {want}")]
+    InputLength {
+        got: usize,
+        want: usize,
+        shape: [usize; 4],
+    },
+    #[error("the network takes 3 input channels (RGB), got {0}")]
+    Channels(usize),
+    #[error("{labels} labels for a batch of {batch} images")]
+    Labels { labels: usize, batch: usize },
+    #[error("label {label} is not below the number of classes ({classes})")]
+    Label { label: usize, classes: usize },
+    #[error("training with BatchNorm needs at least 2 images per batch")]
+    BatchTooSmall,
+    #[error("an input of {height}x{width} does not fit the network")]
+    InputTooSmall { height: usize, width: usize },
+    #[error("the fast training path does not support {0}")]
+    Unsupported(String),
+    #[error("reading a weight tensor: {0}")]
+    Weights(String),
+}
+
+impl From<InferenceError> for TrainNetError {
+    fn from(e: InferenceError) -> Self {
+        TrainNetError::Weights(e.to_string())
+    }
+}

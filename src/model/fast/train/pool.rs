@@ -1,0 +1,549 @@
+//! Max pooling (PyTorch's `ceil_mode=True` rule) and adaptive average pooling on NHWC maps,
+//! forward and backward, for training: the max pool remembers which input each output took.
+//! The channels of a pixel are contiguous, so a window is an element-wise maximum (or sum) of
+//! whole pixel vectors.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::super::map::Shape;
+
+/// A max pool as PyTorch's `MaxPool2d(kernel, stride, padding, ceil_mode=True)`: output per side
+/// `ceil((n + 2·pad − kernel) / stride) + 1`, minus one if the last window would start at or past
+/// `n + pad`; padding never wins. torchvision's GoogLeNet uses 3/2/0, 3/1/1 (inside inception
+/// modules) and 2/2/0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MaxPoolShape {
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl MaxPoolShape {
+    /// The output shape for `input`, or `None` where PyTorch refuses the pool: an empty input,
+    /// a zero kernel or stride, padding over half the kernel, or an input smaller than a window.
+    pub fn output(&self, input: Shape) -> Option<Shape> {
+        Some(Shape {
+            h: self.side(input.h)?,
+            w: self.side(input.w)?,
+            ..input
+        })
+    }
+
+    /// Output positions along one side of `n` pixels (PyTorch's `pooling_output_shape`).
+    fn side(&self, n: usize) -> Option<usize> {
+        if n == 0 || self.kernel == 0 || self.stride == 0 || 2 * self.pad > self.kernel {
+            return None;
+        }
+        let span = (n + 2 * self.pad).checked_sub(self.kernel)?;
+        let mut out = span.div_ceil(self.stride) + 1;
+        // The last window must start inside the input or its left padding.
+        if (out - 1) * self.stride >= n + self.pad {
+            out -= 1;
+        }
+        Some(out)
+    }
+
+    /// Input rows (or columns) under output position `o` on a side of `n`, clipped to the input:
+    /// padding never takes part in a max. Never empty for a position [`Self::side`] allows.
+    fn span(&self, o: usize, n: usize) -> Range<usize> {
+        let start = (o * self.stride).saturating_sub(self.pad);
+        let end = (o * self.stride + self.kernel)
+            .saturating_sub(self.pad)
+            .min(n);
+        start..end
+    }
+}
+
+/// Channels per register block in the max pool: 16 maxima and 16 indices fit in AVX2 registers.
+const BLOCK: usize = 16;
+
+/// Output row `row` of image `image` of the max pool: for every output pixel of the row and every
+/// channel, the maximum over its window into `y` and the index into `x` of the value taken into
+/// `at`. PyTorch's rule (`val > max || isnan(val)` in row-major window order, starting from −∞
+/// at the window's first pixel): the first maximum wins a tie, a NaN beats every number (the
+/// last NaN if several).
+fn max_row(
+    pool: &MaxPoolShape,
+    x: &[f32],
+    xs: Shape,
+    [image, row]: [usize; 2],
+    y: &mut [f32],
+    at: &mut [u32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, the only requirement of the function.
+        unsafe { max_row_avx2(pool, x, xs, [image, row], y, at) };
+        return;
+    }
+    max_row_portable(pool, x, xs, [image, row], y, at);
+}
+
+/// [`max_row`] compiled for 256-bit vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_row_avx2(
+    pool: &MaxPoolShape,
+    x: &[f32],
+    xs: Shape,
+    at_row: [usize; 2],
+    y: &mut [f32],
+    at: &mut [u32],
+) {
+    max_row_portable(pool, x, xs, at_row, y, at);
+}
+
+/// [`max_row`]'s body: per output pixel, channels in blocks of [`BLOCK`] so that the running
+/// maxima and their pixel numbers stay in registers across the window, then the remaining
+/// channels; pixel numbers become indices into `x` at the end.
+#[inline(always)]
+fn max_row_portable(
+    pool: &MaxPoolShape,
+    x: &[f32],
+    xs: Shape,
+    [image, row]: [usize; 2],
+    y: &mut [f32],
+    at: &mut [u32],
+) {
+    let c = xs.c;
+    let rows = pool.span(row, xs.h);
+    let outputs = y.chunks_exact_mut(c).zip(at.chunks_exact_mut(c));
+    for (col, (y, at)) in outputs.enumerate() {
+        let window = [rows.clone(), pool.span(col, xs.w)];
+        let first = ((image * xs.h + window[0].start) * xs.w + window[1].start) as u32;
+        let blocks = c / BLOCK * BLOCK;
+        for start in (0..blocks).step_by(BLOCK) {
+            let mut best = [f32::NEG_INFINITY; BLOCK];
+            let mut index = [first; BLOCK];
+            scan(x, xs, image, &window, start, &mut best, &mut index);
+            y[start..start + BLOCK].copy_from_slice(&best);
+            at[start..start + BLOCK].copy_from_slice(&index);
+        }
+        let (best, index) = (&mut y[blocks..], &mut at[blocks..]);
+        best.fill(f32::NEG_INFINITY);
+        index.fill(first);
+        scan(x, xs, image, &window, blocks, best, index);
+        for (ch, i) in at.iter_mut().enumerate() {
+            *i = *i * c as u32 + ch as u32;
+        }
+    }
+}
+
+/// The maxima over the input rows and columns `window` of image `image`, for channels
+/// `start..start + best.len()`, into `best` and their pixel numbers into `index` (which hold
+/// the starting values), with PyTorch's comparison.
+#[inline(always)]
+fn scan(
+    x: &[f32],
+    xs: Shape,
+    image: usize,
+    [rows, cols]: &[Range<usize>; 2],
+    start: usize,
+    best: &mut [f32],
+    index: &mut [u32],
+) {
+    for r in rows.clone() {
+        for q in cols.clone() {
+            let pixel = (image * xs.h + r) * xs.w + q;
+            let values = &x[pixel * xs.c + start..][..best.len()];
+            for ((b, i), &v) in best.iter_mut().zip(index.iter_mut()).zip(values) {
+                let take = v > *b || v.is_nan();
+                *b = if take { v } else { *b };
+                *i = if take { pixel as u32 } else { *i };
+            }
+        }
+    }
+}
+
+/// `y` (dense, overwritten) = max over each window; `argmax[i]` (same length as y, overwritten)
+/// = the index into `x` of the value taken (PyTorch's tie rule: the first maximum in row-major
+/// window order; a NaN wins). Only the first `pool.output(xs).len()` elements of `y` and
+/// `argmax` are written. Parallel over output rows.
+pub(crate) fn max_forward(
+    pool: &MaxPoolShape,
+    x: &[f32],
+    xs: Shape,
+    y: &mut [f32],
+    argmax: &mut [u32],
+) {
+    let ys = pool.output(xs).expect("max pool input too small");
+    assert!(x.len() >= xs.len(), "input buffer shorter than the map");
+    assert!(
+        u32::try_from(xs.len()).is_ok(),
+        "map too large for u32 indices"
+    );
+    assert!(
+        y.len() >= ys.len() && argmax.len() >= ys.len(),
+        "output buffers shorter than the map"
+    );
+    if ys.len() == 0 {
+        return;
+    }
+    let line = ys.w * ys.c;
+    y[..ys.len()]
+        .par_chunks_mut(line)
+        .zip(argmax[..ys.len()].par_chunks_mut(line))
+        .enumerate()
+        .for_each(|(r, (y, at))| max_row(pool, x, xs, [r / ys.h, r % ys.h], y, at));
+}
+
+/// `dx[argmax[i]] += dy[i]` — ACCUMULATES into `dx` (the caller zeroes it or has already written
+/// another branch's gradient there). Race-free in parallel: split over images (windows never
+/// cross images, so every index of an image's outputs falls in that image's part of `dx`).
+/// Only the first `xs.len()` floats of `dx` are touched.
+pub(crate) fn max_backward(
+    pool: &MaxPoolShape,
+    xs: Shape,
+    dy: &[f32],
+    argmax: &[u32],
+    dx: &mut [f32],
+) {
+    let ys = pool.output(xs).expect("max pool input too small");
+    assert!(
+        dy.len() >= ys.len() && argmax.len() >= ys.len(),
+        "gradient buffers shorter than the map"
+    );
+    assert!(
+        dx.len() >= xs.len(),
+        "input gradient buffer shorter than the map"
+    );
+    let (image_in, image_out) = (xs.h * xs.w * xs.c, ys.h * ys.w * ys.c);
+    if image_in == 0 || image_out == 0 {
+        return;
+    }
+    dx[..xs.len()]
+        .par_chunks_mut(image_in)
+        .zip(dy[..ys.len()].par_chunks(image_out))
+        .zip(argmax[..ys.len()].par_chunks(image_out))
+        .enumerate()
+        .for_each(|(image, ((dx, dy), argmax))| {
+            let base = image * image_in;
+            for (&g, &i) in dy.iter().zip(argmax) {
+                // Panics (rather than race) for an index outside this image.
+                dx[i as usize - base] += g;
+            }
+        });
+}
+
+/// PyTorch's adaptive bin `o` of `out` on a side of `n`: `[floor(o·n/out), ceil((o+1)·n/out))`
+/// (`start_index` / `end_index` in `AdaptiveAveragePooling.cpp`); neighbouring bins overlap
+/// where `out` does not divide `n`.
+fn bin(o: usize, n: usize, out: usize) -> Range<usize> {
+    o * n / out..((o + 1) * n).div_ceil(out)
+}
+
+/// PyTorch's `adaptive_avg_pool2d` to `out_hw` (bins [floor(i·n/out), ceil((i+1)·n/out))):
+/// torchvision's GoogLeNet pools 7x7→1x1 before the classifier and 14x14→4x4 in the auxiliary
+/// heads (overlapping bins). `y` dense `[n, oh, ow, c]`, overwritten (its first
+/// `n·oh·ow·c` floats). Each bin is summed in f32 in row-major order and divided by its size.
+pub(crate) fn adaptive_avg_forward(x: &[f32], xs: Shape, out_hw: [usize; 2], y: &mut [f32]) {
+    let [oh, ow] = out_hw;
+    assert!(oh > 0 && ow > 0, "adaptive pool to an empty map");
+    assert!(x.len() >= xs.len(), "input buffer shorter than the map");
+    let ys = Shape { h: oh, w: ow, ..xs };
+    assert!(y.len() >= ys.len(), "output buffer shorter than the map");
+    let c = xs.c;
+    if ys.len() == 0 {
+        return;
+    }
+    y[..ys.len()]
+        .par_chunks_mut(c)
+        .enumerate()
+        .for_each(|(p, out)| {
+            let image = p / (oh * ow);
+            let rows = bin(p / ow % oh, xs.h, oh);
+            let cols = bin(p % ow, xs.w, ow);
+            let count = (rows.len() * cols.len()) as f32;
+            out.fill(0.0);
+            for r in rows {
+                for q in cols.clone() {
+                    let pixel = &x[((image * xs.h + r) * xs.w + q) * c..][..c];
+                    for (o, &v) in out.iter_mut().zip(pixel) {
+                        *o += v;
+                    }
+                }
+            }
+            out.iter_mut().for_each(|o| *o /= count);
+        });
+}
+
+/// ACCUMULATES ∂L/∂x of [`adaptive_avg_forward`] into `dx` (dense `xs`, its first `xs.len()`
+/// floats): every input of a bin gets the bin's gradient divided by the bin's size, summed over
+/// the (overlapping) bins it lies in. Split over images, race-free.
+pub(crate) fn adaptive_avg_backward(xs: Shape, out_hw: [usize; 2], dy: &[f32], dx: &mut [f32]) {
+    let [oh, ow] = out_hw;
+    assert!(oh > 0 && ow > 0, "adaptive pool to an empty map");
+    let c = xs.c;
+    let (image_in, image_out) = (xs.h * xs.w * c, oh * ow * c);
+    assert!(
+        dy.len() >= xs.n * image_out,
+        "gradient buffer shorter than the map"
+    );
+    assert!(
+        dx.len() >= xs.len(),
+        "input gradient buffer shorter than the map"
+    );
+    if image_in == 0 {
+        return;
+    }
+    dx[..xs.len()]
+        .par_chunks_mut(image_in)
+        .zip(dy[..xs.n * image_out].par_chunks(image_out))
+        .for_each(|(dx, dy)| {
+            for (p, g) in dy.chunks_exact(c).enumerate() {
+                let rows = bin(p / ow, xs.h, oh);
+                let cols = bin(p % ow, xs.w, ow);
+                let count = (rows.len() * cols.len()) as f32;
+                for r in rows {
+                    for q in cols.clone() {
+                        let pixel = &mut dx[(r * xs.w + q) * c..][..c];
+                        for (d, &g) in pixel.iter_mut().zip(g) {
+                            *d += g / count;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (no `rand` here): integers below `bound`.
+    struct Lcg(u64);
+
+    impl Lcg {
+        /// The next integer below `bound`.
+        fn below(&mut self, bound: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % bound
+        }
+
+        /// Uniform floats in [-1, 1).
+        fn float(&mut self) -> f32 {
+            self.below(1 << 24) as f32 / (1 << 23) as f32 - 1.0
+        }
+    }
+
+    /// An NHWC shape.
+    fn shape(n: usize, h: usize, w: usize, c: usize) -> Shape {
+        Shape { n, h, w, c }
+    }
+
+    /// A max pool `kernel`/`stride`/`pad`.
+    const fn pool(kernel: usize, stride: usize, pad: usize) -> MaxPoolShape {
+        MaxPoolShape {
+            kernel,
+            stride,
+            pad,
+        }
+    }
+
+    /// Output sizes of PyTorch's `MaxPool2d(..., ceil_mode=True)` (worked from its
+    /// `pooling_output_shape`), including torchvision GoogLeNet's 112→56→28→14 (3/2/0), 14→7
+    /// (2/2/0) and the size-keeping 3/1/1, a ceil that adds a window (14→7 with 3/2/0), the rule
+    /// that drops a window starting in the right padding (5 with 2/2/1), and refusals.
+    #[test]
+    fn output_sizes_follow_ceil_mode() {
+        let cases = [
+            (pool(3, 2, 0), 112, Some(56)),
+            (pool(3, 2, 0), 56, Some(28)),
+            (pool(3, 2, 0), 28, Some(14)),
+            (pool(3, 2, 0), 14, Some(7)),
+            (pool(3, 2, 0), 15, Some(7)),
+            (pool(3, 2, 0), 16, Some(8)),
+            (pool(3, 2, 0), 3, Some(1)),
+            (pool(3, 2, 0), 4, Some(2)),
+            (pool(3, 2, 0), 2, None),
+            (pool(2, 2, 0), 14, Some(7)),
+            (pool(2, 2, 0), 7, Some(4)),
+            (pool(2, 2, 1), 5, Some(3)),
+            (pool(2, 2, 1), 4, Some(3)),
+            (pool(3, 2, 1), 7, Some(4)),
+            (pool(3, 1, 1), 28, Some(28)),
+            (pool(3, 1, 1), 7, Some(7)),
+            (pool(3, 1, 1), 1, Some(1)),
+            (pool(3, 1, 2), 7, None),
+            (pool(3, 0, 0), 7, None),
+            (pool(3, 2, 0), 0, None),
+        ];
+        for (p, n, want) in cases {
+            let got = p.output(shape(2, n, 9, 5));
+            assert_eq!(got.map(|s| s.h), want, "{p:?} on {n}");
+            if let Some(s) = got {
+                assert_eq!((s.n, s.w, s.c), (2, p.side(9).unwrap(), 5));
+            }
+        }
+        let s = pool(3, 2, 0).output(shape(16, 112, 112, 64)).unwrap();
+        assert_eq!(s, shape(16, 56, 56, 64));
+        assert_eq!(pool(3, 2, 0).output(shape(1, 15, 2, 3)), None);
+    }
+
+    /// PyTorch's CPU max pool written out plainly (`max_pool2d_with_indices`): −∞ and the first
+    /// in-bounds pixel to start, `val > max || isnan(val)` in row-major window order.
+    fn naive_max(p: &MaxPoolShape, x: &[f32], xs: Shape) -> (Vec<f32>, Vec<u32>) {
+        let ys = p.output(xs).unwrap();
+        let (mut y, mut at) = (vec![], vec![]);
+        for n in 0..xs.n {
+            for oy in 0..ys.h {
+                for ox in 0..ys.w {
+                    for c in 0..xs.c {
+                        let y0 = (oy * p.stride) as isize - p.pad as isize;
+                        let x0 = (ox * p.stride) as isize - p.pad as isize;
+                        let (y1, x1) = (y0 + p.kernel as isize, x0 + p.kernel as isize);
+                        let (y0, x0) = (y0.max(0) as usize, x0.max(0) as usize);
+                        let (y1, x1) = (
+                            y1.min(xs.h as isize) as usize,
+                            x1.min(xs.w as isize) as usize,
+                        );
+                        let mut best = f32::NEG_INFINITY;
+                        let mut index = ((n * xs.h + y0) * xs.w + x0) * xs.c + c;
+                        for iy in y0..y1 {
+                            for ix in x0..x1 {
+                                let i = ((n * xs.h + iy) * xs.w + ix) * xs.c + c;
+                                if x[i] > best || x[i].is_nan() {
+                                    best = x[i];
+                                    index = i;
+                                }
+                            }
+                        }
+                        y.push(best);
+                        at.push(index as u32);
+                    }
+                }
+            }
+        }
+        (y, at)
+    }
+
+    /// Values and indices against the plain version, bit for bit, with many ties (values from
+    /// {−1, 0, 1}), some −∞ and NaN, on channel counts below, at and across the register block,
+    /// with every pool shape torchvision uses and a padded stride-2 one; then the backward pass
+    /// accumulating onto what `dx` already held, against a plain scatter.
+    #[test]
+    fn max_pool_matches_naive() {
+        let mut rng = Lcg(7);
+        for c in [3, 16, 37, 64] {
+            for p in [pool(3, 2, 0), pool(3, 1, 1), pool(2, 2, 0), pool(3, 2, 1)] {
+                let xs = shape(2, 15, 12, c);
+                let x: Vec<f32> = (0..xs.len())
+                    .map(|_| match rng.below(100) {
+                        0 => f32::NAN,
+                        1..=3 => f32::NEG_INFINITY,
+                        _ => rng.below(3) as f32 - 1.0,
+                    })
+                    .collect();
+                let ys = p.output(xs).unwrap();
+                let (mut y, mut at) = (vec![5.0; ys.len()], vec![u32::MAX; ys.len()]);
+                max_forward(&p, &x, xs, &mut y, &mut at);
+                let (want_y, want_at) = naive_max(&p, &x, xs);
+                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&y), bits(&want_y), "values, {p:?}, {c} channels");
+                assert_eq!(at, want_at, "indices, {p:?}, {c} channels");
+
+                let dy: Vec<f32> = (0..ys.len()).map(|_| rng.float()).collect();
+                let mut dx: Vec<f32> = (0..xs.len()).map(|_| rng.float()).collect();
+                let mut want = dx.clone();
+                for (&g, &i) in dy.iter().zip(&want_at) {
+                    want[i as usize] += g;
+                }
+                max_backward(&p, xs, &dy, &at, &mut dx);
+                assert_eq!(dx, want, "gradient, {p:?}, {c} channels");
+            }
+        }
+    }
+
+    /// Ties go to the first pixel of the window in row-major order, also when every value is −∞;
+    /// a NaN beats every number.
+    #[test]
+    fn ties_take_the_first_maximum() {
+        let xs = shape(1, 4, 4, 1);
+        let p = pool(3, 2, 0);
+        let (mut y, mut at) = (vec![0.0; 4], vec![0; 4]);
+        for fill in [0.0, f32::NEG_INFINITY] {
+            max_forward(&p, &[fill; 16], xs, &mut y, &mut at);
+            assert_eq!(at, [0, 2, 8, 10]);
+            assert_eq!(y, [fill; 4]);
+        }
+        let mut x = [1.0; 16];
+        x[5] = f32::NAN;
+        x[9] = 2.0;
+        max_forward(&p, &x, xs, &mut y, &mut at);
+        assert_eq!(at, [5, 2, 9, 10]);
+        assert!(y[0].is_nan());
+        assert_eq!(y[1..], [1.0, 2.0, 1.0]);
+    }
+
+    /// PyTorch's adaptive bins: 14→4 overlaps ([0,4), [3,7), [7,11), [10,14)), 7→1 is the whole
+    /// side, 4→4 the identity.
+    #[test]
+    fn adaptive_bins_follow_pytorch() {
+        let bins: Vec<_> = (0..4).map(|o| bin(o, 14, 4)).collect();
+        assert_eq!(bins, [0..4, 3..7, 7..11, 10..14]);
+        assert_eq!(bin(0, 7, 1), 0..7);
+        assert_eq!(
+            (0..4).map(|o| bin(o, 4, 4)).collect::<Vec<_>>(),
+            [0..1, 1..2, 2..3, 3..4]
+        );
+    }
+
+    /// Adaptive average pooling 14→4 and 7→1 (and a non-square 5x9→3x2) against a plain version,
+    /// and its backward pass: accumulating onto `dx` and the adjoint of the forward
+    /// (`Σ forward(x)·dy = Σ x·backward(dy)`).
+    #[test]
+    fn adaptive_avg_matches_naive() {
+        let mut rng = Lcg(8);
+        for (xs, [oh, ow]) in [
+            (shape(2, 14, 14, 19), [4, 4]),
+            (shape(3, 7, 7, 40), [1, 1]),
+            (shape(2, 5, 9, 3), [3, 2]),
+        ] {
+            let x: Vec<f32> = (0..xs.len()).map(|_| rng.float()).collect();
+            let ys = Shape { h: oh, w: ow, ..xs };
+            let mut y = vec![f32::NAN; ys.len()];
+            adaptive_avg_forward(&x, xs, [oh, ow], &mut y);
+            let mut want_dx = vec![0.0f64; xs.len()];
+            let dy: Vec<f32> = (0..ys.len()).map(|_| rng.float()).collect();
+            for n in 0..xs.n {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let rows = oy * xs.h / oh..((oy + 1) * xs.h).div_ceil(oh);
+                        let cols = ox * xs.w / ow..((ox + 1) * xs.w).div_ceil(ow);
+                        let count = (rows.len() * cols.len()) as f64;
+                        for c in 0..xs.c {
+                            let o = ((n * oh + oy) * ow + ox) * xs.c + c;
+                            let mut sum = 0.0f64;
+                            for iy in rows.clone() {
+                                for ix in cols.clone() {
+                                    let i = ((n * xs.h + iy) * xs.w + ix) * xs.c + c;
+                                    sum += x[i] as f64;
+                                    want_dx[i] += dy[o] as f64 / count;
+                                }
+                            }
+                            assert!((y[o] as f64 - sum / count).abs() < 1e-6, "y[{o}]");
+                        }
+                    }
+                }
+            }
+
+            let start: Vec<f32> = (0..xs.len()).map(|_| rng.float()).collect();
+            let mut dx = start.clone();
+            adaptive_avg_backward(xs, [oh, ow], &dy, &mut dx);
+            for i in 0..xs.len() {
+                let want = start[i] as f64 + want_dx[i];
+                assert!((dx[i] as f64 - want).abs() < 1e-6, "dx[{i}]");
+            }
+            let forward: f64 = y.iter().zip(&dy).map(|(&a, &b)| a as f64 * b as f64).sum();
+            let adjoint: f64 = (0..xs.len())
+                .map(|i| x[i] as f64 * (dx[i] - start[i]) as f64)
+                .sum();
+            assert!((forward - adjoint).abs() < 1e-4, "{forward} vs {adjoint}");
+        }
+    }
+}

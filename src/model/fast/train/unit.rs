@@ -1,0 +1,130 @@
+//! torchvision's `BasicConv2d` in training: convolution (no bias), BatchNorm with the batch's
+//! statistics, ReLU — forward, backward and the running averages.
+
+use super::super::map::{Shape, grow};
+use super::conv::{self, ConvScratch, ConvShape};
+use super::norm::{self, BatchStats, Layout};
+
+/// A convolution followed by BatchNorm and ReLU, with its parameters in the engine's layout and
+/// their gradients. Several of torchvision's units that read the same input can be one unit
+/// side by side (their filters as one wider matrix, [`super::params`]): BatchNorm works channel by
+/// channel, so nothing else changes.
+pub(crate) struct ConvBn {
+    pub conv: ConvShape,
+    /// `[kernel²·in, out]`, rows over (kernel row, kernel column, input channel).
+    pub weight: Vec<f32>,
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub running_mean: Vec<f32>,
+    pub running_var: Vec<f32>,
+    pub epsilon: f64,
+    pub momentum: f64,
+    pub weight_grad: Vec<f32>,
+    pub gamma_grad: Vec<f32>,
+    pub beta_grad: Vec<f32>,
+    /// The convolution's output of the last forward pass; its gradient after the backward pass.
+    raw: Vec<f32>,
+    stats: Option<BatchStats>,
+}
+
+impl ConvBn {
+    /// A unit with zero weights and unit BatchNorm; [`super::params`] fills in a model's values.
+    pub fn new(conv: ConvShape, epsilon: f64, momentum: f64) -> Self {
+        let c = conv.out_channels;
+        Self {
+            conv,
+            weight: vec![0.0; conv.weight_len()],
+            gamma: vec![1.0; c],
+            beta: vec![0.0; c],
+            running_mean: vec![0.0; c],
+            running_var: vec![1.0; c],
+            epsilon,
+            momentum,
+            weight_grad: vec![0.0; conv.weight_len()],
+            gamma_grad: vec![0.0; c],
+            beta_grad: vec![0.0; c],
+            raw: Vec::new(),
+            stats: None,
+        }
+    }
+
+    /// The output shape for `input`, or `None` if it does not fit.
+    pub fn output(&self, input: Shape) -> Option<Shape> {
+        self.conv.output(input)
+    }
+
+    /// Writes `relu(batch_norm(conv(x)))` to `out` at `layout`, keeping what the backward pass
+    /// needs, and moves the running statistics (PyTorch's momentum 0.1 rule).
+    pub fn forward(
+        &mut self,
+        x: &[f32],
+        xs: Shape,
+        out: &mut [f32],
+        layout: Layout,
+        scratch: &mut ConvScratch,
+    ) -> Shape {
+        let ys = self.conv.output(xs).expect("shapes are planned");
+        grow(&mut self.raw, ys.len());
+        let raw = &mut self.raw[..ys.len()];
+        conv::forward(&self.conv, x, xs, &self.weight, raw, scratch);
+        let stats = norm::forward(
+            raw,
+            ys.c,
+            &self.gamma,
+            &self.beta,
+            self.epsilon,
+            out,
+            layout,
+        );
+        norm::update_running(
+            &stats,
+            self.momentum,
+            &mut self.running_mean,
+            &mut self.running_var,
+        );
+        self.stats = Some(stats);
+        ys
+    }
+
+    /// Given `dy` (the gradient at `layout`, where `out` holds the forward's output): every
+    /// parameter's gradient and, when `dx` is given, the gradient of `x` (overwritten).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &mut self,
+        x: &[f32],
+        xs: Shape,
+        out: &[f32],
+        dy: &[f32],
+        layout: Layout,
+        dx: Option<&mut [f32]>,
+        scratch: &mut ConvScratch,
+    ) {
+        let ys = self.conv.output(xs).expect("shapes are planned");
+        let stats = self
+            .stats
+            .take()
+            .expect("a forward pass before the backward pass");
+        let draw = &mut self.raw[..ys.len()];
+        norm::backward(
+            draw,
+            ys.c,
+            &self.gamma,
+            &stats,
+            out,
+            dy,
+            layout,
+            &mut self.gamma_grad,
+            &mut self.beta_grad,
+        );
+        conv::backward(
+            &self.conv,
+            x,
+            xs,
+            &self.weight,
+            draw,
+            &mut self.weight_grad,
+            dx,
+            scratch,
+        );
+    }
+}
