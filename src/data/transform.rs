@@ -5,7 +5,7 @@ use image::RgbImage;
 use rand::Rng;
 
 use super::photometric::Photometric;
-use super::resize::{Interpolation, resize_region};
+use super::resize::{Interpolation, resize_region, resize_region_raw};
 use crate::eval::crops::{Size, center_crop, resized_size};
 
 /// Resize the shorter side to `resize`, then take the center `crop` x `crop` square:
@@ -128,14 +128,39 @@ impl TrainTransform {
     /// Crop, resize to `size` x `size`, flip, distort. All randomness comes from `rng`, so the
     /// same seed gives the same output.
     pub fn apply(&self, image: &RgbImage, rng: &mut impl Rng) -> RgbImage {
-        let [x, y, w, h] = self.crop_region(image.width(), image.height(), rng);
+        let (width, height) = image.dimensions();
+        let crop = self.crop_region(width, height, rng);
+        self.apply_to_crop(image.as_raw(), width, height, crop, rng)
+    }
+
+    /// [`TrainTransform::apply`] after its first step: `crop` is what
+    /// [`TrainTransform::crop_region`] drew from `rng` for this `width` x `height` image, of
+    /// whose row-major RGB `pixels` only those inside `crop` are read (so an image decoded only
+    /// as far as the crop needs, [`super::image::decode_rgb_region`], gives the same output).
+    pub fn apply_to_crop(
+        &self,
+        pixels: &[u8],
+        width: u32,
+        height: u32,
+        crop: [u32; 4],
+        rng: &mut impl Rng,
+    ) -> RgbImage {
+        let [x, y, w, h] = crop;
         let interpolation = if self.random_interpolation {
             Interpolation::ALL[rng.random_range(0..Interpolation::ALL.len())]
         } else {
             Interpolation::Bilinear
         };
         let region = [x as f64, y as f64, w as f64, h as f64];
-        let mut out = resize_region(image, region, self.size, self.size, interpolation);
+        let mut out = resize_region_raw(
+            pixels,
+            width,
+            height,
+            region,
+            self.size,
+            self.size,
+            interpolation,
+        );
         if self.flip && rng.random_bool(0.5) {
             image::imageops::flip_horizontal_in_place(&mut out);
         }
