@@ -339,8 +339,11 @@ impl Worker {
                 // draws it, so the JPEG is decoded only as far as the crop needs.
                 let seed = seed_bytes(self.config.seed, self.epoch, index as u64);
                 let mut rng = ChaCha8Rng::from_seed(seed);
-                let (pixels, crop) =
-                    load_rgb_region(path, |width, height| t.crop_region(width, height, &mut rng))?;
+                let mut crop = [0; 4];
+                let (pixels, _) = load_rgb_region(path, |width, height| {
+                    crop = t.crop_region(width, height, &mut rng);
+                    t.pixels_read(crop, width, height)
+                })?;
                 t.apply_to_crop(
                     pixels.as_raw(),
                     pixels.width(),

@@ -66,7 +66,8 @@ pub fn resize_region(
 }
 
 /// [`resize_region`] of row-major RGB pixels, `width * height * 3` bytes (panics otherwise).
-/// Only pixels inside `region` are read.
+/// Like PIL's `resize` with a box, pixels within the filter's reach beyond `region` are read
+/// too (`TrainTransform::pixels_read` says how far).
 pub fn resize_region_raw(
     pixels: &[u8],
     width: u32,

@@ -131,8 +131,11 @@ impl ImageFolders {
                 // draws it, so the JPEG is decoded only as far as the crop needs.
                 let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, index as u64));
                 let t = &self.train_transform;
-                let (pixels, crop) =
-                    load_rgb_region(path, |width, height| t.crop_region(width, height, &mut rng))?;
+                let mut crop = [0; 4];
+                let (pixels, _) = load_rgb_region(path, |width, height| {
+                    crop = t.crop_region(width, height, &mut rng);
+                    t.pixels_read(crop, width, height)
+                })?;
                 t.apply_to_crop(
                     pixels.as_raw(),
                     pixels.width(),

@@ -2,7 +2,8 @@
 //! patch in vendor/zune-jpeg): inside the region the pixels must equal a full decode's exactly,
 //! on the real photos of ../shared/data/hymenoptera and on synthetic JPEGs of every chroma
 //! subsampling, greyscale, CMYK, restart intervals, progressive and odd sizes; the training
-//! transform's output must be the same as from a fully decoded image.
+//! transform's output must be the same as from a fully decoded image, and must not depend on
+//! pixels outside `TrainTransform::pixels_read`.
 
 use std::path::PathBuf;
 
@@ -233,10 +234,16 @@ fn training_transform_from_region_decode_equals_from_full_decode() {
             let seed = seed * 1000 + i as u64;
             let want = transform.apply(&image, &mut ChaCha8Rng::seed_from_u64(seed));
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            let (pixels, crop) = load_rgb_region(path, |width, height| {
-                transform.crop_region(width, height, &mut rng)
+            let mut crop = [0; 4];
+            let (pixels, read) = load_rgb_region(path, |width, height| {
+                crop = transform.crop_region(width, height, &mut rng);
+                transform.pixels_read(crop, width, height)
             })
             .unwrap();
+            assert_eq!(
+                read,
+                transform.pixels_read(crop, image.width(), image.height())
+            );
             let got = transform.apply_to_crop(
                 pixels.as_raw(),
                 pixels.width(),
@@ -247,6 +254,30 @@ fn training_transform_from_region_decode_equals_from_full_decode() {
             assert!(
                 got == want,
                 "{} seed {seed}: outputs differ",
+                path.display()
+            );
+            // `pixels_read` is all the transform reads: blacking out everything else changes
+            // nothing.
+            let [x, y, w, h] = read;
+            let mut masked = image.clone();
+            for (px, py, pixel) in masked.enumerate_pixels_mut() {
+                if px < x || py < y || px >= x + w || py >= y + h {
+                    pixel.0 = [0, 0, 0];
+                }
+            }
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let crop_again = transform.crop_region(image.width(), image.height(), &mut rng);
+            assert_eq!(crop_again, crop);
+            let from_masked = transform.apply_to_crop(
+                masked.as_raw(),
+                masked.width(),
+                masked.height(),
+                crop,
+                &mut rng,
+            );
+            assert!(
+                from_masked == want,
+                "{} seed {seed}: the transform reads beyond pixels_read",
                 path.display()
             );
         }

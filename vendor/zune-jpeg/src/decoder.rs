@@ -160,9 +160,10 @@ pub struct JpegDecoder<T> {
     /// (googlenet patch) The pixels the caller needs, `[left, top, right, bottom)`; `None`: all.
     pub(crate) region: Option<[usize; 4]>,
     /// (googlenet patch) Whether blocks of the MCU row being decoded get their IDCT, and the MCU
-    /// columns `[from, to)` that do.
-    pub(crate) idct_row: bool,
-    pub(crate) idct_columns: [usize; 2],
+    /// columns `[from, to)` that do: `[0]` for components at full resolution in that direction,
+    /// `[1]` for subsampled ones (which need a neighbour MCU for the up-sampler).
+    pub(crate) idct_rows: [bool; 2],
+    pub(crate) idct_columns: [[usize; 2]; 2],
 }
 
 impl<T> JpegDecoder<T>
@@ -210,8 +211,8 @@ where
             coeff:             1,
             extended_xmp_segments: vec![],
             region: None,
-            idct_row: true,
-            idct_columns: [0, usize::MAX],
+            idct_rows: [true; 2],
+            idct_columns: [[0, usize::MAX]; 2],
         }
     }
     /// Decode a buffer already in memory

@@ -139,14 +139,17 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
         let padded_width = calculate_padded_width(width, self.info.sample_ratio);
 
         // (googlenet patch) With a region set: the MCU rows to decode (`0..stop_row`), the first
-        // one whose blocks get their IDCT, and the MCU columns that do. One MCU row and column
-        // of margin on each side give the up-sampler its neighbours, so every pixel inside the
-        // region comes out as in a full decode.
+        // one whose blocks get their IDCT, and the MCU columns that do. Components subsampled in
+        // a direction get one MCU of margin on each side in it, for the up-sampler's neighbours;
+        // and as rows are colour-converted `v_max` lines late when some component is
+        // vertically subsampled (the up-sampler waits for the next MCU row), decoding goes on
+        // until those lines are out. So every pixel inside the region comes out as in a full
+        // decode.
         let all_components_in_first_scan = usize::from(self.num_scans) == self.components.len();
         let mut stop_row = mcu_height;
-        let mut first_idct_row = 0;
-        self.idct_row = true;
-        self.idct_columns = [0, usize::MAX];
+        let mut first_idct_rows = [0, 0];
+        self.idct_rows = [true; 2];
+        self.idct_columns = [[0, usize::MAX]; 2];
         if let Some([left, top, right, bottom]) = self.region {
             if all_components_in_first_scan && self.coeff == 1 && left < right && top < bottom {
                 let (rows_px, columns_px) = if self.is_interleaved {
@@ -154,14 +157,25 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                 } else {
                     (8, 8)
                 };
-                stop_row = min(mcu_height, (bottom - 1) / rows_px + 2);
-                first_idct_row = (top / rows_px).saturating_sub(1);
-                // Four-component (CMYK, YCCK) images keep every column: with subsampling, a
-                // pixel at the region's edge came out differently in tests when columns away
-                // from it were skipped. They are rare (ImageNet has 22), so not worth finding why.
+                let tight_columns = [left / columns_px, (right - 1) / columns_px + 1];
+                let wide_columns = [tight_columns[0].saturating_sub(1), tight_columns[1] + 1];
+                let tight_row = top / rows_px;
+                let wide_row = tight_row.saturating_sub(1);
                 if self.components.len() < 4 {
-                    self.idct_columns =
-                        [(left / columns_px).saturating_sub(1), (right - 1) / columns_px + 2];
+                    let vertically_subsampled = self.is_interleaved
+                        && self.components.iter().any(|c| c.vertical_sample < self.v_max);
+                    let lag = if vertically_subsampled { self.v_max } else { 0 };
+                    stop_row = min(mcu_height, (bottom - 1 + lag) / rows_px + 1);
+                    first_idct_rows = [tight_row, wide_row];
+                    self.idct_columns = [tight_columns, wide_columns];
+                } else {
+                    // Four-component (CMYK, YCCK) images: a full MCU row of margin below, every
+                    // component with the wide margin above, and every column. With subsampling,
+                    // one pixel at a region's edge came out differently in tests when columns
+                    // away from it were skipped (cause not found; such images are rare: ImageNet
+                    // has 22).
+                    stop_row = min(mcu_height, (bottom - 1) / rows_px + 2);
+                    first_idct_rows = [wide_row, wide_row];
                 }
             }
         }
@@ -231,7 +245,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                     stopped_early = true;
                     break;
                 }
-                self.idct_row = i >= first_idct_row;
+                self.idct_rows = [i >= first_idct_rows[0], i >= first_idct_rows[1]];
                 if stream.overread_by > 0 {
                     pixels.get_mut(pixels_written..).map(|v| v.fill(128));
                     if self.options.strict_mode() {
@@ -503,12 +517,9 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
             scan_du_width = scan_du_width.min(min_du);
         }
 
-        let [idct_from, idct_to] = self.idct_columns;
+        let (idct_rows, idct_columns) = (self.idct_rows, self.idct_columns);
+        let (h_max, v_max) = (self.h_max, self.v_max);
         for j in 0..scan_du_width {
-            // (googlenet patch) Whether this MCU's pixels are needed; outside the region the
-            // blocks are entropy-decoded (keeping the DC prediction) without dequantisation or
-            // IDCT.
-            let in_region = self.idct_row && j >= idct_from && j < idct_to;
             // iterate over components
             for &k in z_scans {
                 // we made this loop body massive due to several different paths that depend on
@@ -540,6 +551,15 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                 };
 
                 let component_samples_needed = component.needed;
+
+                // (googlenet patch) Whether this component's blocks of this MCU are needed for
+                // the region; outside it they are entropy-decoded (keeping the DC prediction)
+                // without dequantisation or IDCT.
+                let [idct_from, idct_to] =
+                    idct_columns[usize::from(component.horizontal_sample < h_max)];
+                let in_region = idct_rows[usize::from(component.vertical_sample < v_max)]
+                    && j >= idct_from
+                    && j < idct_to;
 
                 // If image is interleaved iterate over scan components,
                 // otherwise if it-s non-interleaved, these routines iterate in
