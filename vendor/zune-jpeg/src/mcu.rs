@@ -180,6 +180,30 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
             }
         }
         let mut stopped_early = false;
+        // (googlenet patch) MCU rows whose post-processing is skipped (none without a region),
+        // and the output lines `post_process` has written after each row: `rows_px_out` per
+        // row, `lag_out` lines late when a component is vertically up-sampled.
+        let out_components = self.options.jpeg_get_out_colorspace().num_components();
+        let vertically_upsampled = self.is_interleaved
+            && self.options.jpeg_get_out_colorspace() != ColorSpace::Luma
+            && self
+                .components
+                .iter()
+                .any(|c| c.sample_ratio == SampleRatios::HV || c.sample_ratio == SampleRatios::V);
+        let generic_non_interleaved =
+            !self.is_interleaved && matches!(self.info.sample_ratio, SampleRatios::Generic(..));
+        let rows_px_out = if self.is_interleaved { 8 * self.v_max } else { 8 };
+        let lag_out = if vertically_upsampled { self.v_max } else { 0 };
+        let skip_post_process_rows = if self.region.is_some()
+            && self.components.len() < 4
+            && stop_row <= mcu_height
+            && !generic_non_interleaved
+            && out_components >= 3
+        {
+            first_idct_rows[1]
+        } else {
+            0
+        };
 
         let mut stream = BitStream::new();
         let mut tmp = [0_i32; DCT_BLOCK];
@@ -295,7 +319,15 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
 
                 // process that width up until it's impossible. This is faster than allocation the
                 // full components, which we skipped earlier.
-                if all_components_in_first_scan {
+                if all_components_in_first_scan && i < skip_post_process_rows {
+                    // (googlenet patch) Rows entirely above the region (and the one MCU row of
+                    // margin above it): no up-sampling or colour conversion, only the output
+                    // position moves on as `post_process` would have moved it.
+                    pixels_written = min(
+                        pixels.len(),
+                        (rows_px_out * (i + 1) - lag_out) * width * out_components
+                    );
+                } else if all_components_in_first_scan {
                     self.post_process(
                         pixels,
                         i,
