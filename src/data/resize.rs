@@ -54,13 +54,36 @@ pub fn resize_region(
     interpolation: Interpolation,
 ) -> RgbImage {
     let (width, height) = image.dimensions();
+    resize_region_raw(
+        image.as_raw(),
+        width,
+        height,
+        region,
+        out_width,
+        out_height,
+        interpolation,
+    )
+}
+
+/// [`resize_region`] of row-major RGB pixels, `width * height * 3` bytes (panics otherwise).
+/// Like PIL's `resize` with a box, pixels within the filter's reach beyond `region` are read
+/// too (`TrainTransform::pixels_read` says how far).
+pub fn resize_region_raw(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    region: [f64; 4],
+    out_width: u32,
+    out_height: u32,
+    interpolation: Interpolation,
+) -> RgbImage {
     let whole = region == [0.0, 0.0, width as f64, height as f64];
     if whole && (width, height) == (out_width, out_height) {
-        return image.clone();
+        return RgbImage::from_raw(width, height, pixels.to_vec())
+            .expect("width * height RGB pixels");
     }
-    // The buffer of an RgbImage always holds width * height * 3 bytes, so neither call can fail.
-    let source = ImageRef::new(width, height, image.as_raw(), PixelType::U8x3)
-        .expect("an RgbImage buffer holds width * height RGB pixels");
+    let source = ImageRef::new(width, height, pixels, PixelType::U8x3)
+        .expect("the buffer holds width * height RGB pixels");
     let mut target = Image::new(out_width, out_height, PixelType::U8x3);
     let options = ResizeOptions::new()
         .resize_alg(interpolation.algorithm())

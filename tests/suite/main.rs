@@ -8,6 +8,7 @@ mod common;
 mod data_dataset;
 mod data_decode;
 mod data_loader;
+mod data_region;
 mod data_strict;
 mod data_transform;
 mod device;
