@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use clap::{Args, ValueEnum};
@@ -264,13 +264,7 @@ fn train_step(
     device: Device,
     precision: Precision,
 ) -> Step {
-    let mut optim = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig {
-            momentum: 0.9,
-            dampening: 0.0,
-            nesterov: false,
-        }))
-        .init();
+    let mut optim = momentum_sgd();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let mut model = Some(model);
     Box::new(move || {
@@ -305,13 +299,7 @@ fn fast_train_step(
 ) -> Result<Step> {
     let mut net = TrainNet::from_model(&model)?;
     let labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
-    let mut optim = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig {
-            momentum: 0.9,
-            dampening: 0.0,
-            nesterov: false,
-        }))
-        .init();
+    let mut optim = momentum_sgd();
     let mut model = Some(model);
     let mut seed = 0;
     Ok(Box::new(move || {
@@ -325,6 +313,17 @@ fn fast_train_step(
         model = Some(m);
         Ok(())
     }))
+}
+
+/// SGD with momentum 0.9 and dampening 0, as the paper and PyTorch step.
+fn momentum_sgd() -> ModuleOptimizer {
+    SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .init()
 }
 
 fn median(sorted: &[f64]) -> f64 {

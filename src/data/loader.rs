@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::image::{load_rgb, load_rgb_region};
+use super::image::load_rgb;
 use super::normalize::normalized_batch;
 use super::{DataError, EvalTransform, ImageFolder, TrainTransform};
 use crate::model::Variant;
@@ -335,22 +335,8 @@ impl Worker {
         Ok(match &self.config.transform {
             Transform::Eval(t) => t.apply(&load_rgb(path)?),
             Transform::Train(t) => {
-                // The crop is drawn from the image's size first, as `TrainTransform::apply`
-                // draws it, so the JPEG is decoded only as far as the crop needs.
                 let seed = seed_bytes(self.config.seed, self.epoch, index as u64);
-                let mut rng = ChaCha8Rng::from_seed(seed);
-                let mut crop = [0; 4];
-                let (pixels, _) = load_rgb_region(path, |width, height| {
-                    crop = t.crop_region(width, height, &mut rng);
-                    t.pixels_read(crop, width, height)
-                })?;
-                t.apply_to_crop(
-                    pixels.as_raw(),
-                    pixels.width(),
-                    pixels.height(),
-                    crop,
-                    &mut rng,
-                )
+                t.load(path, &mut ChaCha8Rng::from_seed(seed))?
             }
         })
     }

@@ -1,9 +1,13 @@
 //! The evaluation and training transforms: from a decoded RGB image to the network's square
 //! input, still as 8-bit RGB (normalisation comes last, in [`super::normalize`]).
 
+use std::path::Path;
+
 use image::RgbImage;
 use rand::Rng;
 
+use super::DataError;
+use super::image::load_rgb_region;
 use super::photometric::Photometric;
 use super::resize::{Interpolation, resize_region, resize_region_raw};
 use crate::eval::crops::{Size, center_crop, resized_size};
@@ -131,6 +135,18 @@ impl TrainTransform {
         let (width, height) = image.dimensions();
         let crop = self.crop_region(width, height, rng);
         self.apply_to_crop(image.as_raw(), width, height, crop, rng)
+    }
+
+    /// [`TrainTransform::apply`] on the image file at `path`, decoded only as far as the crop
+    /// needs: the crop is drawn from the file's size first, as `apply` draws it, so the output is
+    /// the same as `apply(&load_rgb(path)?, rng)`.
+    pub fn load(&self, path: &Path, rng: &mut impl Rng) -> Result<RgbImage, DataError> {
+        let mut crop = [0; 4];
+        let (pixels, _) = load_rgb_region(path, |width, height| {
+            crop = self.crop_region(width, height, rng);
+            self.pixels_read(crop, width, height)
+        })?;
+        Ok(self.apply_to_crop(pixels.as_raw(), pixels.width(), pixels.height(), crop, rng))
     }
 
     /// The pixels of a `width` x `height` image that [`TrainTransform::apply_to_crop`] reads

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::source::{HostBatch, Split, TrainData, mix};
 use crate::data::flat_labels::FlatLabels;
-use crate::data::image::{load_rgb, load_rgb_region};
+use crate::data::image::load_rgb;
 use crate::data::normalize::normalized_batch;
 use crate::data::{ClassTable, DataError, EvalTransform, ImageFolder, TrainTransform};
 use crate::model::Variant;
@@ -127,22 +127,8 @@ impl ImageFolders {
         let path = &self.folder(split).samples()[index].path;
         Ok(match split {
             Split::Train => {
-                // The crop is drawn from the size before decoding, as `TrainTransform::apply`
-                // draws it, so the JPEG is decoded only as far as the crop needs.
                 let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, index as u64));
-                let t = &self.train_transform;
-                let mut crop = [0; 4];
-                let (pixels, _) = load_rgb_region(path, |width, height| {
-                    crop = t.crop_region(width, height, &mut rng);
-                    t.pixels_read(crop, width, height)
-                })?;
-                t.apply_to_crop(
-                    pixels.as_raw(),
-                    pixels.width(),
-                    pixels.height(),
-                    crop,
-                    &mut rng,
-                )
+                self.train_transform.load(path, &mut rng)?
             }
             Split::Val => self.eval_transform.apply(&load_rgb(path)?),
         })

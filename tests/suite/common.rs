@@ -111,3 +111,15 @@ pub fn write_truncated_jpeg(path: &Path) {
     let jpeg = jpeg.into_inner();
     std::fs::write(path, &jpeg[..jpeg.len() / 2]).unwrap();
 }
+
+/// The float64 truth of the reference's deep gradients (tests/fixtures/make_torchvision_grads_f64.py:
+/// PyTorch's train-mode step of ../shared/reference/torchvision in double precision), against which
+/// float32 gradients below several train-mode BatchNorms of a 4-image batch are judged.
+pub fn torchvision_f64_gradients() -> TensorMap {
+    safetensors_file::read(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/torchvision_train_grads_f64.safetensors"
+    )))
+    .expect("tests/fixtures/torchvision_train_grads_f64.safetensors readable")
+    .0
+}

@@ -69,12 +69,7 @@ fn losses_logits_gradients_and_running_stats_match_pytorch() {
     // PyTorch's own float32 result is 0.7% (conv1) and 0.14% (4e) from the float64 truth
     // (tests/fixtures/make_torchvision_grads_f64.py). Ours must be as close to the truth within a
     // factor of 2 (as burn's autodiff must, tests/suite/weights_torchvision.rs).
-    let truth = googlenet::weights::safetensors_file::read(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/torchvision_train_grads_f64.safetensors"
-    )))
-    .unwrap()
-    .0;
+    let truth = torchvision_f64_gradients();
     let deep = [
         (
             "grad.conv1.conv.weight",

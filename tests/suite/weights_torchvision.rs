@@ -106,12 +106,7 @@ fn train_mode_forward_and_backward_match_pytorch() {
     // own float32 result is 0.7% (conv1) and 0.14% (4e) from the float64 truth
     // (tests/fixtures/make_torchvision_grads_f64.py). Ours must be as close to the truth within a
     // factor of 2, and within 2% of PyTorch's.
-    let truth = googlenet::weights::safetensors_file::read(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/torchvision_train_grads_f64.safetensors"
-    )))
-    .unwrap()
-    .0;
+    let truth = torchvision_f64_gradients();
     let deep = [
         ("grad.conv1.conv.weight", grad(&model.conv1.conv.weight)),
         (

@@ -123,6 +123,27 @@ pub(crate) fn matmul_tn(
     }
 }
 
+/// A fully connected layer on `batch` rows: `y = x · W + b`, `W` row-major `[inputs, outputs]`
+/// (burn's `Linear` layout), `y` resized to `[batch, outputs]`.
+pub(crate) fn affine(x: &[f32], batch: usize, weight: &[f32], bias: &[f32], y: &mut Vec<f32>) {
+    let outputs = bias.len();
+    let inputs = weight.len() / outputs.max(1);
+    y.resize(batch * outputs, 0.0);
+    matmul(
+        y,
+        outputs,
+        x,
+        inputs,
+        weight,
+        outputs,
+        [batch, inputs, outputs],
+        true,
+    );
+    for row in y.chunks_exact_mut(outputs) {
+        row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{matmul, matmul_tn};

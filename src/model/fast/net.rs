@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::conv::{ConvGemm, Source, Target};
 use super::map::{Shape, View, grow};
-use super::matmul::matmul;
+use super::matmul::affine;
 use super::norm::StemNorm;
 use super::pool::{avg_pool, max_pool};
 use super::window::Window;
@@ -342,20 +342,8 @@ impl Dense {
 
     /// `x · W + b` for `batch` rows of `x`.
     fn forward(&self, x: &[f32], batch: usize) -> Vec<f32> {
-        let mut out = vec![0.0; batch * self.outputs];
-        matmul(
-            &mut out,
-            self.outputs,
-            x,
-            self.inputs,
-            &self.weight,
-            self.outputs,
-            [batch, self.inputs, self.outputs],
-            true,
-        );
-        for row in out.chunks_exact_mut(self.outputs) {
-            row.iter_mut().zip(&self.bias).for_each(|(o, b)| *o += b);
-        }
+        let mut out = Vec::new();
+        affine(x, batch, &self.weight, &self.bias, &mut out);
         out
     }
 }

@@ -7,7 +7,7 @@
 use rand::Rng;
 use rayon::prelude::*;
 
-use super::super::matmul::matmul;
+use super::super::matmul::affine;
 
 /// A fully connected layer with its gradients.
 pub(crate) struct Dense {
@@ -36,20 +36,7 @@ impl Dense {
 
     /// `y = x · W + b` for the `batch` rows of `x`.
     pub fn forward(&self, x: &[f32], batch: usize, y: &mut Vec<f32>) {
-        y.resize(batch * self.outputs, 0.0);
-        matmul(
-            y,
-            self.outputs,
-            x,
-            self.inputs,
-            &self.weight,
-            self.outputs,
-            [batch, self.inputs, self.outputs],
-            true,
-        );
-        for row in y.chunks_exact_mut(self.outputs) {
-            row.iter_mut().zip(&self.bias).for_each(|(o, b)| *o += b);
-        }
+        affine(x, batch, &self.weight, &self.bias, y);
     }
 
     /// Given `dy = ∂L/∂y`: the weight and bias gradients (overwritten) and, when asked,
