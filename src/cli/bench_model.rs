@@ -34,9 +34,9 @@ pub struct BenchModelArgs {
     #[arg(long, value_enum, default_value_t = Mode::Infer)]
     pub mode: Mode,
     /// `fast`: our NHWC CPU paths in f32 — for inference BatchNorm folded into fused
-    /// convolutions, for training torchvision's variant with our own backward pass and burn's
-    /// optimiser (the default where it applies); `burn`: the module's own passes on --device
-    /// (the default elsewhere).
+    /// convolutions, for training the paper's and torchvision's variants with our own backward
+    /// pass and burn's optimiser (the default where it applies); `burn`: the module's own passes
+    /// on --device (the default elsewhere).
     #[arg(long, value_enum)]
     pub engine: Option<Engine>,
     /// cpu, cuda:N (a build with the cuda feature) or wgpu[:N] (with the wgpu feature).
@@ -177,15 +177,15 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The engine that runs: `fast` on the CPU in f32, for inference and for training
-/// torchvision's variant (its default there); `burn` everywhere.
+/// The engine that runs: `fast` on the CPU in f32, for inference and for training the paper's
+/// and torchvision's variants (its default there); `burn` everywhere.
 fn engine(args: &BenchModelArgs) -> Result<Engine> {
     let fast_fits = args.device == DeviceSpec::Cpu
         && args.precision == Precision::F32
-        && (args.mode == Mode::Infer || args.variant == Variant::Torchvision);
+        && (args.mode == Mode::Infer || args.variant != Variant::KerasSeed);
     match args.engine {
         Some(Engine::Fast) if !fast_fits => bail!(
-            "--engine fast runs on cpu in f32, and trains only the torchvision variant; \
+            "--engine fast runs on cpu in f32, and trains the paper and torchvision variants; \
              use --engine burn for {} of {} on {} in {}",
             match args.mode {
                 Mode::Infer => "inference",

@@ -138,9 +138,9 @@ pub struct TrainArgs {
     /// and validation stay f32; no loss scaling, so f16 gradients below 6e-8 vanish).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
-    /// Code that runs the steps: fast (our CPU training path: torchvision variant, f32, one CPU
-    /// device, softmax cross-entropy; about 3x burn's autodiff there) or burn (burn's autodiff,
-    /// everywhere). Default: fast where it applies, else burn.
+    /// Code that runs the steps: fast (our CPU training path: the paper and torchvision
+    /// variants, f32, one CPU device, softmax cross-entropy; about 3x burn's autodiff there) or
+    /// burn (burn's autodiff, everywhere). Default: fast where it applies, else burn.
     #[arg(long, value_enum)]
     pub engine: Option<TrainEngine>,
     /// Stop after this many optimiser steps (of this invocation) with a checkpoint, as Ctrl-C

@@ -30,8 +30,9 @@ pub struct StepValues {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TrainEngine {
-    /// Our NHWC CPU training path ([`TrainNet`]): torchvision's variant, f32, one CPU device,
-    /// softmax cross-entropy. About 3x burn-flex's autodiff on the same CPU (bench/RESULTS.md).
+    /// Our NHWC CPU training path ([`TrainNet`]): the paper and torchvision variants, f32, one
+    /// CPU device, softmax cross-entropy. About 3x burn-flex's autodiff on the same CPU
+    /// (bench/RESULTS.md).
     Fast,
     /// burn's autodiff on any device, variant and precision.
     Burn,
@@ -223,9 +224,9 @@ pub fn fast_path_refusal(
     model: &GoogLeNet,
     device: &Device,
 ) -> Option<String> {
-    if model.variant != Variant::Torchvision {
+    if model.variant == Variant::KerasSeed {
         Some(format!(
-            "it trains the torchvision variant, not {}",
+            "it trains the paper and torchvision variants, not {}",
             model.variant
         ))
     } else if *device != Device::flex() || replicas.len() > 1 {

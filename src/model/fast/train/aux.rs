@@ -1,19 +1,19 @@
 //! An auxiliary classifier (section 5 of the paper, torchvision's `InceptionAux`) in training:
-//! adaptive average pool to 4x4, 1x1 convolution with 128 filters + BatchNorm + ReLU, FC 1024 +
-//! ReLU, dropout 0.7, the linear classifier.
+//! average pool to 4x4 (the paper's 5x5/3, torchvision's adaptive), 1x1 convolution with 128
+//! filters + ReLU (torchvision: BatchNorm before the ReLU), FC 1024 + ReLU, dropout 0.7, the
+//! linear classifier.
 
 use rand::Rng;
 
 use super::super::map::{Shape, grow};
+use super::avg_pool::AuxPool;
 use super::conv::ConvScratch;
 use super::dense::{Dense, dropout, dropout_backward, relu, relu_backward};
 use super::norm::Layout;
-use super::pool;
 use super::unit::ConvBn;
 
 pub(crate) struct AuxTrain {
-    /// The pooled map's side (torchvision: 4).
-    pub side: usize,
+    pub pool: AuxPool,
     pub conv: ConvBn,
     /// Its rows are in (row, column, channel) order, the order of the engine's NHWC map;
     /// [`super::params`] permutes torchvision's (channel, row, column) rows on the way in and out.
@@ -32,9 +32,9 @@ pub(crate) struct AuxTrain {
 }
 
 impl AuxTrain {
-    pub fn new(side: usize, conv: ConvBn, fc1: Dense, fc2: Dense, dropout: f64) -> Self {
+    pub fn new(pool: AuxPool, conv: ConvBn, fc1: Dense, fc2: Dense, dropout: f64) -> Self {
         Self {
-            side,
+            pool,
             conv,
             fc1,
             fc2,
@@ -51,25 +51,17 @@ impl AuxTrain {
         }
     }
 
-    fn pooled_shape(&self, xs: Shape) -> Shape {
-        Shape {
-            h: self.side,
-            w: self.side,
-            ..xs
-        }
-    }
-
     /// The head's features for a map of `xs`, or `None` if they do not match FC 1's inputs.
     pub fn check(&self, xs: Shape) -> Option<()> {
-        let out = self.conv.output(self.pooled_shape(xs))?;
+        let out = self.conv.output(self.pool.output(xs)?)?;
         (out.h * out.w * out.c == self.fc1.inputs).then_some(())
     }
 
     /// The head on `x` (the output of inception 4a or 4d); the logits end up in `self.logits`.
     pub fn forward(&mut self, x: &[f32], xs: Shape, rng: &mut impl Rng, scratch: &mut ConvScratch) {
-        let ps = self.pooled_shape(xs);
+        let ps = self.pool.output(xs).expect("checked when planning");
         grow(&mut self.pooled, ps.len());
-        pool::adaptive_avg_forward(x, xs, [ps.h, ps.w], &mut self.pooled[..ps.len()]);
+        self.pool.forward(x, xs, &mut self.pooled[..ps.len()]);
         let cs = self.conv.output(ps).expect("checked when planning");
         grow(&mut self.conv_out, cs.len());
         self.conv.forward(
@@ -100,7 +92,7 @@ impl AuxTrain {
         scratch: &mut ConvScratch,
     ) {
         let n = xs.n;
-        let ps = self.pooled_shape(xs);
+        let ps = self.pool.output(xs).expect("checked when planning");
         let cs = self.conv.output(ps).expect("checked when planning");
         self.fc2
             .backward(&self.hidden, n, logits_grad, Some(&mut self.hidden_grad));
@@ -125,6 +117,6 @@ impl AuxTrain {
             Some(&mut self.pooled_grad[..ps.len()]),
             scratch,
         );
-        pool::adaptive_avg_backward(xs, [ps.h, ps.w], &self.pooled_grad[..ps.len()], dx);
+        self.pool.backward(xs, &self.pooled_grad[..ps.len()], dx);
     }
 }

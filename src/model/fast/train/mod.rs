@@ -1,6 +1,7 @@
-//! A CPU training path of our own for torchvision's GoogLeNet: the forward pass with batch
-//! statistics and both auxiliary heads, the loss, and the backward pass to every parameter's
-//! gradient, handed to burn's optimiser as [`burn::optim::GradientsParams`].
+//! A CPU training path of our own for GoogLeNet, the paper's variant and torchvision's: the
+//! forward pass (torchvision's BatchNorm with batch statistics) with both auxiliary heads, the
+//! loss, and the backward pass to every parameter's gradient, handed to burn's optimiser as
+//! [`burn::optim::GradientsParams`].
 //!
 //! Why not burn-flex's autodiff: it runs each operation as written (NCHW, BatchNorm and ReLU as
 //! separate passes over memory, a convolution's weight gradient as a convolution over the batch
@@ -11,10 +12,13 @@
 //! kept from one step to the next.
 
 mod aux;
+mod avg_pool;
+mod bias;
 mod conv;
 mod dense;
 mod inception;
 mod loss;
+mod lrn;
 mod net;
 mod norm;
 mod params;

@@ -1,5 +1,6 @@
-//! The training network: torchvision's GoogLeNet (Table 1 with BatchNorm, section 5's auxiliary
-//! classifiers) as a list of stages whose outputs are kept for the backward pass.
+//! The training network: GoogLeNet as the paper (Table 1, section 5's auxiliary classifiers) or
+//! torchvision (BatchNorm after every convolution) builds it, as a list of stages whose outputs
+//! are kept for the backward pass.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -11,6 +12,7 @@ use super::conv::ConvScratch;
 use super::dense::{Dense, dropout, dropout_backward};
 use super::inception::InceptionTrain;
 use super::loss::softmax_cross_entropy;
+use super::lrn;
 use super::norm::Layout;
 use super::pool::{self, MaxPoolShape};
 use super::unit::ConvBn;
@@ -19,6 +21,8 @@ use super::unit::ConvBn;
 pub(crate) enum Stage {
     Conv(Box<ConvBn>),
     MaxPool(MaxPoolShape, Vec<u32>),
+    /// The paper's local response normalisation (after the first pool and after conv3).
+    LocalResponse,
     Inception(Box<InceptionTrain>),
 }
 
@@ -27,6 +31,7 @@ impl Stage {
         match self {
             Stage::Conv(unit) => unit.output(input),
             Stage::MaxPool(pool, _) => pool.output(input),
+            Stage::LocalResponse => Some(input),
             Stage::Inception(module) => module.output(input),
         }
     }
@@ -50,6 +55,7 @@ impl Stage {
                 argmax.resize(y.len(), 0);
                 pool::max_forward(pool, x, xs, y, argmax);
             }
+            Stage::LocalResponse => lrn::forward(x, xs, y),
             Stage::Inception(module) => module.forward(x, xs, y, scratch),
         }
     }
@@ -79,6 +85,10 @@ impl Stage {
                     pool::max_backward(pool, xs, dy, argmax, dx);
                 }
             }
+            Stage::LocalResponse => {
+                let dx = dx.expect("a normalisation is never the first stage");
+                lrn::backward(x, y, xs, dy, dx);
+            }
             Stage::Inception(module) => {
                 let dx = dx.expect("an inception module is never the first stage");
                 module.backward(x, xs, y, dy, dx, scratch);
@@ -96,7 +106,7 @@ pub struct TrainLosses {
     pub logits: [Option<Vec<f32>>; 3],
 }
 
-/// torchvision's GoogLeNet for training on the CPU: a forward pass with batch statistics and the
+/// GoogLeNet (the paper's or torchvision's variant) for training on the CPU: a forward pass with batch statistics and the
 /// auxiliary heads, the loss, and the backward pass to every parameter's gradient. Built and
 /// refreshed from a [`crate::model::GoogLeNet`] by [`super::params`]; the optimiser stays burn's.
 pub struct TrainNet {
@@ -200,7 +210,11 @@ impl TrainNet {
                 batch: n,
             });
         }
-        if n < 2 {
+        let batch_norm = self
+            .stages
+            .iter()
+            .any(|s| matches!(s, Stage::Conv(u) if u.batch_norm));
+        if n < 2 && batch_norm {
             return Err(TrainNetError::BatchTooSmall);
         }
         let classes = self.num_classes();

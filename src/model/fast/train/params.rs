@@ -10,6 +10,7 @@ use burn::prelude::*;
 use super::super::tensor_values;
 use super::TrainNetError;
 use super::aux::AuxTrain;
+use super::avg_pool::AuxPool;
 use super::conv::ConvShape;
 use super::dense::Dense;
 use super::inception::InceptionTrain;
@@ -23,12 +24,14 @@ use crate::model::pool::Pool;
 use crate::model::{GoogLeNet, Variant};
 
 impl TrainNet {
-    /// The engine for `model`, with its current weights. Only torchvision's variant (BatchNorm
-    /// after every convolution, adaptive pools) is planned here; the others train with burn.
+    /// The engine for `model`, with its current weights: the paper's variant (biased
+    /// convolutions, LocalRespNorm, 5x5/3 auxiliary pools) and torchvision's (BatchNorm after
+    /// every convolution, adaptive pools). The Keras seed's ('same' padding, stem BatchNorm,
+    /// (h, w, c) flatten) trains with burn.
     pub fn from_model(model: &GoogLeNet) -> Result<Self, TrainNetError> {
-        if model.variant != Variant::Torchvision {
+        if model.variant == Variant::KerasSeed {
             return Err(TrainNetError::Unsupported(format!(
-                "the {} variant (the fast training path is torchvision's)",
+                "the {} variant (the fast training path is the paper's and torchvision's)",
                 model.variant
             )));
         }
@@ -61,12 +64,23 @@ impl TrainNet {
         let conv =
             |u: &ConvUnit| Ok::<_, TrainNetError>(Stage::Conv(Box::new(unit(u, conv_shape(u)?)?)));
         let pool = |p: MaxPoolShape| Stage::MaxPool(p, Vec::new());
-        let stages = vec![
-            conv(&model.conv1)?,
-            pool(stride2),
-            conv(&model.conv2)?,
-            conv(&model.conv3)?,
-            pool(stride2),
+        if model.bn1.is_some() || model.bn2.is_some() {
+            return Err(TrainNetError::Unsupported("BatchNorm in the stem".into()));
+        }
+        // The paper's LocalRespNorm after the first pool and after conv3 (Table 1).
+        let lrn = || model.lrn.as_ref().map(|_| Stage::LocalResponse);
+        let stages: Vec<Stage> = [
+            Some(conv(&model.conv1)?),
+            Some(pool(stride2)),
+            lrn(),
+            Some(conv(&model.conv2)?),
+            Some(conv(&model.conv3)?),
+            lrn(),
+            Some(pool(stride2)),
+        ]
+        .into_iter()
+        .flatten()
+        .chain([
             inception(&model.inception3a)?,
             inception(&model.inception3b)?,
             pool(stride2),
@@ -78,19 +92,26 @@ impl TrainNet {
             pool(max_pool(model.pool4)?),
             inception(&model.inception5a)?,
             inception(&model.inception5b)?,
-        ];
-        // The auxiliary heads read the outputs of inception 4a and 4d (section 5).
+        ])
+        .collect();
+        // The auxiliary heads read the outputs of inception 4a and 4d (section 5), the third
+        // and sixth module.
+        let modules: Vec<usize> = (0..stages.len())
+            .filter(|&i| matches!(stages[i], Stage::Inception(_)))
+            .collect();
+        let taps = [modules[2], modules[5]];
         let mut aux = Vec::new();
-        for (at, head) in [(8, &model.aux1), (11, &model.aux2)] {
+        for (at, head) in taps.into_iter().zip([&model.aux1, &model.aux2]) {
             let Some(head) = head else { continue };
-            let side = match head.pool {
-                Pool::AdaptiveAvg { size } => size,
+            let pool = match head.pool {
+                Pool::AdaptiveAvg { size } => AuxPool::Adaptive(size),
+                Pool::Avg { kernel, stride } => AuxPool::Window { kernel, stride },
                 other => return Err(unsupported_pool(other)),
             };
             let conv = unit(&head.conv, conv_shape(&head.conv)?)?;
             let fc1 = dense(&head.fc1)?;
             let fc2 = dense(&head.fc2)?;
-            aux.push((at, AuxTrain::new(side, conv, fc1, fc2, head.dropout.prob)));
+            aux.push((at, AuxTrain::new(pool, conv, fc1, fc2, head.dropout.prob)));
         }
         if model.main_pool != (Pool::AdaptiveAvg { size: 1 }) || model.fc_bottleneck.is_some() {
             return Err(TrainNetError::Unsupported(
@@ -161,6 +182,14 @@ impl TrainNet {
                     }
                 }
                 register(&mut grads, &part.conv.weight, w, &device);
+                if let Some(bias) = &part.conv.bias {
+                    register(
+                        &mut grads,
+                        bias,
+                        src.beta_grad[col..col + out].to_vec(),
+                        &device,
+                    );
+                }
                 if let Some(bn) = &part.bn {
                     register(
                         &mut grads,
@@ -221,7 +250,7 @@ impl TrainNet {
                 Stage::Inception(m) => {
                     units.extend([&m.fused, &m.branch2, &m.branch3, &m.projection])
                 }
-                Stage::MaxPool(..) => {}
+                Stage::MaxPool(..) | Stage::LocalResponse => {}
             }
         }
         units.extend(self.aux.iter().map(|(_, h)| &h.conv));
@@ -242,7 +271,7 @@ impl TrainNet {
                         &mut m.projection,
                     ])
                 }
-                Stage::MaxPool(..) => {}
+                Stage::MaxPool(..) | Stage::LocalResponse => {}
             }
         }
         units.extend(self.aux.iter_mut().map(|(_, h)| &mut h.conv));
@@ -300,8 +329,8 @@ fn linear_sources(model: &GoogLeNet) -> Vec<&Linear> {
     layers
 }
 
-/// The engine's shape of a torchvision unit: a square, ungrouped, bias-free convolution with
-/// symmetric padding, followed by BatchNorm.
+/// The engine's shape of a unit: a square, ungrouped convolution with symmetric padding,
+/// followed by BatchNorm without a bias (torchvision) or with a bias and no BatchNorm (the paper).
 fn conv_shape(u: &ConvUnit) -> Result<ConvShape, TrainNetError> {
     let c = &u.conv;
     let [out_channels, in_channels, kh, kw] = c.weight.dims();
@@ -319,9 +348,9 @@ fn conv_shape(u: &ConvUnit) -> Result<ConvShape, TrainNetError> {
             "a non-square, dilated or grouped convolution".into(),
         ));
     }
-    if c.bias.is_some() || u.bn.is_none() {
+    if c.bias.is_some() == u.bn.is_some() {
         return Err(TrainNetError::Unsupported(
-            "a convolution with a bias or without BatchNorm".into(),
+            "a convolution with both a bias and BatchNorm, or neither".into(),
         ));
     }
     Ok(ConvShape {
@@ -333,12 +362,13 @@ fn conv_shape(u: &ConvUnit) -> Result<ConvShape, TrainNetError> {
     })
 }
 
-/// An engine unit of `shape` with `u`'s BatchNorm settings (weights come with `load_weights`).
+/// An engine unit of `shape` with `u`'s BatchNorm settings or its bias (weights come with
+/// `load_weights`).
 fn unit(u: &ConvUnit, shape: ConvShape) -> Result<ConvBn, TrainNetError> {
-    let bn =
-        u.bn.as_ref()
-            .ok_or_else(|| TrainNetError::Unsupported("a convolution without BatchNorm".into()))?;
-    Ok(ConvBn::new(shape, bn.epsilon, bn.momentum))
+    Ok(match &u.bn {
+        Some(bn) => ConvBn::new(shape, bn.epsilon, bn.momentum),
+        None => ConvBn::with_bias(shape),
+    })
 }
 
 /// `parts`' weights side by side into `dst`'s columns, and their BatchNorm values.
@@ -363,16 +393,24 @@ fn load_conv(dst: &mut ConvBn, parts: &[&ConvUnit]) -> Result<(), TrainNetError>
                 }
             }
         }
-        let bn = part
-            .bn
-            .as_ref()
-            .ok_or_else(|| TrainNetError::Unsupported("a convolution without BatchNorm".into()))?;
-        let (mean, var) = bn.running_stats();
         let span = col..col + out;
-        dst.gamma[span.clone()].copy_from_slice(&values(&bn.weight)?);
-        dst.beta[span.clone()].copy_from_slice(&values(&bn.bias)?);
-        dst.running_mean[span.clone()].copy_from_slice(&tensor_values(mean)?);
-        dst.running_var[span].copy_from_slice(&tensor_values(var)?);
+        match (&part.bn, &part.conv.bias) {
+            (Some(bn), None) if dst.batch_norm => {
+                let (mean, var) = bn.running_stats();
+                dst.gamma[span.clone()].copy_from_slice(&values(&bn.weight)?);
+                dst.beta[span.clone()].copy_from_slice(&values(&bn.bias)?);
+                dst.running_mean[span.clone()].copy_from_slice(&tensor_values(mean)?);
+                dst.running_var[span].copy_from_slice(&tensor_values(var)?);
+            }
+            (None, Some(bias)) if !dst.batch_norm => {
+                dst.beta[span].copy_from_slice(&values(bias)?);
+            }
+            _ => {
+                return Err(TrainNetError::Unsupported(
+                    "a model of another layout than the one planned".into(),
+                ));
+            }
+        }
         col += out;
     }
     Ok(())

@@ -1,7 +1,9 @@
-//! torchvision's `BasicConv2d` in training: convolution (no bias), BatchNorm with the batch's
-//! statistics, ReLU — forward, backward and the running averages.
+//! A convolution unit in training: torchvision's `BasicConv2d` (convolution without bias,
+//! BatchNorm with the batch's statistics, ReLU; forward, backward and the running averages) or
+//! the paper's convolution with a bias and ReLU.
 
 use super::super::map::{Shape, grow};
+use super::bias;
 use super::conv::{self, ConvScratch, ConvShape};
 use super::norm::{self, BatchStats, Layout};
 
@@ -11,6 +13,10 @@ use super::norm::{self, BatchStats, Layout};
 /// channel, so nothing else changes.
 pub(crate) struct ConvBn {
     pub conv: ConvShape,
+    /// BatchNorm after the convolution (torchvision), or else a bias, held in `beta` with its
+    /// gradient in `beta_grad` (the paper: `relu(conv + bias)` is BatchNorm's output with the
+    /// normalisation left out and `gamma` = 1).
+    pub batch_norm: bool,
     /// `[kernel²·in, out]`, rows over (kernel row, kernel column, input channel).
     pub weight: Vec<f32>,
     pub gamma: Vec<f32>,
@@ -33,6 +39,7 @@ impl ConvBn {
         let c = conv.out_channels;
         Self {
             conv,
+            batch_norm: true,
             weight: vec![0.0; conv.weight_len()],
             gamma: vec![1.0; c],
             beta: vec![0.0; c],
@@ -45,6 +52,14 @@ impl ConvBn {
             beta_grad: vec![0.0; c],
             raw: Vec::new(),
             stats: None,
+        }
+    }
+
+    /// A unit with a convolution bias instead of BatchNorm (the paper's), zero until loaded.
+    pub fn with_bias(conv: ConvShape) -> Self {
+        Self {
+            batch_norm: false,
+            ..Self::new(conv, 0.0, 0.0)
         }
     }
 
@@ -67,6 +82,10 @@ impl ConvBn {
         grow(&mut self.raw, ys.len());
         let raw = &mut self.raw[..ys.len()];
         conv::forward(&self.conv, x, xs, &self.weight, raw, scratch);
+        if !self.batch_norm {
+            bias::forward(raw, &self.beta, out, layout);
+            return ys;
+        }
         let stats = norm::forward(
             raw,
             ys.c,
@@ -100,22 +119,26 @@ impl ConvBn {
         scratch: &mut ConvScratch,
     ) {
         let ys = self.conv.output(xs).expect("shapes are planned");
-        let stats = self
-            .stats
-            .take()
-            .expect("a forward pass before the backward pass");
         let draw = &mut self.raw[..ys.len()];
-        norm::backward(
-            draw,
-            ys.c,
-            &self.gamma,
-            &stats,
-            out,
-            dy,
-            layout,
-            &mut self.gamma_grad,
-            &mut self.beta_grad,
-        );
+        if self.batch_norm {
+            let stats = self
+                .stats
+                .take()
+                .expect("a forward pass before the backward pass");
+            norm::backward(
+                draw,
+                ys.c,
+                &self.gamma,
+                &stats,
+                out,
+                dy,
+                layout,
+                &mut self.gamma_grad,
+                &mut self.beta_grad,
+            );
+        } else {
+            bias::backward(draw, out, dy, layout, &mut self.beta_grad);
+        }
         conv::backward(
             &self.conv,
             x,

@@ -1,0 +1,142 @@
+//! The paper's local response normalisation (Table 1's two "LocalRespNorm" rows, constants in
+//! [`STEM_LRN`]) in training: `y_i = x_i · b_i^(−β)` with `b_i = k + α/n · Σ_{j ∈ W(i)} x_j²`
+//! over the `n` channels around `i` (zero padding counted, as burn and Caffe do), and its
+//! gradient `∂L/∂x_j = g_j · b_j^(−β) − 2αβ/n · x_j · Σ_{i : j ∈ W(i)} g_i · y_i / b_i`.
+
+use rayon::prelude::*;
+
+use super::super::map::Shape;
+use crate::model::architecture::STEM_LRN;
+
+/// Channels before and after a channel in its window (2 and 2 for the paper's 5).
+const BEFORE: usize = (STEM_LRN.size - 1) / 2;
+const AFTER: usize = STEM_LRN.size / 2;
+
+/// `b_i` for every channel of one pixel.
+fn bases(x: &[f32], b: &mut [f32]) {
+    let alpha = (STEM_LRN.alpha / STEM_LRN.size as f64) as f32;
+    for (i, b) in b.iter_mut().enumerate() {
+        let window = &x[i.saturating_sub(BEFORE)..(i + AFTER + 1).min(x.len())];
+        *b = STEM_LRN.k as f32 + alpha * window.iter().map(|v| v * v).sum::<f32>();
+    }
+}
+
+/// `b^(−β)`.
+fn inverse_power(b: f32) -> f32 {
+    b.powf(-(STEM_LRN.beta as f32))
+}
+
+/// `y` (dense, overwritten) from `x` (dense NHWC of `xs`).
+pub(crate) fn forward(x: &[f32], xs: Shape, y: &mut [f32]) {
+    let c = xs.c;
+    x[..xs.len()]
+        .par_chunks(c * 64)
+        .zip(y[..xs.len()].par_chunks_mut(c * 64))
+        .for_each(|(x, y)| {
+            let mut b = vec![0.0; c];
+            for (x, y) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+                bases(x, &mut b);
+                for ((y, &x), &b) in y.iter_mut().zip(x).zip(&b) {
+                    *y = x * inverse_power(b);
+                }
+            }
+        });
+}
+
+/// `dx` (overwritten) from `dy`, given the forward's input `x` and output `y`.
+pub(crate) fn backward(x: &[f32], y: &[f32], xs: Shape, dy: &[f32], dx: &mut [f32]) {
+    let c = xs.c;
+    let scale = (2.0 * STEM_LRN.alpha * STEM_LRN.beta / STEM_LRN.size as f64) as f32;
+    let n = xs.len();
+    x[..n]
+        .par_chunks(c * 64)
+        .zip(y[..n].par_chunks(c * 64))
+        .zip(dy[..n].par_chunks(c * 64))
+        .zip(dx[..n].par_chunks_mut(c * 64))
+        .for_each(|(((x, y), dy), dx)| {
+            let (mut b, mut t) = (vec![0.0; c], vec![0.0; c]);
+            for (((x, y), dy), dx) in x
+                .chunks_exact(c)
+                .zip(y.chunks_exact(c))
+                .zip(dy.chunks_exact(c))
+                .zip(dx.chunks_exact_mut(c))
+            {
+                bases(x, &mut b);
+                for i in 0..c {
+                    t[i] = dy[i] * y[i] / b[i];
+                }
+                // The window is symmetric, so the channels whose windows hold j are W(j).
+                for j in 0..c {
+                    let around: f32 = t[j.saturating_sub(AFTER)..(j + BEFORE + 1).min(c)]
+                        .iter()
+                        .sum();
+                    dx[j] = dy[j] * inverse_power(b[j]) - scale * x[j] * around;
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loss(x: &[f64], r: &[f64], c: usize) -> f64 {
+        let alpha = STEM_LRN.alpha / STEM_LRN.size as f64;
+        let mut total = 0.0;
+        for (px, rp) in x.chunks(c).zip(r.chunks(c)) {
+            for i in 0..c {
+                let lo = i.saturating_sub(BEFORE);
+                let hi = (i + AFTER + 1).min(c);
+                let b = STEM_LRN.k + alpha * px[lo..hi].iter().map(|v| v * v).sum::<f64>();
+                total += rp[i] * px[i] * b.powf(-STEM_LRN.beta);
+            }
+        }
+        total
+    }
+
+    /// Large activations (tens to hundreds, as after the stem's ReLU convolutions) so that the
+    /// normalisation is far from the identity.
+    #[test]
+    fn forward_and_backward_match_the_definition_and_finite_differences() {
+        let xs = Shape {
+            n: 2,
+            h: 1,
+            w: 3,
+            c: 7,
+        };
+        let x: Vec<f32> = (0..xs.len())
+            .map(|i| ((i * 53) % 97) as f32 * 3.0 - 40.0)
+            .collect();
+        let r: Vec<f32> = (0..xs.len())
+            .map(|i| ((i * 29) % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        let mut y = vec![0.0; xs.len()];
+        forward(&x, xs, &mut y);
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let r64: Vec<f64> = r.iter().map(|&v| v as f64).collect();
+        let one_hot =
+            |k: usize| -> Vec<f64> { (0..xs.len()).map(|i| (i == k) as u8 as f64).collect() };
+        for (k, &got) in y.iter().enumerate() {
+            let want = loss(&x64, &one_hot(k), xs.c);
+            assert!(
+                (got as f64 - want).abs() < 1e-4 * want.abs().max(1.0),
+                "y[{k}]"
+            );
+        }
+        let mut dx = vec![f32::NAN; xs.len()];
+        backward(&x, &y, xs, &r, &mut dx);
+        for k in 0..xs.len() {
+            let h = 1e-3;
+            let mut up = x64.clone();
+            up[k] += h;
+            let mut down = x64.clone();
+            down[k] -= h;
+            let numeric = (loss(&up, &r64, xs.c) - loss(&down, &r64, xs.c)) / (2.0 * h);
+            assert!(
+                (dx[k] as f64 - numeric).abs() < 1e-4 * numeric.abs().max(1.0),
+                "dx[{k}] = {} vs {numeric}",
+                dx[k]
+            );
+        }
+    }
+}
