@@ -22,9 +22,10 @@ pub(crate) struct InceptionTrain {
     /// The 3x3/1 max pool before the projection (torchvision: padding 1, ceil mode).
     pub pool: MaxPoolShape,
     pub projection: ConvBn,
-    /// Saved by the forward pass: the fused units' output, the two reductions, the pooled input
-    /// and where each pooled value came from.
+    /// The fused units' output, before it is split into the branches.
     fused_out: Vec<f32>,
+    /// Saved by the forward pass: the two reductions, the pooled input and where each pooled
+    /// value came from.
     reduced: [Vec<f32>; 2],
     pooled: Vec<f32>,
     argmax: Vec<u32>,
@@ -167,13 +168,12 @@ impl InceptionTrain {
         );
     }
 
-    /// Given the gradient `dout` of the output `out`: every parameter's gradient and the gradient
-    /// of the input `x` in `dx` (overwritten).
+    /// Given the gradient `dout` of the output: every parameter's gradient and the gradient of
+    /// the input `x` in `dx` (overwritten).
     pub fn backward(
         &mut self,
         x: &[f32],
         xs: Shape,
-        out: &[f32],
         dout: &[f32],
         dx: &mut [f32],
         scratch: &mut ConvScratch,
@@ -187,7 +187,6 @@ impl InceptionTrain {
         self.projection.backward(
             &self.pooled[..xs.len()],
             xs,
-            out,
             dout,
             Layout {
                 stride: out_c,
@@ -204,7 +203,6 @@ impl InceptionTrain {
         self.branch2.backward(
             &red2[..p * r2],
             xs.with_channels(r2),
-            out,
             dout,
             Layout {
                 stride: out_c,
@@ -216,7 +214,6 @@ impl InceptionTrain {
         self.branch3.backward(
             &red3[..p * r3],
             xs.with_channels(r3),
-            out,
             dout,
             Layout {
                 stride: out_c,
@@ -238,7 +235,6 @@ impl InceptionTrain {
         self.fused.backward(
             x,
             xs,
-            &self.fused_out[..p * fused_c],
             &self.fused_grad[..p * fused_c],
             Layout {
                 stride: fused_c,

@@ -59,7 +59,6 @@ impl Stage {
         &mut self,
         x: &[f32],
         xs: Shape,
-        y: &[f32],
         dy: &[f32],
         dx: Option<&mut [f32]>,
         scratch: &mut ConvScratch,
@@ -71,7 +70,7 @@ impl Stage {
                     stride: c,
                     offset: 0,
                 };
-                unit.backward(x, xs, y, dy, layout, dx, scratch);
+                unit.backward(x, xs, dy, layout, dx, scratch);
             }
             Stage::MaxPool(pool, argmax) => {
                 if let Some(dx) = dx {
@@ -81,7 +80,7 @@ impl Stage {
             }
             Stage::Inception(module) => {
                 let dx = dx.expect("an inception module is never the first stage");
-                module.backward(x, xs, y, dy, dx, scratch);
+                module.backward(x, xs, dy, dx, scratch);
             }
         }
     }
@@ -298,7 +297,6 @@ impl TrainNet {
             self.stages[i].backward(
                 &self.activations[i][..xs.len()],
                 xs,
-                &self.activations[i + 1][..ys.len()],
                 &dy[..ys.len()],
                 wants_dx.then_some(&mut dx[..xs.len()]),
                 &mut self.scratch,

@@ -48,6 +48,11 @@ pub(crate) struct BatchStats {
     pub var: Vec<f32>,
     /// `1/sqrt(var + eps)`.
     pub inv_std: Vec<f32>,
+    /// `gamma·inv_std` and `beta`, the affine map the forward pass applied: the backward pass
+    /// recomputes each output's sign from them and the raw value, bit for bit as the forward did,
+    /// instead of reading the output back (one stream of memory less in each of its passes).
+    scale: Vec<f32>,
+    beta: Vec<f32>,
     /// The number of pixels `P` the statistics were taken over.
     pub count: usize,
 }
@@ -171,31 +176,42 @@ simd_kernel! {
     }
 }
 
+/// The gradient through the ReLU, `dy·[out > 0]`, with the output's sign recomputed from the raw
+/// value `x` exactly as [`normalise`] computed the output (a NaN output lets nothing through).
+#[inline(always)]
+fn relu_gradient(x: f32, mean: f32, scale: f32, beta: f32, dy: f32) -> f32 {
+    let out = (x - mean) * scale + beta;
+    if out > 0.0 { dy } else { 0.0 }
+}
+
 /// Adds `Σg` and `Σg·(x − mean)` (`g = dy·[out > 0]`) over the pixels of `tile` for channels
-/// `start..start + W` to `first` and `second`, keeping the `W` running sums in registers; `out`
-/// and `dy` have their pixels `stride` floats apart from their first float.
+/// `start..start + W` to `first` and `second`, keeping the `W` running sums in registers; `dy` has
+/// its pixels `stride` floats apart from its first float.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn gradient_block<const W: usize>(
     tile: &[f32],
-    mean: &[f32],
-    out: &[f32],
+    stats: &BatchStats,
     dy: &[f32],
     stride: usize,
     start: usize,
     first: &mut [f64],
     second: &mut [f64],
 ) {
-    let c = mean.len();
-    let mean: &[f32; W] = mean[start..start + W].try_into().unwrap();
+    let c = stats.mean.len();
+    let span = start..start + W;
+    let mean: &[f32; W] = stats.mean[span.clone()].try_into().unwrap();
+    let scale: &[f32; W] = stats.scale[span.clone()].try_into().unwrap();
+    let beta: &[f32; W] = stats.beta[span].try_into().unwrap();
+    let affine = mean.iter().zip(scale).zip(beta);
     let (mut s1, mut s2) = ([0.0f64; W], [0.0f64; W]);
     for (p, pixel) in tile.chunks_exact(c).enumerate() {
         let x: &[f32; W] = pixel[start..start + W].try_into().unwrap();
-        let o: &[f32; W] = out[p * stride + start..][..W].try_into().unwrap();
         let d: &[f32; W] = dy[p * stride + start..][..W].try_into().unwrap();
         let sums = s1.iter_mut().zip(&mut s2);
-        for ((((s1, s2), &x), &m), (&o, &d)) in sums.zip(x).zip(mean).zip(o.iter().zip(d)) {
-            let g = if o > 0.0 { d } else { 0.0 };
+        for (((s1, s2), (&x, &d)), ((&m, &s), &b)) in sums.zip(x.iter().zip(d)).zip(affine.clone())
+        {
+            let g = relu_gradient(x, m, s, b, d);
             *s1 += g as f64;
             *s2 += (g * (x - m)) as f64;
         }
@@ -206,28 +222,21 @@ fn gradient_block<const W: usize>(
 
 simd_kernel! {
     /// Adds up, per channel, `g = dy·[out > 0]` and `g·(x − mean)` over the dense pixels of `raw`
-    /// into `sums = [Σg; channels] ++ [Σg·(x − mean); channels]` (overwritten), in f64; `out` and
-    /// `dy` have their pixels `stride` floats apart from their first float.
-    fn gradient_sums(
-        raw: &[f32],
-        mean: &[f32],
-        out: &[f32],
-        dy: &[f32],
-        stride: usize,
-        sums: &mut [f64],
-    ) {
-        let c = mean.len();
+    /// into `sums = [Σg; channels] ++ [Σg·(x − mean); channels]` (overwritten), in f64; `dy` has
+    /// its pixels `stride` floats apart from its first float.
+    fn gradient_sums(raw: &[f32], stats: &BatchStats, dy: &[f32], stride: usize, sums: &mut [f64]) {
+        let c = stats.mean.len();
         sums.fill(0.0);
         let (first, second) = sums.split_at_mut(c);
         for (t, tile) in raw.chunks(TILE * c).enumerate() {
-            let (out, dy) = (&out[t * TILE * stride..], &dy[t * TILE * stride..]);
+            let dy = &dy[t * TILE * stride..];
             let mut start = 0;
             while start + BLOCK <= c {
-                gradient_block::<BLOCK>(tile, mean, out, dy, stride, start, first, second);
+                gradient_block::<BLOCK>(tile, stats, dy, stride, start, first, second);
                 start += BLOCK;
             }
             for start in start..c {
-                gradient_block::<1>(tile, mean, out, dy, stride, start, first, second);
+                gradient_block::<1>(tile, stats, dy, stride, start, first, second);
             }
         }
     }
@@ -237,26 +246,24 @@ simd_kernel! {
     /// Overwrites the dense pixels of `raw` with `∂L/∂raw = k·(g − shift − (x − mean)·slope)`,
     /// `g = dy·[out > 0]`, per channel `k = gamma·inv_std`, `shift = Σg/P`,
     /// `slope = inv_std²·Σg·(x − mean)/P` (the closed form of BatchNorm's backward pass);
-    /// `out` and `dy` have their pixels `stride` floats apart from their first float.
+    /// `dy` has its pixels `stride` floats apart from its first float.
     #[allow(clippy::too_many_arguments)]
     fn input_gradient(
         raw: &mut [f32],
-        mean: &[f32],
+        stats: &BatchStats,
         k: &[f32],
         shift: &[f32],
         slope: &[f32],
-        out: &[f32],
         dy: &[f32],
         stride: usize,
     ) {
-        let c = mean.len();
+        let c = stats.mean.len();
+        let affine = stats.mean.iter().zip(&stats.scale).zip(&stats.beta);
         for (p, pixel) in raw.chunks_exact_mut(c).enumerate() {
-            let o = &out[p * stride..][..c];
             let d = &dy[p * stride..][..c];
-            let per_channel = mean.iter().zip(k).zip(shift).zip(slope);
-            let pixel = pixel.iter_mut().zip(o).zip(d);
-            for (((x, &o), &d), (((&m, &k), &t), &s)) in pixel.zip(per_channel) {
-                let g = if o > 0.0 { d } else { 0.0 };
+            let per_channel = affine.clone().zip(k).zip(shift).zip(slope);
+            for ((x, &d), (((((&m, &sc), &b), &k), &t), &s)) in pixel.iter_mut().zip(d).zip(per_channel) {
+                let g = relu_gradient(*x, m, sc, b, d);
                 *x = k * (g - t - (*x - m) * s);
             }
         }
@@ -322,6 +329,8 @@ pub(crate) fn forward(
         var: Vec::with_capacity(c),
         inv_std: Vec::with_capacity(c),
         count: pixels,
+        scale: Vec::new(),
+        beta: beta.to_vec(),
     };
     for ch in 0..c {
         let centred = sums[ch] / n;
@@ -330,7 +339,7 @@ pub(crate) fn forward(
         stats.var.push(var as f32);
         stats.inv_std.push((1.0 / (var + eps).sqrt()) as f32);
     }
-    let scale: Vec<f32> = (0..c)
+    stats.scale = (0..c)
         .map(|ch| (gamma[ch] as f64 * stats.inv_std[ch] as f64) as f32)
         .collect();
 
@@ -339,12 +348,12 @@ pub(crate) fn forward(
     out[span]
         .par_chunks_mut(chunk * stride)
         .zip(raw.par_chunks(chunk * c))
-        .for_each(|(dst, src)| normalise(src, &stats.mean, &scale, beta, dst, stride));
+        .for_each(|(dst, src)| normalise(src, &stats.mean, &stats.scale, beta, dst, stride));
     stats
 }
 
-/// Backward of [`forward`]. `out`: what forward wrote (same layout), used as the ReLU mask
-/// (`out > 0`); `dy`: ∂L/∂out in the same layout (a different buffer). On return `raw` holds
+/// Backward of [`forward`]. `dy`: ∂L/∂out in the forward's layout; the ReLU mask (`out > 0`) is
+/// recomputed from `raw` and `stats`, bit for bit what the forward wrote. On return `raw` holds
 /// ∂L/∂raw (overwritten in place — the raw values are not needed after this); `dgamma`, `dbeta`
 /// overwritten. With g = dy·[out>0], x̂ = (raw−mean)·inv_std: dbeta = Σg, dgamma = Σ g·x̂,
 /// draw = gamma·inv_std·(g − dbeta/P − x̂·dgamma/P) — the gradient through the batch statistics,
@@ -355,7 +364,6 @@ pub(crate) fn backward(
     channels: usize,
     gamma: &[f32],
     stats: &BatchStats,
-    out: &[f32],
     dy: &[f32],
     layout: Layout,
     dgamma: &mut [f32],
@@ -375,17 +383,14 @@ pub(crate) fn backward(
         "one gradient per channel"
     );
     let span = layout.span(stats.count, c);
-    assert!(
-        out.len() >= span.end && dy.len() >= span.end,
-        "gradient buffers shorter than the map"
-    );
-    let (out, dy) = (&out[span.clone()], &dy[span]);
+    assert!(dy.len() >= span.end, "gradient buffer shorter than the map");
+    let dy = &dy[span];
     let stride = layout.stride;
     let chunk = chunk_pixels(c);
 
     let sums = chunked_sums(raw, c, |first, pixels, sums| {
         let at = first * stride;
-        gradient_sums(pixels, &stats.mean, &out[at..], &dy[at..], stride, sums)
+        gradient_sums(pixels, stats, &dy[at..], stride, sums)
     });
     let n = stats.count.max(1) as f64;
     let mut k = vec![0.0f32; c];
@@ -404,16 +409,7 @@ pub(crate) fn backward(
         .enumerate()
         .for_each(|(i, pixels)| {
             let at = i * chunk * stride;
-            input_gradient(
-                pixels,
-                &stats.mean,
-                &k,
-                &shift,
-                &slope,
-                &out[at..],
-                &dy[at..],
-                stride,
-            )
+            input_gradient(pixels, stats, &k, &shift, &slope, &dy[at..], stride)
         });
 }
 
@@ -592,7 +588,6 @@ mod tests {
             c,
             &gamma,
             &stats,
-            &out,
             &r,
             dense(c),
             &mut dgamma,
@@ -695,7 +690,6 @@ mod tests {
             c,
             &gamma,
             &dense_stats,
-            &dense_out,
             &dy_dense,
             dense(c),
             &mut dgamma_dense,
@@ -707,7 +701,6 @@ mod tests {
             c,
             &gamma,
             &stats,
-            &out,
             &dy,
             layout,
             &mut dgamma,
@@ -737,7 +730,6 @@ mod tests {
                 c,
                 &gamma,
                 &stats,
-                &out,
                 &dy,
                 dense(c),
                 &mut dgamma,
@@ -789,7 +781,6 @@ mod tests {
             2,
             &[1.0; 2],
             &stats,
-            &[],
             &[],
             layout,
             &mut dgamma,

@@ -86,14 +86,12 @@ impl ConvBn {
         ys
     }
 
-    /// Given `dy` (the gradient at `layout`, where `out` holds the forward's output): every
-    /// parameter's gradient and, when `dx` is given, the gradient of `x` (overwritten).
-    #[allow(clippy::too_many_arguments)]
+    /// Given `dy` (the gradient of the forward's output, at its `layout`): every parameter's
+    /// gradient and, when `dx` is given, the gradient of `x` (overwritten).
     pub fn backward(
         &mut self,
         x: &[f32],
         xs: Shape,
-        out: &[f32],
         dy: &[f32],
         layout: Layout,
         dx: Option<&mut [f32]>,
@@ -110,7 +108,6 @@ impl ConvBn {
             ys.c,
             &self.gamma,
             &stats,
-            out,
             dy,
             layout,
             &mut self.gamma_grad,
