@@ -153,20 +153,25 @@ simd_kernel! {
 }
 
 simd_kernel! {
-    /// Writes `max(0, (x − mean)·scale + beta)` for the dense pixels of `raw` into `out`, whose
-    /// pixels are `stride` floats apart starting at its first float (the caller offsets it).
-    /// A NaN passes through the ReLU, as PyTorch's `relu` (`clamp_min`) lets it.
+    /// Writes `max(0, (x − mean)·scale + beta)` for channels `from..from + mean.len()` of the
+    /// dense `[pixels, channels]` `raw` into `out`, whose pixels are `stride` floats apart
+    /// starting at its first float (the caller offsets it). A NaN passes through the ReLU, as
+    /// PyTorch's `relu` (`clamp_min`) lets it.
+    #[allow(clippy::too_many_arguments)]
     fn normalise(
         raw: &[f32],
+        channels: usize,
+        from: usize,
         mean: &[f32],
         scale: &[f32],
         beta: &[f32],
         out: &mut [f32],
         stride: usize,
     ) {
-        let c = mean.len();
-        for (p, pixel) in raw.chunks_exact(c).enumerate() {
-            let dst = &mut out[p * stride..][..c];
+        let width = mean.len();
+        for (p, pixel) in raw.chunks_exact(channels).enumerate() {
+            let dst = &mut out[p * stride..][..width];
+            let pixel = &pixel[from..from + width];
             let per_channel = mean.iter().zip(scale).zip(beta);
             for ((o, &x), ((&m, &s), &b)) in dst.iter_mut().zip(pixel).zip(per_channel) {
                 let v = (x - m) * s + b;
@@ -297,15 +302,20 @@ fn chunked_sums(
 /// `raw`: dense `[P, C]` convolution outputs. Writes
 /// `out[p·stride+offset+c] = max(0, gamma[c]·(raw − mean[c])·inv_std[c] + beta[c])` with the
 /// batch's mean and biased variance (PyTorch's `batch_norm` in training mode, then `relu`), and
-/// returns those statistics. Floats of `out` outside the layer's channels are left untouched.
-pub(crate) fn forward(
+/// returns those statistics. Floats of an output outside its part's channels are left untouched.
+///
+/// The layer's channels go, in order, to `parts`: each is `(output, its layout, how many
+/// channels)`, the counts adding up to `channels` (a part of no channels is skipped, its buffer
+/// never touched). A unit writes one part; an inception module's fused 1x1 unit writes branch 1
+/// straight into the concatenated map and the two reductions into their own buffers, with no fused
+/// map to copy them out of.
+pub(crate) fn forward_split<const N: usize>(
     raw: &[f32],
     channels: usize,
     gamma: &[f32],
     beta: &[f32],
     eps: f64,
-    out: &mut [f32],
-    layout: Layout,
+    parts: [(&mut [f32], Layout, usize); N],
 ) -> BatchStats {
     let c = channels;
     assert!(c > 0 && raw.len().is_multiple_of(c), "raw is not [P, {c}]");
@@ -313,9 +323,16 @@ pub(crate) fn forward(
         gamma.len() == c && beta.len() == c,
         "one gamma and beta per channel"
     );
+    assert_eq!(
+        parts.iter().map(|(_, _, width)| width).sum::<usize>(),
+        c,
+        "the parts' channels add up to the layer's"
+    );
     let pixels = raw.len() / c;
-    let span = layout.span(pixels, c);
-    assert!(out.len() >= span.end, "output buffer shorter than the map");
+    for (out, layout, width) in parts.iter().filter(|(_, _, width)| *width > 0) {
+        let span = layout.span(pixels, *width);
+        assert!(out.len() >= span.end, "output buffer shorter than the map");
+    }
 
     let shift = if pixels == 0 {
         vec![0.0; c]
@@ -343,16 +360,32 @@ pub(crate) fn forward(
         .map(|ch| (gamma[ch] as f64 * stats.inv_std[ch] as f64) as f32)
         .collect();
 
+    // One task per chunk of pixels writes that chunk's pixels of every part, so that the chunk
+    // of `raw` is read from memory once, not once per part.
     let chunk = chunk_pixels(c);
-    let stride = layout.stride;
-    out[span]
-        .par_chunks_mut(chunk * stride)
-        .zip(raw.par_chunks(chunk * c))
-        .for_each(|(dst, src)| normalise(src, &stats.mean, &stats.scale, beta, dst, stride));
+    let mut tasks: Vec<_> = raw.chunks(chunk * c).map(|src| (src, Vec::new())).collect();
+    let mut from = 0;
+    for (out, layout, width) in parts {
+        let channels = from..from + width;
+        from += width;
+        if width == 0 {
+            continue;
+        }
+        let dsts = out[layout.span(pixels, width)].chunks_mut(chunk * layout.stride);
+        for ((_, part), dst) in tasks.iter_mut().zip(dsts) {
+            part.push((dst, layout.stride, channels.clone()));
+        }
+    }
+    tasks.into_par_iter().for_each(|(src, parts)| {
+        for (dst, stride, ch) in parts {
+            let (mean, scale) = (&stats.mean[ch.clone()], &stats.scale[ch.clone()]);
+            normalise(src, c, ch.start, mean, scale, &beta[ch], dst, stride);
+        }
+    });
     stats
 }
 
-/// Backward of [`forward`]. `dy`: ∂L/∂out in the forward's layout; the ReLU mask (`out > 0`) is
+/// Backward of [`forward_split`]. `dy`: ∂L/∂out in the forward's layout; the ReLU mask (`out > 0`) is
 /// recomputed from `raw` and `stats`, bit for bit what the forward wrote. On return `raw` holds
 /// ∂L/∂raw (overwritten in place — the raw values are not needed after this); `dgamma`, `dbeta`
 /// overwritten. With g = dy·[out>0], x̂ = (raw−mean)·inv_std: dbeta = Σg, dgamma = Σ g·x̂,
@@ -499,6 +532,19 @@ mod tests {
     /// The values in f64.
     fn wide(v: &[f32]) -> Vec<f64> {
         v.iter().map(|&x| x as f64).collect()
+    }
+
+    /// [`forward_split`] to one map.
+    fn forward(
+        raw: &[f32],
+        c: usize,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f64,
+        out: &mut [f32],
+        layout: Layout,
+    ) -> BatchStats {
+        forward_split(raw, c, gamma, beta, eps, [(out, layout, c)])
     }
 
     /// A dense map of `c` channels.
@@ -710,6 +756,43 @@ mod tests {
         assert_eq!(dgamma, dgamma_dense);
         assert_eq!(dbeta, dbeta_dense);
         assert!(draw.iter().all(|v| v.is_finite()));
+    }
+
+    /// Writing the channels to three maps (one of them strided, one part empty) gives the same
+    /// statistics and, channel for channel, the same bits as writing one dense map.
+    #[test]
+    fn split_output_matches_dense() {
+        let mut rng = Lcg(6);
+        let (p, c) = (3000, 21);
+        let raw = rng.vec(p * c, 0.2, 1.0);
+        let gamma = rng.vec(c, 0.5, 1.0);
+        let beta = rng.vec(c, 0.0, 1.0);
+        let mut dense_out = vec![0.0; p * c];
+        let dense_stats = forward(&raw, c, &gamma, &beta, EPS, &mut dense_out, dense(c));
+        let (mut wide, mut middle, mut empty) = (vec![7.5; p * 9], vec![0.0; p * 17], vec![]);
+        let wide_layout = Layout {
+            stride: 9,
+            offset: 2,
+        };
+        let stats = forward_split(
+            &raw,
+            c,
+            &gamma,
+            &beta,
+            EPS,
+            [
+                (&mut wide[..], wide_layout, 4),
+                (&mut empty[..], dense(1), 0),
+                (&mut middle[..], dense(17), 17),
+            ],
+        );
+        assert_eq!((stats.mean, stats.var), (dense_stats.mean, dense_stats.var));
+        for (i, pixel) in dense_out.chunks_exact(c).enumerate() {
+            assert_eq!(wide[i * 9..][..2], [7.5; 2], "pixel {i} before the part");
+            assert_eq!(wide[i * 9 + 2..][..4], pixel[..4], "pixel {i}, first part");
+            assert_eq!(wide[i * 9 + 6..][..3], [7.5; 3], "pixel {i} after the part");
+            assert_eq!(middle[i * 17..][..17], pixel[4..], "pixel {i}, last part");
+        }
     }
 
     /// Partial sums are added in chunk order, so one thread and the global pool agree bit for bit.

@@ -63,19 +63,24 @@ impl ConvBn {
         layout: Layout,
         scratch: &mut ConvScratch,
     ) -> Shape {
+        let c = self.conv.out_channels;
+        self.forward_split(x, xs, [(out, layout, c)], scratch)
+    }
+
+    /// [`Self::forward`] with the output channels written, in order, to several maps
+    /// ([`norm::forward_split`]'s parts).
+    pub fn forward_split<const N: usize>(
+        &mut self,
+        x: &[f32],
+        xs: Shape,
+        parts: [(&mut [f32], Layout, usize); N],
+        scratch: &mut ConvScratch,
+    ) -> Shape {
         let ys = self.conv.output(xs).expect("shapes are planned");
         grow(&mut self.raw, ys.len());
         let raw = &mut self.raw[..ys.len()];
         conv::forward(&self.conv, x, xs, &self.weight, raw, scratch);
-        let stats = norm::forward(
-            raw,
-            ys.c,
-            &self.gamma,
-            &self.beta,
-            self.epsilon,
-            out,
-            layout,
-        );
+        let stats = norm::forward_split(raw, ys.c, &self.gamma, &self.beta, self.epsilon, parts);
         norm::update_running(
             &stats,
             self.momentum,
