@@ -108,7 +108,6 @@ impl AuxTrain {
         self.conv.backward(
             &self.pooled[..ps.len()],
             ps,
-            &self.conv_out[..cs.len()],
             &self.conv_grad[..cs.len()],
             Layout {
                 stride: cs.c,

@@ -11,59 +11,71 @@ fn chunk_pixels(channels: usize) -> usize {
     (32 * 1024 / channels.max(1)).max(1)
 }
 
-/// `raw`: dense `[P, C]` convolution outputs. Writes `out[p·stride + offset + c] =
-/// max(0, raw + bias[c])`.
-pub(crate) fn forward(raw: &[f32], bias: &[f32], out: &mut [f32], layout: Layout) {
+/// `raw`: dense `[P, C]` convolution outputs. Writes `max(0, raw + bias[c])` to `parts`, each
+/// `(map, layout, width)` taking the next `width` channels in order (as
+/// [`super::norm::forward_split`]: one unit side by side writes each branch to its own map).
+pub(crate) fn forward_split<const N: usize>(
+    raw: &[f32],
+    bias: &[f32],
+    mut parts: [(&mut [f32], Layout, usize); N],
+) {
     let c = bias.len();
+    assert_eq!(
+        parts.iter().map(|(_, _, w)| w).sum::<usize>(),
+        c,
+        "parts cover every channel"
+    );
     let pixels = raw.len() / c.max(1);
-    assert!(
-        layout.offset + c <= layout.stride,
-        "channels past the pixel"
-    );
-    assert!(
-        pixels == 0 || out.len() >= (pixels - 1) * layout.stride + layout.offset + c,
-        "output buffer shorter than the map"
-    );
-    let chunk = chunk_pixels(c);
-    raw.par_chunks(chunk * c)
-        .zip(out.par_chunks_mut(chunk * layout.stride))
-        .for_each(|(raw, out)| {
-            for (r, o) in raw.chunks_exact(c).zip(out.chunks_mut(layout.stride)) {
-                let o = &mut o[layout.offset..layout.offset + c];
-                for ((o, &r), &b) in o.iter_mut().zip(r).zip(bias) {
-                    *o = (r + b).max(0.0);
+    let mut first = 0;
+    for (out, layout, width) in &mut parts {
+        let (layout, width) = (*layout, *width);
+        assert!(
+            layout.offset + width <= layout.stride,
+            "channels past the pixel"
+        );
+        assert!(
+            pixels == 0 || out.len() >= (pixels - 1) * layout.stride + layout.offset + width,
+            "output buffer shorter than the map"
+        );
+        let chunk = chunk_pixels(c);
+        let bias = &bias[first..first + width];
+        raw.par_chunks(chunk * c)
+            .zip(out.par_chunks_mut(chunk * layout.stride))
+            .for_each(|(raw, out)| {
+                for (r, o) in raw.chunks_exact(c).zip(out.chunks_mut(layout.stride)) {
+                    let o = &mut o[layout.offset..layout.offset + width];
+                    let r = &r[first..first + width];
+                    for ((o, &r), &b) in o.iter_mut().zip(r).zip(bias) {
+                        *o = (r + b).max(0.0);
+                    }
                 }
-            }
-        });
+            });
+        first += width;
+    }
 }
 
-/// Backward of [`forward`]: `out` is what it wrote (the ReLU mask, `out > 0`), `dy` the gradient
-/// in the same layout. On return `raw` holds the gradient of the convolution's output (the raw
-/// values are not needed after this), and `bias_grad` (overwritten) the bias's.
+/// Backward of [`forward_split`] for a unit written to one map: `dy` is the gradient at
+/// `layout`; the ReLU's mask is recomputed from `raw + bias`, as the forward pass computed it. On
+/// return `raw` holds the gradient of the convolution's output (the raw values are not needed
+/// after this), and `bias_grad` (overwritten) the bias's.
 pub(crate) fn backward(
     raw: &mut [f32],
-    out: &[f32],
+    bias: &[f32],
     dy: &[f32],
     layout: Layout,
     bias_grad: &mut [f32],
 ) {
-    let c = bias_grad.len();
+    let c = bias.len();
     let chunk = chunk_pixels(c);
     let partials: Vec<Vec<f64>> = raw
         .par_chunks_mut(chunk * c)
-        .zip(out.par_chunks(chunk * layout.stride))
         .zip(dy.par_chunks(chunk * layout.stride))
-        .map(|((raw, out), dy)| {
+        .map(|(raw, dy)| {
             let mut sums = vec![0.0f64; c];
-            for ((g, o), d) in raw
-                .chunks_exact_mut(c)
-                .zip(out.chunks(layout.stride))
-                .zip(dy.chunks(layout.stride))
-            {
-                let o = &o[layout.offset..layout.offset + c];
+            for (g, d) in raw.chunks_exact_mut(c).zip(dy.chunks(layout.stride)) {
                 let d = &d[layout.offset..layout.offset + c];
-                for (((g, &o), &d), s) in g.iter_mut().zip(o).zip(d).zip(&mut sums) {
-                    *g = if o > 0.0 { d } else { 0.0 };
+                for (((g, &d), &b), s) in g.iter_mut().zip(d).zip(bias).zip(&mut sums) {
+                    *g = if *g + b > 0.0 { d } else { 0.0 };
                     *s += *g as f64;
                 }
             }
@@ -92,11 +104,11 @@ mod tests {
             offset: 2,
         };
         let mut out = vec![-9.0; p * 7];
-        forward(&raw, &bias, &mut out, layout);
+        forward_split(&raw, &bias, [(&mut out, layout, c)]);
         let dy: Vec<f32> = (0..p * 7).map(|i| ((i * 13) % 17) as f32 - 8.0).collect();
         let mut grad = raw.clone();
         let mut bias_grad = vec![f32::NAN; c];
-        backward(&mut grad, &out, &dy, layout, &mut bias_grad);
+        backward(&mut grad, &bias, &dy, layout, &mut bias_grad);
         let mut want_bias = [0.0f64; 3];
         for px in 0..p {
             for ch in 0..c {
@@ -119,6 +131,59 @@ mod tests {
                 (bias_grad[ch] as f64 - want_bias[ch]).abs() < 1e-3,
                 "bias {ch}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn split_parts_get_their_channels() {
+        let (p, c) = (10, 5);
+        let raw: Vec<f32> = (0..p * c).map(|i| i as f32 - 20.0).collect();
+        let bias = [0.5, -0.5, 1.0, 0.0, 2.0];
+        let mut whole = vec![0.0; p * c];
+        forward_split(
+            &raw,
+            &bias,
+            [(
+                &mut whole,
+                Layout {
+                    stride: c,
+                    offset: 0,
+                },
+                c,
+            )],
+        );
+        let (mut a, mut b) = (vec![-1.0; p * 4], vec![-1.0; p * 3]);
+        forward_split(
+            &raw,
+            &bias,
+            [
+                (
+                    &mut a,
+                    Layout {
+                        stride: 4,
+                        offset: 1,
+                    },
+                    2,
+                ),
+                (
+                    &mut b,
+                    Layout {
+                        stride: 3,
+                        offset: 0,
+                    },
+                    3,
+                ),
+            ],
+        );
+        for px in 0..p {
+            assert_eq!(a[px * 4 + 1..px * 4 + 3], whole[px * c..px * c + 2]);
+            assert_eq!(b[px * 3..px * 3 + 3], whole[px * c + 2..px * c + 5]);
+            assert_eq!([a[px * 4], a[px * 4 + 3]], [-1.0, -1.0]);
         }
     }
 }

@@ -3,8 +3,10 @@
 //! The three 1x1 convolutions that read the module's input (branch 1, the 3x3 reduction, the
 //! "5x5" reduction) run as one unit side by side, so the forward pass is one matrix product and
 //! the backward pass's input gradient is one product too (it sums the three branches' gradients
-//! for free). Branch outputs are written straight into their channels of the concatenated map, and
-//! their gradients are read from the same channels of the gradient map.
+//! for free). The fused unit's BatchNorm writes branch 1 straight into its channels of the
+//! concatenated map and the two reductions into their own buffers; the other branches' outputs are
+//! written into their channels of the concatenated map too, and their gradients are read from the
+//! same channels of the gradient map.
 
 use super::super::map::{Shape, grow};
 use super::conv::ConvScratch;
@@ -22,9 +24,8 @@ pub(crate) struct InceptionTrain {
     /// The 3x3/1 max pool before the projection (torchvision: padding 1, ceil mode).
     pub pool: MaxPoolShape,
     pub projection: ConvBn,
-    /// Saved by the forward pass: the fused units' output, the two reductions, the pooled input
-    /// and where each pooled value came from.
-    fused_out: Vec<f32>,
+    /// Saved by the forward pass: the two reductions, the pooled input and where each pooled
+    /// value came from.
     reduced: [Vec<f32>; 2],
     pooled: Vec<f32>,
     argmax: Vec<u32>,
@@ -50,7 +51,6 @@ impl InceptionTrain {
             branch3,
             pool,
             projection,
-            fused_out: Vec::new(),
             reduced: [Vec::new(), Vec::new()],
             pooled: Vec::new(),
             argmax: Vec::new(),
@@ -99,32 +99,25 @@ impl InceptionTrain {
     pub fn forward(&mut self, x: &[f32], xs: Shape, out: &mut [f32], scratch: &mut ConvScratch) {
         let p = xs.pixels();
         let [w1, r2, r3] = self.widths;
-        let fused_c = w1 + r2 + r3;
         let out_c = self.out_channels();
         let [o2, o3, o4] = self.offsets();
-        grow(&mut self.fused_out, p * fused_c);
-        self.fused.forward(
-            x,
-            xs,
-            &mut self.fused_out[..p * fused_c],
-            Layout {
-                stride: fused_c,
-                offset: 0,
-            },
-            scratch,
-        );
         for r in &mut self.reduced {
             grow(r, p * r2.max(r3));
         }
         let [red2, red3] = &mut self.reduced;
-        split_channels(
-            &self.fused_out[..p * fused_c],
-            fused_c,
+        let dense = |c| Layout {
+            stride: c,
+            offset: 0,
+        };
+        self.fused.forward_split(
+            x,
+            xs,
             [
-                (&mut out[..], out_c, 0, w1),
-                (&mut red2[..], r2, w1, r2),
-                (&mut red3[..], r3, w1 + r2, r3),
+                (&mut out[..], dense(out_c), w1),
+                (&mut red2[..p * r2], dense(r2), r2),
+                (&mut red3[..p * r3], dense(r3), r3),
             ],
+            scratch,
         );
         self.branch2.forward(
             &red2[..p * r2],
@@ -167,13 +160,12 @@ impl InceptionTrain {
         );
     }
 
-    /// Given the gradient `dout` of the output `out`: every parameter's gradient and the gradient
-    /// of the input `x` in `dx` (overwritten).
+    /// Given the gradient `dout` of the output: every parameter's gradient and the gradient of
+    /// the input `x` in `dx` (overwritten).
     pub fn backward(
         &mut self,
         x: &[f32],
         xs: Shape,
-        out: &[f32],
         dout: &[f32],
         dx: &mut [f32],
         scratch: &mut ConvScratch,
@@ -187,7 +179,6 @@ impl InceptionTrain {
         self.projection.backward(
             &self.pooled[..xs.len()],
             xs,
-            out,
             dout,
             Layout {
                 stride: out_c,
@@ -204,7 +195,6 @@ impl InceptionTrain {
         self.branch2.backward(
             &red2[..p * r2],
             xs.with_channels(r2),
-            out,
             dout,
             Layout {
                 stride: out_c,
@@ -216,7 +206,6 @@ impl InceptionTrain {
         self.branch3.backward(
             &red3[..p * r3],
             xs.with_channels(r3),
-            out,
             dout,
             Layout {
                 stride: out_c,
@@ -238,7 +227,6 @@ impl InceptionTrain {
         self.fused.backward(
             x,
             xs,
-            &self.fused_out[..p * fused_c],
             &self.fused_grad[..p * fused_c],
             Layout {
                 stride: fused_c,
@@ -257,19 +245,9 @@ impl InceptionTrain {
     }
 }
 
-/// Copies channel groups of the `[pixels, c]` map `src` out to other maps: each part is
-/// `(destination, its channels per pixel, first source channel, width)`, written at offset 0 of
-/// the destination's pixels.
-fn split_channels(src: &[f32], c: usize, parts: [(&mut [f32], usize, usize, usize); 3]) {
-    for (dst, stride, from, width) in parts {
-        for (s, d) in src.chunks_exact(c).zip(dst.chunks_mut(stride)) {
-            d[..width].copy_from_slice(&s[from..from + width]);
-        }
-    }
-}
-
-/// The reverse of [`split_channels`]: each part is `(source, its channels per pixel, first
-/// destination channel, width)`, read from offset 0 of the source's pixels.
+/// Copies channel groups of other maps into the `[pixels, c]` map `dst`: each part is `(source,
+/// its channels per pixel, first destination channel, width)`, read from offset 0 of the
+/// source's pixels.
 fn join_channels(dst: &mut [f32], c: usize, parts: [(&[f32], usize, usize, usize); 3]) {
     for (src, stride, to, width) in parts {
         for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks(stride)) {

@@ -43,34 +43,34 @@ pub(crate) fn forward(x: &[f32], xs: Shape, y: &mut [f32]) {
         });
 }
 
-/// `dx` (overwritten) from `dy`, given the forward's input `x` and output `y`.
-pub(crate) fn backward(x: &[f32], y: &[f32], xs: Shape, dy: &[f32], dx: &mut [f32]) {
+/// `dx` (overwritten) from `dy`, given the forward's input `x` (its output is recomputed per
+/// pixel: `y_i / b_i = x_i · b_i^(−β) / b_i`).
+pub(crate) fn backward(x: &[f32], xs: Shape, dy: &[f32], dx: &mut [f32]) {
     let c = xs.c;
     let scale = (2.0 * STEM_LRN.alpha * STEM_LRN.beta / STEM_LRN.size as f64) as f32;
     let n = xs.len();
     x[..n]
         .par_chunks(c * 64)
-        .zip(y[..n].par_chunks(c * 64))
         .zip(dy[..n].par_chunks(c * 64))
         .zip(dx[..n].par_chunks_mut(c * 64))
-        .for_each(|(((x, y), dy), dx)| {
-            let (mut b, mut t) = (vec![0.0; c], vec![0.0; c]);
-            for (((x, y), dy), dx) in x
+        .for_each(|((x, dy), dx)| {
+            let (mut b, mut power, mut t) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+            for ((x, dy), dx) in x
                 .chunks_exact(c)
-                .zip(y.chunks_exact(c))
                 .zip(dy.chunks_exact(c))
                 .zip(dx.chunks_exact_mut(c))
             {
                 bases(x, &mut b);
                 for i in 0..c {
-                    t[i] = dy[i] * y[i] / b[i];
+                    power[i] = inverse_power(b[i]);
+                    t[i] = dy[i] * x[i] * power[i] / b[i];
                 }
                 // The window is symmetric, so the channels whose windows hold j are W(j).
                 for j in 0..c {
                     let around: f32 = t[j.saturating_sub(AFTER)..(j + BEFORE + 1).min(c)]
                         .iter()
                         .sum();
-                    dx[j] = dy[j] * inverse_power(b[j]) - scale * x[j] * around;
+                    dx[j] = dy[j] * power[j] - scale * x[j] * around;
                 }
             }
         });
@@ -124,7 +124,7 @@ mod tests {
             );
         }
         let mut dx = vec![f32::NAN; xs.len()];
-        backward(&x, &y, xs, &r, &mut dx);
+        backward(&x, xs, &r, &mut dx);
         for k in 0..xs.len() {
             let h = 1e-3;
             let mut up = x64.clone();

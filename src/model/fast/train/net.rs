@@ -65,7 +65,6 @@ impl Stage {
         &mut self,
         x: &[f32],
         xs: Shape,
-        y: &[f32],
         dy: &[f32],
         dx: Option<&mut [f32]>,
         scratch: &mut ConvScratch,
@@ -77,7 +76,7 @@ impl Stage {
                     stride: c,
                     offset: 0,
                 };
-                unit.backward(x, xs, y, dy, layout, dx, scratch);
+                unit.backward(x, xs, dy, layout, dx, scratch);
             }
             Stage::MaxPool(pool, argmax) => {
                 if let Some(dx) = dx {
@@ -87,11 +86,11 @@ impl Stage {
             }
             Stage::LocalResponse => {
                 let dx = dx.expect("a normalisation is never the first stage");
-                lrn::backward(x, y, xs, dy, dx);
+                lrn::backward(x, xs, dy, dx);
             }
             Stage::Inception(module) => {
                 let dx = dx.expect("an inception module is never the first stage");
-                module.backward(x, xs, y, dy, dx, scratch);
+                module.backward(x, xs, dy, dx, scratch);
             }
         }
     }
@@ -312,7 +311,6 @@ impl TrainNet {
             self.stages[i].backward(
                 &self.activations[i][..xs.len()],
                 xs,
-                &self.activations[i + 1][..ys.len()],
                 &dy[..ys.len()],
                 wants_dx.then_some(&mut dx[..xs.len()]),
                 &mut self.scratch,

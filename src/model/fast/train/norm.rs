@@ -48,6 +48,11 @@ pub(crate) struct BatchStats {
     pub var: Vec<f32>,
     /// `1/sqrt(var + eps)`.
     pub inv_std: Vec<f32>,
+    /// `gamma·inv_std` and `beta`, the affine map the forward pass applied: the backward pass
+    /// recomputes each output's sign from them and the raw value, bit for bit as the forward did,
+    /// instead of reading the output back (one stream of memory less in each of its passes).
+    scale: Vec<f32>,
+    beta: Vec<f32>,
     /// The number of pixels `P` the statistics were taken over.
     pub count: usize,
 }
@@ -148,20 +153,25 @@ simd_kernel! {
 }
 
 simd_kernel! {
-    /// Writes `max(0, (x − mean)·scale + beta)` for the dense pixels of `raw` into `out`, whose
-    /// pixels are `stride` floats apart starting at its first float (the caller offsets it).
-    /// A NaN passes through the ReLU, as PyTorch's `relu` (`clamp_min`) lets it.
+    /// Writes `max(0, (x − mean)·scale + beta)` for channels `from..from + mean.len()` of the
+    /// dense `[pixels, channels]` `raw` into `out`, whose pixels are `stride` floats apart
+    /// starting at its first float (the caller offsets it). A NaN passes through the ReLU, as
+    /// PyTorch's `relu` (`clamp_min`) lets it.
+    #[allow(clippy::too_many_arguments)]
     fn normalise(
         raw: &[f32],
+        channels: usize,
+        from: usize,
         mean: &[f32],
         scale: &[f32],
         beta: &[f32],
         out: &mut [f32],
         stride: usize,
     ) {
-        let c = mean.len();
-        for (p, pixel) in raw.chunks_exact(c).enumerate() {
-            let dst = &mut out[p * stride..][..c];
+        let width = mean.len();
+        for (p, pixel) in raw.chunks_exact(channels).enumerate() {
+            let dst = &mut out[p * stride..][..width];
+            let pixel = &pixel[from..from + width];
             let per_channel = mean.iter().zip(scale).zip(beta);
             for ((o, &x), ((&m, &s), &b)) in dst.iter_mut().zip(pixel).zip(per_channel) {
                 let v = (x - m) * s + b;
@@ -171,31 +181,42 @@ simd_kernel! {
     }
 }
 
+/// The gradient through the ReLU, `dy·[out > 0]`, with the output's sign recomputed from the raw
+/// value `x` exactly as [`normalise`] computed the output (a NaN output lets nothing through).
+#[inline(always)]
+fn relu_gradient(x: f32, mean: f32, scale: f32, beta: f32, dy: f32) -> f32 {
+    let out = (x - mean) * scale + beta;
+    if out > 0.0 { dy } else { 0.0 }
+}
+
 /// Adds `Σg` and `Σg·(x − mean)` (`g = dy·[out > 0]`) over the pixels of `tile` for channels
-/// `start..start + W` to `first` and `second`, keeping the `W` running sums in registers; `out`
-/// and `dy` have their pixels `stride` floats apart from their first float.
+/// `start..start + W` to `first` and `second`, keeping the `W` running sums in registers; `dy` has
+/// its pixels `stride` floats apart from its first float.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn gradient_block<const W: usize>(
     tile: &[f32],
-    mean: &[f32],
-    out: &[f32],
+    stats: &BatchStats,
     dy: &[f32],
     stride: usize,
     start: usize,
     first: &mut [f64],
     second: &mut [f64],
 ) {
-    let c = mean.len();
-    let mean: &[f32; W] = mean[start..start + W].try_into().unwrap();
+    let c = stats.mean.len();
+    let span = start..start + W;
+    let mean: &[f32; W] = stats.mean[span.clone()].try_into().unwrap();
+    let scale: &[f32; W] = stats.scale[span.clone()].try_into().unwrap();
+    let beta: &[f32; W] = stats.beta[span].try_into().unwrap();
+    let affine = mean.iter().zip(scale).zip(beta);
     let (mut s1, mut s2) = ([0.0f64; W], [0.0f64; W]);
     for (p, pixel) in tile.chunks_exact(c).enumerate() {
         let x: &[f32; W] = pixel[start..start + W].try_into().unwrap();
-        let o: &[f32; W] = out[p * stride + start..][..W].try_into().unwrap();
         let d: &[f32; W] = dy[p * stride + start..][..W].try_into().unwrap();
         let sums = s1.iter_mut().zip(&mut s2);
-        for ((((s1, s2), &x), &m), (&o, &d)) in sums.zip(x).zip(mean).zip(o.iter().zip(d)) {
-            let g = if o > 0.0 { d } else { 0.0 };
+        for (((s1, s2), (&x, &d)), ((&m, &s), &b)) in sums.zip(x.iter().zip(d)).zip(affine.clone())
+        {
+            let g = relu_gradient(x, m, s, b, d);
             *s1 += g as f64;
             *s2 += (g * (x - m)) as f64;
         }
@@ -206,28 +227,21 @@ fn gradient_block<const W: usize>(
 
 simd_kernel! {
     /// Adds up, per channel, `g = dy·[out > 0]` and `g·(x − mean)` over the dense pixels of `raw`
-    /// into `sums = [Σg; channels] ++ [Σg·(x − mean); channels]` (overwritten), in f64; `out` and
-    /// `dy` have their pixels `stride` floats apart from their first float.
-    fn gradient_sums(
-        raw: &[f32],
-        mean: &[f32],
-        out: &[f32],
-        dy: &[f32],
-        stride: usize,
-        sums: &mut [f64],
-    ) {
-        let c = mean.len();
+    /// into `sums = [Σg; channels] ++ [Σg·(x − mean); channels]` (overwritten), in f64; `dy` has
+    /// its pixels `stride` floats apart from its first float.
+    fn gradient_sums(raw: &[f32], stats: &BatchStats, dy: &[f32], stride: usize, sums: &mut [f64]) {
+        let c = stats.mean.len();
         sums.fill(0.0);
         let (first, second) = sums.split_at_mut(c);
         for (t, tile) in raw.chunks(TILE * c).enumerate() {
-            let (out, dy) = (&out[t * TILE * stride..], &dy[t * TILE * stride..]);
+            let dy = &dy[t * TILE * stride..];
             let mut start = 0;
             while start + BLOCK <= c {
-                gradient_block::<BLOCK>(tile, mean, out, dy, stride, start, first, second);
+                gradient_block::<BLOCK>(tile, stats, dy, stride, start, first, second);
                 start += BLOCK;
             }
             for start in start..c {
-                gradient_block::<1>(tile, mean, out, dy, stride, start, first, second);
+                gradient_block::<1>(tile, stats, dy, stride, start, first, second);
             }
         }
     }
@@ -237,26 +251,24 @@ simd_kernel! {
     /// Overwrites the dense pixels of `raw` with `∂L/∂raw = k·(g − shift − (x − mean)·slope)`,
     /// `g = dy·[out > 0]`, per channel `k = gamma·inv_std`, `shift = Σg/P`,
     /// `slope = inv_std²·Σg·(x − mean)/P` (the closed form of BatchNorm's backward pass);
-    /// `out` and `dy` have their pixels `stride` floats apart from their first float.
+    /// `dy` has its pixels `stride` floats apart from its first float.
     #[allow(clippy::too_many_arguments)]
     fn input_gradient(
         raw: &mut [f32],
-        mean: &[f32],
+        stats: &BatchStats,
         k: &[f32],
         shift: &[f32],
         slope: &[f32],
-        out: &[f32],
         dy: &[f32],
         stride: usize,
     ) {
-        let c = mean.len();
+        let c = stats.mean.len();
+        let affine = stats.mean.iter().zip(&stats.scale).zip(&stats.beta);
         for (p, pixel) in raw.chunks_exact_mut(c).enumerate() {
-            let o = &out[p * stride..][..c];
             let d = &dy[p * stride..][..c];
-            let per_channel = mean.iter().zip(k).zip(shift).zip(slope);
-            let pixel = pixel.iter_mut().zip(o).zip(d);
-            for (((x, &o), &d), (((&m, &k), &t), &s)) in pixel.zip(per_channel) {
-                let g = if o > 0.0 { d } else { 0.0 };
+            let per_channel = affine.clone().zip(k).zip(shift).zip(slope);
+            for ((x, &d), (((((&m, &sc), &b), &k), &t), &s)) in pixel.iter_mut().zip(d).zip(per_channel) {
+                let g = relu_gradient(*x, m, sc, b, d);
                 *x = k * (g - t - (*x - m) * s);
             }
         }
@@ -290,15 +302,20 @@ fn chunked_sums(
 /// `raw`: dense `[P, C]` convolution outputs. Writes
 /// `out[p·stride+offset+c] = max(0, gamma[c]·(raw − mean[c])·inv_std[c] + beta[c])` with the
 /// batch's mean and biased variance (PyTorch's `batch_norm` in training mode, then `relu`), and
-/// returns those statistics. Floats of `out` outside the layer's channels are left untouched.
-pub(crate) fn forward(
+/// returns those statistics. Floats of an output outside its part's channels are left untouched.
+///
+/// The layer's channels go, in order, to `parts`: each is `(output, its layout, how many
+/// channels)`, the counts adding up to `channels` (a part of no channels is skipped, its buffer
+/// never touched). A unit writes one part; an inception module's fused 1x1 unit writes branch 1
+/// straight into the concatenated map and the two reductions into their own buffers, with no fused
+/// map to copy them out of.
+pub(crate) fn forward_split<const N: usize>(
     raw: &[f32],
     channels: usize,
     gamma: &[f32],
     beta: &[f32],
     eps: f64,
-    out: &mut [f32],
-    layout: Layout,
+    parts: [(&mut [f32], Layout, usize); N],
 ) -> BatchStats {
     let c = channels;
     assert!(c > 0 && raw.len().is_multiple_of(c), "raw is not [P, {c}]");
@@ -306,9 +323,16 @@ pub(crate) fn forward(
         gamma.len() == c && beta.len() == c,
         "one gamma and beta per channel"
     );
+    assert_eq!(
+        parts.iter().map(|(_, _, width)| width).sum::<usize>(),
+        c,
+        "the parts' channels add up to the layer's"
+    );
     let pixels = raw.len() / c;
-    let span = layout.span(pixels, c);
-    assert!(out.len() >= span.end, "output buffer shorter than the map");
+    for (out, layout, width) in parts.iter().filter(|(_, _, width)| *width > 0) {
+        let span = layout.span(pixels, *width);
+        assert!(out.len() >= span.end, "output buffer shorter than the map");
+    }
 
     let shift = if pixels == 0 {
         vec![0.0; c]
@@ -322,6 +346,8 @@ pub(crate) fn forward(
         var: Vec::with_capacity(c),
         inv_std: Vec::with_capacity(c),
         count: pixels,
+        scale: Vec::new(),
+        beta: beta.to_vec(),
     };
     for ch in 0..c {
         let centred = sums[ch] / n;
@@ -330,21 +356,37 @@ pub(crate) fn forward(
         stats.var.push(var as f32);
         stats.inv_std.push((1.0 / (var + eps).sqrt()) as f32);
     }
-    let scale: Vec<f32> = (0..c)
+    stats.scale = (0..c)
         .map(|ch| (gamma[ch] as f64 * stats.inv_std[ch] as f64) as f32)
         .collect();
 
+    // One task per chunk of pixels writes that chunk's pixels of every part, so that the chunk
+    // of `raw` is read from memory once, not once per part.
     let chunk = chunk_pixels(c);
-    let stride = layout.stride;
-    out[span]
-        .par_chunks_mut(chunk * stride)
-        .zip(raw.par_chunks(chunk * c))
-        .for_each(|(dst, src)| normalise(src, &stats.mean, &scale, beta, dst, stride));
+    let mut tasks: Vec<_> = raw.chunks(chunk * c).map(|src| (src, Vec::new())).collect();
+    let mut from = 0;
+    for (out, layout, width) in parts {
+        let channels = from..from + width;
+        from += width;
+        if width == 0 {
+            continue;
+        }
+        let dsts = out[layout.span(pixels, width)].chunks_mut(chunk * layout.stride);
+        for ((_, part), dst) in tasks.iter_mut().zip(dsts) {
+            part.push((dst, layout.stride, channels.clone()));
+        }
+    }
+    tasks.into_par_iter().for_each(|(src, parts)| {
+        for (dst, stride, ch) in parts {
+            let (mean, scale) = (&stats.mean[ch.clone()], &stats.scale[ch.clone()]);
+            normalise(src, c, ch.start, mean, scale, &beta[ch], dst, stride);
+        }
+    });
     stats
 }
 
-/// Backward of [`forward`]. `out`: what forward wrote (same layout), used as the ReLU mask
-/// (`out > 0`); `dy`: ∂L/∂out in the same layout (a different buffer). On return `raw` holds
+/// Backward of [`forward_split`]. `dy`: ∂L/∂out in the forward's layout; the ReLU mask (`out > 0`) is
+/// recomputed from `raw` and `stats`, bit for bit what the forward wrote. On return `raw` holds
 /// ∂L/∂raw (overwritten in place — the raw values are not needed after this); `dgamma`, `dbeta`
 /// overwritten. With g = dy·[out>0], x̂ = (raw−mean)·inv_std: dbeta = Σg, dgamma = Σ g·x̂,
 /// draw = gamma·inv_std·(g − dbeta/P − x̂·dgamma/P) — the gradient through the batch statistics,
@@ -355,7 +397,6 @@ pub(crate) fn backward(
     channels: usize,
     gamma: &[f32],
     stats: &BatchStats,
-    out: &[f32],
     dy: &[f32],
     layout: Layout,
     dgamma: &mut [f32],
@@ -375,17 +416,14 @@ pub(crate) fn backward(
         "one gradient per channel"
     );
     let span = layout.span(stats.count, c);
-    assert!(
-        out.len() >= span.end && dy.len() >= span.end,
-        "gradient buffers shorter than the map"
-    );
-    let (out, dy) = (&out[span.clone()], &dy[span]);
+    assert!(dy.len() >= span.end, "gradient buffer shorter than the map");
+    let dy = &dy[span];
     let stride = layout.stride;
     let chunk = chunk_pixels(c);
 
     let sums = chunked_sums(raw, c, |first, pixels, sums| {
         let at = first * stride;
-        gradient_sums(pixels, &stats.mean, &out[at..], &dy[at..], stride, sums)
+        gradient_sums(pixels, stats, &dy[at..], stride, sums)
     });
     let n = stats.count.max(1) as f64;
     let mut k = vec![0.0f32; c];
@@ -404,16 +442,7 @@ pub(crate) fn backward(
         .enumerate()
         .for_each(|(i, pixels)| {
             let at = i * chunk * stride;
-            input_gradient(
-                pixels,
-                &stats.mean,
-                &k,
-                &shift,
-                &slope,
-                &out[at..],
-                &dy[at..],
-                stride,
-            )
+            input_gradient(pixels, stats, &k, &shift, &slope, &dy[at..], stride)
         });
 }
 
@@ -505,6 +534,19 @@ mod tests {
         v.iter().map(|&x| x as f64).collect()
     }
 
+    /// [`forward_split`] to one map.
+    fn forward(
+        raw: &[f32],
+        c: usize,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f64,
+        out: &mut [f32],
+        layout: Layout,
+    ) -> BatchStats {
+        forward_split(raw, c, gamma, beta, eps, [(out, layout, c)])
+    }
+
     /// A dense map of `c` channels.
     fn dense(c: usize) -> Layout {
         Layout {
@@ -592,7 +634,6 @@ mod tests {
             c,
             &gamma,
             &stats,
-            &out,
             &r,
             dense(c),
             &mut dgamma,
@@ -695,7 +736,6 @@ mod tests {
             c,
             &gamma,
             &dense_stats,
-            &dense_out,
             &dy_dense,
             dense(c),
             &mut dgamma_dense,
@@ -707,7 +747,6 @@ mod tests {
             c,
             &gamma,
             &stats,
-            &out,
             &dy,
             layout,
             &mut dgamma,
@@ -717,6 +756,43 @@ mod tests {
         assert_eq!(dgamma, dgamma_dense);
         assert_eq!(dbeta, dbeta_dense);
         assert!(draw.iter().all(|v| v.is_finite()));
+    }
+
+    /// Writing the channels to three maps (one of them strided, one part empty) gives the same
+    /// statistics and, channel for channel, the same bits as writing one dense map.
+    #[test]
+    fn split_output_matches_dense() {
+        let mut rng = Lcg(6);
+        let (p, c) = (3000, 21);
+        let raw = rng.vec(p * c, 0.2, 1.0);
+        let gamma = rng.vec(c, 0.5, 1.0);
+        let beta = rng.vec(c, 0.0, 1.0);
+        let mut dense_out = vec![0.0; p * c];
+        let dense_stats = forward(&raw, c, &gamma, &beta, EPS, &mut dense_out, dense(c));
+        let (mut wide, mut middle, mut empty) = (vec![7.5; p * 9], vec![0.0; p * 17], vec![]);
+        let wide_layout = Layout {
+            stride: 9,
+            offset: 2,
+        };
+        let stats = forward_split(
+            &raw,
+            c,
+            &gamma,
+            &beta,
+            EPS,
+            [
+                (&mut wide[..], wide_layout, 4),
+                (&mut empty[..], dense(1), 0),
+                (&mut middle[..], dense(17), 17),
+            ],
+        );
+        assert_eq!((stats.mean, stats.var), (dense_stats.mean, dense_stats.var));
+        for (i, pixel) in dense_out.chunks_exact(c).enumerate() {
+            assert_eq!(wide[i * 9..][..2], [7.5; 2], "pixel {i} before the part");
+            assert_eq!(wide[i * 9 + 2..][..4], pixel[..4], "pixel {i}, first part");
+            assert_eq!(wide[i * 9 + 6..][..3], [7.5; 3], "pixel {i} after the part");
+            assert_eq!(middle[i * 17..][..17], pixel[4..], "pixel {i}, last part");
+        }
     }
 
     /// Partial sums are added in chunk order, so one thread and the global pool agree bit for bit.
@@ -737,7 +813,6 @@ mod tests {
                 c,
                 &gamma,
                 &stats,
-                &out,
                 &dy,
                 dense(c),
                 &mut dgamma,
@@ -789,7 +864,6 @@ mod tests {
             2,
             &[1.0; 2],
             &stats,
-            &[],
             &[],
             layout,
             &mut dgamma,

@@ -170,17 +170,10 @@ impl TrainNet {
             for part in parts {
                 let [out, inputs, k, _] = part.conv.weight.dims();
                 let mut w = vec![0.0; out * inputs * k * k];
-                for o in 0..out {
-                    for i in 0..inputs {
-                        for y in 0..k {
-                            for x in 0..k {
-                                let row = (y * k + x) * inputs + i;
-                                w[((o * inputs + i) * k + y) * k + x] =
-                                    src.weight_grad[row * src.conv.out_channels + col + o];
-                            }
-                        }
-                    }
-                }
+                let total = src.conv.out_channels;
+                for_each_weight([out, inputs, k], total, col, |engine, torch| {
+                    w[torch] = src.weight_grad[engine];
+                });
                 register(&mut grads, &part.conv.weight, w, &device);
                 if let Some(bias) = &part.conv.bias {
                     register(
@@ -383,16 +376,9 @@ fn load_conv(dst: &mut ConvBn, parts: &[&ConvUnit]) -> Result<(), TrainNetError>
             ));
         }
         let w = values(&part.conv.weight)?;
-        for o in 0..out {
-            for i in 0..inputs {
-                for y in 0..k {
-                    for x in 0..k {
-                        let row = (y * k + x) * inputs + i;
-                        dst.weight[row * total + col + o] = w[((o * inputs + i) * k + y) * k + x];
-                    }
-                }
-            }
-        }
+        for_each_weight([out, inputs, k], total, col, |engine, torch| {
+            dst.weight[engine] = w[torch];
+        });
         let span = col..col + out;
         match (&part.bn, &part.conv.bias) {
             (Some(bn), None) if dst.batch_norm => {
@@ -414,6 +400,35 @@ fn load_conv(dst: &mut ConvBn, parts: &[&ConvUnit]) -> Result<(), TrainNetError>
         col += out;
     }
     Ok(())
+}
+
+/// Calls `f(engine, torch)` for every weight of a torch convolution `[out, inputs, k, k]` that
+/// sits at columns `col..col + out` of an engine matrix `[k²·inputs, total]`: its index in the
+/// engine matrix (row `(y·k + x)·inputs + i`, column `col + o`) and in the torch tensor. Walks the
+/// engine matrix one band of [`BAND`] columns at a time, row by row, so that each of its cache
+/// lines is read (or written) once and the band's torch rows stay in cache meanwhile; visiting
+/// the matrix column by column took a cache miss per weight.
+fn for_each_weight(
+    [out, inputs, k]: [usize; 3],
+    total: usize,
+    col: usize,
+    mut f: impl FnMut(usize, usize),
+) {
+    /// Columns per band: one 64-byte cache line of f32.
+    const BAND: usize = 16;
+    for o0 in (0..out).step_by(BAND) {
+        let band = o0..(o0 + BAND).min(out);
+        for y in 0..k {
+            for x in 0..k {
+                for i in 0..inputs {
+                    let row = (y * k + x) * inputs + i;
+                    for o in band.clone() {
+                        f(row * total + col + o, ((o * inputs + i) * k + y) * k + x);
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn dense(layer: &Linear) -> Result<Dense, TrainNetError> {

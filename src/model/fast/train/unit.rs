@@ -78,23 +78,28 @@ impl ConvBn {
         layout: Layout,
         scratch: &mut ConvScratch,
     ) -> Shape {
+        let c = self.conv.out_channels;
+        self.forward_split(x, xs, [(out, layout, c)], scratch)
+    }
+
+    /// [`Self::forward`] with the output channels written, in order, to several maps
+    /// ([`norm::forward_split`]'s parts).
+    pub fn forward_split<const N: usize>(
+        &mut self,
+        x: &[f32],
+        xs: Shape,
+        parts: [(&mut [f32], Layout, usize); N],
+        scratch: &mut ConvScratch,
+    ) -> Shape {
         let ys = self.conv.output(xs).expect("shapes are planned");
         grow(&mut self.raw, ys.len());
         let raw = &mut self.raw[..ys.len()];
         conv::forward(&self.conv, x, xs, &self.weight, raw, scratch);
         if !self.batch_norm {
-            bias::forward(raw, &self.beta, out, layout);
+            bias::forward_split(raw, &self.beta, parts);
             return ys;
         }
-        let stats = norm::forward(
-            raw,
-            ys.c,
-            &self.gamma,
-            &self.beta,
-            self.epsilon,
-            out,
-            layout,
-        );
+        let stats = norm::forward_split(raw, ys.c, &self.gamma, &self.beta, self.epsilon, parts);
         norm::update_running(
             &stats,
             self.momentum,
@@ -105,14 +110,12 @@ impl ConvBn {
         ys
     }
 
-    /// Given `dy` (the gradient at `layout`, where `out` holds the forward's output): every
-    /// parameter's gradient and, when `dx` is given, the gradient of `x` (overwritten).
-    #[allow(clippy::too_many_arguments)]
+    /// Given `dy` (the gradient of the forward's output, at its `layout`): every parameter's
+    /// gradient and, when `dx` is given, the gradient of `x` (overwritten).
     pub fn backward(
         &mut self,
         x: &[f32],
         xs: Shape,
-        out: &[f32],
         dy: &[f32],
         layout: Layout,
         dx: Option<&mut [f32]>,
@@ -130,14 +133,13 @@ impl ConvBn {
                 ys.c,
                 &self.gamma,
                 &stats,
-                out,
                 dy,
                 layout,
                 &mut self.gamma_grad,
                 &mut self.beta_grad,
             );
         } else {
-            bias::backward(draw, out, dy, layout, &mut self.beta_grad);
+            bias::backward(draw, &self.beta, dy, layout, &mut self.beta_grad);
         }
         conv::backward(
             &self.conv,
