@@ -11,52 +11,11 @@ pub(crate) fn matmul(
     a_stride: usize,
     b: &[f32],
     b_stride: usize,
-    [m, k, n]: [usize; 3],
+    mkn: [usize; 3],
     parallel: bool,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        for row in dst.chunks_mut(dst_stride).take(m) {
-            row[..n].fill(0.0);
-        }
-        return;
-    }
-    assert!(dst_stride >= n && a_stride >= k && b_stride >= n);
-    assert!(dst.len() >= (m - 1) * dst_stride + n, "dst too short");
-    assert!(a.len() >= (m - 1) * a_stride + k, "lhs too short");
-    assert!(b.len() >= (k - 1) * b_stride + n, "rhs too short");
-    let parallelism = if parallel {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above keep every element gemm reads or writes inside the three slices,
-    // and `dst` is borrowed mutably, so it cannot alias `a` or `b`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_stride as isize,
-            false,
-            a.as_ptr(),
-            1,
-            a_stride as isize,
-            b.as_ptr(),
-            1,
-            b_stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+    let lhs = Lhs::Rows(a_stride);
+    product(dst, dst_stride, a, lhs, b, b_stride, mkn, false, parallel);
 }
 
 /// `dst[m, n] = aᵀ · b`, or `dst += aᵀ · b` when `accumulate`, where `a` is a row-major `[k, m]`
@@ -69,6 +28,34 @@ pub(crate) fn matmul_tn(
     dst_stride: usize,
     a: &[f32],
     a_stride: usize,
+    b: &[f32],
+    b_stride: usize,
+    mkn: [usize; 3],
+    accumulate: bool,
+    parallel: bool,
+) {
+    let lhs = Lhs::Transposed(a_stride);
+    product(
+        dst, dst_stride, a, lhs, b, b_stride, mkn, accumulate, parallel,
+    );
+}
+
+/// How the left operand `[m, k]` lies in memory, with the distance between its stored rows.
+#[derive(Clone, Copy)]
+enum Lhs {
+    /// Row-major `[m, k]`.
+    Rows(usize),
+    /// Row-major `[k, m]`, read transposed.
+    Transposed(usize),
+}
+
+/// `dst (+)= lhs · b` on `gemm`, every access checked against the slices first.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    dst: &mut [f32],
+    dst_stride: usize,
+    a: &[f32],
+    lhs: Lhs,
     b: &[f32],
     b_stride: usize,
     [m, k, n]: [usize; 3],
@@ -86,18 +73,28 @@ pub(crate) fn matmul_tn(
         }
         return;
     }
-    assert!(dst_stride >= n && a_stride >= m && b_stride >= n);
+    // Element (i, p) of the lhs is `a[i * row_step + p * col_step]`.
+    let (row_step, col_step, a_needed) = match lhs {
+        Lhs::Rows(stride) => {
+            assert!(stride >= k, "lhs rows overlap");
+            (stride, 1, (m - 1) * stride + k)
+        }
+        Lhs::Transposed(stride) => {
+            assert!(stride >= m, "lhs rows overlap");
+            (1, stride, (k - 1) * stride + m)
+        }
+    };
+    assert!(dst_stride >= n && b_stride >= n);
     assert!(dst.len() >= (m - 1) * dst_stride + n, "dst too short");
-    assert!(a.len() >= (k - 1) * a_stride + m, "lhs too short");
+    assert!(a.len() >= a_needed, "lhs too short");
     assert!(b.len() >= (k - 1) * b_stride + n, "rhs too short");
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above keep every element gemm reads or writes inside the three slices
-    // (element (i, p) of the lhs is `a[p * a_stride + i]`), and `dst` is borrowed mutably, so it
-    // cannot alias `a` or `b`.
+    // SAFETY: the asserts above keep every element gemm reads or writes inside the three slices,
+    // and `dst` is borrowed mutably, so it cannot alias `a` or `b`.
     unsafe {
         gemm::gemm(
             m,
@@ -108,8 +105,8 @@ pub(crate) fn matmul_tn(
             dst_stride as isize,
             accumulate,
             a.as_ptr(),
-            a_stride as isize,
-            1,
+            col_step as isize,
+            row_step as isize,
             b.as_ptr(),
             1,
             b_stride as isize,
