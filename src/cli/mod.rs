@@ -70,7 +70,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Builds the model a weight file describes (see [`convert::config_for`]) and loads the file.
+/// Builds the model a weight file describes (see `convert::config_for`) and loads the file.
 pub fn load_model(
     path: &std::path::Path,
     variant: Option<crate::model::Variant>,

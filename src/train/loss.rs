@@ -92,7 +92,7 @@ pub struct LossParts {
     pub aux2: Option<Tensor<1>>,
 }
 
-/// Mean cross-entropy of `logits` [batch, classes] against `labels` [batch].
+/// Mean cross-entropy of `logits` `[batch, classes]` against `labels` `[batch]`.
 pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>, kind: LossKind) -> Tensor<1> {
     let [batch, _] = logits.dims();
     let log_p = match kind {

@@ -1,4 +1,4 @@
-//! Polyak averaging (section 6 of the paper: "Polyak averaging [13] was used to create the final
+//! Polyak averaging (section 6 of the paper: "Polyak averaging \[13\] was used to create the final
 //! model used at inference time"), as an exponential moving average of every weight and BatchNorm
 //! running statistic, the way TensorFlow's `ExponentialMovingAverage` with `num_updates` does it.
 

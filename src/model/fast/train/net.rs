@@ -105,9 +105,10 @@ pub struct TrainLosses {
     pub logits: [Option<Vec<f32>>; 3],
 }
 
-/// GoogLeNet (the paper's or torchvision's variant) for training on the CPU: a forward pass with batch statistics and the
-/// auxiliary heads, the loss, and the backward pass to every parameter's gradient. Built and
-/// refreshed from a [`crate::model::GoogLeNet`] by [`super::params`]; the optimiser stays burn's.
+/// GoogLeNet (the paper's or torchvision's variant) for training on the CPU: a forward pass (with
+/// batch statistics where there is BatchNorm) and the auxiliary heads, the loss, and the backward
+/// pass to every parameter's gradient. Built and refreshed from a [`crate::model::GoogLeNet`] by
+/// [`TrainNet::from_model`] and [`TrainNet::load_weights`]; the optimiser stays burn's.
 pub struct TrainNet {
     /// torchvision's `transform_input` (identity when off), applied while converting to NHWC.
     pub(crate) input_affine: ([f32; 3], [f32; 3]),
@@ -182,7 +183,7 @@ impl TrainNet {
     /// One forward and backward pass on `input` (NCHW, `shape` `[batch, 3, h, w]`, normalised as
     /// the variant expects) with `labels`: the loss `main + aux_weight · (aux1 + aux2)` (section 5
     /// of the paper weights the auxiliary losses by 0.3), and every parameter's gradient, read
-    /// with [`super::params`]. Dropout masks are drawn from `seed`. A non-finite loss is returned
+    /// with [`TrainNet::gradients`]. Dropout masks are drawn from `seed`. A non-finite loss is returned
     /// without a backward pass.
     pub fn forward_backward(
         &mut self,
