@@ -163,12 +163,6 @@ impl RgbPixels {
     pub fn height(&self) -> u32 {
         self.height
     }
-
-    /// A copy as an [`RgbImage`].
-    pub fn to_image(&self) -> RgbImage {
-        RgbImage::from_raw(self.width, self.height, self.pixels.clone())
-            .expect("width * height RGB pixels")
-    }
 }
 
 impl Drop for RgbPixels {
@@ -194,51 +188,33 @@ pub fn decode_rgb_region(
     bytes: &[u8],
     region: impl FnOnce(u32, u32) -> [u32; 4],
 ) -> Result<(RgbPixels, [u32; 4]), String> {
+    let mut region = Some(region);
+    let mut drawn = |width, height| (region.take().expect("called once"))(width, height);
     if sniff_format(bytes) == Some(ImageFormat::Jpeg) && jpeg_is_complete(bytes) {
         let mut pixels = BUFFERS
             .try_with(|buffers| buffers.try_borrow_mut().ok()?.pop())
             .ok()
             .flatten()
             .unwrap_or_default();
-        let mut region = Some(region);
-        let mut drawn = |width, height| (region.take().expect("called once"))(width, height);
-        match decode_jpeg(bytes, &mut drawn, &mut pixels) {
-            Ok(Some((width, height, rectangle))) => {
-                let pixels = RgbPixels {
-                    pixels,
-                    width,
-                    height,
-                };
-                return Ok((pixels, rectangle));
-            }
-            Ok(None) => {
-                let image = decode_rgb(bytes)?;
-                let rectangle = drawn(image.width(), image.height());
-                let (width, height) = image.dimensions();
-                let pixels = image.into_raw();
-                return Ok((
-                    RgbPixels {
-                        pixels,
-                        width,
-                        height,
-                    },
-                    rectangle,
-                ));
-            }
-            Err(e) => return Err(e),
+        if let Some((width, height, rectangle)) = decode_jpeg(bytes, &mut drawn, &mut pixels)? {
+            let pixels = RgbPixels {
+                pixels,
+                width,
+                height,
+            };
+            return Ok((pixels, rectangle));
         }
+        // A colour space zune-jpeg leaves to `image`: decoded whole below.
     }
     let image = decode_rgb(bytes)?;
     let (width, height) = image.dimensions();
-    let rectangle = region(width, height);
-    Ok((
-        RgbPixels {
-            pixels: image.into_raw(),
-            width,
-            height,
-        },
-        rectangle,
-    ))
+    let rectangle = drawn(width, height);
+    let pixels = RgbPixels {
+        pixels: image.into_raw(),
+        width,
+        height,
+    };
+    Ok((pixels, rectangle))
 }
 
 /// Reads `path` and decodes it for a crop, as [`decode_rgb_region`].
