@@ -17,9 +17,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::device::{DeviceSpec, parse_available};
-use crate::model::fast::{InferenceNet, TrainNet};
+use crate::model::fast::InferenceNet;
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
+use crate::train::HostBatch;
+use crate::train::loss::LossWeighting;
+use crate::train::step::{Stepper, TrainEngine};
 
 #[derive(Args, Debug)]
 pub struct BenchModelArgs {
@@ -246,7 +249,7 @@ fn make_step(args: &BenchModelArgs, engine: Engine) -> Result<Step> {
                 .map(|_| rng.random_range(0..args.classes as i64))
                 .collect();
             Ok(match engine {
-                Engine::Fast => fast_train_step(model, pixels, labels, shape)?,
+                Engine::Fast => fast_train_step(model, pixels, labels, shape, device)?,
                 Engine::Burn => train_step(model, pixels, labels, shape, device, precision),
             })
         }
@@ -288,29 +291,33 @@ fn train_step(
     })
 }
 
-/// The same step as [`train_step`] on the fast CPU path: forward and backward on [`TrainNet`],
-/// its gradients through burn's SGD, the new weights and running statistics copied back and forth
-/// as the trainer does.
+/// The same step as [`train_step`] on the fast CPU path, as the trainer runs it ([`Stepper`]):
+/// the weights copied in, forward and backward on [`crate::model::fast::TrainNet`], the running
+/// statistics written back, its gradients through burn's SGD.
 fn fast_train_step(
     model: GoogLeNet,
     pixels: Vec<f32>,
     labels: Vec<i64>,
     shape: [usize; 4],
+    device: Device,
 ) -> Result<Step> {
-    let mut net = TrainNet::from_model(&model)?;
-    let labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+    let loss = LossWeighting::paper();
+    let fast = Some(TrainEngine::Fast);
+    let stepper = Stepper::new(&[], loss, Precision::F32, fast, &model, &device)?;
+    let host = HostBatch {
+        images: pixels,
+        labels,
+        side: shape[2],
+    };
     let mut optim = momentum_sgd();
     let mut model = Some(model);
     let mut seed = 0;
     Ok(Box::new(move || {
         let m = model.take().expect("model is put back after every step");
         seed += 1;
-        net.forward_backward(&pixels, shape, &labels, 0.3, seed)?;
-        net.write_running_stats(&m);
-        let grads = net.gradients(&m);
-        let m = optim.step(0.01, m, grads);
-        net.load_weights(&m)?;
-        model = Some(m);
+        stepper.seed(&device, seed);
+        let (_, update) = stepper.forward_backward(&m, &host, loss, Precision::F32, &device)?;
+        model = Some(update.apply(0.01, &mut optim, m));
         Ok(())
     }))
 }
