@@ -44,31 +44,43 @@ impl StemNorm {
             }
             StemNorm::LocalResponse => data.par_chunks_mut(channels * 64).for_each(|chunk| {
                 let mut squares = vec![0.0f32; channels];
+                let mut bases = vec![0.0f32; channels];
                 for pixel in chunk.chunks_exact_mut(channels) {
-                    local_response(pixel, &mut squares);
+                    local_response_bases(pixel, &mut squares, &mut bases);
+                    for (v, &b) in pixel.iter_mut().zip(&bases) {
+                        *v /= local_response_power(b);
+                    }
                 }
             }),
         }
     }
 }
 
+/// Channels before and after a channel in its local-response window (2 and 2 for the paper's 5).
+pub(crate) const LOCAL_RESPONSE_BEFORE: usize = (STEM_LRN.size - 1) / 2;
+pub(crate) const LOCAL_RESPONSE_AFTER: usize = STEM_LRN.size / 2;
+
 // base^0.75 is computed as sqrt(base) · sqrt(sqrt(base)), far cheaper than `powf`.
 const _: () = assert!(STEM_LRN.beta == 0.75);
 
-/// `x / (k + alpha · mean of x² over `size` neighbouring channels)^beta`, the mean always
-/// divided by `size` (zero padding counted, as burn and Caffe do).
-fn local_response(pixel: &mut [f32], squares: &mut [f32]) {
+/// The base `k + alpha · mean of x² over `size` neighbouring channels` of every channel of one
+/// pixel, the mean always divided by `size` (zero padding counted, as burn and Caffe do);
+/// `squares` is scratch of the pixel's length.
+pub(crate) fn local_response_bases(pixel: &[f32], squares: &mut [f32], bases: &mut [f32]) {
     let c = pixel.len();
-    for (s, &v) in squares.iter_mut().zip(pixel.iter()) {
+    for (s, &v) in squares.iter_mut().zip(pixel) {
         *s = v * v;
     }
-    let before = (STEM_LRN.size - 1) / 2;
-    let after = STEM_LRN.size / 2;
     let alpha = (STEM_LRN.alpha / STEM_LRN.size as f64) as f32;
-    for (i, v) in pixel.iter_mut().enumerate() {
-        let window = &squares[i.saturating_sub(before)..(i + after + 1).min(c)];
-        let base = STEM_LRN.k as f32 + alpha * window.iter().sum::<f32>();
-        let root = base.sqrt();
-        *v /= root * root.sqrt();
+    for (i, b) in bases.iter_mut().enumerate() {
+        let window = &squares
+            [i.saturating_sub(LOCAL_RESPONSE_BEFORE)..(i + LOCAL_RESPONSE_AFTER + 1).min(c)];
+        *b = STEM_LRN.k as f32 + alpha * window.iter().sum::<f32>();
     }
+}
+
+/// `base^beta`, what local response normalisation divides by.
+pub(crate) fn local_response_power(base: f32) -> f32 {
+    let root = base.sqrt();
+    root * root.sqrt()
 }

@@ -6,45 +6,31 @@
 use rayon::prelude::*;
 
 use super::super::map::Shape;
+use super::super::norm::{
+    LOCAL_RESPONSE_AFTER as AFTER, LOCAL_RESPONSE_BEFORE as BEFORE, local_response_bases,
+    local_response_power,
+};
 use crate::model::architecture::STEM_LRN;
 
-/// Channels before and after a channel in its window (2 and 2 for the paper's 5).
-const BEFORE: usize = (STEM_LRN.size - 1) / 2;
-const AFTER: usize = STEM_LRN.size / 2;
-
-/// `b_i` for every channel of one pixel.
-fn bases(x: &[f32], b: &mut [f32]) {
-    let alpha = (STEM_LRN.alpha / STEM_LRN.size as f64) as f32;
-    for (i, b) in b.iter_mut().enumerate() {
-        let window = &x[i.saturating_sub(BEFORE)..(i + AFTER + 1).min(x.len())];
-        *b = STEM_LRN.k as f32 + alpha * window.iter().map(|v| v * v).sum::<f32>();
-    }
-}
-
-/// `b^(−β)`.
-fn inverse_power(b: f32) -> f32 {
-    b.powf(-(STEM_LRN.beta as f32))
-}
-
-/// `y` (dense, overwritten) from `x` (dense NHWC of `xs`).
+/// `y` (dense, overwritten) from `x` (dense NHWC of `xs`), as the inference path normalises.
 pub(crate) fn forward(x: &[f32], xs: Shape, y: &mut [f32]) {
     let c = xs.c;
     x[..xs.len()]
         .par_chunks(c * 64)
         .zip(y[..xs.len()].par_chunks_mut(c * 64))
         .for_each(|(x, y)| {
-            let mut b = vec![0.0; c];
+            let (mut squares, mut b) = (vec![0.0; c], vec![0.0; c]);
             for (x, y) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
-                bases(x, &mut b);
+                local_response_bases(x, &mut squares, &mut b);
                 for ((y, &x), &b) in y.iter_mut().zip(x).zip(&b) {
-                    *y = x * inverse_power(b);
+                    *y = x / local_response_power(b);
                 }
             }
         });
 }
 
 /// `dx` (overwritten) from `dy`, given the forward's input `x` (its output is recomputed per
-/// pixel: `y_i / b_i = x_i · b_i^(−β) / b_i`).
+/// pixel: `y_i / b_i = x_i / (b_i^β · b_i)`).
 pub(crate) fn backward(x: &[f32], xs: Shape, dy: &[f32], dx: &mut [f32]) {
     let c = xs.c;
     let scale = (2.0 * STEM_LRN.alpha * STEM_LRN.beta / STEM_LRN.size as f64) as f32;
@@ -54,23 +40,24 @@ pub(crate) fn backward(x: &[f32], xs: Shape, dy: &[f32], dx: &mut [f32]) {
         .zip(dy[..n].par_chunks(c * 64))
         .zip(dx[..n].par_chunks_mut(c * 64))
         .for_each(|((x, dy), dx)| {
-            let (mut b, mut power, mut t) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+            let (mut squares, mut b) = (vec![0.0; c], vec![0.0; c]);
+            let (mut power, mut t) = (vec![0.0; c], vec![0.0; c]);
             for ((x, dy), dx) in x
                 .chunks_exact(c)
                 .zip(dy.chunks_exact(c))
                 .zip(dx.chunks_exact_mut(c))
             {
-                bases(x, &mut b);
+                local_response_bases(x, &mut squares, &mut b);
                 for i in 0..c {
-                    power[i] = inverse_power(b[i]);
-                    t[i] = dy[i] * x[i] * power[i] / b[i];
+                    power[i] = local_response_power(b[i]);
+                    t[i] = dy[i] * x[i] / (power[i] * b[i]);
                 }
                 // The window is symmetric, so the channels whose windows hold j are W(j).
                 for j in 0..c {
                     let around: f32 = t[j.saturating_sub(AFTER)..(j + BEFORE + 1).min(c)]
                         .iter()
                         .sum();
-                    dx[j] = dy[j] * power[j] - scale * x[j] * around;
+                    dx[j] = dy[j] / power[j] - scale * x[j] * around;
                 }
             }
         });
