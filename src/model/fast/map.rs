@@ -1,5 +1,39 @@
 //! Feature maps in NHWC layout: batch, rows, columns, channels, the channels of one pixel side by side.
 
+use rayon::prelude::*;
+
+use crate::model::GoogLeNet;
+use crate::model::googlenet::transform_input_affine;
+
+/// Per-channel `scale` and `shift` applied to the input image on its way to NHWC.
+pub(crate) type InputAffine = ([f32; 3], [f32; 3]);
+
+/// `model`'s input transform: torchvision's `transform_input` when it is on, else the identity.
+pub(crate) fn input_affine(model: &GoogLeNet) -> InputAffine {
+    if model.transform_input {
+        transform_input_affine()
+    } else {
+        ([1.0; 3], [0.0; 3])
+    }
+}
+
+/// The NCHW image batch `input` of `s` (3 channels) to NHWC in `out`, with the input transform
+/// `(scale, shift)` on the way.
+pub(crate) fn to_nhwc(input: &[f32], s: Shape, (scale, shift): InputAffine, out: &mut [f32]) {
+    out[..s.len()]
+        .par_chunks_mut(s.w * 3)
+        .enumerate()
+        .for_each(|(r, line)| {
+            let (image, y) = (r / s.h, r % s.h);
+            for c in 0..3 {
+                let plane = &input[((image * 3 + c) * s.h + y) * s.w..][..s.w];
+                for (x, &v) in plane.iter().enumerate() {
+                    line[x * 3 + c] = v * scale[c] + shift[c];
+                }
+            }
+        });
+}
+
 /// The shape of an NHWC feature map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Shape {

@@ -2,16 +2,13 @@
 
 use std::sync::Mutex;
 
-use rayon::prelude::*;
-
 use super::conv::{ConvGemm, Source, Target};
-use super::map::{Shape, View, grow};
+use super::map::{InputAffine, Shape, View, grow, input_affine, to_nhwc};
 use super::matmul::affine;
 use super::norm::StemNorm;
 use super::pool::{avg_pool, max_pool};
 use super::window::Window;
 use super::{InferenceError, tensor_values};
-use crate::model::googlenet::transform_input_affine;
 use crate::model::inception::Inception;
 use crate::model::pool::Pool;
 use crate::model::{GoogLeNet, Variant};
@@ -23,7 +20,7 @@ use burn::nn::Linear;
 pub struct InferenceNet {
     variant: Variant,
     /// torchvision's `transform_input` (identity when off), applied while converting to NHWC.
-    input_affine: ([f32; 3], [f32; 3]),
+    input_affine: InputAffine,
     conv1: ConvGemm,
     stride2_pool: Pool,
     norm1: Option<StemNorm>,
@@ -98,11 +95,7 @@ impl InferenceNet {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             variant: model.variant,
-            input_affine: if model.transform_input {
-                transform_input_affine()
-            } else {
-                ([1.0; 3], [0.0; 3])
-            },
+            input_affine: input_affine(model),
             conv1: ConvGemm::from_unit(&model.conv1)?,
             stride2_pool: model.stride2_pool,
             norm1: stem_norm(&model.bn1)?,
@@ -152,7 +145,7 @@ impl InferenceNet {
         let ws = &mut *guard;
         let mut s = Shape { n, h, w, c: 3 };
         grow(&mut ws.current, s.len());
-        self.to_nhwc(input, s, &mut ws.current);
+        to_nhwc(input, s, self.input_affine, &mut ws.current);
 
         s = conv(&self.conv1, ws, s).ok_or_else(|| too_small.clone())?;
         s = pool(self.stride2_pool, ws, s).ok_or_else(|| too_small.clone())?;
@@ -190,23 +183,6 @@ impl InferenceNet {
             width = layer.outputs;
         }
         Ok(x)
-    }
-
-    /// NCHW input to NHWC, with torchvision's input transform on the way.
-    fn to_nhwc(&self, input: &[f32], s: Shape, out: &mut [f32]) {
-        let (scale, shift) = self.input_affine;
-        out[..s.len()]
-            .par_chunks_mut(s.w * 3)
-            .enumerate()
-            .for_each(|(r, line)| {
-                let (image, y) = (r / s.h, r % s.h);
-                for c in 0..3 {
-                    let plane = &input[((image * 3 + c) * s.h + y) * s.w..][..s.w];
-                    for (x, &v) in plane.iter().enumerate() {
-                        line[x * 3 + c] = v * scale[c] + shift[c];
-                    }
-                }
-            });
     }
 }
 

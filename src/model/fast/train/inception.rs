@@ -1,4 +1,4 @@
-//! An inception module (Figure 2b of the paper, as torchvision builds it) in training.
+//! An inception module (Figure 2b of the paper) in training.
 //!
 //! The three 1x1 convolutions that read the module's input (branch 1, the 3x3 reduction, the
 //! "5x5" reduction) run as one unit side by side, so the forward pass is one matrix product and

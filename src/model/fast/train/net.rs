@@ -5,7 +5,7 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::super::map::{Shape, grow};
+use super::super::map::{InputAffine, Shape, grow, to_nhwc};
 use super::TrainNetError;
 use super::aux::AuxTrain;
 use super::conv::ConvScratch;
@@ -111,7 +111,7 @@ pub struct TrainLosses {
 /// [`TrainNet::from_model`] and [`TrainNet::load_weights`]; the optimiser stays burn's.
 pub struct TrainNet {
     /// torchvision's `transform_input` (identity when off), applied while converting to NHWC.
-    pub(crate) input_affine: ([f32; 3], [f32; 3]),
+    pub(crate) input_affine: InputAffine,
     pub(crate) stages: Vec<Stage>,
     /// Each auxiliary head with the stage whose output it reads.
     pub(crate) aux: Vec<(usize, AuxTrain)>,
@@ -129,7 +129,7 @@ pub struct TrainNet {
 
 impl TrainNet {
     pub(crate) fn new(
-        input_affine: ([f32; 3], [f32; 3]),
+        input_affine: InputAffine,
         stages: Vec<Stage>,
         aux: Vec<(usize, AuxTrain)>,
         dropout: f64,
@@ -320,20 +320,5 @@ impl TrainNet {
         }
         self.grad = [dy, dx];
         Ok(losses)
-    }
-}
-
-/// NCHW input to NHWC, with torchvision's input transform on the way.
-fn to_nhwc(input: &[f32], s: Shape, (scale, shift): ([f32; 3], [f32; 3]), out: &mut [f32]) {
-    for image in 0..s.n {
-        for y in 0..s.h {
-            let line = &mut out[((image * s.h + y) * s.w) * 3..][..s.w * 3];
-            for c in 0..3 {
-                let plane = &input[((image * 3 + c) * s.h + y) * s.w..][..s.w];
-                for (x, &v) in plane.iter().enumerate() {
-                    line[x * 3 + c] = v * scale[c] + shift[c];
-                }
-            }
-        }
     }
 }

@@ -7,6 +7,7 @@ use burn::nn::{Linear, PaddingConfig2d};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
+use super::super::map::input_affine;
 use super::super::tensor_values;
 use super::TrainNetError;
 use super::aux::AuxTrain;
@@ -18,7 +19,6 @@ use super::net::{Stage, TrainNet};
 use super::pool::MaxPoolShape;
 use super::unit::ConvBn;
 use crate::model::conv_unit::ConvUnit;
-use crate::model::googlenet::transform_input_affine;
 use crate::model::inception::Inception;
 use crate::model::pool::Pool;
 use crate::model::{GoogLeNet, Variant};
@@ -118,13 +118,8 @@ impl TrainNet {
                 "a classifier other than global average pool + FC".into(),
             ));
         }
-        let input_affine = if model.transform_input {
-            transform_input_affine()
-        } else {
-            ([1.0; 3], [0.0; 3])
-        };
         let mut net = TrainNet::new(
-            input_affine,
+            input_affine(model),
             stages,
             aux,
             model.dropout.prob,
