@@ -3,7 +3,8 @@
 //! Cargo feature `wgpu`: Vulkan, Metal or DirectX, whichever the machine has).
 //!
 //! [`DeviceSpec`]'s `FromStr` checks only the spelling, so every build understands every name;
-//! [`DeviceSpec::to_device`] says when this binary was built without the backend a name needs.
+//! [`DeviceSpec::to_device`] says when this binary was built without the backend a name needs, or
+//! when the machine lacks what the CUDA backend loads at run time ([`crate::cuda_probe`]).
 //! [`parse_available`] and [`parse_device_list`] do both, for clap's `--device` and `--devices`.
 
 use std::fmt;
@@ -46,6 +47,11 @@ pub enum DeviceError {
          all be cuda, all wgpu or all cpu"
     )]
     MixedBackends { first: String, other: String },
+    #[error("device `{spec}` cannot run on this machine:{missing}")]
+    CudaMissing {
+        spec: String,
+        missing: crate::cuda_probe::CudaMissing,
+    },
 }
 
 impl DeviceSpec {
@@ -68,7 +74,9 @@ impl DeviceSpec {
     }
 
     /// The burn device (without autodiff: training calls `.autodiff()` on it), or
-    /// [`DeviceError::NotBuilt`]. No GPU is touched here: burn opens a device on its first tensor.
+    /// [`DeviceError::NotBuilt`], or for CUDA [`DeviceError::CudaMissing`] when the driver, the GPU,
+    /// NVRTC or the headers are missing. Those are only looked up: burn opens a device on its first
+    /// tensor.
     pub fn to_device(self) -> Result<Device, DeviceError> {
         match self {
             DeviceSpec::Cpu => Ok(Device::flex()),
@@ -82,8 +90,14 @@ impl DeviceSpec {
     }
 }
 
+/// burn's CUDA device, after [`crate::cuda_probe::check`] found the driver, the GPU, NVRTC and the
+/// headers it loads at run time (burn panics when one is missing).
 #[cfg(feature = "cuda")]
-fn cuda_device(_spec: DeviceSpec, index: usize) -> Result<Device, DeviceError> {
+fn cuda_device(spec: DeviceSpec, index: usize) -> Result<Device, DeviceError> {
+    crate::cuda_probe::check(index).map_err(|missing| DeviceError::CudaMissing {
+        spec: spec.to_string(),
+        missing,
+    })?;
     Ok(Device::cuda(index))
 }
 
@@ -160,7 +174,7 @@ pub fn parse_available(text: &str) -> Result<DeviceSpec, DeviceError> {
 }
 
 /// `--devices cuda:0,cuda:1,...`: one replica per device, all on one backend, no GPU twice, each
-/// built into this binary (checked in that order). `cpu` may repeat (`cpu,cpu`): its replicas
+/// built into this binary and present (checked in that order). `cpu` may repeat (`cpu,cpu`): its replicas
 /// share the cores, which tests data-parallel training without a GPU but does not speed it up.
 pub fn parse_device_list(text: &str) -> Result<Vec<DeviceSpec>, DeviceError> {
     let specs = text
@@ -181,6 +195,8 @@ pub fn parse_device_list(text: &str) -> Result<Vec<DeviceSpec>, DeviceError> {
             return Err(DeviceError::Duplicate(spec.to_string()));
         }
     }
-    first.to_device()?;
+    for spec in &specs {
+        spec.to_device()?;
+    }
     Ok(specs)
 }

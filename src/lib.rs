@@ -5,11 +5,13 @@
 //! - [`data`]: image decoding, training and evaluation transforms, ImageNet-layout datasets, the loader.
 //! - [`eval`]: the paper's multi-crop evaluation (section 7): crop geometry, softmax averaging, metrics.
 //! - [`export`]: the inference network as ONNX.
-//! - [`device`]: `cpu`, `cuda:N`, `wgpu[:N]` as the command line names them.
+//! - [`device`]: `cpu`, `cuda:N`, `wgpu[:N]` as the command line names them; [`cuda_probe`]: what
+//!   a CUDA device needs at run time (driver, NVRTC, headers), checked before burn opens it.
 //! - [`train`]: training with the paper's, the seed's or Caffe's recipe, resumable checkpoints;
 //!   [`train::data_parallel`] spreads a batch over several devices.
 
 pub mod cli;
+pub mod cuda_probe;
 pub mod data;
 pub mod device;
 pub mod eval;

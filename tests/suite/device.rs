@@ -73,11 +73,24 @@ fn cuda_without_the_feature_says_how_to_rebuild() {
     assert!(DeviceSpec::Cuda(0).to_device().is_err());
 }
 
+/// With the feature, `cuda:0` is burn's CUDA device where the probe finds what it needs, and the
+/// probe's findings otherwise.
 #[cfg(feature = "cuda")]
 #[test]
-fn cuda_with_the_feature_is_a_cuda_device() {
-    let device = parse_available("cuda:0").unwrap().to_device().unwrap();
-    assert_eq!(device, burn::prelude::Device::cuda(0));
+fn cuda_with_the_feature_is_a_cuda_device_or_says_what_is_missing() {
+    match googlenet::cuda_probe::check(0) {
+        Ok(()) => {
+            let device = parse_available("cuda:0").unwrap().to_device().unwrap();
+            assert_eq!(device, burn::prelude::Device::cuda(0));
+        }
+        Err(missing) => assert_eq!(
+            parse_available("cuda:0"),
+            Err(DeviceError::CudaMissing {
+                spec: "cuda:0".into(),
+                missing
+            })
+        ),
+    }
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -117,10 +130,17 @@ fn device_lists() {
         Err(DeviceError::Duplicate("cuda:0".into()))
     );
     #[cfg(feature = "cuda")]
-    assert_eq!(
-        parse_device_list("cuda:0,cuda:1"),
-        Ok(vec![DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)])
-    );
+    if googlenet::cuda_probe::check(1).is_ok() {
+        assert_eq!(
+            parse_device_list("cuda:0,cuda:1"),
+            Ok(vec![DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)])
+        );
+    } else {
+        assert!(matches!(
+            parse_device_list("cuda:0,cuda:1"),
+            Err(DeviceError::CudaMissing { .. })
+        ));
+    }
     #[cfg(not(feature = "cuda"))]
     assert!(matches!(
         parse_device_list("cuda:0,cuda:1"),

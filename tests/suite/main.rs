@@ -5,6 +5,7 @@ mod backend_wgpu;
 mod cli_classify_eval;
 mod cli_devices;
 mod common;
+mod cuda_probe;
 mod data_dataset;
 mod data_decode;
 mod data_loader;
