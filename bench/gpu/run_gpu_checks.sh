@@ -1,63 +1,65 @@
 #!/usr/bin/env bash
-# GPU checks of googlenet (issue 7) for a machine with an NVIDIA GPU and its driver, Python with
-# torch, torchvision, numpy and safetensors, and neither a Rust toolchain nor network access.
+# GPU checks of googlenet (issue 14) in one command, sized for 15 minutes of device time including
+# the machine's start: every stage has its own time limit, and all of them together stay under
+# BUDGET seconds (default 540); a stage that fails or runs out of time is recorded and the next one
+# runs. Needs an NVIDIA GPU with its driver, NVRTC and the CUDA headers (docs/gpu.md), Python 3;
+# PyTorch (with torchvision) for its baselines; no Rust toolchain.
 #
 #   bash bench/gpu/run_gpu_checks.sh [BIN]
 #
-# BIN (default target/release/googlenet) must be a googlenet binary built ELSEWHERE with
-#     cargo build --release --features cuda
-# (the cuda feature's build downloads an LLVM bundle from the tracel-llvm release page; see README,
-# "GPUs and multiple machines"). A default build has no CUDA backend: the first check then stops
-# with "built without the cuda feature". The binary loads the CUDA driver (libcuda), NVRTC (it
-# compiles its kernels at run time) and NCCL when it starts using the GPU; this script puts the
-# NVIDIA libraries that PyTorch's wheels ship (site-packages/nvidia/*/lib) on LD_LIBRARY_PATH.
+# BIN (default target/cuda/googlenet) is the CUDA release binary scripts/cuda_checks.sh builds
+# (`CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda`), carried to the GPU machine:
+# with the project's device tool, run(command="bash bench/gpu/run_gpu_checks.sh",
+# carry=["target/cuda"], timeout_s=600). SHARED (default shared/, else ../shared) holds the ground
+# truth: reference/torchvision/torchvision_seed1234_calibrated.pth and reference/inputs/*.png.
+# Everything goes to OUT (default $OUT when set, else bench/gpu/out): log.txt, stages.tsv (each
+# stage's status, exit code, seconds), one JSON per stage, nvidia_smi.csv (utilisation and memory
+# every 250 ms), and summary.md, the block for bench/RESULTS.md.
 #
-# SHARED (default ../shared beside the repository) must hold the project's ground truth:
-#   reference/torchvision/torchvision_seed1234_calibrated.pth, reference/inputs/*.png, data/hymenoptera.
-# OUT (default bench/gpu/out) receives one JSON file per check and summary.md, the block to paste
-# into bench/RESULTS.md (GPU, date, figures).
+# Stages, in order of priority (gpu_checks.py runs each; `gpu_checks.py --help` lists the commands):
+#   smoke            a tiny inference on DEVICE: the driver, NVRTC and headers work
+#   logits           DEVICE f32 (and bf16) logits against the CPU backend's, reference weights,
+#                    4 images: max abs diff <= 1e-3, same top-1; PyTorch on the GPU as a second opinion
+#   speed_B_P        googlenet training images/s, torchvision variant, 224 px, batch B, precision P
+#                    (256 bf16 first: the issue's goal), one process each
+#   pytorch          PyTorch's training images/s for the same four: eager, channels_last,
+#                    cudnn.benchmark, f32 / AMP bf16; peak memory of each
+#   train            200 steps on the embedded demo set (96 px, 4 classes), bf16: the loss falls
+#   pytorch_compile  torch.compile at batch 256 bf16, when the budget still allows it
+#   infer            inference images/s at batch 256 bf16, googlenet and PyTorch, when time allows
+# (the NCCL stage of the multi-GPU issue goes before pytorch_compile).
 #
-# Checks (bench/gpu/gpu_checks.py lists the exact googlenet commands each one runs):
-#   1. logits: DEVICE f32 logits against the CPU backend's, reference weights, 4 images: max abs diff
-#      <= 1e-3 and the same top-1 (REDUCED reported), with PyTorch on the same GPU as a second opinion.
-#   2. speed: training images/s at batch 128, f32 and bf16, googlenet then PyTorch, interleaved.
-#   3. train: 40 steps on the embedded shapes in f32 and bf16: the loss falls; with 2+ GPUs also
-#      --devices cuda:0,cuda:1 against one GPU.
-#   4. loader: `bench data` images/s on all cores beside the training images/s of check 2.
-# CHECKS="logits speed train loader" (default all) picks some; ROUNDS, BATCH, SIZE, ITERATIONS,
-# TRAIN_STEPS, TRAIN_BATCH, TIMEOUT: see gpu_checks.py. Expected duration on one recent GPU: a few
-# minutes, most of it the first compilation of the kernels (NVRTC + autotune).
-#
-# Dry run without a GPU (checks the script and every command it calls, not a GPU):
-#   DEVICE=cpu BATCH=4 SIZE=96 ITERATIONS=2 TRAIN_STEPS=8 TRAIN_BATCH=8 bash bench/gpu/run_gpu_checks.sh
-# (DEVICE=wgpu with a --features wgpu binary runs the same on Vulkan.)
-# Exit status: 0 when every check chosen passed, else the first failing check's (1 mismatch,
-# 2 binary/file/device missing, 3 Python package missing).
+# Dry run without a GPU, checking the plumbing with the CPU backend:
+#   DEVICE=cpu SPEED_BATCHES="4" SIZE=64 ITERATIONS=1 TRAIN_STEPS=4 BUDGET=300 \
+#       bash bench/gpu/run_gpu_checks.sh target/release/googlenet
+# Exit status: 0 when every stage that ran passed, 1 otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-BIN="${1:-target/release/googlenet}"
-SHARED="${SHARED:-../shared}"
+BIN="${1:-target/cuda/googlenet}"
 OUT="${OUT:-bench/gpu/out}"
+if [ -z "${SHARED:-}" ]; then
+    if [ -d shared/reference ]; then SHARED=shared; else SHARED=../shared; fi
+fi
 PYTHON="${PYTHON:-python3}"
-CHECKS="${CHECKS:-logits speed train loader}"
-export DEVICE="${DEVICE:-cuda:0}"
+BUDGET="${BUDGET:-540}"
+SPEED_BATCHES="${SPEED_BATCHES:-256 128}"
+export BIN OUT SHARED DEVICE="${DEVICE:-cuda:0}"
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+exec > >(tee -a "$OUT/log.txt") 2>&1
+t_start=$SECONDS
+STAGES="$OUT/stages.tsv"
+printf 'stage\tstatus\texit\tseconds\tstart_unix\tend_unix\n' >"$STAGES"
+echo "googlenet GPU checks: BIN=$BIN DEVICE=$DEVICE SHARED=$SHARED OUT=$OUT BUDGET=${BUDGET}s; $(date -u '+%F %T UTC')"
 
-if [ ! -x "$BIN" ]; then
-    echo "FAIL: no googlenet binary at $BIN: build one with \`cargo build --release --features cuda\` on a"
-    echo "machine with a Rust toolchain and network access (the cuda feature downloads an LLVM bundle) and copy it here"
-    exit 2
-fi
-if [[ "$DEVICE" == cuda* ]] && ! command -v nvidia-smi >/dev/null; then
-    echo "FAIL: nvidia-smi not found: DEVICE=$DEVICE needs an NVIDIA GPU and its driver (DEVICE=cpu: dry run)"
-    exit 2
-fi
-if ! "$PYTHON" -c "import torch, torchvision, numpy, safetensors" 2>/dev/null; then
-    echo "FAIL: $PYTHON lacks torch, torchvision, numpy or safetensors (set PYTHON)"
-    exit 3
-fi
-
-NVIDIA_LIBS=$("$PYTHON" - <<'PY'
+# NVRTC and the headers: the toolkit's, else those of the nvidia-* wheels (PyTorch's among them).
+for root in "${CUDA_PATH:-}" /usr/local/cuda; do
+    if [ -n "$root" ] && [ -d "$root/lib64" ]; then
+        export LD_LIBRARY_PATH="$root/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+done
+WHEEL_LIBS=$("$PYTHON" - <<'PY' 2>/dev/null
 import glob, os, site
 dirs = []
 for base in site.getsitepackages() + [site.getusersitepackages()]:
@@ -65,26 +67,73 @@ for base in site.getsitepackages() + [site.getusersitepackages()]:
 print(":".join(dict.fromkeys(d for d in dirs if os.path.isdir(d))))
 PY
 )
-export LD_LIBRARY_PATH="${NVIDIA_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-mkdir -p "$OUT"
-
-if [[ "$DEVICE" == cuda* ]]; then
-    nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader
+if [ -n "$WHEEL_LIBS" ]; then
+    export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$WHEEL_LIBS"
 fi
-echo "binary: $BIN ($("$BIN" --version)); DEVICE=$DEVICE; OUT=$OUT"
+echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}; CUDA_PATH=${CUDA_PATH:-(unset: /usr/local/cuda)}"
 
-status=0
-for check in $CHECKS; do
-    echo
-    echo "== $check"
-    "$PYTHON" bench/gpu/gpu_checks.py "$check" "$BIN" "$SHARED" "$OUT"
-    code=$?
-    if [ $code -ne 0 ] && [ $status -eq 0 ]; then
-        status=$code
+# Utilisation and memory of every GPU, sampled for the whole run; summary.md cuts it by stage.
+SAMPLER=""
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader |
+        tee "$OUT/gpu.txt"
+    nvidia-smi --query-gpu=timestamp,index,utilization.gpu,utilization.memory,memory.used,power.draw \
+        --format=csv,noheader,nounits -lms 250 >"$OUT/nvidia_smi.csv" 2>/dev/null &
+    SAMPLER=$!
+else
+    echo "no nvidia-smi: no utilisation or memory figures" | tee "$OUT/gpu.txt"
+fi
+trap '[ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null' EXIT
+
+failed=0
+# stage NAME LIMIT_S COMMAND...: runs COMMAND for at most LIMIT_S seconds (less when the budget is
+# nearly spent; not at all under MIN_LEFT), output to OUT/NAME.log, one line in stages.tsv.
+stage() {
+    local name=$1 limit=$2
+    shift 2
+    local left=$((BUDGET - (SECONDS - t_start)))
+    local now
+    now=$(date +%s.%N)
+    if [ "$left" -lt "${MIN_LEFT:-20}" ]; then
+        printf '%s\tnot run (budget spent)\t-\t0\t%s\t%s\n' "$name" "$now" "$now" >>"$STAGES"
+        echo "== $name: not run, ${left}s of the budget left"
+        return
     fi
-done
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "== $name (at most ${limit}s)"
+    local t0=$SECONDS code=0
+    timeout -k 5 "$limit" "$@" >"$OUT/$name.log" 2>&1 || code=$?
+    local status=passed
+    case $code in
+    0) ;;
+    124 | 137) status="timed out after ${limit}s" ;;
+    *) status=failed ;;
+    esac
+    [ "$code" -ne 0 ] && failed=1
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$code" "$((SECONDS - t0))" "$now" \
+        "$(date +%s.%N)" >>"$STAGES"
+    tail -n 8 "$OUT/$name.log" | sed 's/^/   /'
+    echo "   -> $status ($((SECONDS - t0))s)"
+}
 
-echo
-echo "== summary ($OUT/summary.md, for bench/RESULTS.md)"
-"$PYTHON" bench/gpu/gpu_checks.py summary "$BIN" "$SHARED" "$OUT"
-exit $status
+CHECKS=(bench/gpu/gpu_checks.py)
+stage smoke 60 "$PYTHON" "${CHECKS[@]}" smoke
+stage logits 150 "$PYTHON" "${CHECKS[@]}" logits
+for batch in $SPEED_BATCHES; do
+    stage "speed_${batch}_bf16" 90 "$PYTHON" "${CHECKS[@]}" speed "$batch" bf16
+done
+stage pytorch 120 "$PYTHON" "${CHECKS[@]}" pytorch
+for batch in $SPEED_BATCHES; do
+    stage "speed_${batch}_f32" 75 "$PYTHON" "${CHECKS[@]}" speed "$batch" f32
+done
+stage train 120 "$PYTHON" "${CHECKS[@]}" train
+# -- NCCL (multi-GPU issue): its stage goes here, `stage nccl LIMIT COMMAND...`.
+MIN_LEFT=100 stage pytorch_compile 120 "$PYTHON" "${CHECKS[@]}" pytorch_compile
+MIN_LEFT=60 stage infer 60 "$PYTHON" "${CHECKS[@]}" infer
+
+[ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
+SAMPLER=""
+echo "== summary (OUT/summary.md)"
+"$PYTHON" "${CHECKS[@]}" summary || failed=1
+echo "total ${SECONDS}s"
+exit $failed
