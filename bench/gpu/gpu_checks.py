@@ -124,26 +124,25 @@ def stage_logits():
         raise StageError(2, f"ground truth missing: {pth} and reference/inputs/*.png (set SHARED)")
     record = {"device": DEVICE, "tolerance": LOGITS_TOLERANCE, "images": len(images)}
     logits = {}
-    for device, precision in [("cpu", "f32"), (DEVICE, "f32"), (DEVICE, "bf16")]:
-        out = os.path.join(OUT, f"logits_{device.replace(':', '')}_{precision}.onnx")
+    # "cpu": the reference, CPU f32; "f32", "bf16": DEVICE in that precision.
+    for label, device, precision in [("cpu", "cpu", "f32"), ("f32", DEVICE, "f32"), ("bf16", DEVICE, "bf16")]:
+        out = os.path.join(OUT, f"logits_{label}.onnx")
         start = time.perf_counter()
         googlenet(["export", out, "--weights", pth, "--variant", "torchvision", "--reference-images",
                    *images, "--device", device, "--precision", precision])
         reference = load_file(out.replace(".onnx", ".reference.safetensors"))
         for path in [out, out.replace(".onnx", ".reference.safetensors")]:
             os.remove(path)
-        logits[(device, precision)] = reference["logits"].astype(np.float64)
+        logits[label] = reference["logits"].astype(np.float64)
         model_input = reference["input"]
-        record[f"seconds_{device}_{precision}"] = round(time.perf_counter() - start, 1)
-        if (device, precision) != ("cpu", "f32"):
-            diff = float(np.max(np.abs(logits[(device, precision)] - logits[("cpu", "f32")])))
-            record[f"max_abs_diff_{precision}_vs_cpu"] = diff
-            record[f"top1_{precision}"] = logits[(device, precision)].argmax(1).tolist()
+        record[f"seconds_{label}"] = round(time.perf_counter() - start, 1)
+        record[f"top1_{label}"] = logits[label].argmax(1).tolist()
+        if label == "cpu":
+            record["logit_range"] = [float(logits["cpu"].min()), float(logits["cpu"].max())]
         else:
-            record["top1_cpu"] = logits[("cpu", "f32")].argmax(1).tolist()
-            record["logit_range"] = [float(logits[("cpu", "f32")].min()), float(logits[("cpu", "f32")].max())]
+            record[f"max_abs_diff_{label}_vs_cpu"] = float(np.max(np.abs(logits[label] - logits["cpu"])))
         write("logits", record)
-        print(f"  {device} {precision}: {record.get(f'max_abs_diff_{precision}_vs_cpu', 'reference')}")
+        print(f"  {device} {precision}: {record.get(f'max_abs_diff_{label}_vs_cpu', 'reference')}")
     record["passed"] = (record["max_abs_diff_f32_vs_cpu"] <= LOGITS_TOLERANCE
                         and record["top1_f32"] == record["top1_cpu"])
     write("logits", record)
@@ -156,8 +155,8 @@ def stage_logits():
         with torch.no_grad():
             theirs = net(torch.from_numpy(model_input).to(torch_device)).double().cpu().numpy()
         record["pytorch_device"] = torch_device
-        record["max_abs_diff_cpu_vs_pytorch"] = float(np.max(np.abs(logits[("cpu", "f32")] - theirs)))
-        record["max_abs_diff_f32_vs_pytorch"] = float(np.max(np.abs(logits[(DEVICE, "f32")] - theirs)))
+        record["max_abs_diff_cpu_vs_pytorch"] = float(np.max(np.abs(logits["cpu"] - theirs)))
+        record["max_abs_diff_f32_vs_pytorch"] = float(np.max(np.abs(logits["f32"] - theirs)))
     except StageError as e:
         record["pytorch"] = str(e)
     write("logits", record)
@@ -414,6 +413,7 @@ def main():
         print(__doc__)
         sys.exit(2)
     function, _ = STAGES[sys.argv[1]]
+    os.makedirs(OUT, exist_ok=True)
     args = sys.argv[2:]
     if sys.argv[1] == "speed":
         args = [int(args[0]), args[1]]
