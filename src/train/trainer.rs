@@ -247,6 +247,9 @@ struct Run {
     optimizer: ModuleOptimizer,
     polyak: Option<Polyak>,
     state: TrainState,
+    /// The checkpoint a resumed run loaded, kept while the run lasts: its tensors are read from
+    /// the files when first used.
+    _resumed_from: Option<distributed::sync::SharedCheckpoint>,
 }
 
 /// Trains `config` on `data`, writing into `options.out`.
@@ -282,7 +285,7 @@ pub fn train_session(
     let out = &options.out;
     let checkpoints = Checkpoints::new(out);
     let config_path = out.join("config.json");
-    if !options.resume && config_path.exists() {
+    if world.is_root() && !options.resume && config_path.exists() {
         return Err(TrainError::AlreadyARun(out.display().to_string()));
     }
     let train_device = options.device.clone().autodiff();
@@ -586,6 +589,7 @@ fn start(
             optimizer: loaded.optimizer,
             polyak: loaded.polyak,
             state: loaded.state,
+            _resumed_from: Some(shared),
         });
     }
     model = match &options.weights {
@@ -599,6 +603,7 @@ fn start(
         optimizer: optimizer(config),
         polyak,
         state: TrainState::default(),
+        _resumed_from: None,
     })
 }
 

@@ -34,7 +34,13 @@ pub fn initialise() -> Option<(WorldCommunicator, MpiSession)> {
         rank: world.rank() as usize,
         size: world.size() as usize,
         library: mpi::environment::library_version()
-            .map(|v| v.lines().next().unwrap_or_default().trim().to_string())
+            .map(|v| {
+                v.split([',', '\n'])
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
             .unwrap_or_else(|_| "unknown MPI library".into()),
     };
     Some((
