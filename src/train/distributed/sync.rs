@@ -270,31 +270,30 @@ fn pack_folder(dir: &Path) -> Result<Vec<u8>, DistributedError> {
 
 /// Writes what [`pack_folder`] packed under `parent`; returns the folder.
 fn unpack_folder(packed: &[u8], parent: &Path) -> Result<PathBuf, DistributedError> {
+    let mut rest = packed;
+    let name = String::from_utf8_lossy(take_field(&mut rest)?).into_owned();
+    let dir = parent.join(name);
+    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    while !rest.is_empty() {
+        let file = dir.join(String::from_utf8_lossy(take_field(&mut rest)?).as_ref());
+        let bytes = take_field(&mut rest)?;
+        fs::write(&file, bytes).map_err(io(&file))?;
+    }
+    Ok(dir)
+}
+
+/// The next length-prefixed field of `rest`, which moves past it.
+fn take_field<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], DistributedError> {
     let corrupt = || DistributedError::Transfer {
         what: "latest checkpoint",
         action: "received whole",
         reason: "the packed folder ends early".into(),
     };
-    let mut rest = packed;
-    let mut take = || -> Result<&[u8], DistributedError> {
-        let (len, tail) = rest.split_at_checked(8).ok_or_else(corrupt)?;
-        let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
-        let (bytes, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
-        rest = tail;
-        Ok(bytes)
-    };
-    let name = String::from_utf8_lossy(take()?).into_owned();
-    let dir = parent.join(name);
-    fs::create_dir_all(&dir).map_err(io(&dir))?;
-    loop {
-        let file = match take() {
-            Ok(name) => dir.join(String::from_utf8_lossy(name).as_ref()),
-            Err(_) => break,
-        };
-        let bytes = take()?;
-        fs::write(&file, bytes).map_err(io(&file))?;
-    }
-    Ok(dir)
+    let (len, tail) = rest.split_at_checked(8).ok_or_else(corrupt)?;
+    let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
+    let (bytes, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
+    *rest = tail;
+    Ok(bytes)
 }
 
 /// `model` (and the Polyak average) with each BatchNorm running mean and variance replaced by
@@ -365,5 +364,32 @@ pub fn check_replicas(
         Ok(())
     } else {
         Err(DistributedError::Diverged { ranks, step })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_folder_unpacks_to_the_same_files_and_a_cut_one_is_refused() {
+        let root = std::env::temp_dir().join(format!("googlenet-pack-{}", std::process::id()));
+        let source = root.join("step-000000007");
+        fs::create_dir_all(&source).unwrap();
+        fs::write(source.join("model.bpk"), [1u8, 2, 3, 0, 255]).unwrap();
+        fs::write(source.join("state.json"), b"{}").unwrap();
+        fs::write(source.join("empty"), b"").unwrap();
+        let packed = pack_folder(&source).unwrap();
+        let copy = unpack_folder(&packed, &root.join("copy")).unwrap();
+        assert_eq!(copy.file_name().unwrap(), "step-000000007");
+        for name in ["model.bpk", "state.json", "empty"] {
+            assert_eq!(
+                fs::read(copy.join(name)).unwrap(),
+                fs::read(source.join(name)).unwrap()
+            );
+        }
+        let cut = unpack_folder(&packed[..packed.len() - 1], &root.join("cut"));
+        assert!(matches!(cut, Err(DistributedError::Transfer { .. })));
+        fs::remove_dir_all(&root).unwrap();
     }
 }
