@@ -353,6 +353,33 @@ fn the_mpi_build_started_plainly_trains_exactly_as_the_default_build() {
     assert_eq!(checkpoint_tensors(&a, 2), checkpoint_tensors(&b, 2));
 }
 
+#[test]
+#[ignore = "needs Open MPI and GOOGLENET_MPI_BIN: scripts/mpi_checks.sh"]
+fn a_rank_that_fails_names_itself_and_the_reason_and_ends_the_job() {
+    // Rank 1 cannot open its data; rank 0 is already waiting for it in a collective.
+    let (a, b) = (fresh_dir("mpi-fail-0"), fresh_dir("mpi-fail-1"));
+    let missing = b.join("no-such-data");
+    let mut command = mpirun();
+    command
+        .args(["-np", "1"])
+        .arg(mpi_bin())
+        .args(with(paper_args(&a), &["--max-steps", "1"]))
+        .args([":", "-np", "1"])
+        .arg(mpi_bin())
+        .args(with(
+            paper_args(&b),
+            &["--max-steps", "1", "--data", &missing.display().to_string()],
+        ));
+    let started = Instant::now();
+    let output = command.output().expect("mpirun");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("rank 1 of 2 failed"), "{stderr}");
+    assert!(stderr.contains("no-such-data"), "{stderr}");
+    assert!(started.elapsed() < KILL_BOUND);
+    assert!(!a.join("checkpoints").exists());
+}
+
 /// The pid of `rank` among the processes `mpirun` (pid `launcher`) started on this machine.
 fn rank_pid(launcher: u32, rank: usize) -> Option<u32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
