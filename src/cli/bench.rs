@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::{bench_data, bench_model};
+use super::{bench_allreduce, bench_data, bench_model};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -20,11 +20,15 @@ pub enum BenchTarget {
     Data(bench_data::BenchDataArgs),
     /// Images per second and peak memory of inference or of a training step of the network.
     Model(bench_model::BenchModelArgs),
+    /// Milliseconds of one all-reduce of the network's gradients over the ranks of an MPI job
+    /// (a build with --features mpi, under mpirun -np N).
+    Allreduce(bench_allreduce::BenchAllreduceArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     match args.target {
         BenchTarget::Data(args) => bench_data::run(args),
         BenchTarget::Model(args) => bench_model::run(args),
+        BenchTarget::Allreduce(args) => bench_allreduce::run(args),
     }
 }

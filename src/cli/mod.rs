@@ -1,6 +1,7 @@
 //! The `googlenet` command line: one file per subcommand.
 
 mod bench;
+mod bench_allreduce;
 mod bench_data;
 mod bench_model;
 mod classify;

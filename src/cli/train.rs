@@ -15,12 +15,14 @@ use crate::device::{DeviceSpec, parse_available, parse_device_list};
 use crate::model::Variant;
 use crate::model::precision::Precision;
 use crate::train::config::DEFAULT_SEED;
+use crate::train::distributed::{self, Collective};
 use crate::train::folders::ImageFolders;
 use crate::train::loss::LossKind;
 use crate::train::schedule::Schedule;
 use crate::train::step::TrainEngine;
 use crate::train::{
-    Outcome, Overrides, Recipe, Session, Synthetic, TrainConfig, TrainData, TrainOptions,
+    Outcome, Overrides, Recipe, Session, Synthetic, TrainConfig, TrainData, TrainError,
+    TrainOptions,
 };
 
 /// Epochs of a run on the embedded shapes when `--epochs` is not given: enough to see the
@@ -220,7 +222,28 @@ impl TrainArgs {
     }
 }
 
+/// Trains as rank r of the job this process was launched into (`mpirun`, `srun`: a build with
+/// the `mpi` feature), or alone. In a job, an error that not every rank met ends the whole job
+/// with a message naming this rank ([`distributed::fault`]).
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let (world, _membership) = distributed::join();
+    distributed::fault::abort_on_panic(&world);
+    let result = train(args, &world);
+    if let Err(error) = &result
+        && world.is_distributed()
+    {
+        let agreed = matches!(
+            error.downcast_ref::<TrainError>(),
+            Some(TrainError::Distributed(e)) if e.is_agreed()
+        );
+        if !agreed {
+            distributed::fault::abort_job(&world, &format!("{error:#}"), 1);
+        }
+    }
+    result
+}
+
+fn train(args: TrainArgs, world: &Collective) -> Result<ExitCode> {
     let specs = match &args.devices {
         Some(list) => list.0.clone(),
         None => vec![args.device],
@@ -247,8 +270,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
                 );
             }
             let path = dir.join("config.json");
-            let mut config = TrainConfig::load(&path)
-                .with_context(|| format!("{} does not hold a run to resume", dir.display()))?;
+            // Rank 0's: the output folder need not be shared between the machines of a job.
+            let mut config = distributed::sync::broadcast_config(world, || {
+                TrainConfig::load(&path)
+                    .with_context(|| format!("{} does not hold a run to resume", dir.display()))
+            })?;
             if let Some(epochs) = args.epochs {
                 config.epochs = epochs;
             }
@@ -281,6 +307,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         eprintln!("\nCtrl-C: stopping after the current step and writing a checkpoint...");
     })
     .context("installing the Ctrl-C handler")?;
+    distributed::signals::stop_on_signals(world, stop.clone());
 
     let options = TrainOptions {
         out: out.clone(),
@@ -292,11 +319,24 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         engine: args.engine,
         max_steps: args.max_steps,
         stop,
-        quiet: args.quiet || args.json,
+        quiet: args.quiet || args.json || !world.is_root(),
     };
+    if world.is_distributed() && world.is_root() && !options.quiet {
+        println!(
+            "distributed: {} ranks ({}); each takes 1/{} of every batch of {}",
+            world.world_size(),
+            world.describe(),
+            world.world_size(),
+            config.batch_size
+        );
+    }
     let (outcome, session) = crate::train::train_session(&config, data.as_ref(), &options)?;
+    if !world.is_root() {
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.json {
-        let summary = Summary::new(&outcome, &session, &specs, args.precision, &config);
+        let mut summary = Summary::new(&outcome, &session, &specs, args.precision, &config);
+        summary.world_size = world.world_size();
         println!("{}", serde_json::to_string(&summary)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -384,6 +424,10 @@ struct Summary {
     first_mean_loss: Option<f64>,
     last_mean_loss: Option<f64>,
     losses: Vec<f64>,
+    /// Processes of the job (1 without MPI); each took its share of every batch.
+    world_size: usize,
+    /// Each step's seconds in the gradients' all-reduce over the ranks (empty on one process).
+    allreduce_seconds: Vec<f64>,
 }
 
 impl Summary {
@@ -430,6 +474,8 @@ impl Summary {
             first_mean_loss: session.first_mean_loss(),
             last_mean_loss: session.last_mean_loss(),
             losses: session.losses.clone(),
+            world_size: 1,
+            allreduce_seconds: session.allreduce_seconds.clone(),
         }
     }
 }

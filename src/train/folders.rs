@@ -160,6 +160,20 @@ impl TrainData for ImageFolders {
         self.side
     }
 
+    /// Every image's path below its split's folder and its label.
+    fn listing(&self) -> Vec<String> {
+        [Split::Train, Split::Val]
+            .into_iter()
+            .flat_map(|split| {
+                let folder = self.folder(split);
+                folder.samples().iter().map(move |s| {
+                    let path = s.path.strip_prefix(folder.root()).unwrap_or(&s.path);
+                    format!("{split:?} {} {}", s.label, path.display())
+                })
+            })
+            .collect()
+    }
+
     fn fetch(&self, split: Split, indices: &[usize], seed: u64) -> Result<HostBatch, DataError> {
         let (images, failures) = normalized_batch(indices.len(), self.side, self.variant, |i| {
             self.image(split, indices[i], seed)

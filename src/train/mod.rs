@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod curves;
 pub mod data_parallel;
+pub mod distributed;
 pub mod folders;
 pub mod init;
 pub mod loss;

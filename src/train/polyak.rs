@@ -60,6 +60,12 @@ impl Polyak {
         &self.model
     }
 
+    /// Replaces the average by `f` of it (the BatchNorm statistics averaged over the ranks of a
+    /// distributed run).
+    pub fn map_model(&mut self, f: impl FnOnce(GoogLeNet) -> GoogLeNet) {
+        self.model = f(self.model.clone());
+    }
+
     pub fn updates(&self) -> u64 {
         self.updates
     }

@@ -22,6 +22,9 @@ pub struct Session {
     pub first_step_seconds: f64,
     /// Each step's total training loss, in order.
     pub losses: Vec<f64>,
+    /// Each step's seconds in the gradients' all-reduce over the ranks of a distributed run
+    /// (empty on one process).
+    pub allreduce_seconds: Vec<f64>,
 }
 
 impl Session {

@@ -43,6 +43,12 @@ pub trait TrainData: Send + Sync {
     /// The images `indices` of `split`. Training images are augmented with random choices drawn
     /// from `seed` and each image's index; validation images do not depend on `seed`.
     fn fetch(&self, split: Split, indices: &[usize], seed: u64) -> Result<HostBatch, DataError>;
+    /// What identifies the images and their labels, independent of where the data lives (for
+    /// the check that every rank of a distributed run reads the same data); empty where
+    /// [`TrainData::class_names`] and the split sizes say it all.
+    fn listing(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The embedded shapes ([`SyntheticShapes`]) for a variant.

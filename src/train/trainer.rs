@@ -19,6 +19,7 @@ use super::checkpoint::{CheckpointError, Checkpoints};
 use super::config::{ConfigError, TrainConfig};
 use super::curves::{CurvesError, write_curves};
 use super::data_parallel::DataParallelError;
+use super::distributed::{self, Collective, DistributedError};
 use super::metrics::{EpochRecord, EpochSums, HeadBatch, SplitStats, append_csv, rewrite_csv};
 use super::output::{OutputError, check_writable};
 use super::polyak::Polyak;
@@ -186,6 +187,8 @@ pub enum TrainError {
     Step(#[from] StepError),
     #[error(transparent)]
     Precision(#[from] PrecisionError),
+    #[error(transparent)]
+    Distributed(#[from] DistributedError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -244,6 +247,9 @@ struct Run {
     optimizer: ModuleOptimizer,
     polyak: Option<Polyak>,
     state: TrainState,
+    /// The checkpoint a resumed run loaded, kept while the run lasts: its tensors are read from
+    /// the files when first used.
+    _resumed_from: Option<distributed::sync::SharedCheckpoint>,
 }
 
 /// Trains `config` on `data`, writing into `options.out`.
@@ -263,6 +269,9 @@ pub fn train_session(
 ) -> Result<(Outcome, Session), TrainError> {
     config.validate()?;
     check_data(config, data)?;
+    // The job this process belongs to: rank 0 of 1 unless `googlenet train` joined an MPI job.
+    let world = distributed::world();
+    distributed::sync::check_same_run(&world, config, data)?;
     for device in std::iter::once(&options.device).chain(&options.replicas) {
         options.precision.check(device)?;
     }
@@ -276,18 +285,20 @@ pub fn train_session(
     let out = &options.out;
     let checkpoints = Checkpoints::new(out);
     let config_path = out.join("config.json");
-    if !options.resume && config_path.exists() {
+    if world.is_root() && !options.resume && config_path.exists() {
         return Err(TrainError::AlreadyARun(out.display().to_string()));
     }
     let train_device = options.device.clone().autodiff();
-    let mut run = start(config, options, &checkpoints)?;
-    let needed = super::checkpoint::estimated_bytes(&run.model, run.polyak.is_some());
-    check_writable(out, needed)?;
-    checkpoints.remove_leftovers().map_err(TrainError::Resume)?;
-    config.save(&config_path)?;
+    let mut run = start(config, options, &checkpoints, &world)?;
     let metrics_path = out.join("metrics.csv");
-    if options.resume {
-        rewrite_csv(&metrics_path, &run.state.history).map_err(io_err(&metrics_path))?;
+    if world.is_root() {
+        let needed = super::checkpoint::estimated_bytes(&run.model, run.polyak.is_some());
+        check_writable(out, needed)?;
+        checkpoints.remove_leftovers().map_err(TrainError::Resume)?;
+        config.save(&config_path)?;
+        if options.resume {
+            rewrite_csv(&metrics_path, &run.state.history).map_err(io_err(&metrics_path))?;
+        }
     }
     let say = |line: String| {
         if !options.quiet {
@@ -376,8 +387,10 @@ pub fn train_session(
             let step_start = Instant::now();
             let indices =
                 &order[batch * config.batch_size..((batch + 1) * config.batch_size).min(train_len)];
+            let indices = distributed::shard::shard(indices, world.world_size(), world.rank());
             let host = data.fetch(Split::Train, indices, augment_seed)?;
-            if host.is_empty() {
+            let images = distributed::step::global_images(&world, host.len());
+            if images == 0 {
                 // Every file of the batch was skipped (undecodable); nothing to learn from.
                 run.state.batch = batch + 1;
                 bar.inc(1);
@@ -391,16 +404,28 @@ pub fn train_session(
                     total_iterations,
                 },
             );
-            stepper.seed(&train_device, mix(config.seed ^ DROPOUT, run.state.step));
-            let step = train_step(
-                config,
-                &mut run,
-                &host,
-                lr,
+            let dropout_seed = mix(config.seed ^ DROPOUT, run.state.step);
+            stepper.seed(
                 &train_device,
-                &stepper,
-                options.precision,
-            )?;
+                distributed::step::dropout_seed(&world, dropout_seed),
+            );
+            let step = if world.is_distributed() {
+                let on = (&train_device, &stepper, options.precision, &world);
+                job_step(config, &mut run, &host, images, lr, on)?.map(|(loss, seconds)| {
+                    session.allreduce_seconds.push(seconds);
+                    loss
+                })
+            } else {
+                train_step(
+                    config,
+                    &mut run,
+                    &host,
+                    lr,
+                    &train_device,
+                    &stepper,
+                    options.precision,
+                )?
+            };
             let loss = match step {
                 Ok(loss) => loss,
                 Err((value, parts)) => {
@@ -418,7 +443,7 @@ pub fn train_session(
             run.state.batch = batch + 1;
             run.state.step += 1;
             let step_seconds = step_start.elapsed().as_secs_f64();
-            session.record(host.len(), step_seconds, loss);
+            session.record(images, step_seconds, loss);
             train_seconds += step_seconds;
             run.state.partial_seconds = train_seconds;
             let stats = run.state.partial.stats();
@@ -429,10 +454,15 @@ pub fn train_session(
                 run.state.partial.images as f64 / train_seconds.max(1e-9)
             ));
             bar.inc(1);
-            let interrupted = options.stop.load(Ordering::SeqCst);
+            let interrupted = world.any(options.stop.load(Ordering::SeqCst));
             if (interrupted || reached_max(&session)) && run.state.batch < batches_per_epoch {
                 bar.abandon();
-                let checkpoint = save(&checkpoints, &run, &last_checkpoint)?;
+                run.model = distributed::sync::average_running_stats(
+                    &world,
+                    run.model,
+                    run.polyak.as_mut(),
+                );
+                let checkpoint = save(&checkpoints, &run, &last_checkpoint, &world)?;
                 let outcome = Outcome::stopped(
                     interrupted,
                     checkpoint,
@@ -447,11 +477,14 @@ pub fn train_session(
 
         let train_stats = run.state.partial.stats();
         let images_per_second = run.state.partial.images as f64 / train_seconds.max(1e-9);
+        run.model =
+            distributed::sync::average_running_stats(&world, run.model, run.polyak.as_mut());
         let evaluated = match &run.polyak {
             Some(p) => p.model().clone(),
             None => run.model.valid(),
         };
-        let val_stats = evaluate(&evaluated, config, data, &options.device)?;
+        let val_stats =
+            distributed::validation::evaluate(&world, &evaluated, config, data, &options.device)?;
         let record = EpochRecord {
             epoch: epoch + 1,
             learning_rate: lr,
@@ -467,24 +500,26 @@ pub fn train_session(
         run.state.partial_seconds = 0.0;
         let name = Checkpoints::name(run.state.step);
         let improved = run.state.record_epoch(record, &name);
-        let path = save(&checkpoints, &run, &last_checkpoint)?;
+        let path = save(&checkpoints, &run, &last_checkpoint, &world)?;
         last_checkpoint = Some(path.clone());
-        let best = run.state.best.as_ref().map(|b| b.checkpoint.as_str());
-        checkpoints
-            .prune(config.keep_last, best)
-            .map_err(|source| TrainError::Checkpoint {
-                source,
-                kept: kept(&last_checkpoint),
-            })?;
-        append_csv(&metrics_path, &record).map_err(io_err(&metrics_path))?;
-        write_curves(&out.join("curves.png"), &run.state.history)?;
-        let weights_path = out.join("model.safetensors");
-        weights::save(&evaluated, &weights_path, Layout::Native)?;
-        if improved {
-            weights::save(&evaluated, &out.join("best.safetensors"), Layout::Native)?;
+        if world.is_root() {
+            let best = run.state.best.as_ref().map(|b| b.checkpoint.as_str());
+            checkpoints
+                .prune(config.keep_last, best)
+                .map_err(|source| TrainError::Checkpoint {
+                    source,
+                    kept: kept(&last_checkpoint),
+                })?;
+            append_csv(&metrics_path, &record).map_err(io_err(&metrics_path))?;
+            write_curves(&out.join("curves.png"), &run.state.history)?;
+            let weights_path = out.join("model.safetensors");
+            weights::save(&evaluated, &weights_path, Layout::Native)?;
+            if improved {
+                weights::save(&evaluated, &out.join("best.safetensors"), Layout::Native)?;
+            }
         }
         say(epoch_lines(&record, config.epochs, improved));
-        let interrupted = options.stop.load(Ordering::SeqCst);
+        let interrupted = world.any(options.stop.load(Ordering::SeqCst));
         if (interrupted || reached_max(&session)) && run.state.epoch < config.epochs {
             let outcome =
                 Outcome::stopped(interrupted, path, run.state.epoch + 1, 0, run.state.step);
@@ -532,12 +567,13 @@ fn start(
     config: &TrainConfig,
     options: &TrainOptions,
     checkpoints: &Checkpoints,
+    world: &Collective,
 ) -> Result<Run, TrainError> {
     let train_device = options.device.clone().autodiff();
     train_device.seed(config.seed);
     let mut model = build_model(config, &train_device)?;
     if options.resume {
-        let Some(latest) = checkpoints.latest().map_err(TrainError::Resume)? else {
+        let Some(shared) = distributed::sync::share_latest(world, checkpoints)? else {
             return Err(TrainError::NothingToResume(
                 options.out.display().to_string(),
             ));
@@ -546,33 +582,42 @@ fn start(
             Some(decay) => Some((build_model(config, &options.device)?, decay)),
             None => None,
         };
-        let loaded = Checkpoints::load(&latest, model, optimizer(config), template)
+        let loaded = Checkpoints::load(&shared.path, model, optimizer(config), template)
             .map_err(TrainError::Resume)?;
         return Ok(Run {
             model: loaded.model,
             optimizer: loaded.optimizer,
             polyak: loaded.polyak,
             state: loaded.state,
+            _resumed_from: Some(shared),
         });
     }
     model = match &options.weights {
-        Some(path) => weights::load(model, path)?,
-        None => config.init.apply(model),
+        Some(path) if world.is_root() => weights::load(model, path)?,
+        _ => config.init.apply(model),
     };
+    model = distributed::sync::broadcast_model(world, model)?;
     let polyak = config.polyak_decay.map(|d| Polyak::new(&model, d));
     Ok(Run {
         model,
         optimizer: optimizer(config),
         polyak,
         state: TrainState::default(),
+        _resumed_from: None,
     })
 }
 
+/// Writes a checkpoint of `run` (rank 0 only; the other ranks get the folder's name).
 fn save(
     checkpoints: &Checkpoints,
     run: &Run,
     last: &Option<PathBuf>,
+    world: &Collective,
 ) -> Result<PathBuf, TrainError> {
+    distributed::sync::check_replicas(world, &run.model, run.state.step)?;
+    if !world.is_root() {
+        return Ok(checkpoints.dir().join(Checkpoints::name(run.state.step)));
+    }
     let state = TrainState {
         polyak_updates: run.polyak.as_ref().map_or(0, Polyak::updates),
         ..run.state.clone()
@@ -606,14 +651,7 @@ fn train_step(
         stepper.forward_backward(&run.model, host, config.loss, precision, device)?;
     let total = values.total;
     if !total.is_finite() {
-        let names = ["main", "aux1", "aux2"];
-        let parts = names
-            .iter()
-            .zip(values.heads)
-            .filter_map(|(name, l)| l.map(|l| format!("{name} {l}")))
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Ok(Err((total, parts)));
+        return Ok(Err((total, non_finite_parts(values.heads))));
     }
     let model = run.model.clone();
     run.model = update.apply(lr, &mut run.optimizer, model);
@@ -624,12 +662,52 @@ fn train_step(
     Ok(Ok(total))
 }
 
+/// [`train_step`] on this rank's share of the global batch in a distributed run: losses,
+/// figures and gradients summed over the ranks ([`distributed::step`]). Also gives the seconds
+/// of the gradients' all-reduce.
+fn job_step(
+    config: &TrainConfig,
+    run: &mut Run,
+    host: &HostBatch,
+    images: usize,
+    lr: f64,
+    (device, stepper, precision, world): (&Device, &Stepper, Precision, &Collective),
+) -> Result<Result<(f64, f64), NonFiniteLoss>, TrainError> {
+    let local = if host.is_empty() {
+        None
+    } else {
+        Some(stepper.forward_backward(&run.model, host, config.loss, precision, device)?)
+    };
+    let job = distributed::step::reduce(world, &run.model, local, &host.labels, images);
+    let Some(update) = job.update else {
+        return Ok(Err((job.total, non_finite_parts(job.heads))));
+    };
+    let model = run.model.clone();
+    run.model = update.apply(lr, &mut run.optimizer, model);
+    if let Some(p) = &mut run.polyak {
+        p.update(&run.model);
+    }
+    distributed::sums::merge(&mut run.state.partial, &job.sums);
+    Ok(Ok((job.total, job.allreduce_seconds)))
+}
+
 fn record_batch(sums: &mut EpochSums, labels: &[i64], values: StepValues) {
     let heads = std::array::from_fn(|i| match (&values.logits[i], values.heads[i]) {
         (Some(logits), Some(loss)) => Some(HeadBatch { loss, logits }),
         _ => None,
     });
     sums.add(labels, values.total, heads);
+}
+
+/// Each classifier's loss by name, for the message about a non-finite loss.
+fn non_finite_parts(heads: [Option<f64>; 3]) -> String {
+    let names = ["main", "aux1", "aux2"];
+    names
+        .iter()
+        .zip(heads)
+        .filter_map(|(name, l)| l.map(|l| format!("{name} {l}")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Loss, top-1 and top-5 of every classifier of `model` on the validation split (inference
@@ -640,8 +718,19 @@ pub fn evaluate(
     data: &dyn TrainData,
     device: &Device,
 ) -> Result<SplitStats, TrainError> {
-    let len = data.len(Split::Val);
-    let indices: Vec<usize> = (0..len).collect();
+    let indices: Vec<usize> = (0..data.len(Split::Val)).collect();
+    Ok(evaluate_images(model, config, data, device, &indices)?.stats())
+}
+
+/// The figures of `model` on the validation images `indices`, for [`evaluate`] and a rank's
+/// share of the validation split.
+pub fn evaluate_images(
+    model: &GoogLeNet,
+    config: &TrainConfig,
+    data: &dyn TrainData,
+    device: &Device,
+    indices: &[usize],
+) -> Result<EpochSums, TrainError> {
     let mut sums = EpochSums::default();
     for chunk in indices.chunks(config.batch_size) {
         let host = data.fetch(Split::Val, chunk, 0)?;
@@ -672,7 +761,7 @@ pub fn evaluate(
         };
         record_batch(&mut sums, &host.labels, values);
     }
-    Ok(sums.stats())
+    Ok(sums)
 }
 
 fn progress_bar(quiet: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {

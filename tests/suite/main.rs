@@ -21,6 +21,7 @@ mod model_batch_norm;
 mod model_forward;
 mod model_precision;
 mod model_summary;
+mod mpi_jobs;
 mod onnx_export;
 mod pointwise_conv;
 mod train_cli;

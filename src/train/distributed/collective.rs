@@ -1,0 +1,142 @@
+//! The collective operations data-parallel training needs from the processes of a job, and the
+//! job of one process that needs none of them.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// What the ranks of a job can do together. Every rank calls the same operations in the same
+/// order (MPI's rule for collectives); a rank that leaves the sequence stops the job with
+/// [`Communicator::abort`].
+pub trait Communicator: Send + Sync {
+    /// Ranks in the job.
+    fn world_size(&self) -> usize;
+    /// This process's rank, `0..world_size`.
+    fn rank(&self) -> usize;
+    /// Replaces `values` on every rank by their element-wise sum over the ranks; every rank
+    /// receives the same bits.
+    fn all_reduce_sum_f32(&self, values: &mut [f32]);
+    /// As [`Communicator::all_reduce_sum_f32`], in f64 (losses and counts).
+    fn all_reduce_sum_f64(&self, values: &mut [f64]);
+    /// Replaces `bytes` on every rank by rank 0's (of any length).
+    fn broadcast_bytes(&self, bytes: &mut Vec<u8>);
+    /// Returns once every rank has called it.
+    fn barrier(&self);
+    /// Ends every process of the job with `code`, without waiting for the others.
+    fn abort(&self, code: i32) -> !;
+    /// Where the job runs, for messages: `MPI (Open MPI v4.1.4)`.
+    fn describe(&self) -> String;
+}
+
+/// A handle on the job this process is part of.
+#[derive(Clone)]
+pub struct Collective(Arc<dyn Communicator>);
+
+impl Collective {
+    pub fn new(communicator: Arc<dyn Communicator>) -> Collective {
+        Collective(communicator)
+    }
+
+    /// The job of this process alone: rank 0 of 1, every operation a no-op.
+    pub fn single() -> Collective {
+        Collective(Arc::new(SingleProcess))
+    }
+
+    pub fn world_size(&self) -> usize {
+        self.0.world_size()
+    }
+
+    pub fn rank(&self) -> usize {
+        self.0.rank()
+    }
+
+    /// Whether this rank writes the run's files and prints its progress (rank 0).
+    pub fn is_root(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// Whether more than one process takes part.
+    pub fn is_distributed(&self) -> bool {
+        self.world_size() > 1
+    }
+
+    pub fn all_reduce_sum_f32(&self, values: &mut [f32]) {
+        if self.is_distributed() {
+            self.0.all_reduce_sum_f32(values);
+        }
+    }
+
+    pub fn all_reduce_sum_f64(&self, values: &mut [f64]) {
+        if self.is_distributed() {
+            self.0.all_reduce_sum_f64(values);
+        }
+    }
+
+    pub fn broadcast_bytes(&self, bytes: &mut Vec<u8>) {
+        if self.is_distributed() {
+            self.0.broadcast_bytes(bytes);
+        }
+    }
+
+    pub fn barrier(&self) {
+        if self.is_distributed() {
+            self.0.barrier();
+        }
+    }
+
+    /// Whether `flag` is set on any rank (one small all-reduce), so that every rank takes the
+    /// same decision.
+    pub fn any(&self, flag: bool) -> bool {
+        let mut value = [f64::from(u8::from(flag))];
+        self.all_reduce_sum_f64(&mut value);
+        value[0] > 0.0
+    }
+
+    pub fn abort(&self, code: i32) -> ! {
+        self.0.abort(code)
+    }
+
+    pub fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+impl fmt::Debug for Collective {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rank {} of {} ({})",
+            self.rank(),
+            self.world_size(),
+            self.describe()
+        )
+    }
+}
+
+/// One process on its own: rank 0 of 1.
+struct SingleProcess;
+
+impl Communicator for SingleProcess {
+    fn world_size(&self) -> usize {
+        1
+    }
+
+    fn rank(&self) -> usize {
+        0
+    }
+
+    fn all_reduce_sum_f32(&self, _values: &mut [f32]) {}
+
+    fn all_reduce_sum_f64(&self, _values: &mut [f64]) {}
+
+    fn broadcast_bytes(&self, _bytes: &mut Vec<u8>) {}
+
+    fn barrier(&self) {}
+
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
+    }
+
+    fn describe(&self) -> String {
+        "one process".into()
+    }
+}

@@ -1,0 +1,33 @@
+//! Data-parallel training over the processes of a job (MPI: `mpirun -np N`, `srun --mpi=pmix`),
+//! as the paper trained GoogLeNet on a CPU cluster (section 6, DistBelief), here synchronously.
+//!
+//! Every rank holds the whole network. Each step, the global batch (`--batch`) drawn from the
+//! run's shared seeded order is split into one contiguous share per rank ([`shard`]); each rank
+//! runs forward and backward on its share (on any engine, and over its own `--devices`), its
+//! gradients are weighted by its share of the images and summed over the ranks with one
+//! all-reduce ([`step`]), and every rank applies the same optimiser step, so all hold
+//! bit-identical weights. Rank 0's initial weights or latest checkpoint start every rank
+//! ([`sync`]); BatchNorm running statistics are averaged before every validation and checkpoint;
+//! validation is sharded ([`validation`]). Only rank 0 prints and writes files. A failing rank
+//! stops the job ([`fault`]); a stop request (Ctrl-C, or [`signals`] under a launcher) stops
+//! every rank after the same step ([`Collective::any`]).
+//!
+//! [`Collective`] is the few operations this needs; [`world::join`] finds the job (MPI with the
+//! `mpi` feature under a launcher, else one process, exactly as a build without the feature).
+
+pub mod collective;
+pub mod fault;
+pub mod flat;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+pub mod shard;
+pub mod signals;
+pub mod step;
+pub mod sums;
+pub mod sync;
+pub mod validation;
+pub mod world;
+
+pub use collective::{Collective, Communicator};
+pub use sync::DistributedError;
+pub use world::{join, world};
