@@ -2,7 +2,7 @@
 //! classifiers for K classes, a few SGD steps on the paper's loss, the result saved with its class
 //! names: `cargo run --release --example finetune -- WEIGHTS DATA OUT.safetensors [STEPS]`.
 
-use burn::optim::{GradientsParams, Optimizer, SgdConfig, momentum::MomentumConfig};
+use burn::optim::{GradientsParams, SgdConfig, momentum::MomentumConfig};
 use burn::prelude::*;
 use googlenet::model::Variant;
 use googlenet::train::{Split, TrainData, folders::ImageFolders, loss::LossWeighting};
