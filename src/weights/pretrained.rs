@@ -1,6 +1,6 @@
 //! What `--weights` names: a file, a URL, or pretrained weights by name (torchvision's
 //! `GoogLeNet_Weights.IMAGENET1K_V1`), the URL and name ones kept in torch's cache
-//! ([`download`](super::download)).
+//! ([`download`]).
 
 use std::path::PathBuf;
 
