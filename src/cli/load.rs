@@ -11,6 +11,7 @@ use crate::weights::{WeightsFile, WeightsSource};
 
 /// A model loaded from `--weights`, with what its file says besides the tensors.
 pub struct LoadedModel {
+    /// The network with the file's weights.
     pub model: GoogLeNet,
     /// The file the weights came from (the cached copy for a name or URL).
     pub path: PathBuf,

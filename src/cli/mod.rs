@@ -25,6 +25,7 @@ pub use load::{LoadedModel, class_table, load_model};
 #[derive(Parser, Debug)]
 #[command(name = "googlenet", version, about, long_about = None)]
 pub struct Cli {
+    /// The subcommand and its arguments.
     #[command(subcommand)]
     pub command: Command,
 }

@@ -22,9 +22,13 @@ pub enum DownloadError {
          without network, put the file at {} by hand (nothing was written there)",
         cache.display()
     )]
+    /// The server could not be reached, refused the file, or the transfer broke off.
     Network {
+        /// What was asked for.
         url: String,
+        /// Where the file belongs in the cache.
         cache: PathBuf,
+        /// What went wrong, as the HTTP client or the transfer says it.
         reason: String,
     },
     #[error(
@@ -32,19 +36,32 @@ pub enum DownloadError {
          (from the file name); the download was deleted and nothing was written at {}",
         cache.display()
     )]
+    /// The download's sha256 does not start with the prefix its file name carries.
     Hash {
+        /// What was downloaded.
         url: String,
+        /// Where the file would have gone.
         cache: PathBuf,
+        /// The prefix from the file name.
         expected: String,
+        /// The sha256 of what arrived, in hex.
         actual: String,
     },
     #[error("{url}: the URL names no file to keep in the cache")]
-    NoFileName { url: String },
+    /// The URL ends in `/` or has no path: no file name to cache it under.
+    NoFileName {
+        /// The URL given.
+        url: String,
+    },
     #[error("no cache folder for downloaded weights: set TORCH_HOME (or XDG_CACHE_HOME, or HOME)")]
+    /// Neither `TORCH_HOME`, `XDG_CACHE_HOME` nor `HOME` is set.
     NoCacheDir,
     #[error("{}: {source}", path.display())]
+    /// The cache folder or the temporary file could not be written.
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
 }

@@ -69,8 +69,11 @@ impl Pretrained {
 /// else a path: write `./torchvision` for a file of that name).
 #[derive(Clone, Debug)]
 pub enum WeightsSource {
+    /// A weight file on disk.
     File(PathBuf),
+    /// An `http://` or `https://` URL, cached under its file name.
     Url(String),
+    /// Weights known by name ([`PRETRAINED`]).
     Pretrained(&'static Pretrained),
 }
 
