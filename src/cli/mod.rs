@@ -54,6 +54,12 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Pretrained weights by name: `weights list` shows them and where they are cached,
     /// `weights download NAME|URL` fetches one ahead of use.
+    ///
+    /// Named weights live where torch.hub keeps them, `$TORCH_HOME/hub/checkpoints/` (default
+    /// `$XDG_CACHE_HOME/torch`, then `~/.cache/torch`), so a file PyTorch downloaded is used as it
+    /// is. A missing one is downloaded on first use and checked against the sha256 prefix in its
+    /// name. Without network, copy the file to the path `weights list` prints.
+    /// `GOOGLENET_WEIGHTS_MIRROR=URL` fetches named files from `URL/FILE_NAME` instead.
     Weights(weights::WeightsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),

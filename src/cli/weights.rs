@@ -10,11 +10,7 @@ use crate::weights::WeightsSource;
 use crate::weights::download::cache_dir;
 use crate::weights::pretrained::{MIRROR_ENV, PRETRAINED};
 
-/// Named weights live where torch.hub keeps them, `$TORCH_HOME/hub/checkpoints/` (default
-/// `$XDG_CACHE_HOME/torch`, then `~/.cache/torch`), so a file PyTorch downloaded is used as it is.
-/// A missing one is downloaded on first use and checked against the sha256 prefix in its name.
-/// Without network, copy the file to the path `weights list` prints. GOOGLENET_WEIGHTS_MIRROR=URL
-/// fetches named files from URL/<file name> instead of download.pytorch.org.
+/// The `weights` subcommands (their help is on `Command::Weights`).
 #[derive(Args, Debug)]
 pub struct WeightsArgs {
     #[command(subcommand)]
