@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Trains GoogLeNet from scratch on ../shared/data/hymenoptera and evaluates it with 1, 10 and 144 crops
-# (the figures in README.md, "A real run"). About 45 minutes on 2 cores.
+# (the figures in bench/RESULTS.md, "Training and evaluation runs on ants and bees"). About 45 minutes
+# on 2 cores.
 #
 #   bash bench/hymenoptera.sh [OUT]        # OUT defaults to runs/hymenoptera
 #
@@ -12,14 +13,14 @@ DATA=../shared/data/hymenoptera
 OUT="${1:-runs/hymenoptera}"
 BIN=target/release/googlenet
 if [ ! -d "$DATA/train" ]; then
-    echo "FAIL: $DATA is missing (it comes with ../shared, see README.md)" >&2
+    echo "FAIL: $DATA is missing (it comes with ../shared)" >&2
     exit 1
 fi
 cargo build --release --quiet
 mkdir -p "$OUT"
 
 # The paper variant for the paper recipe's 60 epochs, the torchvision variant for 30; 112 px inputs; each
-# on burn's autodiff (the README's table) and on the fast CPU training path (the default).
+# on burn's autodiff (the multi-crop table in bench/RESULTS.md) and on the fast CPU training path (the default).
 for engine in burn fast; do
     suffix=$([ "$engine" = fast ] && echo "-fast" || true)
     "$BIN" train --data "$DATA" --variant paper --input-size 112 --epochs 60 --seed 1234 --engine "$engine" \

@@ -1,7 +1,36 @@
 //! GoogLeNet (Inception v1, Szegedy et al., "Going Deeper with Convolutions", 2014) on burn.
 //!
+//! Quick start: the five most probable ImageNet classes of a photo with torchvision's pretrained
+//! weights (downloaded once into torch's cache, `~/.cache/torch/hub/checkpoints`).
+//!
+//! ```
+//! use burn::prelude::Device;
+//! use googlenet::data::{ClassTable, EvalTransform, image::load_rgb};
+//! use googlenet::eval::{predict::probabilities, top_k};
+//! use googlenet::model::{Variant, fast::InferenceNet};
+//! use googlenet::weights::{WeightsFile, WeightsSource};
+//!
+//! let source: WeightsSource = "torchvision".parse()?; // or a URL, or a .pth/.safetensors file
+//! # // The test reads ../shared's torchvision-layout weights instead of downloading.
+//! # let source = WeightsSource::File("../shared/reference/torchvision/torchvision_seed1234_calibrated.pth".into());
+//! # let photo = "../shared/reference/inputs/2_hymenoptera_val_ant.png";
+//! let file = WeightsFile::open(&source.resolve(true)?)?; // read once
+//! let variant = source.variant().unwrap_or(Variant::Torchvision); // a name says, a .pth does not
+//! let config = file.model_config(Some(variant), 224)?.with_transform_input(source.transform_input());
+//! let net = InferenceNet::from_model(&file.load_into(config.init(&Device::flex())?)?)?;
+//! let image = EvalTransform::new(256, 224).apply(&load_rgb(photo.as_ref())?);
+//! let probs = probabilities(&net, &[image])?;
+//! for class in top_k(&probs, 5) {
+//!     println!("{:5.1}%  {}", probs[class] * 100.0, ClassTable::imagenet().name(class));
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The parts:
 //! - [`model`]: the network in its `paper`, `torchvision` and `keras-seed` variants, and its summary.
-//! - [`weights`]: reading and writing PyTorch `.pth`, safetensors and Keras-layout weights.
+//! - [`weights`]: reading and writing PyTorch `.pth`, safetensors and Keras-layout weights;
+//!   pretrained weights by name or URL ([`weights::WeightsSource`]), each file read once
+//!   ([`weights::WeightsFile`]).
 //! - [`data`]: image decoding, training and evaluation transforms, ImageNet-layout datasets, the loader.
 //! - [`eval`]: the paper's multi-crop evaluation (section 7): crop geometry, softmax averaging, metrics.
 //! - [`export`]: the inference network as ONNX.
@@ -9,6 +38,9 @@
 //!   a CUDA device needs at run time (driver, NVRTC, headers), checked before burn opens it.
 //! - [`train`]: training with the paper's, the seed's or Caffe's recipe, resumable checkpoints;
 //!   [`train::data_parallel`] spreads a batch over several devices.
+//! - [`cli`]: the `googlenet` command line.
+//!
+//! `examples/` holds short programs: classify, fine-tune, export to ONNX.
 
 pub mod cli;
 pub mod cuda_probe;

@@ -14,6 +14,7 @@ use crate::eval::predict::probabilities;
 use crate::eval::top_k;
 use crate::model::Variant;
 use crate::model::fast::InferenceNet;
+use crate::weights::WeightsSource;
 
 /// Resizes each image's shorter side to --resize, takes the center --crop square, and prints the
 /// --top most probable classes with wnid, name and probability. An image that cannot be read is
@@ -23,10 +24,13 @@ pub struct ClassifyArgs {
     /// Images to classify (JPEG, PNG, ...).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
-    /// Weight file: .pth, .safetensors (PyTorch, Keras or native layout).
+    /// Weights: a file (.pth, .safetensors in PyTorch, Keras or native layout), an http(s) URL, or
+    /// `torchvision` (also IMAGENET1K_V1, DEFAULT) for torchvision's pretrained file with its
+    /// variant and transform_input; URLs and names are downloaded once into torch's cache (see
+    /// `googlenet weights list`).
     #[arg(long)]
-    pub weights: PathBuf,
-    /// Variant of the weights (read from a native file's metadata when absent; default paper).
+    pub weights: WeightsSource,
+    /// Variant of the weights (when absent: from a native file's metadata or the name; else paper).
     #[arg(long, value_enum)]
     pub variant: Option<Variant>,
     /// How many classes to print per image.
@@ -68,9 +72,14 @@ struct ImageResult {
 
 pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let device = Device::flex();
-    let mut model = super::load_model(&args.weights, args.variant, args.crop as usize, &device)?;
+    let loaded = super::load_model(&args.weights, args.variant, args.crop as usize, &device)?;
+    let mut model = loaded.model;
     model.transform_input |= args.transform_input;
-    let classes = super::class_table(&args.weights, args.classes.as_deref(), model.num_classes())?;
+    let classes = super::class_table(
+        loaded.class_names.as_deref(),
+        args.classes.as_deref(),
+        model.num_classes(),
+    )?;
     let transform = EvalTransform::new(args.resize, args.crop);
     let net = InferenceNet::from_model(&model)?;
     let mut results = Vec::new();

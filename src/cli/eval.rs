@@ -15,6 +15,7 @@ use crate::eval::predict::predict;
 use crate::eval::{CropScheme, Metrics};
 use crate::model::Variant;
 use crate::model::fast::InferenceNet;
+use crate::weights::WeightsSource;
 
 /// Evaluates one model, or an ensemble (softmax averaged over models, as the paper's 7), on a
 /// folder-per-class set (ImageNet's val/<wnid>/ layout) or a flat folder with a label file.
@@ -24,13 +25,16 @@ pub struct EvalArgs {
     /// Image set: DIR/<class>/*.jpg, or a flat folder with --labels.
     #[arg(long)]
     pub data: PathBuf,
-    /// Weight file of the model to evaluate.
+    /// Weights of the model to evaluate: a file (.pth, .safetensors in PyTorch, Keras or native layout), an http(s) URL, or
+    /// `torchvision` (also IMAGENET1K_V1, DEFAULT) for torchvision's pretrained file with its
+    /// variant and transform_input; URLs and names are downloaded once into torch's cache (see
+    /// `googlenet weights list`).
     #[arg(long)]
-    pub weights: PathBuf,
-    /// More weight files of the same variant; softmax is averaged over all of them.
+    pub weights: WeightsSource,
+    /// More weights (files, URLs or names) of the same variant; softmax is averaged over all.
     #[arg(long, value_delimiter = ',')]
-    pub ensemble: Vec<PathBuf>,
-    /// Variant of the weights (read from a native file's metadata when absent; default paper).
+    pub ensemble: Vec<WeightsSource>,
+    /// Variant of the weights (when absent: from a native file's metadata or the name; else paper).
     #[arg(long, value_enum)]
     pub variant: Option<Variant>,
     /// Crops per image: 1 (resize 256, center 224), 10 (corners, center, mirrors) or 144 (paper).
@@ -65,15 +69,18 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let device = Device::flex();
     let mut models = Vec::new();
-    for path in std::iter::once(&args.weights).chain(&args.ensemble) {
-        let mut model = super::load_model(path, args.variant, args.crop as usize, &device)?;
+    let mut recorded_classes = None;
+    for source in std::iter::once(&args.weights).chain(&args.ensemble) {
+        let loaded = super::load_model(source, args.variant, args.crop as usize, &device)?;
+        let mut model = loaded.model;
         model.transform_input |= args.transform_input;
         if let Some(first) = models.first().map(|m: &crate::model::GoogLeNet| m.variant) {
             anyhow::ensure!(
                 model.variant == first,
-                "{}: ensemble members must share one variant",
-                path.display()
+                "{source}: ensemble members must share one variant"
             );
+        } else {
+            recorded_classes = loaded.class_names;
         }
         models.push(model);
     }
@@ -85,7 +92,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let dataset = match &args.labels {
         Some(labels) => FlatLabels::detect(labels, args.devkit_meta.as_deref())?.open(
             &args.data,
-            super::class_table(&args.weights, None, classes)?,
+            super::class_table(recorded_classes.as_deref(), None, classes)?,
         )?,
         None => ImageFolder::open(&args.data)?,
     };

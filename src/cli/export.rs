@@ -12,7 +12,7 @@ use crate::device::{self, DeviceSpec};
 use crate::export::{export_onnx, onnx_proto::OPSET, write_reference};
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
-use crate::weights::{self, Layout};
+use crate::weights::{self, Layout, WeightsSource};
 
 /// Writes the inference network (main classifier, no dropout) as an ONNX model — opset 17, input
 /// "input" [batch, 3, size, size] normalised as the variant expects, output "logits" [batch,
@@ -21,11 +21,14 @@ use crate::weights::{self, Layout};
 pub struct ExportArgs {
     /// File to write: .onnx, .safetensors or .pth.
     pub output: PathBuf,
-    /// Weights to export (.pth, .safetensors or a file written by `googlenet train`). Without it the
-    /// variant's random initialisation is exported, which is only useful to test a runtime.
+    /// Weights to export: a file (.pth, .safetensors or one written by `googlenet train`), an
+    /// http(s) URL, or `torchvision` (also IMAGENET1K_V1, DEFAULT), downloaded once into torch's
+    /// cache. Without it the variant's random initialisation is exported, which is only useful to
+    /// test a runtime.
     #[arg(long)]
-    pub weights: Option<PathBuf>,
-    /// Variant the weights belong to (read from the file when it says; paper otherwise).
+    pub weights: Option<WeightsSource>,
+    /// Variant the weights belong to (when absent: from the file's metadata or the name; else
+    /// paper).
     #[arg(long, value_enum)]
     pub variant: Option<Variant>,
     /// Output format (default: from the output's extension).
@@ -137,7 +140,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
 
 /// The model to export and the input size to export it for.
 fn build_model(args: &ExportArgs, device: &Device) -> Result<(GoogLeNet, usize)> {
-    let Some(path) = &args.weights else {
+    let Some(source) = &args.weights else {
         let variant = args.variant.unwrap_or(Variant::Paper);
         let input_size = args.input_size.unwrap_or(224);
         eprintln!("note: no --weights given: exporting a randomly initialised {variant} network");
@@ -146,8 +149,8 @@ fn build_model(args: &ExportArgs, device: &Device) -> Result<(GoogLeNet, usize)>
             .init(device)?;
         return Ok((model, input_size));
     };
-    let config = super::convert::config_for(path, args.variant, args.input_size.unwrap_or(224))?;
-    let input_size = args.input_size.unwrap_or(config.input_size);
-    let model = weights::load(config.init(device)?, path)?;
+    let model =
+        super::load_model(source, args.variant, args.input_size.unwrap_or(224), device)?.model;
+    let input_size = args.input_size.unwrap_or(model.input_size);
     Ok((model, input_size))
 }

@@ -5,22 +5,28 @@ mod bench_allreduce;
 mod bench_data;
 mod bench_model;
 mod classify;
+mod completions;
 mod convert;
 mod data;
 mod eval;
 mod export;
+mod load;
 mod summary;
 mod train;
+mod weights;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+pub use load::{LoadedModel, class_table, load_model};
 
 /// GoogLeNet (Inception v1): train, evaluate, classify and convert, in the paper's, torchvision's or
 /// the Keras seed's variant, on CPU (burn-flex) without Python.
 #[derive(Parser, Debug)]
 #[command(name = "googlenet", version, about, long_about = None)]
 pub struct Cli {
+    /// The subcommand and its arguments.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,6 +53,19 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Train a variant with the paper's, the seed's or Caffe's recipe, with resumable checkpoints.
     Train(Box<train::TrainArgs>),
+    /// Pretrained weights by name: `weights list` shows them and where they are cached,
+    /// `weights download NAME|URL` fetches one ahead of use.
+    ///
+    /// Named weights live where torch.hub keeps them, `$TORCH_HOME/hub/checkpoints/` (default
+    /// `$XDG_CACHE_HOME/torch`, then `~/.cache/torch`), so a file PyTorch downloaded is used as it
+    /// is. A missing one is downloaded on first use and checked against the sha256 prefix in its
+    /// name. Without network, copy the file to the path `weights list` prints.
+    /// `GOOGLENET_WEIGHTS_MIRROR=URL` fetches named files from `URL/FILE_NAME` instead.
+    Weights(weights::WeightsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff).
+    Man(completions::ManArgs),
 }
 
 /// Parses the arguments, runs the subcommand and turns an error into a message and exit code 1.
@@ -61,6 +80,9 @@ pub fn main() -> ExitCode {
         Command::Data(args) => data::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(*args),
+        Command::Weights(args) => weights::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     };
     match result {
         Ok(code) => code,
@@ -69,45 +91,4 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Builds the model a weight file describes (see `convert::config_for`) and loads the file.
-pub fn load_model(
-    path: &std::path::Path,
-    variant: Option<crate::model::Variant>,
-    input_size: usize,
-    device: &burn::prelude::Device,
-) -> anyhow::Result<crate::model::GoogLeNet> {
-    let config = convert::config_for(path, variant, input_size)?;
-    let model = config.init(device)?;
-    Ok(crate::weights::load(model, path)?)
-}
-
-/// Names for a model's classes: a names file, else the names recorded in a native weight file,
-/// else ImageNet's for a 1000-class model, else "class N".
-pub fn class_table(
-    weights: &std::path::Path,
-    names_file: Option<&std::path::Path>,
-    num_classes: usize,
-) -> anyhow::Result<crate::data::ClassTable> {
-    use crate::data::ClassTable;
-    let table = if let Some(file) = names_file {
-        ClassTable::from_file(file)?
-    } else if let Some(names) = crate::weights::read_class_names(weights)? {
-        ClassTable::from_folder_names(&names)
-    } else if num_classes == crate::model::architecture::IMAGENET_CLASSES {
-        ClassTable::imagenet()
-    } else {
-        ClassTable::from_folder_names(
-            &(0..num_classes)
-                .map(|i| format!("class {i}"))
-                .collect::<Vec<_>>(),
-        )
-    };
-    anyhow::ensure!(
-        table.len() == num_classes,
-        "the model has {num_classes} classes but the class names list {}",
-        table.len()
-    );
-    Ok(table)
 }

@@ -24,6 +24,7 @@ use crate::train::{
     Outcome, Overrides, Recipe, Session, Synthetic, TrainConfig, TrainData, TrainError,
     TrainOptions,
 };
+use crate::weights::WeightsSource;
 
 /// Epochs of a run on the embedded shapes when `--epochs` is not given: enough to see the
 /// accuracy climb well above chance in a few minutes on a laptop.
@@ -114,9 +115,13 @@ pub struct TrainArgs {
     /// Continue the run in this folder from its latest checkpoint, with its saved configuration.
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
-    /// Initial weights (.pth, .safetensors, Keras layout) instead of random initialisation.
+    /// Initial weights instead of random initialisation: a file (.pth, .safetensors, Keras
+    /// layout), an http(s) URL, or a name from `googlenet weights list` (which also sets the
+    /// variant), downloaded once into torch's cache. Weights for other classes than the data's
+    /// (ImageNet's for your own folders) load all but the classifiers, which start fresh:
+    /// fine-tuning.
     #[arg(long)]
-    pub weights: Option<PathBuf>,
+    pub weights: Option<WeightsSource>,
     /// Seed of the initial weights, data order, augmentation and dropout.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -312,7 +317,11 @@ fn train(args: TrainArgs, world: &Collective) -> Result<ExitCode> {
     let options = TrainOptions {
         out: out.clone(),
         resume: args.resume.is_some(),
-        weights: args.weights.clone(),
+        weights: args
+            .weights
+            .as_ref()
+            .map(|source| source.resolve(!args.quiet))
+            .transpose()?,
         device,
         replicas,
         precision: args.precision,
@@ -484,10 +493,21 @@ impl Summary {
 pub const DEMO_VARIANT: Variant = Variant::Torchvision;
 
 fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
-    let variant = args.variant.unwrap_or(match args.data {
+    let named = args.weights.as_ref().and_then(WeightsSource::variant);
+    let variant = args.variant.or(named).unwrap_or(match args.data {
         Some(_) => Variant::Paper,
         None => DEMO_VARIANT,
     });
+    if args
+        .weights
+        .as_ref()
+        .is_some_and(WeightsSource::transform_input)
+    {
+        eprintln!(
+            "note: training does not apply torchvision's transform_input, which these weights \
+             were made with: their first layer sees ImageNet-normalised input instead"
+        );
+    }
     let (input_size, classes) = match &args.data {
         Some(root) => {
             let size = args.input_size.unwrap_or(224);

@@ -274,6 +274,18 @@ impl GoogLeNet {
         self.fc.weight.dims()[1]
     }
 
+    /// The same network with new, freshly initialised classifiers for `num_classes` classes (the
+    /// main `fc` and each auxiliary head's `fc2`): the start of fine-tuning pretrained weights on
+    /// another set of classes. Everything before the classifiers keeps its weights.
+    pub fn with_new_classifiers(mut self, num_classes: usize, device: &Device) -> Self {
+        let v = self.variant;
+        self.fc = linear(v, self.fc.weight.dims()[0], num_classes, device);
+        for head in [&mut self.aux1, &mut self.aux2].into_iter().flatten() {
+            head.fc2 = linear(v, head.fc2.weight.dims()[0], num_classes, device);
+        }
+        self
+    }
+
     /// Sets every dropout probability to zero (for comparisons with references made without dropout).
     pub fn without_dropout(mut self) -> Self {
         self.dropout.prob = 0.0;

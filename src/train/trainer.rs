@@ -32,7 +32,7 @@ use crate::data::DataError;
 use crate::model::precision::{Precision, PrecisionError};
 use crate::model::summary::SummaryError;
 use crate::model::{GoogLeNet, GoogLeNetConfig};
-use crate::weights::{self, Layout, WeightsError};
+use crate::weights::{self, Layout, WeightsError, WeightsFile};
 
 /// Where a run writes and how it behaves, besides its hyperparameters.
 #[derive(Clone, Debug)]
@@ -40,7 +40,8 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Continue the run in `out` from its latest checkpoint.
     pub resume: bool,
-    /// Initial weights (any file [`weights::load`] reads) instead of the variant's initialisation.
+    /// Initial weights (any file [`WeightsFile`] reads) instead of the variant's initialisation;
+    /// with another number of classes, all but the classifiers.
     pub weights: Option<PathBuf>,
     /// The device that holds the model (autodiff is added here), validates and checkpoints.
     pub device: Device,
@@ -512,10 +513,13 @@ pub fn train_session(
                 })?;
             append_csv(&metrics_path, &record).map_err(io_err(&metrics_path))?;
             write_curves(&out.join("curves.png"), &run.state.history)?;
+            // The class names travel in the file, so `classify` and `eval` can name the predictions.
+            let names = Some(data.class_names());
             let weights_path = out.join("model.safetensors");
-            weights::save(&evaluated, &weights_path, Layout::Native)?;
+            weights::save_with_classes(&evaluated, &weights_path, Layout::Native, names.as_deref())?;
             if improved {
-                weights::save(&evaluated, &out.join("best.safetensors"), Layout::Native)?;
+                let best = out.join("best.safetensors");
+                weights::save_with_classes(&evaluated, &best, Layout::Native, names.as_deref())?;
             }
         }
         say(epoch_lines(&record, config.epochs, improved));
@@ -593,7 +597,7 @@ fn start(
         });
     }
     model = match &options.weights {
-        Some(path) if world.is_root() => weights::load(model, path)?,
+        Some(path) if world.is_root() => start_from(model, path, config, &train_device)?,
         _ => config.init.apply(model),
     };
     model = distributed::sync::broadcast_model(world, model)?;
@@ -605,6 +609,28 @@ fn start(
         state: TrainState::default(),
         _resumed_from: None,
     })
+}
+
+/// `model` with the weights of `path`; when the file's classifier has another number of classes
+/// (pretrained ImageNet weights for a set of one's own), everything but the classifiers comes
+/// from the file and the classifiers start fresh ([`GoogLeNet::with_new_classifiers`]).
+fn start_from(
+    model: GoogLeNet,
+    path: &Path,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<GoogLeNet, TrainError> {
+    let file = WeightsFile::open(path)?;
+    let classes = file.num_classes()?;
+    if classes == config.num_classes {
+        return Ok(file.load_into(model)?);
+    }
+    let like_file = TrainConfig {
+        num_classes: classes,
+        ..config.clone()
+    };
+    let pretrained = file.load_into(build_model(&like_file, device)?)?;
+    Ok(pretrained.with_new_classifiers(config.num_classes, device))
 }
 
 /// Writes a checkpoint of `run` (rank 0 only; the other ranks get the folder's name).

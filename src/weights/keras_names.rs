@@ -7,8 +7,6 @@
 //! classifiers are named `main`, `aux1` and `aux2` (../shared/reference/keras_seed/semantic_names.json).
 //! Kernels are HWIO for convolutions and (in, out) for Dense layers.
 
-use std::path::Path;
-
 use super::error::WeightsError;
 use super::tensor_map::TensorMap;
 use crate::model::Variant;
@@ -92,7 +90,7 @@ pub fn is_keras(map: &TensorMap) -> bool {
 
 /// Keras names and layouts to PyTorch's; keys it does not know pass through (and are then
 /// reported as unexpected).
-pub fn to_torch(mut map: TensorMap, _path: &Path) -> Result<TensorMap, WeightsError> {
+pub fn to_torch(mut map: TensorMap) -> TensorMap {
     let mut out = TensorMap::new();
     for (keras, torch, kind) in layers() {
         for (kv, tv) in variables(kind) {
@@ -107,7 +105,7 @@ pub fn to_torch(mut map: TensorMap, _path: &Path) -> Result<TensorMap, WeightsEr
         }
     }
     out.extend(map);
-    Ok(out)
+    out
 }
 
 /// PyTorch names and layouts to the seed's Keras ones (keras-seed variant only).

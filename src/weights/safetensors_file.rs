@@ -14,10 +14,18 @@ const FORMAT: &str = "safetensors";
 /// Every tensor and the metadata of a safetensors file.
 pub fn read(path: &Path) -> Result<(TensorMap, HashMap<String, String>), WeightsError> {
     let bytes = std::fs::read(path).map_err(|e| WeightsError::io(path, e))?;
+    parse(&bytes, path)
+}
+
+/// Every tensor and the metadata of a safetensors file's bytes (`path` names it in errors).
+pub fn parse(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(TensorMap, HashMap<String, String>), WeightsError> {
     let (_, metadata) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| WeightsError::corrupt(path, FORMAT, e))?;
+        SafeTensors::read_metadata(bytes).map_err(|e| WeightsError::corrupt(path, FORMAT, e))?;
     let file =
-        SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::corrupt(path, FORMAT, e))?;
+        SafeTensors::deserialize(bytes).map_err(|e| WeightsError::corrupt(path, FORMAT, e))?;
     let mut map = TensorMap::new();
     for (key, view) in file.tensors() {
         let raw = view.data();
@@ -70,34 +78,6 @@ pub fn read(path: &Path) -> Result<(TensorMap, HashMap<String, String>), Weights
         );
     }
     Ok((map, metadata.metadata().clone().unwrap_or_default()))
-}
-
-/// Only the metadata, without reading the tensors.
-pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>, WeightsError> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| WeightsError::io(path, e))?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len)
-        .map_err(|e| WeightsError::corrupt(path, FORMAT, e))?;
-    let len = u64::from_le_bytes(len);
-    if len > 100_000_000 {
-        return Err(WeightsError::corrupt(
-            path,
-            FORMAT,
-            format!("header length {len} is implausible"),
-        ));
-    }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| WeightsError::corrupt(path, FORMAT, e))?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| WeightsError::corrupt(path, FORMAT, e))?;
-    let metadata = json.get("__metadata__").and_then(|m| m.as_object());
-    Ok(metadata
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect())
 }
 
 /// Writes `map` with `metadata`, atomically.

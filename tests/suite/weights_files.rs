@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use common::*;
 use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
-use googlenet::weights::{self, Layout, WeightsError, model_tensors};
+use googlenet::weights::{self, Layout, WeightsError, WeightsFile, model_tensors};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("googlenet-test-{name}-{}", std::process::id()));
@@ -33,14 +33,21 @@ fn native_file_round_trips_every_tensor_and_the_configuration() {
         let original = model(variant, 7);
         let path = dir.join(format!("{variant}.safetensors"));
         weights::save(&original, &path, Layout::Native).unwrap();
-        let config = weights::read_config(&path)
-            .unwrap()
-            .expect("native metadata");
+        let file = WeightsFile::open(&path).unwrap();
+        let config = file.config().unwrap().expect("native metadata");
+        assert_eq!(file.variant().unwrap(), Some(variant));
+        assert_eq!(
+            file.model_config(None, 299).unwrap(),
+            config,
+            "the file's own wins"
+        );
         assert_eq!(
             (config.variant, config.num_classes, config.input_size),
             (variant, 7, 224)
         );
-        let loaded = weights::load(config.init(&Device::flex()).unwrap(), &path).unwrap();
+        let loaded = file
+            .load_into(config.init(&Device::flex()).unwrap())
+            .unwrap();
         assert_eq!(
             model_tensors::collect(&loaded),
             model_tensors::collect(&original),
@@ -61,10 +68,15 @@ fn class_names_travel_in_the_native_metadata() {
         Some(&names),
     )
     .unwrap();
-    assert_eq!(weights::read_class_names(&path).unwrap(), Some(names));
+    let file = WeightsFile::open(&path).unwrap();
+    assert_eq!(file.class_names().unwrap(), Some(names));
+    assert_eq!(file.num_classes().unwrap(), 2);
     let plain = dir.join("plain.safetensors");
     weights::save(&model(Variant::Paper, 2), &plain, Layout::Native).unwrap();
-    assert_eq!(weights::read_class_names(&plain).unwrap(), None);
+    assert_eq!(
+        WeightsFile::open(&plain).unwrap().class_names().unwrap(),
+        None
+    );
 }
 
 #[test]
@@ -206,4 +218,34 @@ fn a_write_to_an_unwritable_place_fails_cleanly_and_leaves_no_temporary_file() {
     let err = weights::save(&model(Variant::Paper, 3), &path, Layout::Native).unwrap_err();
     assert!(err.to_string().contains("no-such-folder"), "{err}");
     assert!(!dir.join("no-such-folder").exists());
+}
+
+#[test]
+fn a_weights_file_says_what_it_knows_of_the_model() {
+    let keras = WeightsFile::open(&shared("reference/keras_seed/weights.safetensors")).unwrap();
+    assert_eq!(
+        keras.variant().unwrap(),
+        Some(Variant::KerasSeed),
+        "Keras layer names"
+    );
+    let config = keras.model_config(None, 224).unwrap();
+    assert_eq!(
+        (config.variant, config.num_classes),
+        (Variant::KerasSeed, 1000)
+    );
+    assert_eq!(keras.tensors().len(), 138);
+    assert_eq!(
+        keras.tensors()["fc.weight"].shape,
+        vec![1000, 256],
+        "PyTorch names and (out, in) layout"
+    );
+    let pth = WeightsFile::open(&shared(TORCHVISION_PTH)).unwrap();
+    assert_eq!(pth.variant().unwrap(), None, "a state_dict does not say");
+    assert_eq!(pth.config().unwrap(), None);
+    let config = pth.model_config(Some(Variant::Torchvision), 224).unwrap();
+    assert_eq!(
+        (config.variant, config.num_classes),
+        (Variant::Torchvision, 1000)
+    );
+    assert_eq!(pth.model_config(None, 224).unwrap().variant, Variant::Paper);
 }
