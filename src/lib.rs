@@ -8,6 +8,7 @@
 //! - [`device`]: `cpu`, `cuda:N`, `wgpu[:N]` as the command line names them.
 //! - [`train`]: training with the paper's, the seed's or Caffe's recipe, resumable checkpoints;
 //!   [`train::data_parallel`] spreads a batch over several devices.
+//! - [`serve`]: the HTTP classification service (`googlenet serve`).
 
 pub mod cli;
 pub mod data;
@@ -15,5 +16,6 @@ pub mod device;
 pub mod eval;
 pub mod export;
 pub mod model;
+pub mod serve;
 pub mod train;
 pub mod weights;

@@ -3,11 +3,12 @@
 mod bench;
 mod bench_data;
 mod bench_model;
-mod classify;
+pub(crate) mod classify;
 mod convert;
 mod data;
 mod eval;
 mod export;
+mod serve;
 mod summary;
 mod train;
 
@@ -46,6 +47,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Train a variant with the paper's, the seed's or Caffe's recipe, with resumable checkpoints.
     Train(Box<train::TrainArgs>),
+    /// Serve the model over HTTP: a classification API with dynamic batching, health and
+    /// Prometheus metrics, and a web page to drop photos on.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the arguments, runs the subcommand and turns an error into a message and exit code 1.
@@ -60,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Data(args) => data::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(*args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,
