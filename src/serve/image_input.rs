@@ -32,7 +32,10 @@ pub fn checked_dimensions(bytes: &[u8], max_pixels: u64) -> Result<(u32, u32), A
         .map_err(|err| {
             ApiError::unprocessable(
                 "invalid_image",
-                format!("cannot read the {} header: {err}", format_name(format)),
+                format!(
+                    "cannot read the {0} header (a truncated or corrupt {0} file): {err}",
+                    format_name(format)
+                ),
             )
         })?;
     check_pixels(width, height, max_pixels, "")?;

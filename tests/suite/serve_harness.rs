@@ -105,6 +105,8 @@ impl Server {
         assert!(addr.starts_with("127.0.0.1:"), "{addr}");
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // A fresh connection per request: the server closes idle ones (--header-timeout).
+            .max_idle_connections(0)
             .timeout_global(Some(Duration::from_secs(120)))
             .build()
             .into();

@@ -70,7 +70,10 @@ fn serve_allows_cross_origin_calls_only_from_the_cors_origin() {
         .header("Origin", "https://elsewhere.example.com")
         .call()
         .unwrap();
-    assert!(!other.headers().contains_key("access-control-allow-origin"));
+    assert!(
+        !other.headers().contains_key("access-control-allow-origin"),
+        "no CORS header for another origin"
+    );
     drop(with_cors);
 
     let without = Server::start(&[]);
