@@ -123,3 +123,28 @@ fn serve_answers_the_request_in_flight_on_sigterm_then_exits() {
         server.stderr()
     );
 }
+
+#[test]
+fn serve_exits_with_the_reason_on_bad_options_or_unloadable_weights() {
+    let serve = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_googlenet"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = serve(&["--weights", "w.pth", "--max-body", "12XB"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown size unit \"xb\""));
+
+    // The port opens first (health answers while loading), then the load fails: exit 1, and the
+    // reason names the file.
+    let out = serve(&["--weights", "/no/such/weights.pth"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("listening on http://127.0.0.1:"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("loading the model") && stderr.contains("/no/such/weights.pth"),
+        "{stderr}"
+    );
+}
