@@ -38,6 +38,7 @@
 //!   a CUDA device needs at run time (driver, NVRTC, headers), checked before burn opens it.
 //! - [`train`]: training with the paper's, the seed's or Caffe's recipe, resumable checkpoints;
 //!   [`train::data_parallel`] spreads a batch over several devices.
+//! - [`serve`]: the HTTP classification service (`googlenet serve`).
 //! - [`cli`]: the `googlenet` command line.
 //!
 //! `examples/` holds short programs: classify, fine-tune, export to ONNX.
@@ -49,5 +50,6 @@ pub mod device;
 pub mod eval;
 pub mod export;
 pub mod model;
+pub mod serve;
 pub mod train;
 pub mod weights;

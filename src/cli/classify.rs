@@ -8,8 +8,8 @@ use burn::prelude::Device;
 use clap::Args;
 use serde::Serialize;
 
-use crate::data::EvalTransform;
 use crate::data::image::load_rgb;
+use crate::data::{ClassTable, EvalTransform};
 use crate::eval::predict::probabilities;
 use crate::eval::top_k;
 use crate::model::Variant;
@@ -53,12 +53,26 @@ pub struct ClassifyArgs {
     pub json: bool,
 }
 
+/// One of an image's most probable classes, as `--json` prints it (and `serve` answers it).
 #[derive(Serialize)]
-struct Prediction {
+pub(crate) struct Prediction {
     index: usize,
     wnid: String,
     name: String,
     prob: f32,
+}
+
+/// The `top` most probable classes of one image's probabilities, most probable first.
+pub(crate) fn top_predictions(probs: &[f32], top: usize, classes: &ClassTable) -> Vec<Prediction> {
+    top_k(probs, top)
+        .into_iter()
+        .map(|index| Prediction {
+            index,
+            wnid: classes.wnid(index).to_string(),
+            name: classes.name(index).to_string(),
+            prob: probs[index],
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -87,15 +101,7 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
         let result = match load_rgb(path) {
             Ok(image) => {
                 let probs = probabilities(&net, &[transform.apply(&image)])?;
-                let top = top_k(&probs, args.top)
-                    .into_iter()
-                    .map(|index| Prediction {
-                        index,
-                        wnid: classes.wnid(index).to_string(),
-                        name: classes.name(index).to_string(),
-                        prob: probs[index],
-                    })
-                    .collect();
+                let top = top_predictions(&probs, args.top, &classes);
                 ImageResult {
                     path: path.clone(),
                     top,

@@ -4,13 +4,14 @@ mod bench;
 mod bench_allreduce;
 mod bench_data;
 mod bench_model;
-mod classify;
+pub(crate) mod classify;
 mod completions;
 mod convert;
 mod data;
 mod eval;
 mod export;
 mod load;
+mod serve;
 mod summary;
 mod train;
 mod weights;
@@ -66,6 +67,9 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff).
     Man(completions::ManArgs),
+    /// Serve the model over HTTP: a classification API with dynamic batching, health and
+    /// Prometheus metrics, and a web page to drop photos on.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the arguments, runs the subcommand and turns an error into a message and exit code 1.
@@ -83,6 +87,7 @@ pub fn main() -> ExitCode {
         Command::Weights(args) => weights::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,92 @@
+//! The model the service answers with: loaded once at start-up, as `googlenet classify` loads it
+//! (same weights reader, same class names, same fast CPU engine), and what `/v1/model` reports.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use burn::prelude::Device;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::ServeConfig;
+use crate::data::ClassTable;
+use crate::model::Variant;
+use crate::model::fast::InferenceNet;
+
+/// The network, its class names and its description.
+pub struct LoadedModel {
+    pub net: InferenceNet,
+    pub classes: ClassTable,
+    pub info: ModelInfo,
+}
+
+/// `GET /v1/model`: what is being served.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelInfo {
+    pub name: &'static str,
+    pub variant: Variant,
+    pub classes: usize,
+    /// Side of the square crop the network reads.
+    pub input_size: u32,
+    /// Default shorter side after resizing (`?resize=` changes it per request).
+    pub resize: u32,
+    pub transform_input: bool,
+    pub weights: WeightsInfo,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WeightsInfo {
+    /// The file name only: the server's folders are not the client's business.
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Loads the weights named by `config` for the fast CPU engine.
+pub fn load(config: &ServeConfig) -> Result<LoadedModel> {
+    let device = Device::flex();
+    let mut model = crate::cli::load_model(
+        &config.weights,
+        config.variant,
+        config.crop as usize,
+        &device,
+    )?;
+    model.transform_input |= config.transform_input;
+    let classes = crate::cli::class_table(
+        &config.weights,
+        config.classes.as_deref(),
+        model.num_classes(),
+    )?;
+    let net = InferenceNet::from_model(&model)?;
+    let info = ModelInfo {
+        name: "GoogLeNet",
+        variant: model.variant,
+        classes: classes.len(),
+        input_size: config.crop,
+        resize: config.resize,
+        transform_input: model.transform_input,
+        weights: weights_info(&config.weights)?,
+    };
+    Ok(LoadedModel { net, classes, info })
+}
+
+fn weights_info(path: &Path) -> Result<WeightsInfo> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let bytes = std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let sha256 = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(WeightsInfo {
+        file: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        bytes,
+        sha256,
+    })
+}

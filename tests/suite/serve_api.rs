@@ -1,0 +1,191 @@
+//! `googlenet serve` answers as `googlenet classify --json` does, for the reference images and
+//! the reference torchvision weights: exactly for one image at a time, and to float32 rounding
+//! in a form and batched with concurrent requests; `/v1/model`, `/healthz`, `/metrics` and the
+//! page describe it.
+
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::common::{TORCHVISION_PTH, shared};
+use crate::serve_harness::{Server, read, reference_images};
+
+/// `classify --json` on the reference images: one `{path, top}` per image.
+fn classify_json(extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_googlenet"))
+        .args([
+            "classify",
+            "--variant",
+            "torchvision",
+            "--json",
+            "--top",
+            "5",
+        ])
+        .args(extra)
+        .arg("--weights")
+        .arg(shared(TORCHVISION_PTH))
+        .args(reference_images())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json.as_array().unwrap().clone()
+}
+
+/// The same classes in the same order as `want`, with probabilities within a relative `1e-5`: a
+/// batch of several images sums its matrix products in another order than a lone image does, so
+/// float32 results can differ in their last digits (as in any batched inference).
+fn assert_same_top_within_batch_rounding(
+    got: &serde_json::Value,
+    want: &serde_json::Value,
+    what: &str,
+) {
+    let (got, want) = (got.as_array().unwrap(), want.as_array().unwrap());
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(want) {
+        for key in ["index", "wnid", "name"] {
+            assert_eq!(g[key], w[key], "{what}: {key}");
+        }
+        let (g, w) = (g["prob"].as_f64().unwrap(), w["prob"].as_f64().unwrap());
+        assert!((g - w).abs() <= 1e-5 * w, "{what}: prob {g} vs {w}");
+    }
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn serve_answers_each_reference_image_as_classify_json_does() {
+    let want = classify_json(&[]);
+    let server = Server::start(&[]);
+    for (path, want) in reference_images().iter().zip(&want) {
+        let name = file_name(path);
+        let reply = server.post(
+            &format!("/v1/classify?top=5&name={name}"),
+            "image/png",
+            &read(path),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let got = reply.json();
+        assert_eq!(got["path"], name.as_str());
+        assert_eq!(got["top"], want["top"], "{name}");
+        assert_eq!(got["top"].as_array().unwrap().len(), 5);
+    }
+    // Another resize, the same as classify's option of that name.
+    let want = classify_json(&["--resize", "224"]);
+    let ant = &reference_images()[2];
+    let reply = server.post("/v1/classify?resize=224&top=5", "image/png", &read(ant));
+    assert_eq!(reply.json()["top"], want[2]["top"]);
+    assert_eq!(reply.json()["path"], "image", "a raw body without ?name=");
+}
+
+#[test]
+fn serve_answers_a_form_and_concurrent_requests_batched_as_classify_json_does() {
+    let want = classify_json(&[]);
+    let server = Server::start(&["--max-batch", "4", "--max-delay-ms", "300"]);
+    let images = reference_images();
+    let bytes: Vec<Vec<u8>> = images.iter().map(|p| read(p)).collect();
+    let names: Vec<String> = images.iter().map(|p| file_name(p)).collect();
+    let parts: Vec<(&str, &str, &[u8])> = names
+        .iter()
+        .zip(&bytes)
+        .map(|(name, bytes)| ("image", name.as_str(), bytes.as_slice()))
+        .collect();
+    let reply = server.post_form("/v1/classify", &parts);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let got = reply.json();
+    let got = got.as_array().expect("a form is answered with a list");
+    assert_eq!(got.len(), 4);
+    for ((got, want), name) in got.iter().zip(&want).zip(&names) {
+        assert_eq!(got["path"], name.as_str());
+        assert_same_top_within_batch_rounding(
+            &got["top"],
+            &want["top"],
+            &format!("{name} in a form"),
+        );
+    }
+
+    // Four clients at once: gathered into batches, each answered with its own image's classes.
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = bytes
+            .iter()
+            .map(|bytes| scope.spawn(|| server.post("/v1/classify", "image/png", bytes)))
+            .collect();
+        for ((handle, want), name) in handles.into_iter().zip(&want).zip(&names) {
+            let reply = handle.join().unwrap();
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            assert_same_top_within_batch_rounding(
+                &reply.json()["top"],
+                &want["top"],
+                &format!("{name} from concurrent clients"),
+            );
+        }
+    });
+    let batches = server.metric("googlenet_batch_size_count");
+    let images = server.metric("googlenet_batch_size_sum");
+    assert_eq!(images, 8.0, "4 images in the form and 4 from the clients");
+    assert!(
+        batches < images,
+        "with --max-delay-ms 300 some images share a batch: {batches} batches for {images} images"
+    );
+}
+
+#[test]
+fn serve_describes_the_model_health_metrics_and_page() {
+    let server = Server::start(&[]);
+    let model = server.get("/v1/model").json();
+    assert_eq!(model["name"], "GoogLeNet");
+    assert_eq!(model["variant"], "torchvision");
+    assert_eq!(model["classes"], 1000);
+    assert_eq!(model["input_size"], 224);
+    assert_eq!(model["resize"], 256);
+    let weights = read(&shared(TORCHVISION_PTH));
+    let sha256: String = Sha256::digest(&weights)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(model["weights"]["sha256"], sha256.as_str());
+    assert_eq!(model["weights"]["bytes"], weights.len());
+    assert_eq!(
+        model["weights"]["file"], "torchvision_seed1234_calibrated.pth",
+        "the file name only, not the server's folders"
+    );
+
+    assert_eq!(server.get("/healthz").json()["status"], "alive");
+    assert_eq!(server.get("/readyz").json()["status"], "ready");
+
+    let page = server.get("/");
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("<input id=\"files\" type=\"file\""));
+    assert!(
+        !page.text.contains("http://") && !page.text.contains("https://"),
+        "the page loads nothing from elsewhere"
+    );
+
+    let ant = read(&reference_images()[2]);
+    assert_eq!(server.post("/v1/classify", "image/png", &ant).status, 200);
+    assert_eq!(
+        server.post("/v1/classify", "text/plain", b"hello").status,
+        415
+    );
+    let metrics = server.get("/metrics").text;
+    for line in [
+        "googlenet_http_requests_total{route=\"/v1/classify\",status=\"200\"} 1",
+        "googlenet_http_requests_total{route=\"/v1/classify\",status=\"415\"} 1",
+        "googlenet_images_classified_total 1",
+        "googlenet_batch_size_count 1",
+        "googlenet_queue_depth 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("googlenet_http_request_duration_seconds_bucket{"));
+    assert!(metrics.contains("googlenet_inference_duration_seconds_sum"));
+}
