@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::model::Variant;
+use crate::weights::WeightsSource;
 use crate::serve::image_input::DEFAULT_MAX_IMAGE_PIXELS;
 use crate::serve::{ServeConfig, auth};
 
@@ -20,9 +21,11 @@ use crate::serve::{ServeConfig, auth};
 /// requests in flight. Listens on 127.0.0.1 unless told otherwise.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Weight file: .pth, .safetensors (PyTorch, Keras or native layout).
+    /// Weights: a file (.pth, .safetensors in PyTorch, Keras or native layout), an http(s) URL, or
+    /// `torchvision` (also IMAGENET1K_V1, DEFAULT) for torchvision's pretrained file with its
+    /// variant and transform_input (see `googlenet weights list`).
     #[arg(long)]
-    pub weights: PathBuf,
+    pub weights: WeightsSource,
     /// Variant of the weights (read from a native file's metadata when absent; default paper).
     #[arg(long, value_enum)]
     pub variant: Option<Variant>,

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::model::Variant;
+use crate::weights::WeightsSource;
 
 /// The service's settings (the command line's `serve` options, see `googlenet serve --help`).
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    pub weights: PathBuf,
+    /// A file, an http(s) URL or a pretrained name (see `googlenet weights list`).
+    pub weights: WeightsSource,
     pub variant: Option<Variant>,
     pub classes: Option<PathBuf>,
     /// torchvision's `transform_input` (on for torchvision's official pretrained weights).

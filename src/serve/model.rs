@@ -45,15 +45,16 @@ pub struct WeightsInfo {
 /// Loads the weights named by `config` for the fast CPU engine.
 pub fn load(config: &ServeConfig) -> Result<LoadedModel> {
     let device = Device::flex();
-    let mut model = crate::cli::load_model(
+    let loaded = crate::cli::load_model(
         &config.weights,
         config.variant,
         config.crop as usize,
         &device,
     )?;
+    let mut model = loaded.model;
     model.transform_input |= config.transform_input;
     let classes = crate::cli::class_table(
-        &config.weights,
+        loaded.class_names.as_deref(),
         config.classes.as_deref(),
         model.num_classes(),
     )?;
@@ -65,7 +66,7 @@ pub fn load(config: &ServeConfig) -> Result<LoadedModel> {
         input_size: config.crop,
         resize: config.resize,
         transform_input: model.transform_input,
-        weights: weights_info(&config.weights)?,
+        weights: weights_info(&loaded.path)?,
     };
     Ok(LoadedModel { net, classes, info })
 }
