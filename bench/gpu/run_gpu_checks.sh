@@ -8,10 +8,14 @@
 #   bash bench/gpu/run_gpu_checks.sh [BIN]
 #
 # BIN (default target/cuda/googlenet) is the CUDA release binary scripts/cuda_checks.sh builds
-# (`CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda`), carried to the GPU machine:
-# with the project's device tool, run(command="bash bench/gpu/run_gpu_checks.sh",
-# carry=["target/cuda"], timeout_s=600). SHARED (default shared/, else ../shared) holds the ground
-# truth: reference/torchvision/torchvision_seed1234_calibrated.pth and reference/inputs/*.png.
+# (`CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda`). It is 90 MB, over what the
+# project's device tool carries (64 MiB), so carry it compressed (11 MB); the script unpacks
+# target/gpu-carry/googlenet.xz when BIN is absent:
+#   mkdir -p target/gpu-carry && xz -T0 -c target/cuda/googlenet > target/gpu-carry/googlenet.xz
+#   run(command="bash bench/gpu/run_gpu_checks.sh", carry=["target/gpu-carry"], timeout_s=600)
+# SHARED (default shared/, else ../shared) holds the ground truth:
+# reference/torchvision/torchvision_seed1234_calibrated.pth and reference/inputs/*.png; a checkout
+# without shared/ carries a copy in a folder .git/info/exclude ignores (then SHARED=that folder).
 # Everything goes to OUT (default $OUT when set, else bench/gpu/out): log.txt, stages.tsv (each
 # stage's status, exit code, seconds), one JSON per stage, nvidia_smi.csv (utilisation and memory
 # every 250 ms), and summary.md, the block for bench/RESULTS.md.
@@ -47,6 +51,11 @@ SPEED_BATCHES="${SPEED_BATCHES:-256 128}"
 export BIN OUT SHARED DEVICE="${DEVICE:-cuda:0}"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+if [ ! -x "$BIN" ] && [ -f target/gpu-carry/googlenet.xz ]; then
+    BIN="${TMPDIR:-/tmp}/googlenet-bin"
+    xz -dc target/gpu-carry/googlenet.xz >"$BIN" && chmod +x "$BIN"
+    export BIN
+fi
 exec > >(tee -a "$OUT/log.txt") 2>&1
 t_start=$SECONDS
 STAGES="$OUT/stages.tsv"
