@@ -27,6 +27,7 @@ mod onnx_export;
 mod pointwise_conv;
 mod train_cli;
 mod train_data_parallel;
+mod train_finetune;
 mod train_flat_val;
 mod train_recipes;
 mod train_resume;
