@@ -33,6 +33,7 @@ mod serve_lifecycle;
 mod serve_limits;
 mod train_cli;
 mod train_data_parallel;
+mod train_finetune;
 mod train_flat_val;
 mod train_recipes;
 mod train_resume;
