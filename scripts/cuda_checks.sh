@@ -2,8 +2,9 @@
 # The CUDA binary, built from crates.io alone and checked on a machine without a GPU (issue 14):
 #   1. the vendored cubecl-cuda (vendor/cubecl-cuda/PATCHES.md) is what cargo builds, cubecl-llvm
 #      is not in the tree, and the folder is the published crate plus googlenet.patch;
-#   2. `cargo build --release --features cuda --bin googlenet`, kept as target/cuda/googlenet (the
-#      default build's target/release/googlenet is put back afterwards);
+#   2. `cargo build --release --features cuda,wgpu --bin googlenet` (the GPU binary: both GPU
+#      backends, so that one build also proves the wgpu feature compiles), kept as
+#      target/cuda/googlenet (the default build's target/release/googlenet is put back afterwards);
 #   3. the binary needs no CUDA library at link time (readelf: NEEDED);
 #   4. `--device cuda:0` on this machine fails with exit code 2 and a message naming what is
 #      missing (driver, NVRTC, headers) and how to fix it, without a panic; CUDA_PATH moves the
@@ -55,7 +56,7 @@ echo "== 2. CUDA release build"
 # without nvcc here cudarc would take its newest, 13.4 (docs/gpu.md).
 export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
 start=$SECONDS
-cargo build --release --features cuda --bin googlenet
+cargo build --release --features cuda,wgpu --bin googlenet
 mkdir -p target/cuda
 cp target/release/googlenet target/cuda/googlenet
 echo "built target/cuda/googlenet (CUDA $CUDARC_CUDA_VERSION bindings) in $((SECONDS - start)) s, $(du -m target/cuda/googlenet | cut -f1) MB"
