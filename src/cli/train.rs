@@ -276,7 +276,7 @@ fn train(args: TrainArgs, world: &Collective) -> Result<ExitCode> {
             }
             let path = dir.join("config.json");
             // Rank 0's: the output folder need not be shared between the machines of a job.
-            let mut config = distributed::sync::broadcast_config(world, || {
+            let mut config = distributed::broadcast::broadcast_config(world, || {
                 TrainConfig::load(&path)
                     .with_context(|| format!("{} does not hold a run to resume", dir.display()))
             })?;

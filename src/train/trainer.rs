@@ -250,7 +250,7 @@ struct Run {
     state: TrainState,
     /// The checkpoint a resumed run loaded, kept while the run lasts: its tensors are read from
     /// the files when first used.
-    _resumed_from: Option<distributed::sync::SharedCheckpoint>,
+    _resumed_from: Option<distributed::checkpoint_copy::SharedCheckpoint>,
 }
 
 /// Trains `config` on `data`, writing into `options.out`.
@@ -272,7 +272,7 @@ pub fn train_session(
     check_data(config, data)?;
     // The job this process belongs to: rank 0 of 1 unless `googlenet train` joined an MPI job.
     let world = distributed::world();
-    distributed::sync::check_same_run(&world, config, data)?;
+    distributed::agreement::check_same_run(&world, config, data)?;
     for device in std::iter::once(&options.device).chain(&options.replicas) {
         options.precision.check(device)?;
     }
@@ -458,7 +458,7 @@ pub fn train_session(
             let interrupted = world.any(options.stop.load(Ordering::SeqCst));
             if (interrupted || reached_max(&session)) && run.state.batch < batches_per_epoch {
                 bar.abandon();
-                run.model = distributed::sync::average_running_stats(
+                run.model = distributed::batch_norm::average_running_stats(
                     &world,
                     run.model,
                     run.polyak.as_mut(),
@@ -479,7 +479,7 @@ pub fn train_session(
         let train_stats = run.state.partial.stats();
         let images_per_second = run.state.partial.images as f64 / train_seconds.max(1e-9);
         run.model =
-            distributed::sync::average_running_stats(&world, run.model, run.polyak.as_mut());
+            distributed::batch_norm::average_running_stats(&world, run.model, run.polyak.as_mut());
         let evaluated = match &run.polyak {
             Some(p) => p.model().clone(),
             None => run.model.valid(),
@@ -577,7 +577,7 @@ fn start(
     train_device.seed(config.seed);
     let mut model = build_model(config, &train_device)?;
     if options.resume {
-        let Some(shared) = distributed::sync::share_latest(world, checkpoints)? else {
+        let Some(shared) = distributed::checkpoint_copy::share_latest(world, checkpoints)? else {
             return Err(TrainError::NothingToResume(
                 options.out.display().to_string(),
             ));
@@ -600,7 +600,7 @@ fn start(
         Some(path) if world.is_root() => start_from(model, path, config, &train_device)?,
         _ => config.init.apply(model),
     };
-    model = distributed::sync::broadcast_model(world, model)?;
+    model = distributed::broadcast::broadcast_model(world, model)?;
     let polyak = config.polyak_decay.map(|d| Polyak::new(&model, d));
     Ok(Run {
         model,
@@ -640,7 +640,7 @@ fn save(
     last: &Option<PathBuf>,
     world: &Collective,
 ) -> Result<PathBuf, TrainError> {
-    distributed::sync::check_replicas(world, &run.model, run.state.step)?;
+    distributed::agreement::check_replicas(world, &run.model, run.state.step)?;
     if !world.is_root() {
         return Ok(checkpoints.dir().join(Checkpoints::name(run.state.step)));
     }

@@ -7,7 +7,8 @@
 //! gradients are weighted by its share of the images and summed over the ranks with one
 //! all-reduce ([`step`]), and every rank applies the same optimiser step, so all hold
 //! bit-identical weights. Rank 0's initial weights or latest checkpoint start every rank
-//! ([`sync`]); BatchNorm running statistics are averaged before every validation and checkpoint;
+//! ([`broadcast`], [`checkpoint_copy`]); BatchNorm running statistics are averaged before every
+//! validation and checkpoint ([`batch_norm`]); the ranks check that they agree ([`agreement`]);
 //! validation is sharded ([`validation`]). Only rank 0 prints and writes files. A failing rank
 //! stops the job ([`fault`]); a stop request (Ctrl-C, or [`signals`] under a launcher) stops
 //! every rank after the same step ([`Collective::any`]).
@@ -15,7 +16,12 @@
 //! [`Collective`] is the few operations this needs; [`world::join`] finds the job (MPI with the
 //! `mpi` feature under a launcher, else one process, exactly as a build without the feature).
 
+pub mod agreement;
+pub mod batch_norm;
+pub mod broadcast;
+pub mod checkpoint_copy;
 pub mod collective;
+pub mod error;
 pub mod fault;
 pub mod flat;
 #[cfg(feature = "mpi")]
@@ -24,10 +30,9 @@ pub mod shard;
 pub mod signals;
 pub mod step;
 pub mod sums;
-pub mod sync;
 pub mod validation;
 pub mod world;
 
 pub use collective::{Collective, Communicator};
-pub use sync::DistributedError;
+pub use error::DistributedError;
 pub use world::{join, world};
