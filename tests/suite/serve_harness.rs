@@ -1,7 +1,6 @@
 //! The real `googlenet serve` binary on a loopback port (127.0.0.1, a free port chosen by the
 //! system), and small HTTP helpers: `ureq` for whole requests, a raw socket for requests sent
 //! in parts (to hold one in flight).
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
