@@ -9,7 +9,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::data::EvalTransform;
-use crate::data::image::load_rgb;
+use crate::data::image::load_rgb_within;
 use crate::eval::predict::probabilities;
 use crate::eval::top_k;
 use crate::model::Variant;
@@ -44,6 +44,8 @@ pub struct ClassifyArgs {
     /// torchvision's transform_input (on for torchvision's official pretrained weights).
     #[arg(long)]
     pub transform_input: bool,
+    #[command(flatten)]
+    pub pixels: super::pixel_budget_arg::PixelBudgetArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -75,7 +77,7 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let net = InferenceNet::from_model(&model)?;
     let mut results = Vec::new();
     for path in &args.images {
-        let result = match load_rgb(path) {
+        let result = match load_rgb_within(path, args.pixels.budget()) {
             Ok(image) => {
                 let probs = probabilities(&net, &[transform.apply(&image)])?;
                 let top = top_k(&probs, args.top)

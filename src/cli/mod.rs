@@ -6,8 +6,10 @@ mod bench_model;
 mod classify;
 mod convert;
 mod data;
+mod error_chain;
 mod eval;
 mod export;
+mod pixel_budget_arg;
 mod summary;
 mod train;
 
@@ -48,6 +50,8 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
 }
 
+pub use error_chain::error_chain;
+
 /// Parses the arguments, runs the subcommand and turns an error into a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -64,7 +68,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_chain::error_chain(&err));
             ExitCode::FAILURE
         }
     }

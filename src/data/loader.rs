@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::image::load_rgb;
+use super::image::{PixelBudget, load_rgb_within};
 use super::normalize::normalized_batch;
 use super::{DataError, EvalTransform, ImageFolder, TrainTransform};
 use crate::model::Variant;
@@ -55,6 +55,8 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// An undecodable file is an error rather than a counted skip.
     pub strict: bool,
+    /// Images with more pixels are skipped (or, with `strict`, an error) before decoding.
+    pub pixel_budget: PixelBudget,
     pub transform: Transform,
     /// Normalisation of the variant the batches are for ([`Variant::normalization`]).
     pub variant: Variant,
@@ -64,7 +66,7 @@ pub struct LoaderConfig {
 
 impl LoaderConfig {
     /// No shuffling, last batch kept, seed 0, one thread per core, 2 batches prefetched, not
-    /// strict, on the CPU (flex) device.
+    /// strict, the default pixel budget, on the CPU (flex) device.
     pub fn new(batch_size: usize, transform: Transform, variant: Variant) -> Self {
         LoaderConfig {
             batch_size,
@@ -74,6 +76,7 @@ impl LoaderConfig {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             prefetch: 2,
             strict: false,
+            pixel_budget: PixelBudget::default(),
             transform,
             variant,
             device: Device::flex(),
@@ -333,10 +336,11 @@ impl Worker {
     fn image(&self, index: usize) -> Result<RgbImage, DataError> {
         let path = &self.dataset.samples()[index].path;
         Ok(match &self.config.transform {
-            Transform::Eval(t) => t.apply(&load_rgb(path)?),
+            Transform::Eval(t) => t.apply(&load_rgb_within(path, self.config.pixel_budget)?),
             Transform::Train(t) => {
                 let seed = seed_bytes(self.config.seed, self.epoch, index as u64);
-                t.load(path, &mut ChaCha8Rng::from_seed(seed))?
+                let mut rng = ChaCha8Rng::from_seed(seed);
+                t.load(path, self.config.pixel_budget, &mut rng)?
             }
         })
     }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::small_batch::Dropped;
 use super::step::TrainEngine;
 
 /// Steps, images, time and losses of the optimiser steps taken in this invocation.
@@ -22,6 +23,8 @@ pub struct Session {
     pub first_step_seconds: f64,
     /// Each step's total training loss, in order.
     pub losses: Vec<f64>,
+    /// Batches left out as too small to train on ([`super::small_batch`]).
+    pub dropped: Dropped,
 }
 
 impl Session {

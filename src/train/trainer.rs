@@ -16,6 +16,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{CheckpointError, Checkpoints};
+use super::checkpoint_schedule::{CheckpointEvery, CheckpointSchedule};
 use super::config::{ConfigError, TrainConfig};
 use super::curves::{CurvesError, write_curves};
 use super::data_parallel::DataParallelError;
@@ -24,6 +25,7 @@ use super::output::{OutputError, check_writable};
 use super::polyak::Polyak;
 use super::schedule::Progress;
 use super::session::Session;
+use super::small_batch::{Dropped, smallest_trainable_batch};
 use super::source::{HostBatch, Split, TrainData, mix};
 use super::state::{Best, TrainState};
 use super::step::{StepError, StepValues, Stepper, TrainEngine, host_logits};
@@ -54,6 +56,8 @@ pub struct TrainOptions {
     pub engine: Option<TrainEngine>,
     /// Stop after this many optimiser steps of this invocation, with a checkpoint.
     pub max_steps: Option<u64>,
+    /// Checkpoints within an epoch, besides the one at its end.
+    pub checkpoint_every: CheckpointEvery,
     /// Set (by Ctrl-C) to stop after the current step with a checkpoint.
     pub stop: Arc<AtomicBool>,
     /// No progress bars and no per-epoch lines.
@@ -61,7 +65,8 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
-    /// A fresh run into `out` on `device`: f32, no replicas, no step limit, not quiet.
+    /// A fresh run into `out` on `device`: f32, no replicas, no step limit, a checkpoint every
+    /// 30 minutes, not quiet.
     pub fn new(out: PathBuf, device: Device) -> TrainOptions {
         TrainOptions {
             out,
@@ -72,6 +77,7 @@ impl TrainOptions {
             precision: Precision::F32,
             engine: None,
             max_steps: None,
+            checkpoint_every: CheckpointEvery::default(),
             stop: Arc::new(AtomicBool::new(false)),
             quiet: false,
         }
@@ -142,8 +148,6 @@ pub enum TrainError {
          another --out"
     )]
     AlreadyARun(String),
-    #[error("{0} has no checkpoint to resume from")]
-    NothingToResume(String),
     #[error("{0}")]
     Mismatch(String),
     #[error(transparent)]
@@ -273,6 +277,15 @@ pub fn train_session(
         }
         .into());
     }
+    let smallest = smallest_trainable_batch(config.variant, options.replicas.len());
+    if config.batch_size < smallest {
+        return Err(TrainError::Mismatch(format!(
+            "a batch of {} images is too small: the {} variant's BatchNorm needs at least {smallest} \
+             (2 per replica)",
+            config.batch_size,
+            config.variant.name(),
+        )));
+    }
     let out = &options.out;
     let checkpoints = Checkpoints::new(out);
     let config_path = out.join("config.json");
@@ -351,6 +364,7 @@ pub fn train_session(
     let batches_per_epoch = train_len.div_ceil(config.batch_size);
     let total_iterations = (batches_per_epoch * config.epochs) as u64;
     let mut last_checkpoint = checkpoints.latest().map_err(TrainError::Resume)?;
+    let mut schedule = CheckpointSchedule::new(options.checkpoint_every, run.state.step);
     let kept = |last: &Option<PathBuf>| match last {
         Some(p) => format!("the last good checkpoint {} is intact", p.display()),
         None => "no checkpoint had been written yet".to_string(),
@@ -372,13 +386,18 @@ pub fn train_session(
         let bar = progress_bar(options.quiet, batches_per_epoch, epoch, config.epochs);
         bar.set_position(run.state.batch as u64);
         let mut train_seconds = run.state.partial_seconds;
+        let mut dropped = Dropped::default();
         for batch in run.state.batch..batches_per_epoch {
             let step_start = Instant::now();
             let indices =
                 &order[batch * config.batch_size..((batch + 1) * config.batch_size).min(train_len)];
             let host = data.fetch(Split::Train, indices, augment_seed)?;
-            if host.is_empty() {
-                // Every file of the batch was skipped (undecodable); nothing to learn from.
+            if host.len() < smallest {
+                // Too few images for BatchNorm (or none: every file was skipped).
+                if !host.is_empty() {
+                    dropped.add(host.len());
+                    session.dropped.add(host.len());
+                }
                 run.state.batch = batch + 1;
                 bar.inc(1);
                 continue;
@@ -442,8 +461,17 @@ pub fn train_session(
                 );
                 return Ok((outcome, session));
             }
+            if schedule.due(run.state.step) && run.state.batch < batches_per_epoch {
+                let path = save(&checkpoints, &run, &last_checkpoint)?;
+                last_checkpoint = Some(path);
+                prune(&checkpoints, config, &run, &last_checkpoint)?;
+                schedule.written(run.state.step);
+            }
         }
         bar.finish_and_clear();
+        if let Some(note) = dropped.note(epoch + 1, smallest) {
+            eprintln!("{note}");
+        }
 
         let train_stats = run.state.partial.stats();
         let images_per_second = run.state.partial.images as f64 / train_seconds.max(1e-9);
@@ -469,13 +497,8 @@ pub fn train_session(
         let improved = run.state.record_epoch(record, &name);
         let path = save(&checkpoints, &run, &last_checkpoint)?;
         last_checkpoint = Some(path.clone());
-        let best = run.state.best.as_ref().map(|b| b.checkpoint.as_str());
-        checkpoints
-            .prune(config.keep_last, best)
-            .map_err(|source| TrainError::Checkpoint {
-                source,
-                kept: kept(&last_checkpoint),
-            })?;
+        prune(&checkpoints, config, &run, &last_checkpoint)?;
+        schedule.written(run.state.step);
         append_csv(&metrics_path, &record).map_err(io_err(&metrics_path))?;
         write_curves(&out.join("curves.png"), &run.state.history)?;
         let weights_path = out.join("model.safetensors");
@@ -527,7 +550,9 @@ fn check_data(config: &TrainConfig, data: &dyn TrainData) -> Result<(), TrainErr
     Ok(())
 }
 
-/// A fresh run, or the one the latest checkpoint in `options.out` holds.
+/// A fresh run, or the one the latest checkpoint in `options.out` holds. A run resumed before
+/// its first checkpoint (killed during its first steps) starts again from the beginning, which
+/// the seed makes the same start.
 fn start(
     config: &TrainConfig,
     options: &TrainOptions,
@@ -536,12 +561,9 @@ fn start(
     let train_device = options.device.clone().autodiff();
     train_device.seed(config.seed);
     let mut model = build_model(config, &train_device)?;
-    if options.resume {
-        let Some(latest) = checkpoints.latest().map_err(TrainError::Resume)? else {
-            return Err(TrainError::NothingToResume(
-                options.out.display().to_string(),
-            ));
-        };
+    if options.resume
+        && let Some(latest) = checkpoints.latest().map_err(TrainError::Resume)?
+    {
         let template = match config.polyak_decay {
             Some(decay) => Some((build_model(config, &options.device)?, decay)),
             None => None,
@@ -584,6 +606,25 @@ fn save(
             kept: match last {
                 Some(p) => format!("the previous checkpoint {} is intact", p.display()),
                 None => "no earlier checkpoint exists".to_string(),
+            },
+        })
+}
+
+/// Removes the checkpoints beyond the last `keep_last` but the best.
+fn prune(
+    checkpoints: &Checkpoints,
+    config: &TrainConfig,
+    run: &Run,
+    last: &Option<PathBuf>,
+) -> Result<(), TrainError> {
+    let best = run.state.best.as_ref().map(|b| b.checkpoint.as_str());
+    checkpoints
+        .prune(config.keep_last, best)
+        .map_err(|source| TrainError::Checkpoint {
+            source,
+            kept: match last {
+                Some(p) => format!("the last good checkpoint {} is intact", p.display()),
+                None => "no checkpoint had been written yet".to_string(),
             },
         })
 }

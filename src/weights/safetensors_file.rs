@@ -80,11 +80,15 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>, WeightsErro
     file.read_exact(&mut len)
         .map_err(|e| WeightsError::corrupt(path, FORMAT, e))?;
     let len = u64::from_le_bytes(len);
-    if len > 100_000_000 {
+    let file_len = file
+        .metadata()
+        .map_err(|e| WeightsError::io(path, e))?
+        .len();
+    if len > 100_000_000 || len > file_len.saturating_sub(8) {
         return Err(WeightsError::corrupt(
             path,
             FORMAT,
-            format!("header length {len} is implausible"),
+            format!("header length {len} is implausible for a file of {file_len} bytes"),
         ));
     }
     let mut header = vec![0u8; len as usize];
