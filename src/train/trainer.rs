@@ -301,6 +301,17 @@ pub fn train_session(
     let metrics_path = out.join("metrics.csv");
     if options.resume {
         rewrite_csv(&metrics_path, &run.state.history).map_err(io_err(&metrics_path))?;
+        // A run stopped between an epoch's checkpoint and the files written after it: written
+        // now, so that they match the checkpoint.
+        if run.state.batch == 0 && run.state.epoch > 0 {
+            let best = run.state.best.as_ref().map(|b| b.checkpoint.as_str());
+            let improved = best == Some(Checkpoints::name(run.state.step).as_str());
+            let evaluated = match &run.polyak {
+                Some(p) => p.model().clone(),
+                None => run.model.valid(),
+            };
+            write_epoch_outputs(out, &run.state.history, &evaluated, improved)?;
+        }
     }
     let say = |line: String| {
         if !options.quiet {
@@ -500,12 +511,7 @@ pub fn train_session(
         prune(&checkpoints, config, &run, &last_checkpoint)?;
         schedule.written(run.state.step);
         append_csv(&metrics_path, &record).map_err(io_err(&metrics_path))?;
-        write_curves(&out.join("curves.png"), &run.state.history)?;
-        let weights_path = out.join("model.safetensors");
-        weights::save(&evaluated, &weights_path, Layout::Native)?;
-        if improved {
-            weights::save(&evaluated, &out.join("best.safetensors"), Layout::Native)?;
-        }
+        write_epoch_outputs(out, &run.state.history, &evaluated, improved)?;
         say(epoch_lines(&record, config.epochs, improved));
         let interrupted = options.stop.load(Ordering::SeqCst);
         if (interrupted || reached_max(&session)) && run.state.epoch < config.epochs {
@@ -608,6 +614,22 @@ fn save(
                 None => "no earlier checkpoint exists".to_string(),
             },
         })
+}
+
+/// The files written after an epoch's checkpoint: curves.png, model.safetensors (the evaluated
+/// weights) and, when the epoch is the best so far, best.safetensors. Each is written atomically.
+fn write_epoch_outputs(
+    out: &Path,
+    history: &[EpochRecord],
+    evaluated: &GoogLeNet,
+    improved: bool,
+) -> Result<(), TrainError> {
+    write_curves(&out.join("curves.png"), history)?;
+    weights::save(evaluated, &out.join("model.safetensors"), Layout::Native)?;
+    if improved {
+        weights::save(evaluated, &out.join("best.safetensors"), Layout::Native)?;
+    }
+    Ok(())
 }
 
 /// Removes the checkpoints beyond the last `keep_last` but the best.
