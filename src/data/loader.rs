@@ -5,7 +5,10 @@
 //! whatever the thread timing. Images are decoded on a pool of `threads` worker threads; at most
 //! `prefetch` finished batches wait in a bounded channel, so memory stays bounded. A file that
 //! cannot be decoded is skipped with a warning and counted (its batch is one image shorter; other
-//! labels never move); with `strict` it ends the epoch with an error instead.
+//! labels never move); with `strict` it ends the epoch with an error instead. An image beyond the
+//! pixel budget is refused from its header, so memory stays within `(prefetch + 3) x batch x 3 x
+//! side² x 4` bytes of batches plus, per thread, one decode of at most about 11 bytes per pixel of
+//! the budget's limit (docs/training-robustness.md).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::alloc_probe;
 
 /// Cases per target in CI.
-const CI_CASES: usize = 10_000;
+const CI_CASES: usize = 30_000;
 
 /// A case taking longer than this is a hang.
 const WATCHDOG: Duration = Duration::from_secs(60);

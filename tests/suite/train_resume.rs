@@ -483,3 +483,39 @@ fn a_full_disk_fails_the_checkpoint_naming_the_file_and_keeps_the_previous_one()
     let weights = checkpoint_weights(&kept[0].join("model.bpk"));
     assert!(weights.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
 }
+
+#[test]
+fn checkpoint_intervals_parse_as_durations_step_counts_or_epoch() {
+    use googlenet::train::checkpoint_schedule::CheckpointEvery;
+    use std::time::Duration;
+    let parsed = |text: &str| text.parse::<CheckpointEvery>();
+    assert_eq!(
+        CheckpointEvery::default(),
+        CheckpointEvery::Time(Duration::from_secs(1800))
+    );
+    assert_eq!(parsed("30m"), Ok(CheckpointEvery::default()));
+    assert_eq!(
+        parsed("1h30m"),
+        Ok(CheckpointEvery::Time(Duration::from_secs(5400)))
+    );
+    assert_eq!(
+        parsed("90s"),
+        Ok(CheckpointEvery::Time(Duration::from_secs(90)))
+    );
+    assert_eq!(parsed("500steps"), Ok(CheckpointEvery::Steps(500)));
+    assert_eq!(parsed("1step"), Ok(CheckpointEvery::Steps(1)));
+    assert_eq!(parsed("epoch"), Ok(CheckpointEvery::EpochEnd));
+    for bad in [
+        "",
+        "0steps",
+        "0m",
+        "5x",
+        "m",
+        "30",
+        "-5m",
+        "99999999999999999999h",
+    ] {
+        let err = parsed(bad).unwrap_err();
+        assert!(err.contains("is not a checkpoint interval"), "{bad}: {err}");
+    }
+}
