@@ -8,7 +8,7 @@ use burn::prelude::Device;
 use clap::Args;
 use serde::Serialize;
 
-use crate::data::image::load_rgb;
+use crate::data::image::load_rgb_within;
 use crate::data::{ClassTable, EvalTransform};
 use crate::eval::predict::probabilities;
 use crate::eval::top_k;
@@ -48,6 +48,8 @@ pub struct ClassifyArgs {
     /// torchvision's transform_input (on for torchvision's official pretrained weights).
     #[arg(long)]
     pub transform_input: bool,
+    #[command(flatten)]
+    pub pixels: super::pixel_budget_arg::PixelBudgetArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -98,7 +100,7 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let net = InferenceNet::from_model(&model)?;
     let mut results = Vec::new();
     for path in &args.images {
-        let result = match load_rgb(path) {
+        let result = match load_rgb_within(path, args.pixels.budget()) {
             Ok(image) => {
                 let probs = probabilities(&net, &[transform.apply(&image)])?;
                 let top = top_predictions(&probs, args.top, &classes);

@@ -41,6 +41,8 @@ pub struct CheckArgs {
     /// lists every one.
     #[arg(long)]
     pub strict: bool,
+    #[command(flatten)]
+    pub pixels: super::pixel_budget_arg::PixelBudgetArg,
     /// Decoding threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -75,7 +77,7 @@ fn run_check(args: CheckArgs) -> Result<ExitCode> {
         pool = pool.num_threads(threads.max(1));
     }
     let pool = pool.build().context("starting decoding threads")?;
-    let report = pool.install(|| check(&args.dir, &folders, &|| bar.inc(1)));
+    let report = pool.install(|| check(&args.dir, &folders, args.pixels.budget(), &|| bar.inc(1)));
     bar.finish_and_clear();
     if args.strict
         && let Some(problem) = report.splits.iter().flat_map(|s| &s.problems).next()

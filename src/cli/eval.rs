@@ -9,7 +9,7 @@ use burn::prelude::Device;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::image::load_rgb;
+use crate::data::image::load_rgb_within;
 use crate::data::{FlatLabels, ImageFolder};
 use crate::eval::predict::predict;
 use crate::eval::{CropScheme, Metrics};
@@ -58,6 +58,8 @@ pub struct EvalArgs {
     /// Stop at the first unreadable image instead of skipping and counting it.
     #[arg(long)]
     pub strict: bool,
+    #[command(flatten)]
+    pub pixels: super::pixel_budget_arg::PixelBudgetArg,
     /// How many confused class pairs to list.
     #[arg(long, default_value_t = 5)]
     pub confused: usize,
@@ -113,7 +115,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let mut metrics = Metrics::new(classes);
     let mut skipped = Vec::new();
     for sample in dataset.samples() {
-        match load_rgb(&sample.path) {
+        match load_rgb_within(&sample.path, args.pixels.budget()) {
             Ok(image) => {
                 let probs = predict(&image, &nets, args.crops, args.crop)
                     .with_context(|| sample.path.display().to_string())?;

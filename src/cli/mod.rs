@@ -8,10 +8,12 @@ pub(crate) mod classify;
 mod completions;
 mod convert;
 mod data;
+mod error_chain;
 mod eval;
 mod export;
 mod load;
 mod serve;
+mod pixel_budget_arg;
 mod summary;
 mod train;
 mod weights;
@@ -72,6 +74,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
 }
 
+pub use error_chain::error_chain;
+
 /// Parses the arguments, runs the subcommand and turns an error into a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -92,7 +96,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_chain::error_chain(&err));
             ExitCode::FAILURE
         }
     }

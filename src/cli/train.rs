@@ -128,6 +128,11 @@ pub struct TrainArgs {
     /// Checkpoints to keep besides the best one.
     #[arg(long)]
     pub keep_last: Option<usize>,
+    /// Also write a checkpoint within an epoch after this much training time (90s, 30m, 2h) or
+    /// this many steps (500steps); `epoch` for epoch ends only. Each is written atomically;
+    /// --resume continues from the newest exactly as if the run had not stopped.
+    #[arg(long, default_value = "30m", value_name = "DURATION|STEPS")]
+    pub checkpoint_every: crate::train::checkpoint_schedule::CheckpointEvery,
     /// cpu, cuda:N (a build with the cuda feature) or wgpu[:N] (with the wgpu feature).
     #[arg(long, default_value = "cpu", value_parser = parse_available)]
     pub device: DeviceSpec,
@@ -135,6 +140,8 @@ pub struct TrainArgs {
     /// skipping it with a warning and counting it.
     #[arg(long)]
     pub strict: bool,
+    #[command(flatten)]
+    pub pixels: super::pixel_budget_arg::PixelBudgetArg,
     /// Data-parallel training over these devices, e.g. cuda:0,cuda:1: each gets a contiguous
     /// share of every batch (--batch is the global batch), the gradients are summed, the model
     /// lives on the first, which also validates. `cpu,cpu` works (the replicas share the cores:
@@ -300,7 +307,7 @@ fn train(args: TrainArgs, world: &Collective) -> Result<ExitCode> {
         }
         None => (new_config(&args)?, args.out.clone()),
     };
-    let data = open_data(&config, args.strict)?;
+    let data = open_data(&config, args.strict, args.pixels.budget())?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -327,6 +334,7 @@ fn train(args: TrainArgs, world: &Collective) -> Result<ExitCode> {
         precision: args.precision,
         engine: args.engine,
         max_steps: args.max_steps,
+        checkpoint_every: args.checkpoint_every,
         stop,
         quiet: args.quiet || args.json || !world.is_root(),
     };
@@ -437,6 +445,8 @@ struct Summary {
     world_size: usize,
     /// Each step's seconds in the gradients' all-reduce over the ranks (empty on one process).
     allreduce_seconds: Vec<f64>,
+    /// Batches left out as too small for BatchNorm, and their images.
+    dropped: crate::train::small_batch::Dropped,
 }
 
 impl Summary {
@@ -485,6 +495,7 @@ impl Summary {
             losses: session.losses.clone(),
             world_size: 1,
             allreduce_seconds: session.allreduce_seconds.clone(),
+            dropped: session.dropped,
         }
     }
 }
@@ -536,10 +547,16 @@ fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
     Ok(config)
 }
 
-fn open_data(config: &TrainConfig, strict: bool) -> Result<Box<dyn TrainData>> {
+fn open_data(
+    config: &TrainConfig,
+    strict: bool,
+    budget: crate::data::image::PixelBudget,
+) -> Result<Box<dyn TrainData>> {
     match &config.data {
         Some(root) => Ok(Box::new(
-            ImageFolders::open(root, config.variant, config.input_size)?.with_strict(strict),
+            ImageFolders::open(root, config.variant, config.input_size)?
+                .with_strict(strict)
+                .with_pixel_budget(budget),
         )),
         None => Ok(Box::new(Synthetic {
             set: SyntheticShapes {

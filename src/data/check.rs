@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::image::{decode_rgb, format_name, sniff_format};
+use super::image::{PixelBudget, decode_rgb_within, format_name, sniff_format};
 use super::{ClassTable, DataError, FlatLabels, ImageFolder};
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -88,15 +88,16 @@ pub fn open_splits(
 }
 
 /// Decodes every sample of each split (on the current rayon pool); `progress` is called once per
-/// file.
+/// file. An image beyond `budget` is a problem, found from its header without decoding it.
 pub fn check(
     dir: &Path,
     folders: &[(String, ImageFolder)],
+    budget: PixelBudget,
     progress: &(dyn Fn() + Sync),
 ) -> CheckReport {
     let splits = folders
         .iter()
-        .map(|(name, folder)| check_split(name, folder, progress))
+        .map(|(name, folder)| check_split(name, folder, budget, progress))
         .collect();
     CheckReport {
         root: dir.to_path_buf(),
@@ -112,12 +113,22 @@ enum Outcome {
     Problem(String),
 }
 
-fn check_file(path: &Path) -> Outcome {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) => return Outcome::Problem(e.to_string()),
+fn check_file(path: &Path, budget: PixelBudget) -> Outcome {
+    let bytes = match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > budget.max_file_bytes() => {
+            return Outcome::Problem(format!(
+                "file of {} bytes is larger than an image within the limit of {} pixels can be \
+                 (--max-image-pixels raises it)",
+                meta.len(),
+                budget.limit
+            ));
+        }
+        _ => match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => return Outcome::Problem(e.to_string()),
+        },
     };
-    match decode_rgb(&bytes) {
+    match decode_rgb_within(&bytes, budget) {
         Err(reason) => Outcome::Problem(reason),
         Ok(_) => {
             let format = sniff_format(&bytes).map_or("unknown", format_name);
@@ -134,12 +145,17 @@ fn check_file(path: &Path) -> Outcome {
     }
 }
 
-fn check_split(name: &str, folder: &ImageFolder, progress: &(dyn Fn() + Sync)) -> SplitReport {
+fn check_split(
+    name: &str,
+    folder: &ImageFolder,
+    budget: PixelBudget,
+    progress: &(dyn Fn() + Sync),
+) -> SplitReport {
     let outcomes: Vec<Outcome> = folder
         .samples()
         .par_iter()
         .map(|sample| {
-            let outcome = check_file(&sample.path);
+            let outcome = check_file(&sample.path, budget);
             progress();
             outcome
         })

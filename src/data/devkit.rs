@@ -15,6 +15,10 @@ use super::{ClassEntry, ClassTable, DataError};
 /// bigger id means a damaged file, and would make the table needlessly large.
 const MAX_ID: usize = 100_000;
 
+/// The most bytes a compressed variable may inflate to (the devkit's synsets take about 200 KB);
+/// more means a damaged file or a zlib bomb.
+const MAX_INFLATED: u64 = 64 << 20;
+
 const MI_INT8: u32 = 1;
 const MI_UINT8: u32 = 2;
 const MI_INT16: u32 = 3;
@@ -61,8 +65,14 @@ pub fn read_meta_mat(path: &Path) -> Result<ClassTable, DataError> {
             MI_COMPRESSED => {
                 let mut inflated = Vec::new();
                 flate2::read::ZlibDecoder::new(data)
+                    .take(MAX_INFLATED + 1)
                     .read_to_end(&mut inflated)
                     .map_err(|e| error(format!("compressed variable: {e}")))?;
+                if inflated.len() as u64 > MAX_INFLATED {
+                    return Err(error(format!(
+                        "a compressed variable inflates to more than {MAX_INFLATED} bytes"
+                    )));
+                }
                 let mut inner = Elements::new(&inflated);
                 match inner.next().map_err(&error)? {
                     Some((MI_MATRIX, matrix)) => parse_matrix(matrix).map_err(&error)?,

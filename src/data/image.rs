@@ -2,7 +2,9 @@
 //! named `.JPEG`, and CMYK and greyscale JPEGs). JPEG is decoded with zune-jpeg directly (the
 //! decoder `image` uses, straight to RGB without `image`'s copy of the file), the other formats
 //! through `image`. [`decode_rgb_region`] decodes a JPEG only as far as a crop needs
-//! (vendor/zune-jpeg adds region decoding to zune-jpeg).
+//! (vendor/zune-jpeg adds region decoding to zune-jpeg). Every decode checks the header's size
+//! against a [`PixelBudget`] before allocating pixels; the functions without a budget argument
+//! use the default one.
 
 use std::cell::RefCell;
 use std::io::Cursor;
@@ -15,6 +17,9 @@ use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
 pub use super::error::DataError;
+pub use super::pixel_budget::{
+    PIL_MAX_IMAGE_PIXELS, PixelBudget, PixelCheck, check_pixel_budget, large_image_warning,
+};
 
 /// Formats a photo dataset may hold. GIF is refused: in ImageNet-style folders a GIF is a
 /// placeholder ("image not found"), not a photo of the class.
@@ -26,10 +31,58 @@ const PHOTO_FORMATS: [ImageFormat; 4] = [
 ];
 
 /// Reads `path` and decodes it to 8-bit RGB (greyscale, CMYK, palette and alpha images are
-/// converted; alpha is dropped). Never panics: a decoder panic becomes an error.
+/// converted; alpha is dropped), within the default [`PixelBudget`]. Never panics: a decoder
+/// panic becomes an error.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::image(path, e.to_string()))?;
-    decode_rgb(&bytes).map_err(|reason| DataError::image(path, reason))
+    load_rgb_within(path, PixelBudget::default())
+}
+
+/// [`load_rgb`] within `budget`: a larger image is an error, the file is not read whole when it
+/// is larger than such an image could be.
+pub fn load_rgb_within(path: &Path, budget: PixelBudget) -> Result<RgbImage, DataError> {
+    let bytes = read_bounded(path, budget)?;
+    decode_checked(&bytes, budget, Some(path)).map_err(|reason| DataError::image(path, reason))
+}
+
+/// The bytes of `path`, refused unread when the file is larger than
+/// [`PixelBudget::max_file_bytes`].
+fn read_bounded(path: &Path, budget: PixelBudget) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    let fail = |e: std::io::Error| DataError::image(path, e.to_string());
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let max = budget.max_file_bytes();
+    let too_large = |len: u64| {
+        DataError::image(
+            path,
+            format!(
+                "file of {len} bytes is larger than an image within the limit of {} pixels \
+                 can be (--max-image-pixels raises it)",
+                budget.limit
+            ),
+        )
+    };
+    let len = file.metadata().map_err(fail)?.len();
+    if len > max {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max + 1).read_to_end(&mut bytes).map_err(fail)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Checks a header's size against `budget`, printing the warning for a large image.
+fn admit(width: u64, height: u64, budget: PixelBudget, path: Option<&Path>) -> Result<(), String> {
+    if check_pixel_budget(width, height, budget)? == PixelCheck::Large {
+        let warning = large_image_warning(width, height, budget);
+        match path {
+            Some(path) => eprintln!("warning: {}: {warning}", path.display()),
+            None => eprintln!("warning: {warning}"),
+        }
+    }
+    Ok(())
 }
 
 /// The format of an encoded image, from its first bytes.
@@ -37,8 +90,23 @@ pub fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
     image::guess_format(bytes).ok()
 }
 
-/// Decodes encoded image bytes to RGB; the error is the reason, for the caller to attach a path to.
+/// Decodes encoded image bytes to RGB within the default [`PixelBudget`]; the error is the
+/// reason, for the caller to attach a path to.
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
+    decode_rgb_within(bytes, PixelBudget::default())
+}
+
+/// [`decode_rgb`] within `budget`: the header's width x height is checked before any pixel
+/// buffer is allocated.
+pub fn decode_rgb_within(bytes: &[u8], budget: PixelBudget) -> Result<RgbImage, String> {
+    decode_checked(bytes, budget, None)
+}
+
+fn decode_checked(
+    bytes: &[u8],
+    budget: PixelBudget,
+    path: Option<&Path>,
+) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file".into());
     }
@@ -54,23 +122,39 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
     }
     if format == ImageFormat::Jpeg {
         let mut pixels = Vec::new();
-        if let Some((width, height, _)) =
-            decode_jpeg(bytes, |width, height| [0, 0, width, height], &mut pixels)?
-        {
+        let whole = |width, height| [0, 0, width, height];
+        if let Some((width, height, _)) = decode_jpeg(bytes, budget, path, whole, &mut pixels)? {
             return Ok(RgbImage::from_raw(width, height, pixels)
                 .expect("the decoder wrote width * height RGB pixels"));
         }
     }
-    decode_with_image(bytes, format)
+    decode_with_image(bytes, format, budget, path)
 }
 
 /// Decoding through the `image` crate (every accepted format; JPEG only where zune-jpeg's
-/// colour spaces are not the usual ones).
-fn decode_with_image(bytes: &[u8], format: ImageFormat) -> Result<RgbImage, String> {
+/// colour spaces are not the usual ones). The header's size is read and checked first; the
+/// decoder's allocations are capped at 8 bytes per pixel of the budget (16-bit RGBA).
+fn decode_with_image(
+    bytes: &[u8],
+    format: ImageFormat,
+    budget: PixelBudget,
+    path: Option<&Path>,
+) -> Result<RgbImage, String> {
+    let dimensions = std::panic::catch_unwind(|| {
+        ImageReader::with_format(Cursor::new(bytes), format).into_dimensions()
+    });
+    let (width, height) = match dimensions {
+        Ok(Ok(size)) => size,
+        Ok(Err(e)) => return Err(format!("cannot decode {}: {e}", format_name(format))),
+        Err(_) => return Err(format!("the {} decoder panicked", format_name(format))),
+    };
+    admit(width.into(), height.into(), budget, path)?;
     let decoded = std::panic::catch_unwind(|| {
-        ImageReader::with_format(Cursor::new(bytes), format)
-            .decode()
-            .map(|image| image.into_rgb8())
+        let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(budget.limit.saturating_mul(8).saturating_add(64 << 20));
+        reader.limits(limits);
+        reader.decode().map(|image| image.into_rgb8())
     });
     match decoded {
         Ok(Ok(image)) if image.width() > 0 && image.height() > 0 => Ok(image),
@@ -85,9 +169,12 @@ fn decode_with_image(bytes: &[u8], format: ImageFormat) -> Result<RgbImage, Stri
 /// rectangle `[left, top, width, height]` that `region(width, height)` returns needs: inside it
 /// the pixels equal a full decode's. Returns the size and the rectangle, or `None` for a colour
 /// space other than YCbCr, greyscale, RGB, CMYK or YCCK (left to `image`, which decodes
-/// those whole). `region` is called once, before any pixel is decoded.
+/// those whole). `region` is called once, before any pixel is decoded, and only for an image
+/// within `budget`.
 fn decode_jpeg(
     bytes: &[u8],
+    budget: PixelBudget,
+    path: Option<&Path>,
     region: impl FnOnce(u32, u32) -> [u32; 4],
     pixels: &mut Vec<u8>,
 ) -> Result<Option<(u32, u32, [u32; 4])>, String> {
@@ -119,6 +206,7 @@ fn decode_jpeg(
     if width == 0 || height == 0 {
         return Err("image has no pixels".into());
     }
+    admit(width as u64, height as u64, budget, path)?;
     let (width, height) = (width as u32, height as u32);
     let [x, y, w, h] = region(width, height);
     decoder.set_options(decoder.options().jpeg_set_out_colorspace(ColorSpace::RGB));
@@ -137,8 +225,13 @@ fn decode_jpeg(
     }
 }
 
+/// The largest buffer a thread keeps for the next image (21 million pixels, more than any
+/// ImageNet photo); a larger one is freed after its image.
+const POOLED_BYTES: usize = 64 << 20;
+
 thread_local! {
-    /// Decoding buffers of this thread, reused from image to image.
+    /// Decoding buffers of this thread, reused from image to image: at most 4, each at most
+    /// [`POOLED_BYTES`].
     static BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -171,6 +264,7 @@ impl Drop for RgbPixels {
         let _ = BUFFERS.try_with(|buffers| {
             if let Ok(mut buffers) = buffers.try_borrow_mut()
                 && buffers.len() < 4
+                && pixels.capacity() <= POOLED_BYTES
             {
                 buffers.push(pixels);
             }
@@ -183,9 +277,27 @@ impl Drop for RgbPixels {
 /// `[left, top, width, height]` the caller will use. Inside it the pixels equal
 /// [`decode_rgb`]'s; outside it they are unspecified (a JPEG is decoded only down to the
 /// rectangle's last rows, and only its blocks near the rectangle are transformed). Same errors
-/// as [`decode_rgb`].
+/// as [`decode_rgb`]; the default [`PixelBudget`].
 pub fn decode_rgb_region(
     bytes: &[u8],
+    region: impl FnOnce(u32, u32) -> [u32; 4],
+) -> Result<(RgbPixels, [u32; 4]), String> {
+    decode_region_checked(bytes, PixelBudget::default(), None, region)
+}
+
+/// [`decode_rgb_region`] within `budget` (checked before `region` is called).
+pub fn decode_rgb_region_within(
+    bytes: &[u8],
+    budget: PixelBudget,
+    region: impl FnOnce(u32, u32) -> [u32; 4],
+) -> Result<(RgbPixels, [u32; 4]), String> {
+    decode_region_checked(bytes, budget, None, region)
+}
+
+fn decode_region_checked(
+    bytes: &[u8],
+    budget: PixelBudget,
+    path: Option<&Path>,
     region: impl FnOnce(u32, u32) -> [u32; 4],
 ) -> Result<(RgbPixels, [u32; 4]), String> {
     let mut region = Some(region);
@@ -196,7 +308,9 @@ pub fn decode_rgb_region(
             .ok()
             .flatten()
             .unwrap_or_default();
-        if let Some((width, height, rectangle)) = decode_jpeg(bytes, &mut drawn, &mut pixels)? {
+        if let Some((width, height, rectangle)) =
+            decode_jpeg(bytes, budget, path, &mut drawn, &mut pixels)?
+        {
             let pixels = RgbPixels {
                 pixels,
                 width,
@@ -206,7 +320,7 @@ pub fn decode_rgb_region(
         }
         // A colour space zune-jpeg leaves to `image`: decoded whole below.
     }
-    let image = decode_rgb(bytes)?;
+    let image = decode_checked(bytes, budget, path)?;
     let (width, height) = image.dimensions();
     let rectangle = drawn(width, height);
     let pixels = RgbPixels {
@@ -222,8 +336,18 @@ pub fn load_rgb_region(
     path: &Path,
     region: impl FnOnce(u32, u32) -> [u32; 4],
 ) -> Result<(RgbPixels, [u32; 4]), DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::image(path, e.to_string()))?;
-    decode_rgb_region(&bytes, region).map_err(|reason| DataError::image(path, reason))
+    load_rgb_region_within(path, PixelBudget::default(), region)
+}
+
+/// [`load_rgb_region`] within `budget`.
+pub fn load_rgb_region_within(
+    path: &Path,
+    budget: PixelBudget,
+    region: impl FnOnce(u32, u32) -> [u32; 4],
+) -> Result<(RgbPixels, [u32; 4]), DataError> {
+    let bytes = read_bounded(path, budget)?;
+    decode_region_checked(&bytes, budget, Some(path), region)
+        .map_err(|reason| DataError::image(path, reason))
 }
 
 /// A short name of a format ("JPEG", "PNG", ...).

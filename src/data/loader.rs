@@ -5,7 +5,10 @@
 //! whatever the thread timing. Images are decoded on a pool of `threads` worker threads; at most
 //! `prefetch` finished batches wait in a bounded channel, so memory stays bounded. A file that
 //! cannot be decoded is skipped with a warning and counted (its batch is one image shorter; other
-//! labels never move); with `strict` it ends the epoch with an error instead.
+//! labels never move); with `strict` it ends the epoch with an error instead. An image beyond the
+//! pixel budget is refused from its header, so memory stays within `(prefetch + 3) x batch x 3 x
+//! side² x 4` bytes of batches plus, per thread, one decode of at most about 11 bytes per pixel of
+//! the budget's limit (docs/training-robustness.md).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -19,7 +22,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::image::load_rgb;
+use super::image::{PixelBudget, load_rgb_within};
 use super::normalize::normalized_batch;
 use super::{DataError, EvalTransform, ImageFolder, TrainTransform};
 use crate::model::Variant;
@@ -55,6 +58,8 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// An undecodable file is an error rather than a counted skip.
     pub strict: bool,
+    /// Images with more pixels are skipped (or, with `strict`, an error) before decoding.
+    pub pixel_budget: PixelBudget,
     pub transform: Transform,
     /// Normalisation of the variant the batches are for ([`Variant::normalization`]).
     pub variant: Variant,
@@ -64,7 +69,7 @@ pub struct LoaderConfig {
 
 impl LoaderConfig {
     /// No shuffling, last batch kept, seed 0, one thread per core, 2 batches prefetched, not
-    /// strict, on the CPU (flex) device.
+    /// strict, the default pixel budget, on the CPU (flex) device.
     pub fn new(batch_size: usize, transform: Transform, variant: Variant) -> Self {
         LoaderConfig {
             batch_size,
@@ -74,6 +79,7 @@ impl LoaderConfig {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             prefetch: 2,
             strict: false,
+            pixel_budget: PixelBudget::default(),
             transform,
             variant,
             device: Device::flex(),
@@ -333,10 +339,11 @@ impl Worker {
     fn image(&self, index: usize) -> Result<RgbImage, DataError> {
         let path = &self.dataset.samples()[index].path;
         Ok(match &self.config.transform {
-            Transform::Eval(t) => t.apply(&load_rgb(path)?),
+            Transform::Eval(t) => t.apply(&load_rgb_within(path, self.config.pixel_budget)?),
             Transform::Train(t) => {
                 let seed = seed_bytes(self.config.seed, self.epoch, index as u64);
-                t.load(path, &mut ChaCha8Rng::from_seed(seed))?
+                let mut rng = ChaCha8Rng::from_seed(seed);
+                t.load(path, self.config.pixel_budget, &mut rng)?
             }
         })
     }

@@ -12,6 +12,7 @@ pub mod image;
 pub mod loader;
 pub mod normalize;
 pub mod photometric;
+mod pixel_budget;
 pub mod resize;
 pub mod synthetic;
 pub mod transform;

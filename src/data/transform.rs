@@ -7,7 +7,7 @@ use image::RgbImage;
 use rand::Rng;
 
 use super::DataError;
-use super::image::load_rgb_region;
+use super::image::{PixelBudget, load_rgb_region_within};
 use super::photometric::Photometric;
 use super::resize::{Interpolation, resize_region, resize_region_raw};
 use crate::eval::crops::{Size, center_crop, resized_size};
@@ -139,10 +139,15 @@ impl TrainTransform {
 
     /// [`TrainTransform::apply`] on the image file at `path`, decoded only as far as the crop
     /// needs: the crop is drawn from the file's size first, as `apply` draws it, so the output is
-    /// the same as `apply(&load_rgb(path)?, rng)`.
-    pub fn load(&self, path: &Path, rng: &mut impl Rng) -> Result<RgbImage, DataError> {
+    /// the same as `apply(&load_rgb(path)?, rng)`. An image beyond `budget` is an error.
+    pub fn load(
+        &self,
+        path: &Path,
+        budget: PixelBudget,
+        rng: &mut impl Rng,
+    ) -> Result<RgbImage, DataError> {
         let mut crop = [0; 4];
-        let (pixels, _) = load_rgb_region(path, |width, height| {
+        let (pixels, _) = load_rgb_region_within(path, budget, |width, height| {
             crop = self.crop_region(width, height, rng);
             self.pixels_read(crop, width, height)
         })?;

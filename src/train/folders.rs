@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::source::{HostBatch, Split, TrainData, mix};
 use crate::data::flat_labels::FlatLabels;
-use crate::data::image::load_rgb;
+use crate::data::image::{PixelBudget, load_rgb_within};
 use crate::data::normalize::normalized_batch;
 use crate::data::{ClassTable, DataError, EvalTransform, ImageFolder, TrainTransform};
 use crate::model::Variant;
@@ -31,6 +31,8 @@ pub struct ImageFolders {
     skipped: Mutex<BTreeSet<PathBuf>>,
     /// A file that fails to decode is an error instead of a skip.
     strict: bool,
+    /// Images with more pixels are not decoded (a skip, or with `strict` an error).
+    pixel_budget: PixelBudget,
 }
 
 /// `root/val` with one folder per class, or flat with its label file, labelled with the indices
@@ -99,6 +101,7 @@ impl ImageFolders {
             side,
             skipped: Mutex::new(BTreeSet::new()),
             strict: false,
+            pixel_budget: PixelBudget::default(),
         })
     }
 
@@ -106,6 +109,14 @@ impl ImageFolders {
     /// instead of skipping and counting it.
     pub fn with_strict(self, strict: bool) -> Self {
         ImageFolders { strict, ..self }
+    }
+
+    /// Images above `budget`'s limit are skipped (errors with `strict`) before decoding.
+    pub fn with_pixel_budget(self, pixel_budget: PixelBudget) -> Self {
+        ImageFolders {
+            pixel_budget,
+            ..self
+        }
     }
 
     /// Files skipped so far because they could not be decoded.
@@ -128,9 +139,12 @@ impl ImageFolders {
         Ok(match split {
             Split::Train => {
                 let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, index as u64));
-                self.train_transform.load(path, &mut rng)?
+                self.train_transform
+                    .load(path, self.pixel_budget, &mut rng)?
             }
-            Split::Val => self.eval_transform.apply(&load_rgb(path)?),
+            Split::Val => self
+                .eval_transform
+                .apply(&load_rgb_within(path, self.pixel_budget)?),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! solver, with resumable checkpoints, metrics and curves.
 
 pub mod checkpoint;
+pub mod checkpoint_schedule;
 pub mod config;
 pub mod curves;
 pub mod data_parallel;
@@ -14,6 +15,7 @@ pub mod output;
 pub mod polyak;
 pub mod schedule;
 pub mod session;
+pub mod small_batch;
 pub mod source;
 pub mod state;
 pub mod step;

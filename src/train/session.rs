@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::small_batch::Dropped;
 use super::step::TrainEngine;
 
 /// Steps, images, time and losses of the optimiser steps taken in this invocation.
@@ -25,6 +26,8 @@ pub struct Session {
     /// Each step's seconds in the gradients' all-reduce over the ranks of a distributed run
     /// (empty on one process).
     pub allreduce_seconds: Vec<f64>,
+    /// Batches left out as too small to train on ([`super::small_batch`]).
+    pub dropped: Dropped,
 }
 
 impl Session {

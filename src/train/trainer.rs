@@ -16,6 +16,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{CheckpointError, Checkpoints};
+use super::checkpoint_schedule::{CheckpointEvery, CheckpointSchedule};
 use super::config::{ConfigError, TrainConfig};
 use super::curves::{CurvesError, write_curves};
 use super::data_parallel::DataParallelError;
@@ -25,6 +26,7 @@ use super::output::{OutputError, check_writable};
 use super::polyak::Polyak;
 use super::schedule::Progress;
 use super::session::Session;
+use super::small_batch::{Dropped, smallest_trainable_batch};
 use super::source::{HostBatch, Split, TrainData, mix};
 use super::state::{Best, TrainState};
 use super::step::{StepError, StepValues, Stepper, TrainEngine, host_logits};
@@ -56,6 +58,8 @@ pub struct TrainOptions {
     pub engine: Option<TrainEngine>,
     /// Stop after this many optimiser steps of this invocation, with a checkpoint.
     pub max_steps: Option<u64>,
+    /// Checkpoints within an epoch, besides the one at its end.
+    pub checkpoint_every: CheckpointEvery,
     /// Set (by Ctrl-C) to stop after the current step with a checkpoint.
     pub stop: Arc<AtomicBool>,
     /// No progress bars and no per-epoch lines.
@@ -63,7 +67,8 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
-    /// A fresh run into `out` on `device`: f32, no replicas, no step limit, not quiet.
+    /// A fresh run into `out` on `device`: f32, no replicas, no step limit, a checkpoint every
+    /// 30 minutes, not quiet.
     pub fn new(out: PathBuf, device: Device) -> TrainOptions {
         TrainOptions {
             out,
@@ -74,6 +79,7 @@ impl TrainOptions {
             precision: Precision::F32,
             engine: None,
             max_steps: None,
+            checkpoint_every: CheckpointEvery::default(),
             stop: Arc::new(AtomicBool::new(false)),
             quiet: false,
         }
@@ -144,8 +150,6 @@ pub enum TrainError {
          another --out"
     )]
     AlreadyARun(String),
-    #[error("{0} has no checkpoint to resume from")]
-    NothingToResume(String),
     #[error("{0}")]
     Mismatch(String),
     #[error(transparent)]
@@ -283,6 +287,15 @@ pub fn train_session(
         }
         .into());
     }
+    let smallest = smallest_trainable_batch(config.variant, options.replicas.len());
+    if config.batch_size < smallest {
+        return Err(TrainError::Mismatch(format!(
+            "a batch of {} images is too small: the {} variant's BatchNorm needs at least {smallest} \
+             (2 per replica)",
+            config.batch_size,
+            config.variant.name(),
+        )));
+    }
     let out = &options.out;
     let checkpoints = Checkpoints::new(out);
     let config_path = out.join("config.json");
@@ -299,6 +312,18 @@ pub fn train_session(
         config.save(&config_path)?;
         if options.resume {
             rewrite_csv(&metrics_path, &run.state.history).map_err(io_err(&metrics_path))?;
+            // A run stopped between an epoch's checkpoint and the files written after it: written
+            // now, so that they match the checkpoint.
+            if run.state.batch == 0 && run.state.epoch > 0 {
+                let best = run.state.best.as_ref().map(|b| b.checkpoint.as_str());
+                let improved = best == Some(Checkpoints::name(run.state.step).as_str());
+                let evaluated = match &run.polyak {
+                    Some(p) => p.model().clone(),
+                    None => run.model.valid(),
+                };
+                let names = data.class_names();
+                write_epoch_outputs(out, &run.state.history, &evaluated, improved, &names)?;
+            }
         }
     }
     let say = |line: String| {
@@ -363,6 +388,7 @@ pub fn train_session(
     let batches_per_epoch = train_len.div_ceil(config.batch_size);
     let total_iterations = (batches_per_epoch * config.epochs) as u64;
     let mut last_checkpoint = checkpoints.latest().map_err(TrainError::Resume)?;
+    let mut schedule = CheckpointSchedule::new(options.checkpoint_every, run.state.step);
     let kept = |last: &Option<PathBuf>| match last {
         Some(p) => format!("the last good checkpoint {} is intact", p.display()),
         None => "no checkpoint had been written yet".to_string(),
@@ -384,6 +410,7 @@ pub fn train_session(
         let bar = progress_bar(options.quiet, batches_per_epoch, epoch, config.epochs);
         bar.set_position(run.state.batch as u64);
         let mut train_seconds = run.state.partial_seconds;
+        let mut dropped = Dropped::default();
         for batch in run.state.batch..batches_per_epoch {
             let step_start = Instant::now();
             let indices =
@@ -391,8 +418,13 @@ pub fn train_session(
             let indices = distributed::shard::shard(indices, world.world_size(), world.rank());
             let host = data.fetch(Split::Train, indices, augment_seed)?;
             let images = distributed::step::global_images(&world, host.len());
-            if images == 0 {
-                // Every file of the batch was skipped (undecodable); nothing to learn from.
+            // Too few images for BatchNorm on some rank, or none at all (every file was skipped):
+            // every rank leaves the batch out.
+            if images == 0 || world.any(!host.is_empty() && host.len() < smallest) {
+                if images > 0 {
+                    dropped.add(images);
+                    session.dropped.add(images);
+                }
                 run.state.batch = batch + 1;
                 bar.inc(1);
                 continue;
@@ -473,8 +505,26 @@ pub fn train_session(
                 );
                 return Ok((outcome, session));
             }
+            // Every rank takes part in a checkpoint, so they agree on when one is due (a duration
+            // ends at slightly different steps on each rank's clock).
+            if world.any(schedule.due(run.state.step)) && run.state.batch < batches_per_epoch {
+                run.model = distributed::batch_norm::average_running_stats(
+                    &world,
+                    run.model,
+                    run.polyak.as_mut(),
+                );
+                let path = save(&checkpoints, &run, &last_checkpoint, &world)?;
+                last_checkpoint = Some(path);
+                if world.is_root() {
+                    prune(&checkpoints, config, &run, &last_checkpoint)?;
+                }
+                schedule.written(run.state.step);
+            }
         }
         bar.finish_and_clear();
+        if let Some(note) = dropped.note(epoch + 1, smallest) {
+            eprintln!("{note}");
+        }
 
         let train_stats = run.state.partial.stats();
         let images_per_second = run.state.partial.images as f64 / train_seconds.max(1e-9);
@@ -504,24 +554,12 @@ pub fn train_session(
         let path = save(&checkpoints, &run, &last_checkpoint, &world)?;
         last_checkpoint = Some(path.clone());
         if world.is_root() {
-            let best = run.state.best.as_ref().map(|b| b.checkpoint.as_str());
-            checkpoints
-                .prune(config.keep_last, best)
-                .map_err(|source| TrainError::Checkpoint {
-                    source,
-                    kept: kept(&last_checkpoint),
-                })?;
+            prune(&checkpoints, config, &run, &last_checkpoint)?;
             append_csv(&metrics_path, &record).map_err(io_err(&metrics_path))?;
-            write_curves(&out.join("curves.png"), &run.state.history)?;
-            // The class names travel in the file, so `classify` and `eval` can name the predictions.
-            let names = Some(data.class_names());
-            let weights_path = out.join("model.safetensors");
-            weights::save_with_classes(&evaluated, &weights_path, Layout::Native, names.as_deref())?;
-            if improved {
-                let best = out.join("best.safetensors");
-                weights::save_with_classes(&evaluated, &best, Layout::Native, names.as_deref())?;
-            }
+            let names = data.class_names();
+            write_epoch_outputs(out, &run.state.history, &evaluated, improved, &names)?;
         }
+        schedule.written(run.state.step);
         say(epoch_lines(&record, config.epochs, improved));
         let interrupted = world.any(options.stop.load(Ordering::SeqCst));
         if (interrupted || reached_max(&session)) && run.state.epoch < config.epochs {
@@ -566,7 +604,9 @@ fn check_data(config: &TrainConfig, data: &dyn TrainData) -> Result<(), TrainErr
     Ok(())
 }
 
-/// A fresh run, or the one the latest checkpoint in `options.out` holds.
+/// A fresh run, or the one the latest checkpoint in `options.out` holds. A run resumed before
+/// its first checkpoint (killed during its first steps) starts again from the beginning, which
+/// the seed makes the same start.
 fn start(
     config: &TrainConfig,
     options: &TrainOptions,
@@ -576,12 +616,9 @@ fn start(
     let train_device = options.device.clone().autodiff();
     train_device.seed(config.seed);
     let mut model = build_model(config, &train_device)?;
-    if options.resume {
-        let Some(shared) = distributed::checkpoint_copy::share_latest(world, checkpoints)? else {
-            return Err(TrainError::NothingToResume(
-                options.out.display().to_string(),
-            ));
-        };
+    if options.resume
+        && let Some(shared) = distributed::checkpoint_copy::share_latest(world, checkpoints)?
+    {
         let template = match config.polyak_decay {
             Some(decay) => Some((build_model(config, &options.device)?, decay)),
             None => None,
@@ -655,6 +692,44 @@ fn save(
             kept: match last {
                 Some(p) => format!("the previous checkpoint {} is intact", p.display()),
                 None => "no earlier checkpoint exists".to_string(),
+            },
+        })
+}
+
+/// The files written after an epoch's checkpoint: curves.png, model.safetensors (the evaluated
+/// weights) and, when the epoch is the best so far, best.safetensors. Each is written atomically.
+fn write_epoch_outputs(
+    out: &Path,
+    history: &[EpochRecord],
+    evaluated: &GoogLeNet,
+    improved: bool,
+    class_names: &[String],
+) -> Result<(), TrainError> {
+    write_curves(&out.join("curves.png"), history)?;
+    // The class names travel in the file, so `classify` and `eval` can name the predictions.
+    let names = Some(class_names);
+    weights::save_with_classes(evaluated, &out.join("model.safetensors"), Layout::Native, names)?;
+    if improved {
+        weights::save_with_classes(evaluated, &out.join("best.safetensors"), Layout::Native, names)?;
+    }
+    Ok(())
+}
+
+/// Removes the checkpoints beyond the last `keep_last` but the best.
+fn prune(
+    checkpoints: &Checkpoints,
+    config: &TrainConfig,
+    run: &Run,
+    last: &Option<PathBuf>,
+) -> Result<(), TrainError> {
+    let best = run.state.best.as_ref().map(|b| b.checkpoint.as_str());
+    checkpoints
+        .prune(config.keep_last, best)
+        .map_err(|source| TrainError::Checkpoint {
+            source,
+            kept: match last {
+                Some(p) => format!("the last good checkpoint {} is intact", p.display()),
+                None => "no checkpoint had been written yet".to_string(),
             },
         })
 }

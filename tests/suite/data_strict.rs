@@ -90,6 +90,9 @@ fn train_strict_stops_at_the_unreadable_file() {
     let (output, text) = run(&args, &data);
     assert!(!output.status.success(), "{text}");
     assert!(names_a_bad_file(&text), "{text}");
+    // The cause is printed once, not once per error that wraps it.
+    let mentions = text.matches("truncated JPEG").count() + text.matches("GIF content").count();
+    assert_eq!(mentions, 1, "{text}");
     assert!(
         !Path::new(out).join("model.safetensors").exists(),
         "a strict run with a bad file must not finish"

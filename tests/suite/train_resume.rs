@@ -330,3 +330,192 @@ fn a_second_run_into_the_same_folder_is_refused() {
     assert!(err.to_string().contains("--resume"), "{err}");
     let _ = std::fs::remove_dir_all(out);
 }
+
+fn file_names(paths: &[std::path::PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect()
+}
+
+#[test]
+fn checkpoints_within_an_epoch_resume_exactly() {
+    use googlenet::train::checkpoint_schedule::CheckpointEvery;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let config = config();
+    let never = Arc::new(AtomicBool::new(false));
+    let straight = fresh_dir("straight-within");
+    train(
+        &config,
+        &Hooked::new(),
+        &options(&straight, false, never.clone()),
+    )
+    .unwrap();
+
+    // Every 2 steps: after steps 2 and 5 within the epochs, besides 3 and 6 at their ends.
+    let every = fresh_dir("every-2-steps");
+    let mut two_steps = options(&every, false, never.clone());
+    two_steps.checkpoint_every = CheckpointEvery::Steps(2);
+    train(&config, &Hooked::new(), &two_steps).unwrap();
+    let written = Checkpoints::new(&every).list().unwrap();
+    assert_eq!(
+        file_names(&written),
+        [
+            "step-000000002",
+            "step-000000003",
+            "step-000000005",
+            "step-000000006"
+        ]
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&bytes(&written[2].join("state.json"))).unwrap();
+    assert_eq!((&state["epoch"], &state["batch"]), (&1.into(), &2.into()));
+
+    // A crash after step 5: the folder as it was then (config, the step-5 checkpoint, and a
+    // metrics.csv whose second row was cut off), resumed.
+    let crashed = fresh_dir("crashed-within");
+    std::fs::create_dir_all(crashed.join("checkpoints/step-000000005")).unwrap();
+    std::fs::copy(every.join("config.json"), crashed.join("config.json")).unwrap();
+    for entry in std::fs::read_dir(&written[2]).unwrap() {
+        let path = entry.unwrap().path();
+        let to = crashed
+            .join("checkpoints/step-000000005")
+            .join(path.file_name().unwrap());
+        std::fs::copy(&path, to).unwrap();
+    }
+    let csv = String::from_utf8(bytes(&straight.join("metrics.csv"))).unwrap();
+    let torn = &csv[..csv.trim_end().rfind('\n').unwrap() + 12];
+    std::fs::write(crashed.join("metrics.csv"), torn).unwrap();
+    let second = Hooked::new();
+    let outcome = train(&config, &second, &options(&crashed, true, never)).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Finished { epochs: 2, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        second.fetched.load(Ordering::SeqCst),
+        1,
+        "only the third batch of epoch 2 is left"
+    );
+
+    let last = |out: &Path| Checkpoints::new(out).latest().unwrap().unwrap();
+    for out in [&every, &crashed] {
+        for file in ["model.bpk", "polyak.bpk"] {
+            let (a, b) = (
+                checkpoint_weights(&last(&straight).join(file)),
+                checkpoint_weights(&last(out).join(file)),
+            );
+            assert_eq!(a.len(), b.len());
+            for ((name, x), (_, y)) in a.iter().zip(&b) {
+                assert!(x == y, "{}: {file}: {name} differs", out.display());
+            }
+        }
+        assert_eq!(
+            metrics_without_timing(&straight),
+            metrics_without_timing(out)
+        );
+    }
+    for dir in [straight, every, crashed] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Unmounts the tmpfs a test mounted, when the test ends.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_checkpoint_naming_the_file_and_keeps_the_previous_one() {
+    use googlenet::train::checkpoint_schedule::CheckpointEvery;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mount = fresh_dir("tmpfs");
+    std::fs::create_dir_all(&mount).unwrap();
+    // A checkpoint of this model is about 120 MB (weights, momentum, Polyak average; the start
+    // asks for 160 MB free): the first fits, the second does not.
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=200m", "tmpfs"])
+        .arg(&mount)
+        .output();
+    let _unmount = match mounted {
+        Ok(output) if output.status.success() => Mounted(mount.clone()),
+        other => {
+            println!(
+                "skipped: cannot mount a tmpfs at {} (root or CAP_SYS_ADMIN needed): {other:?}",
+                mount.display()
+            );
+            let _ = std::fs::remove_dir_all(&mount);
+            return;
+        }
+    };
+    let out = mount.join("run");
+    let mut every_step = options(&out, false, Arc::new(AtomicBool::new(false)));
+    every_step.checkpoint_every = CheckpointEvery::Steps(1);
+    let err = train(&config(), &Hooked::new(), &every_step).expect_err("the disk fills up");
+    let message = err.to_string();
+    println!("the full disk's error: {message}");
+    assert!(matches!(err, TrainError::Checkpoint { .. }), "{message}");
+    assert!(message.contains("step-000000002"), "{message}");
+    assert!(
+        message.contains("No space left on device") || message.contains("StorageFull"),
+        "{message}"
+    );
+    assert!(
+        message.contains("the previous checkpoint") && message.contains("step-000000001 is intact"),
+        "{message}"
+    );
+    // The earlier checkpoint is whole and loads; the failed one left nothing behind.
+    let kept = Checkpoints::new(&out).list().unwrap();
+    assert_eq!(file_names(&kept), ["step-000000001"]);
+    let names: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names, ["step-000000001"], "no partial checkpoint remains");
+    let state: serde_json::Value =
+        serde_json::from_slice(&bytes(&kept[0].join("state.json"))).unwrap();
+    assert_eq!(state["step"], 1);
+    let weights = checkpoint_weights(&kept[0].join("model.bpk"));
+    assert!(weights.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+}
+
+#[test]
+fn checkpoint_intervals_parse_as_durations_step_counts_or_epoch() {
+    use googlenet::train::checkpoint_schedule::CheckpointEvery;
+    use std::time::Duration;
+    let parsed = |text: &str| text.parse::<CheckpointEvery>();
+    assert_eq!(
+        CheckpointEvery::default(),
+        CheckpointEvery::Time(Duration::from_secs(1800))
+    );
+    assert_eq!(parsed("30m"), Ok(CheckpointEvery::default()));
+    assert_eq!(
+        parsed("1h30m"),
+        Ok(CheckpointEvery::Time(Duration::from_secs(5400)))
+    );
+    assert_eq!(
+        parsed("90s"),
+        Ok(CheckpointEvery::Time(Duration::from_secs(90)))
+    );
+    assert_eq!(parsed("500steps"), Ok(CheckpointEvery::Steps(500)));
+    assert_eq!(parsed("1step"), Ok(CheckpointEvery::Steps(1)));
+    assert_eq!(parsed("epoch"), Ok(CheckpointEvery::EpochEnd));
+    for bad in [
+        "",
+        "0steps",
+        "0m",
+        "5x",
+        "m",
+        "30",
+        "-5m",
+        "99999999999999999999h",
+    ] {
+        let err = parsed(bad).unwrap_err();
+        assert!(err.contains("is not a checkpoint interval"), "{bad}: {err}");
+    }
+}
