@@ -7,7 +7,8 @@
 //! use burn::prelude::Device;
 //! use googlenet::data::{ClassTable, EvalTransform, image::load_rgb};
 //! use googlenet::eval::{predict::probabilities, top_k};
-//! use googlenet::model::{Variant, fast::InferenceNet};
+//! use googlenet::engine::InferenceNet;
+//! use googlenet::model::Variant;
 //! use googlenet::weights::{WeightsFile, WeightsSource};
 //!
 //! let source: WeightsSource = "torchvision".parse()?; // or a URL, or a .pth/.safetensors file
@@ -28,6 +29,8 @@
 //!
 //! The parts:
 //! - [`model`]: the network in its `paper`, `torchvision` and `keras-seed` variants, and its summary.
+//! - [`engine`]: the CPU engines of our own for a [`model::GoogLeNet`]'s weights: inference, and
+//!   training (forward, backward and gradients for burn's optimiser), NHWC with fused kernels.
 //! - [`weights`]: reading and writing PyTorch `.pth`, safetensors and Keras-layout weights;
 //!   pretrained weights by name or URL ([`weights::WeightsSource`]), each file read once
 //!   ([`weights::WeightsFile`]).
@@ -47,6 +50,7 @@ pub mod cli;
 pub mod cuda_probe;
 pub mod data;
 pub mod device;
+pub mod engine;
 pub mod eval;
 pub mod export;
 pub mod model;

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::device::{DeviceSpec, parse_available};
-use crate::model::fast::InferenceNet;
+use crate::engine::InferenceNet;
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
 use crate::train::HostBatch;
@@ -292,7 +292,7 @@ fn train_step(
 }
 
 /// The same step as [`train_step`] on the fast CPU path, as the trainer runs it ([`Stepper`]):
-/// the weights copied in, forward and backward on [`crate::model::fast::TrainNet`], the running
+/// the weights copied in, forward and backward on [`crate::engine::TrainNet`], the running
 /// statistics written back, its gradients through burn's SGD.
 fn fast_train_step(
     model: GoogLeNet,

@@ -13,7 +13,7 @@ use crate::data::{ClassTable, EvalTransform};
 use crate::eval::predict::probabilities;
 use crate::eval::top_k;
 use crate::model::Variant;
-use crate::model::fast::InferenceNet;
+use crate::engine::InferenceNet;
 use crate::weights::WeightsSource;
 
 /// Resizes each image's shorter side to --resize, takes the center --crop square, and prints the

@@ -14,7 +14,7 @@ use crate::data::{FlatLabels, ImageFolder};
 use crate::eval::predict::predict;
 use crate::eval::{CropScheme, Metrics};
 use crate::model::Variant;
-use crate::model::fast::InferenceNet;
+use crate::engine::InferenceNet;
 use crate::weights::WeightsSource;
 
 /// Evaluates one model, or an ensemble (softmax averaged over models, as the paper's 7), on a

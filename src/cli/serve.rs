@@ -9,9 +9,9 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::model::Variant;
-use crate::weights::WeightsSource;
 use crate::serve::image_input::DEFAULT_MAX_IMAGE_PIXELS;
 use crate::serve::{ServeConfig, auth};
+use crate::weights::WeightsSource;
 
 /// Serves the model over HTTP: `POST /v1/classify` (an image body, or a form with `image`
 /// fields) answers as `classify --json` does; `GET /` is a page to drop photos on; `/healthz`,

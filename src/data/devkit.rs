@@ -5,6 +5,11 @@
 //! meta.mat is a MATLAB 5 MAT-file (MathWorks, "MAT-File Format", the Level 5 layout): a 128-byte
 //! header, then data elements, each possibly zlib-compressed; the variable `synsets` is a struct
 //! array whose fields `ILSVRC2012_ID` (a number) and `WNID` (text) are all that is read here.
+//!
+//! Why our own reader: the `matfile` crate reads numeric arrays only, not the struct arrays and
+//! character arrays `synsets` is made of; this reader is that one variable's path through the
+//! format, with every size checked against the file and a cap on inflated data (fuzzed in
+//! `tests/suite/fuzz.rs`).
 
 use std::io::Read;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Class probabilities of one image: its crops through one or several models, softmax averaged
 //! over the crops and then over the models (section 7 of the paper). Inference runs on the fast
-//! CPU engine ([`crate::model::fast`]), which computes the same logits as the burn model.
+//! CPU engine ([`crate::engine`]), which computes the same logits as the burn model.
 
 use image::RgbImage;
 
@@ -9,7 +9,7 @@ use super::crops::{CropBox, CropScheme, crop_boxes};
 use crate::data::Interpolation;
 use crate::data::normalize_chw;
 use crate::data::resize::resize_region;
-use crate::model::fast::InferenceNet;
+use crate::engine::InferenceNet;
 
 /// The crops of `image` as `crop` x `crop` images, each cut and scaled in one resampling step.
 pub fn crop_images(image: &RgbImage, boxes: &[CropBox]) -> Vec<RgbImage> {

@@ -1,6 +1,12 @@
 //! The Protocol Buffers wire format, as much of it as an ONNX file needs: varints, 32-bit floats
 //! and length-delimited fields (strings, bytes, nested messages). Writing it by hand keeps the
 //! build free of `protoc`.
+//!
+//! Why not the `protobuf` or `prost` crates (burn's onnx-ir generates its types from onnx.proto
+//! with protobuf-codegen): export only writes, and only the few messages of [`super::onnx_proto`]
+//! with three wire types; generated types would add a build script and a code generator for all of
+//! onnx.proto to write those. ONNX Runtime reads what this writes (`scripts/check_onnx.py`, and
+//! a wire-format reader in `tests/suite/onnx_export.rs` reads the graph back).
 
 /// One message being written: fields are appended in the order they are added.
 #[derive(Clone, Debug, Default)]

@@ -7,7 +7,6 @@ pub mod architecture;
 pub mod aux_head;
 pub mod batch_norm;
 pub mod conv_unit;
-pub mod fast;
 pub mod googlenet;
 pub mod inception;
 pub mod pool;

@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::eval::predict::probabilities;
-use crate::model::fast::InferenceNet;
+use crate::engine::InferenceNet;
 
 /// How the inference thread gathers and runs batches.
 #[derive(Clone, Copy, Debug)]

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::ServeConfig;
 use crate::data::ClassTable;
 use crate::model::Variant;
-use crate::model::fast::InferenceNet;
+use crate::engine::InferenceNet;
 
 /// The network, its class names and its description.
 pub struct LoadedModel {

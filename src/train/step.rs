@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::data_parallel::{DataParallel, DataParallelError};
 use super::loss::{LossKind, LossWeighting};
 use super::source::HostBatch;
-use crate::model::fast::{TrainNet, TrainNetError};
+use crate::engine::{TrainNet, TrainNetError};
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetOutput, Variant};
 

@@ -708,9 +708,19 @@ fn write_epoch_outputs(
     write_curves(&out.join("curves.png"), history)?;
     // The class names travel in the file, so `classify` and `eval` can name the predictions.
     let names = Some(class_names);
-    weights::save_with_classes(evaluated, &out.join("model.safetensors"), Layout::Native, names)?;
+    weights::save_with_classes(
+        evaluated,
+        &out.join("model.safetensors"),
+        Layout::Native,
+        names,
+    )?;
     if improved {
-        weights::save_with_classes(evaluated, &out.join("best.safetensors"), Layout::Native, names)?;
+        weights::save_with_classes(
+            evaluated,
+            &out.join("best.safetensors"),
+            Layout::Native,
+            names,
+        )?;
     }
     Ok(())
 }

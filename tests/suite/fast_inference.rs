@@ -9,7 +9,7 @@ use burn::tensor::Distribution;
 use common::*;
 use googlenet::model::batch_norm::BatchNorm;
 use googlenet::model::conv_unit::ConvUnit;
-use googlenet::model::fast::{InferenceError, InferenceNet};
+use googlenet::engine::{InferenceError, InferenceNet};
 use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
 use googlenet::weights;
 

@@ -1,4 +1,4 @@
-//! The fast CPU training path (`model::fast::TrainNet`) against PyTorch's train-mode forward and
+//! The fast CPU training path (`engine::TrainNet`) against PyTorch's train-mode forward and
 //! backward of the same torchvision GoogLeNet (../shared/reference/torchvision, dropout off),
 //! against burn's autodiff for every one of its 187 gradients, and for the paper's variant
 //! (biased convolutions, LocalRespNorm, 5x5/3 auxiliary pools) against burn's autodiff.
@@ -7,7 +7,7 @@ use burn::module::{ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use googlenet::model::fast::{TrainNet, TrainNetError};
+use googlenet::engine::{TrainNet, TrainNetError};
 use googlenet::model::{GoogLeNetConfig, Variant};
 
 use crate::common::*;

@@ -1,5 +1,10 @@
-//! A CPU inference path of our own for a trained [`GoogLeNet`](crate::model::GoogLeNet): same
-//! weights and same logits as `GoogLeNet::forward`, planned for speed.
+//! The CPU engines of our own, kept apart from the network's definition ([`crate::model`]) the
+//! way tract keeps its kernels apart from its graph: they read a
+//! [`GoogLeNet`](crate::model::GoogLeNet)'s weights and give the same numbers, planned for speed.
+//! [`InferenceNet`] runs inference (this module's files); [`TrainNet`] the training step
+//! (`train/`: forward, backward and the gradients for burn's optimiser).
+//!
+//! Inference: same weights and same logits as `GoogLeNet::forward`.
 //!
 //! burn-flex runs each layer as written (NCHW, BatchNorm and ReLU as separate passes, each branch
 //! of an inception module reading its input on its own, a copy for the concatenation), which is
