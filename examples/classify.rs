@@ -5,8 +5,8 @@
 use burn::prelude::Device;
 use googlenet::data::image::load_rgb;
 use googlenet::data::{ClassTable, EvalTransform};
-use googlenet::eval::{predict::probabilities, top_k};
 use googlenet::engine::InferenceNet;
+use googlenet::eval::{predict::probabilities, top_k};
 use googlenet::model::Variant;
 use googlenet::weights::{WeightsFile, WeightsSource};
 

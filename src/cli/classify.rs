@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use crate::data::image::load_rgb_within;
 use crate::data::{ClassTable, EvalTransform};
+use crate::engine::InferenceNet;
 use crate::eval::predict::probabilities;
 use crate::eval::top_k;
 use crate::model::Variant;
-use crate::engine::InferenceNet;
 use crate::weights::WeightsSource;
 
 /// Resizes each image's shorter side to --resize, takes the center --crop square, and prints the

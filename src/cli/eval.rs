@@ -11,10 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::image::load_rgb_within;
 use crate::data::{FlatLabels, ImageFolder};
+use crate::engine::InferenceNet;
 use crate::eval::predict::predict;
 use crate::eval::{CropScheme, Metrics};
 use crate::model::Variant;
-use crate::engine::InferenceNet;
 use crate::weights::WeightsSource;
 
 /// Evaluates one model, or an ensemble (softmax averaged over models, as the paper's 7), on a

@@ -18,8 +18,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::error::ApiError;
 use super::metrics::Metrics;
-use crate::eval::predict::probabilities;
 use crate::engine::InferenceNet;
+use crate::eval::predict::probabilities;
 
 /// How the inference thread gathers and runs batches.
 #[derive(Clone, Copy, Debug)]

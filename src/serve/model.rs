@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::ServeConfig;
 use crate::data::ClassTable;
-use crate::model::Variant;
 use crate::engine::InferenceNet;
+use crate::model::Variant;
 
 /// The network, its class names and its description.
 pub struct LoadedModel {

@@ -7,9 +7,9 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use common::*;
+use googlenet::engine::{InferenceError, InferenceNet};
 use googlenet::model::batch_norm::BatchNorm;
 use googlenet::model::conv_unit::ConvUnit;
-use googlenet::engine::{InferenceError, InferenceNet};
 use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
 use googlenet::weights;
 
