@@ -1,0 +1,212 @@
+use super::*;
+
+/// A deterministic pseudo-random value in [-1, 1) for index `i` of stream `seed`.
+fn value(seed: u64, i: usize) -> f32 {
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(i as u64)
+        .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z ^= z >> 31;
+    z = z.wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 29;
+    (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+}
+
+/// `len` values of stream `seed`.
+fn values(seed: u64, len: usize) -> Vec<f32> {
+    (0..len).map(|i| value(seed, i)).collect()
+}
+
+/// Direct convolution in f64: for every (output pixel, weight) pair that meets an input
+/// pixel, calls `visit(x index, w index, y index)`.
+fn each_term(conv: &ConvShape, xs: Shape, mut visit: impl FnMut(usize, usize, usize)) {
+    let ys = conv.output(xs).unwrap();
+    let k = conv.kernel;
+    for n in 0..xs.n {
+        for oy in 0..ys.h {
+            for ox in 0..ys.w {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let iy = (oy * conv.stride + ky) as isize - conv.pad as isize;
+                        let ix = (ox * conv.stride + kx) as isize - conv.pad as isize;
+                        if iy < 0 || ix < 0 || iy >= xs.h as isize || ix >= xs.w as isize {
+                            continue;
+                        }
+                        let xp = (n * xs.h + iy as usize) * xs.w + ix as usize;
+                        let yp = (n * ys.h + oy) * ys.w + ox;
+                        for i in 0..xs.c {
+                            for o in 0..ys.c {
+                                let wi = ((ky * k + kx) * xs.c + i) * ys.c + o;
+                                visit(xp * xs.c + i, wi, yp * ys.c + o);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Checks `got` against f64 sums `want`, each within 1e-4 of the sum of its terms' magnitudes
+/// (f32 rounding grows with that, not with the possibly cancelling sum itself).
+fn assert_close(what: &str, got: &[f32], want: &[f64], magnitude: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, ((&g, &w), &m)) in got.iter().zip(want).zip(magnitude).enumerate() {
+        let err = (g as f64 - w).abs();
+        assert!(
+            err <= 1e-4 * m + 1e-7,
+            "{what}[{i}]: got {g}, want {w} (terms {m})"
+        );
+    }
+}
+
+/// Runs forward and backward of `conv` on an `xs` map and compares y, dw and dx with the
+/// direct convolution; outputs start as NaN to show that they are overwritten.
+fn check(conv: ConvShape, xs: Shape, scratch: &mut ConvScratch) {
+    let ys = conv.output(xs).unwrap();
+    let x = values(1, xs.len());
+    let w = values(2, conv.weight_len());
+    let dy = values(3, ys.len());
+    let (mut y_want, mut y_mag) = (vec![0.0; ys.len()], vec![0.0; ys.len()]);
+    let (mut dw_want, mut dw_mag) = (vec![0.0; w.len()], vec![0.0; w.len()]);
+    let (mut dx_want, mut dx_mag) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    each_term(&conv, xs, |xi, wi, yi| {
+        let (xv, wv, dyv) = (x[xi] as f64, w[wi] as f64, dy[yi] as f64);
+        y_want[yi] += xv * wv;
+        y_mag[yi] += (xv * wv).abs();
+        dw_want[wi] += xv * dyv;
+        dw_mag[wi] += (xv * dyv).abs();
+        dx_want[xi] += wv * dyv;
+        dx_mag[xi] += (wv * dyv).abs();
+    });
+    let mut y = vec![f32::NAN; ys.len()];
+    forward(&conv, &x, xs, &w, &mut y, scratch);
+    assert_close(&format!("{conv:?} y"), &y, &y_want, &y_mag);
+    let mut dw = vec![f32::NAN; w.len()];
+    let mut dx = vec![f32::NAN; x.len()];
+    backward(&conv, &x, xs, &w, &dy, &mut dw, Some(&mut dx), scratch);
+    assert_close(&format!("{conv:?} dw"), &dw, &dw_want, &dw_mag);
+    assert_close(&format!("{conv:?} dx"), &dx, &dx_want, &dx_mag);
+    let mut dw_again = vec![f32::NAN; w.len()];
+    backward(&conv, &x, xs, &w, &dy, &mut dw_again, None, scratch);
+    assert_eq!(dw, dw_again, "{conv:?}: dw without dx, or not reproducible");
+}
+
+/// A convolution shape, briefly.
+fn conv(kernel: usize, stride: usize, pad: usize, cin: usize, cout: usize) -> ConvShape {
+    ConvShape {
+        kernel,
+        stride,
+        pad,
+        in_channels: cin,
+        out_channels: cout,
+    }
+}
+
+/// A map shape, briefly.
+fn map(n: usize, h: usize, w: usize, c: usize) -> Shape {
+    Shape { n, h, w, c }
+}
+
+#[test]
+fn output_shape_and_weight_count() {
+    let stem = conv(7, 2, 3, 3, 64);
+    assert_eq!(stem.output(map(2, 224, 224, 3)), Some(map(2, 112, 112, 64)));
+    assert_eq!(stem.output(map(1, 225, 223, 3)), Some(map(1, 113, 112, 64)));
+    assert_eq!(stem.weight_len(), 7 * 7 * 3 * 64);
+    assert_eq!(stem.output(map(1, 224, 224, 4)), None, "channel mismatch");
+    assert_eq!(
+        conv(5, 1, 0, 3, 8).output(map(1, 4, 9, 3)),
+        None,
+        "too small"
+    );
+    assert_eq!(
+        conv(5, 1, 0, 3, 8).output(map(1, 5, 9, 3)),
+        Some(map(1, 1, 5, 8))
+    );
+}
+
+#[test]
+fn empty_maps_and_channels_give_zeros() {
+    let mut scratch = ConvScratch::default();
+    for kernel in [1, 3] {
+        let pad = kernel / 2;
+        check(conv(kernel, 1, pad, 4, 5), map(0, 6, 6, 4), &mut scratch);
+        check(conv(kernel, 1, pad, 0, 5), map(2, 6, 6, 0), &mut scratch);
+        check(conv(kernel, 1, pad, 4, 0), map(2, 6, 6, 4), &mut scratch);
+        check(conv(kernel, 2, pad, 4, 0), map(2, 6, 6, 4), &mut scratch);
+    }
+}
+
+#[test]
+fn pointwise_matches_the_direct_convolution() {
+    let mut scratch = ConvScratch::default();
+    check(conv(1, 1, 0, 7, 9), map(2, 5, 6, 7), &mut scratch);
+    check(conv(1, 1, 0, 19, 5), map(3, 4, 4, 19), &mut scratch);
+    check(conv(1, 1, 0, 200, 170), map(2, 3, 3, 200), &mut scratch);
+    // Enough pixels per thread for the weight gradient to sum per-thread partials.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| check(conv(1, 1, 0, 6, 5), map(3, 20, 20, 6), &mut scratch));
+}
+
+#[test]
+fn same_padded_kernels_match_the_direct_convolution() {
+    let mut scratch = ConvScratch::default();
+    check(conv(3, 1, 1, 5, 11), map(2, 6, 5, 5), &mut scratch);
+    // Hundreds of pixels: many tiles, shared among the threads.
+    check(conv(3, 1, 1, 13, 17), map(3, 12, 11, 13), &mut scratch);
+    check(conv(5, 1, 2, 6, 3), map(1, 9, 7, 6), &mut scratch);
+}
+
+#[test]
+fn strided_kernels_match_the_direct_convolution() {
+    let mut scratch = ConvScratch::default();
+    check(conv(7, 2, 3, 3, 6), map(2, 11, 9, 3), &mut scratch);
+    check(conv(3, 2, 1, 4, 5), map(2, 7, 9, 4), &mut scratch);
+    check(conv(3, 2, 0, 4, 5), map(1, 8, 10, 4), &mut scratch);
+    check(conv(1, 2, 0, 6, 7), map(2, 5, 7, 6), &mut scratch);
+}
+
+#[test]
+fn unpadded_and_overpadded_kernels_match_the_direct_convolution() {
+    let mut scratch = ConvScratch::default();
+    check(conv(3, 1, 0, 5, 7), map(2, 6, 8, 5), &mut scratch);
+    check(conv(2, 1, 0, 3, 4), map(1, 5, 4, 3), &mut scratch);
+    // pad >= kernel: the flipped kernel would need negative padding, col2im takes over.
+    check(conv(2, 1, 2, 3, 4), map(2, 3, 4, 3), &mut scratch);
+    check(conv(1, 1, 1, 3, 4), map(1, 3, 3, 3), &mut scratch);
+}
+
+#[test]
+fn every_small_geometry_matches_the_direct_convolution() {
+    let mut scratch = ConvScratch::default();
+    for kernel in 1..=4 {
+        for stride in 1..=3 {
+            for pad in 0..=kernel {
+                for (h, w) in [(kernel, kernel + 3), (kernel + 4, kernel + 1)] {
+                    let shape = conv(kernel, stride, pad, 3, 5);
+                    check(shape, map(2, h, w, 3), &mut scratch);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scratch_is_reused_across_shapes_and_pools() {
+    let mut scratch = ConvScratch::default();
+    check(conv(3, 1, 1, 13, 17), map(3, 12, 11, 13), &mut scratch);
+    check(conv(1, 1, 0, 7, 9), map(2, 5, 6, 7), &mut scratch);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(5)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        check(conv(3, 1, 1, 5, 11), map(2, 6, 5, 5), &mut scratch);
+        check(conv(3, 2, 1, 4, 5), map(3, 7, 9, 4), &mut scratch);
+    });
+    check(conv(3, 1, 1, 5, 11), map(2, 6, 5, 5), &mut scratch);
+}
