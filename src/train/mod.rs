@@ -13,6 +13,8 @@ pub mod loss;
 pub mod metrics;
 pub mod output;
 pub mod polyak;
+mod run_outputs;
+mod run_start;
 pub mod schedule;
 pub mod session;
 pub mod small_batch;

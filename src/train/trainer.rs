@@ -18,12 +18,14 @@ use rand_chacha::ChaCha8Rng;
 use super::checkpoint::{CheckpointError, Checkpoints};
 use super::checkpoint_schedule::{CheckpointEvery, CheckpointSchedule};
 use super::config::{ConfigError, TrainConfig};
-use super::curves::{CurvesError, write_curves};
+use super::curves::CurvesError;
 use super::data_parallel::DataParallelError;
 use super::distributed::{self, Collective, DistributedError};
 use super::metrics::{EpochRecord, EpochSums, HeadBatch, SplitStats, append_csv, rewrite_csv};
 use super::output::{OutputError, check_writable};
 use super::polyak::Polyak;
+use super::run_outputs::{prune, save, write_epoch_outputs};
+use super::run_start::start;
 use super::schedule::Progress;
 use super::session::Session;
 use super::small_batch::{Dropped, smallest_trainable_batch};
@@ -34,7 +36,7 @@ use crate::data::DataError;
 use crate::model::precision::{Precision, PrecisionError};
 use crate::model::summary::SummaryError;
 use crate::model::{GoogLeNet, GoogLeNetConfig};
-use crate::weights::{self, Layout, WeightsError, WeightsFile};
+use crate::weights::WeightsError;
 
 /// Where a run writes and how it behaves, besides its hyperparameters.
 #[derive(Clone, Debug)]
@@ -42,8 +44,8 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Continue the run in `out` from its latest checkpoint.
     pub resume: bool,
-    /// Initial weights (any file [`WeightsFile`] reads) instead of the variant's initialisation;
-    /// with another number of classes, all but the classifiers.
+    /// Initial weights (any file [`WeightsFile`](crate::weights::WeightsFile) reads) instead of
+    /// the variant's initialisation; with another number of classes, all but the classifiers.
     pub weights: Option<PathBuf>,
     /// The device that holds the model (autodiff is added here), validates and checkpoints.
     pub device: Device,
@@ -247,14 +249,14 @@ pub fn build_model(config: &TrainConfig, device: &Device) -> Result<GoogLeNet, S
 }
 
 /// Everything that changes as the run goes.
-struct Run {
-    model: GoogLeNet,
-    optimizer: ModuleOptimizer,
-    polyak: Option<Polyak>,
-    state: TrainState,
+pub(super) struct Run {
+    pub(super) model: GoogLeNet,
+    pub(super) optimizer: ModuleOptimizer,
+    pub(super) polyak: Option<Polyak>,
+    pub(super) state: TrainState,
     /// The checkpoint a resumed run loaded, kept while the run lasts: its tensors are read from
     /// the files when first used.
-    _resumed_from: Option<distributed::checkpoint_copy::SharedCheckpoint>,
+    pub(super) _resumed_from: Option<distributed::checkpoint_copy::SharedCheckpoint>,
 }
 
 /// Trains `config` on `data`, writing into `options.out`.
@@ -602,146 +604,6 @@ fn check_data(config: &TrainConfig, data: &dyn TrainData) -> Result<(), TrainErr
         }
     }
     Ok(())
-}
-
-/// A fresh run, or the one the latest checkpoint in `options.out` holds. A run resumed before
-/// its first checkpoint (killed during its first steps) starts again from the beginning, which
-/// the seed makes the same start.
-fn start(
-    config: &TrainConfig,
-    options: &TrainOptions,
-    checkpoints: &Checkpoints,
-    world: &Collective,
-) -> Result<Run, TrainError> {
-    let train_device = options.device.clone().autodiff();
-    train_device.seed(config.seed);
-    let mut model = build_model(config, &train_device)?;
-    if options.resume
-        && let Some(shared) = distributed::checkpoint_copy::share_latest(world, checkpoints)?
-    {
-        let template = match config.polyak_decay {
-            Some(decay) => Some((build_model(config, &options.device)?, decay)),
-            None => None,
-        };
-        let loaded = Checkpoints::load(&shared.path, model, optimizer(config), template)
-            .map_err(TrainError::Resume)?;
-        return Ok(Run {
-            model: loaded.model,
-            optimizer: loaded.optimizer,
-            polyak: loaded.polyak,
-            state: loaded.state,
-            _resumed_from: Some(shared),
-        });
-    }
-    model = match &options.weights {
-        Some(path) if world.is_root() => start_from(model, path, config, &train_device)?,
-        _ => config.init.apply(model),
-    };
-    model = distributed::broadcast::broadcast_model(world, model)?;
-    let polyak = config.polyak_decay.map(|d| Polyak::new(&model, d));
-    Ok(Run {
-        model,
-        optimizer: optimizer(config),
-        polyak,
-        state: TrainState::default(),
-        _resumed_from: None,
-    })
-}
-
-/// `model` with the weights of `path`; when the file's classifier has another number of classes
-/// (pretrained ImageNet weights for a set of one's own), everything but the classifiers comes
-/// from the file and the classifiers start fresh ([`GoogLeNet::with_new_classifiers`]).
-fn start_from(
-    model: GoogLeNet,
-    path: &Path,
-    config: &TrainConfig,
-    device: &Device,
-) -> Result<GoogLeNet, TrainError> {
-    let file = WeightsFile::open(path)?;
-    let classes = file.num_classes()?;
-    if classes == config.num_classes {
-        return Ok(file.load_into(model)?);
-    }
-    let like_file = TrainConfig {
-        num_classes: classes,
-        ..config.clone()
-    };
-    let pretrained = file.load_into(build_model(&like_file, device)?)?;
-    Ok(pretrained.with_new_classifiers(config.num_classes, device))
-}
-
-/// Writes a checkpoint of `run` (rank 0 only; the other ranks get the folder's name).
-fn save(
-    checkpoints: &Checkpoints,
-    run: &Run,
-    last: &Option<PathBuf>,
-    world: &Collective,
-) -> Result<PathBuf, TrainError> {
-    distributed::agreement::check_replicas(world, &run.model, run.state.step)?;
-    if !world.is_root() {
-        return Ok(checkpoints.dir().join(Checkpoints::name(run.state.step)));
-    }
-    let state = TrainState {
-        polyak_updates: run.polyak.as_ref().map_or(0, Polyak::updates),
-        ..run.state.clone()
-    };
-    checkpoints
-        .save(&run.model, &run.optimizer, run.polyak.as_ref(), &state)
-        .map_err(|source| TrainError::Checkpoint {
-            source,
-            kept: match last {
-                Some(p) => format!("the previous checkpoint {} is intact", p.display()),
-                None => "no earlier checkpoint exists".to_string(),
-            },
-        })
-}
-
-/// The files written after an epoch's checkpoint: curves.png, model.safetensors (the evaluated
-/// weights) and, when the epoch is the best so far, best.safetensors. Each is written atomically.
-fn write_epoch_outputs(
-    out: &Path,
-    history: &[EpochRecord],
-    evaluated: &GoogLeNet,
-    improved: bool,
-    class_names: &[String],
-) -> Result<(), TrainError> {
-    write_curves(&out.join("curves.png"), history)?;
-    // The class names travel in the file, so `classify` and `eval` can name the predictions.
-    let names = Some(class_names);
-    weights::save_with_classes(
-        evaluated,
-        &out.join("model.safetensors"),
-        Layout::Native,
-        names,
-    )?;
-    if improved {
-        weights::save_with_classes(
-            evaluated,
-            &out.join("best.safetensors"),
-            Layout::Native,
-            names,
-        )?;
-    }
-    Ok(())
-}
-
-/// Removes the checkpoints beyond the last `keep_last` but the best.
-fn prune(
-    checkpoints: &Checkpoints,
-    config: &TrainConfig,
-    run: &Run,
-    last: &Option<PathBuf>,
-) -> Result<(), TrainError> {
-    let best = run.state.best.as_ref().map(|b| b.checkpoint.as_str());
-    checkpoints
-        .prune(config.keep_last, best)
-        .map_err(|source| TrainError::Checkpoint {
-            source,
-            kept: match last {
-                Some(p) => format!("the last good checkpoint {} is intact", p.display()),
-                None => "no checkpoint had been written yet".to_string(),
-            },
-        })
 }
 
 /// A non-finite total loss and its parts, by head.
