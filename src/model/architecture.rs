@@ -5,13 +5,21 @@ use burn::nn::LocalResponseNormConfig;
 /// One inception module's filter counts: the columns "#1x1" to "pool proj" of Table 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InceptionSpec {
+    /// The module's name in Table 1 ("inception (3a)" is `inception3a`).
     pub name: &'static str,
+    /// Channels of the module's input: the previous layer's output depth in Table 1.
     pub in_channels: usize,
+    /// Filters of the 1x1 branch (Table 1, "#1x1").
     pub ch1x1: usize,
+    /// Filters of the 1x1 reduction before the 3x3 convolution (Table 1, "#3x3 reduce").
     pub ch3x3_reduce: usize,
+    /// Filters of the 3x3 convolution (Table 1, "#3x3").
     pub ch3x3: usize,
+    /// Filters of the 1x1 reduction before the 5x5 convolution (Table 1, "#5x5 reduce").
     pub ch5x5_reduce: usize,
+    /// Filters of the 5x5 convolution (Table 1, "#5x5").
     pub ch5x5: usize,
+    /// Filters of the 1x1 projection after the 3x3 max pool (Table 1, "pool proj").
     pub pool_proj: usize,
 }
 

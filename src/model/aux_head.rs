@@ -14,12 +14,21 @@ use super::pool::Pool;
 use super::summary::{LayerRow, SummaryError};
 use super::variant::Variant;
 
+/// One auxiliary classifier (section 5): pool, 1x1 convolution, two fully connected layers with
+/// dropout between them.
 #[derive(Module, Debug)]
 pub struct AuxHead {
+    /// The 1x1 convolution with 128 filters and ReLU (section 5).
     pub conv: ConvUnit,
+    /// The hidden fully connected layer: 1024 units in the paper (section 5), 256 in the Keras
+    /// seed.
     pub fc1: Linear,
+    /// The linear classifier over the classes.
     pub fc2: Linear,
+    /// Dropout before the classifier: 70% in the paper (section 5), 40% in the Keras seed.
     pub dropout: Dropout,
+    /// The average pool the head starts with: 5x5/3 in the paper (section 5), adaptive 4x4 in
+    /// torchvision.
     #[module(skip)]
     pub pool: Pool,
     /// Flatten (h, w, c) like Keras' `Flatten` on NHWC tensors instead of (c, h, w).
@@ -56,6 +65,7 @@ impl AuxHead {
         })
     }
 
+    /// Class logits of the head for the feature map `x`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.conv.forward(self.pool.forward(x));
         let x = flatten(x, self.flatten_hwc);

@@ -10,6 +10,7 @@ use burn::prelude::*;
 /// How the running statistics are updated, and the epsilon, of one reference framework.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormStyle {
+    /// Added to the variance before the square root.
     pub epsilon: f64,
     /// Weight of the batch statistic in the running average (PyTorch's convention).
     pub momentum: f64,
@@ -33,19 +34,32 @@ impl BatchNormStyle {
     };
 }
 
+/// Batch normalisation over the channels of a 4D tensor, keeping running statistics as PyTorch or
+/// Keras does.
 #[derive(Module, Debug)]
 pub struct BatchNorm {
+    /// Per-channel scale (gamma).
     pub weight: Param<Tensor<1>>,
+    /// Per-channel shift (beta).
     pub bias: Param<Tensor<1>>,
+    /// Running average of the batch means, used at inference.
     pub running_mean: RunningState<Tensor<1>>,
+    /// Running average of the batch variances, used at inference.
     pub running_var: RunningState<Tensor<1>>,
+    /// Whether forward uses the batch statistics (and updates the running ones) rather than the
+    /// running statistics.
     pub training: Param<Flag>,
+    /// Added to the variance before the square root.
     pub epsilon: f64,
+    /// Weight of the batch statistic in the running average (PyTorch's convention).
     pub momentum: f64,
+    /// Unbiased (PyTorch) or biased (Keras) batch variance in the running variance.
     pub unbiased_running_var: bool,
 }
 
 impl BatchNorm {
+    /// A layer for `channels` channels with scale 1, shift 0, running mean 0 and running variance
+    /// 1.
     pub fn new(channels: usize, style: BatchNormStyle, device: &Device) -> Self {
         Self {
             weight: Param::from_tensor(Tensor::ones([channels], device)),
@@ -68,6 +82,7 @@ impl BatchNorm {
         )
     }
 
+    /// Number of channels the layer normalises.
     pub fn channels(&self) -> usize {
         self.weight.dims()[0]
     }

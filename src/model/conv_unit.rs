@@ -12,9 +12,13 @@ use super::batch_norm::{BatchNorm, BatchNormStyle};
 use super::summary::{LayerRow, SummaryError};
 use super::variant::Variant;
 
+/// A convolution followed by an optional BatchNorm and a ReLU: the building block of every layer in
+/// Table 1.
 #[derive(Module, Debug)]
 pub struct ConvUnit {
+    /// The convolution.
     pub conv: Conv2d,
+    /// BatchNorm after the convolution, in the variants that have it (torchvision's `BasicConv2d`).
     pub bn: Option<BatchNorm>,
 }
 
@@ -45,6 +49,7 @@ impl ConvUnit {
         Self { conv, bn }
     }
 
+    /// Convolution, BatchNorm when present, then ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = if self.is_pointwise() {
             pointwise(&self.conv, x)
@@ -72,6 +77,7 @@ impl ConvUnit {
             && unpadded
     }
 
+    /// Number of filters of the convolution.
     pub fn out_channels(&self) -> usize {
         self.conv.weight.dims()[0]
     }
@@ -95,6 +101,7 @@ impl ConvUnit {
         self.conv.weight.shape().num_elements() + bias + bn
     }
 
+    /// BatchNorm running mean and variance elements (not trainable).
     pub fn running_stats(&self) -> usize {
         self.bn.as_ref().map_or(0, |bn| 2 * bn.channels())
     }

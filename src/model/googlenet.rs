@@ -17,7 +17,9 @@ use super::variant::Variant;
 /// How to build a [`GoogLeNet`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct GoogLeNetConfig {
+    /// Which GoogLeNet to build: the paper's, torchvision's or the Keras seed's.
     pub variant: Variant,
+    /// Number of classes of the classifiers; 1000 for ImageNet (section 7).
     pub num_classes: usize,
     /// Side of the square input. Only the heads that pool without adapting (the paper's and the
     /// seed's) depend on it; 224 in the paper.
@@ -28,6 +30,7 @@ pub struct GoogLeNetConfig {
 }
 
 impl GoogLeNetConfig {
+    /// The variant's network for the 1000 ImageNet classes at 224x224 input (Table 1).
     pub fn new(variant: Variant) -> Self {
         Self {
             variant,
@@ -37,16 +40,19 @@ impl GoogLeNetConfig {
         }
     }
 
+    /// The same configuration with `num_classes` classes.
     pub fn with_num_classes(mut self, num_classes: usize) -> Self {
         self.num_classes = num_classes;
         self
     }
 
+    /// The same configuration with square inputs of side `input_size`.
     pub fn with_input_size(mut self, input_size: usize) -> Self {
         self.input_size = input_size;
         self
     }
 
+    /// The same configuration with torchvision's `transform_input` on or off.
     pub fn with_transform_input(mut self, transform_input: bool) -> Self {
         self.transform_input = transform_input;
         self
@@ -144,40 +150,61 @@ impl GoogLeNetConfig {
 /// (`inception3a.branch2.1.conv.weight`, `aux1.fc2.bias`, ...).
 #[derive(Module, Debug)]
 pub struct GoogLeNet {
+    /// The 7x7/2 convolution of the stem (Table 1).
     pub conv1: ConvUnit,
     /// Keras seed: BatchNorm after the first max pool, where the paper has LocalRespNorm.
     pub bn1: Option<BatchNorm>,
+    /// The 1x1 reduction before the stem's 3x3 convolution (Table 1, "#3x3 reduce" 64).
     pub conv2: ConvUnit,
+    /// The stem's 3x3/1 convolution with 192 filters (Table 1).
     pub conv3: ConvUnit,
     /// Keras seed: BatchNorm after the 3x3 convolution, where the paper has LocalRespNorm.
     pub bn2: Option<BatchNorm>,
     /// Paper: LocalRespNorm at the same two places (Table 1, Figure 3).
     pub lrn: Option<LocalResponseNorm>,
+    /// Inception (3a) of Table 1.
     pub inception3a: Inception,
+    /// Inception (3b) of Table 1.
     pub inception3b: Inception,
+    /// Inception (4a) of Table 1; the first auxiliary classifier reads its output (section 5).
     pub inception4a: Inception,
+    /// Inception (4b) of Table 1.
     pub inception4b: Inception,
+    /// Inception (4c) of Table 1.
     pub inception4c: Inception,
+    /// Inception (4d) of Table 1; the second auxiliary classifier reads its output (section 5).
     pub inception4d: Inception,
+    /// Inception (4e) of Table 1.
     pub inception4e: Inception,
+    /// Inception (5a) of Table 1.
     pub inception5a: Inception,
+    /// Inception (5b) of Table 1.
     pub inception5b: Inception,
+    /// The auxiliary classifier on inception 4a (section 5), when the model has one.
     pub aux1: Option<AuxHead>,
+    /// The auxiliary classifier on inception 4d (section 5), when the model has one.
     pub aux2: Option<AuxHead>,
+    /// Dropout before the classifier: 40% in the paper (Table 1).
     pub dropout: Dropout,
     /// Keras seed: the linear Dense 256 before the classifier.
     pub fc_bottleneck: Option<Linear>,
+    /// The linear classifier after the average pool (Table 1).
     pub fc: Linear,
+    /// The 3x3/2 max pools of the stem and after inception 3b (Table 1).
     #[module(skip)]
     pub stride2_pool: Pool,
     /// The pool before inception 5a: 3x3/2 in the paper, 2x2/2 in torchvision.
     #[module(skip)]
     pub pool4: Pool,
+    /// The average pool before the classifier: 7x7/1 in the paper (Table 1).
     #[module(skip)]
     pub main_pool: Pool,
+    /// Which GoogLeNet this is, deciding padding, flatten order and the heads.
     #[module(skip)]
     pub variant: Variant,
+    /// torchvision's `transform_input`: re-normalise ImageNet-normalised input to [-1, 1] first.
     pub transform_input: bool,
+    /// Flatten (h, w, c) like Keras' `Flatten` on NHWC tensors instead of (c, h, w).
     pub flatten_hwc: bool,
     /// The input side the heads were built for (see [`GoogLeNetConfig::input_size`]).
     #[module(skip)]
@@ -187,8 +214,11 @@ pub struct GoogLeNet {
 /// The three outputs of the network; the auxiliary ones only when asked for.
 #[derive(Debug, Clone)]
 pub struct GoogLeNetOutput {
+    /// Logits of the main classifier.
     pub main: Tensor<2>,
+    /// Logits of the first auxiliary classifier (on inception 4a), when asked for.
     pub aux1: Option<Tensor<2>>,
+    /// Logits of the second auxiliary classifier (on inception 4d), when asked for.
     pub aux2: Option<Tensor<2>>,
 }
 
@@ -255,6 +285,7 @@ impl GoogLeNet {
         }
     }
 
+    /// The nine inception modules with their Table 1 names, in order.
     pub fn inceptions(&self) -> [(&'static str, &Inception); 9] {
         let m = [
             &self.inception3a,
@@ -270,6 +301,7 @@ impl GoogLeNet {
         std::array::from_fn(|i| (INCEPTIONS[i].name, m[i]))
     }
 
+    /// Number of classes of the main classifier.
     pub fn num_classes(&self) -> usize {
         self.fc.weight.dims()[1]
     }

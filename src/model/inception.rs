@@ -12,16 +12,21 @@ use super::variant::Variant;
 /// Field names follow torchvision (`branch2.0` is the 3x3 reduction, `branch2.1` the 3x3).
 #[derive(Module, Debug)]
 pub struct Inception {
+    /// The 1x1 branch.
     pub branch1: ConvUnit,
+    /// The 1x1 reduction then the 3x3 convolution.
     pub branch2: Vec<ConvUnit>,
+    /// The 1x1 reduction then the 5x5 convolution (3x3 in torchvision).
     pub branch3: Vec<ConvUnit>,
     /// The 1x1 projection after the branch's 3x3/1 max pool (torchvision's `branch4.1`).
     pub branch4: ConvUnit,
+    /// The branch's 3x3/1 max pool before the projection (Figure 2b).
     #[module(skip)]
     pub pool: Pool,
 }
 
 impl Inception {
+    /// The module `spec` of Table 1 for `variant`, freshly initialised.
     pub fn new(variant: Variant, spec: &InceptionSpec, device: &Device) -> Self {
         let unit = |channels, kernel| ConvUnit::new(variant, channels, kernel, 1, device);
         let k5 = variant.branch3_kernel();
@@ -52,6 +57,7 @@ impl Inception {
         }
     }
 
+    /// The four branches on `x`, concatenated on the channel axis.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let chain = |units: &[ConvUnit], x: Tensor<4>| units.iter().fold(x, |x, u| u.forward(x));
         let b1 = self.branch1.forward(x.clone());
@@ -69,6 +75,7 @@ impl Inception {
             .chain([&self.branch4])
     }
 
+    /// Channels of the concatenated output.
     pub fn out_channels(&self) -> usize {
         [
             &self.branch1,

@@ -23,6 +23,7 @@ pub enum Pool {
 }
 
 impl Pool {
+    /// The pool applied to an NCHW tensor.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         match *self {
             Pool::MaxCeil {

@@ -41,11 +41,14 @@ pub enum Precision {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{precision} is not supported on {device}: use --precision f32 there")]
 pub struct PrecisionError {
+    /// The precision asked for.
     pub precision: Precision,
+    /// The device that cannot compute in it.
     pub device: String,
 }
 
 impl Precision {
+    /// burn's float type for this precision.
     pub fn dtype(self) -> FloatDType {
         match self {
             Precision::F32 => FloatDType::F32,
@@ -54,6 +57,7 @@ impl Precision {
         }
     }
 
+    /// The name the CLI uses for this precision (`f32`, `bf16`, `f16`).
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",

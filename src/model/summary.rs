@@ -8,8 +8,10 @@ use serde::Serialize;
 
 use super::variant::Variant;
 
+/// One row of the layer table: a layer's name, type, output shape, parameters and multiply-adds.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LayerRow {
+    /// Layer name, as the model's field (`conv1`, `inception3a`, ...).
     pub name: String,
     /// Layer type as Table 1 names it ("convolution 7x7/2", "inception", ...).
     #[serde(rename = "type")]
@@ -24,10 +26,12 @@ pub struct LayerRow {
     /// Convolution and FC weights alone (no biases, no BatchNorm): what Table 1's "params" counts.
     #[serde(skip)]
     pub weights: usize,
+    /// Multiply-adds of one forward pass through the layer.
     pub macs: usize,
 }
 
 impl LayerRow {
+    /// A row for a layer without weights (pooling, normalisation, dropout).
     pub fn no_params(name: &str, kind: String, output_shape: [usize; 3]) -> Self {
         Self {
             name: name.to_string(),
@@ -41,19 +45,24 @@ impl LayerRow {
     }
 }
 
+/// Why a model or its summary cannot be built for the input asked for.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SummaryError {
     #[error(
         "input of side {input} is too small for this variant: the smallest it takes is {min}x{min}"
     )]
+    /// The input side is below the smallest the variant's pools and convolutions take.
     InputTooSmall { input: usize, min: usize },
+    /// A layer's input is too small for its kernel.
     #[error("input of shape {shape:?} is too small for layer {layer}")]
     LayerTooSmall { layer: String, shape: [usize; 3] },
+    /// The input does not have 3 channels.
     #[error("the network takes 3-channel (RGB) input, got {0} channels")]
     Channels(usize),
 }
 
 impl SummaryError {
+    /// A [`SummaryError::LayerTooSmall`] for `layer` and its input `shape`.
     pub fn too_small(layer: &str, shape: [usize; 3]) -> Self {
         SummaryError::LayerTooSmall {
             layer: layer.to_string(),
@@ -62,25 +71,37 @@ impl SummaryError {
     }
 }
 
+/// The whole layer table of a model, with its totals.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// The variant summarised.
     pub variant: Variant,
+    /// The input (channels, height, width).
     pub input_shape: [usize; 3],
     /// Every parameter the model holds, aux heads included, as the reference framework counts them.
     pub total_params: usize,
+    /// Parameters the optimiser updates, aux heads included.
     pub trainable_params: usize,
+    /// Parameters the reference framework counts but does not train (Keras' BatchNorm moving
+    /// statistics).
     pub non_trainable_params: usize,
     /// Trainable parameters of the inference network (without the aux heads).
     pub inference_params: usize,
+    /// Trainable parameters of the auxiliary heads.
     pub aux_params: usize,
     /// Multiply-adds of one inference (without the aux heads).
     pub macs: usize,
+    /// Multiply-adds of the auxiliary heads.
     pub aux_macs: usize,
+    /// Rows of the inference network, in order.
     pub layers: Vec<LayerRow>,
+    /// Rows of the auxiliary heads.
     pub aux_layers: Vec<LayerRow>,
 }
 
 impl Summary {
+    /// The summary of `layers` and `aux_layers`, counting parameters as the variant's framework
+    /// does.
     pub fn new(
         variant: Variant,
         input_shape: [usize; 3],

@@ -18,6 +18,7 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// Every variant, in the order the CLI lists them.
     pub const ALL: [Variant; 3] = [Variant::Paper, Variant::Torchvision, Variant::KerasSeed];
 
     /// The name used on the command line and in weight files.

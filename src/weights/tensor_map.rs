@@ -5,17 +5,23 @@ use std::collections::BTreeMap;
 /// Element data of a host tensor: f32 for weights, i64 for PyTorch's `num_batches_tracked`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HostData {
+    /// 32-bit float elements.
     F32(Vec<f32>),
+    /// 64-bit integer elements.
     I64(Vec<i64>),
 }
 
+/// A tensor in host memory: its shape and its elements in row-major order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
+    /// Size of each dimension.
     pub shape: Vec<usize>,
+    /// The elements, row-major.
     pub data: HostData,
 }
 
 impl HostTensor {
+    /// An f32 tensor of `shape` holding `data`.
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         Self {
@@ -24,6 +30,7 @@ impl HostTensor {
         }
     }
 
+    /// The f32 elements, or `None` for an integer tensor.
     pub fn values(&self) -> Option<&[f32]> {
         match &self.data {
             HostData::F32(v) => Some(v),
