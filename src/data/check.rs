@@ -8,24 +8,32 @@ use rayon::prelude::*;
 use super::image::{PixelBudget, decode_rgb_within, format_name, sniff_format};
 use super::{ClassTable, DataError, FlatLabels, ImageFolder};
 
+/// One class of a checked split and how many of its images decode.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ClassCount {
+    /// The class's name.
     pub name: String,
+    /// The class's WordNet id (empty when the folders are not wnids).
     pub wnid: String,
+    /// Images of the class that decode.
     pub images: usize,
 }
 
 /// A file that cannot be used, and why.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Problem {
+    /// The file.
     pub path: PathBuf,
+    /// Why it cannot be used.
     pub reason: String,
 }
 
+/// What `googlenet data check` found in one split.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SplitReport {
     /// `train`, `val`, or `.` when the folder itself holds the class folders.
     pub split: String,
+    /// The split's classes, in label order.
     pub classes: Vec<ClassCount>,
     /// Files that decode.
     pub images: usize,
@@ -33,16 +41,21 @@ pub struct SplitReport {
     pub formats: BTreeMap<String, usize>,
     /// Files named as images whose content is another format than their extension says.
     pub misnamed: usize,
+    /// Files that cannot be used, with the reason.
     pub problems: Vec<Problem>,
 }
 
+/// What `googlenet data check` found in a dataset folder, split by split.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct CheckReport {
+    /// The dataset folder checked.
     pub root: PathBuf,
+    /// One report per split found.
     pub splits: Vec<SplitReport>,
 }
 
 impl CheckReport {
+    /// Number of unusable files over all splits.
     pub fn problems(&self) -> usize {
         self.splits.iter().map(|s| s.problems.len()).sum()
     }

@@ -14,7 +14,9 @@ const IMAGENET_TSV: &str = include_str!("imagenet_classes.tsv");
 /// One class: its WordNet id (empty when the dataset's folders are not wnids) and its name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ClassEntry {
+    /// WordNet id, such as `n01440764`; empty when the folders are not wnids.
     pub wnid: String,
+    /// Human-readable class name.
     pub name: String,
 }
 
@@ -92,10 +94,12 @@ impl ClassTable {
         Ok(ClassTable { entries })
     }
 
+    /// Number of classes.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the table has no class.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -127,6 +131,7 @@ impl ClassTable {
             .position(|e| e.wnid == key || (e.wnid.is_empty() && e.name == key))
     }
 
+    /// The classes in label order.
     pub fn entries(&self) -> &[ClassEntry] {
         &self.entries
     }

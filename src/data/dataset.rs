@@ -17,14 +17,18 @@ pub const IMAGE_EXTENSIONS: [&str; 9] = [
 /// One image file and its class index.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Sample {
+    /// The image file.
     pub path: PathBuf,
+    /// Class index in the dataset's [`ClassTable`].
     pub label: usize,
 }
 
 /// A file of the dataset folder that is not a sample, and why.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Ignored {
+    /// The file.
     pub path: PathBuf,
+    /// Why it is not a sample.
     pub reason: String,
 }
 
@@ -235,14 +239,17 @@ impl ImageFolder {
         }
     }
 
+    /// The dataset folder.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The classes, in label order.
     pub fn classes(&self) -> &ClassTable {
         &self.classes
     }
 
+    /// Every image file with its label, in a stable order.
     pub fn samples(&self) -> &[Sample] {
         &self.samples
     }
@@ -252,10 +259,12 @@ impl ImageFolder {
         &self.ignored
     }
 
+    /// Number of samples.
     pub fn len(&self) -> usize {
         self.samples.len()
     }
 
+    /// Whether the folder holds no sample.
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }

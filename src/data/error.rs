@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+/// An error of the data pipeline, naming the file or folder and the reason.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file could not be read or decoded into an RGB image.

@@ -44,13 +44,16 @@ impl Transform {
     }
 }
 
+/// How a [`Loader`] batches a dataset: batch size, order, threads, strictness and transform.
 #[derive(Clone, Debug)]
 pub struct LoaderConfig {
+    /// Images per batch.
     pub batch_size: usize,
     /// A new order every epoch (from `seed` and the epoch), else the dataset's order.
     pub shuffle: bool,
     /// Leave out the last batch when it is shorter than `batch_size`.
     pub drop_last: bool,
+    /// Seed of the shuffled order and the random transforms.
     pub seed: u64,
     /// Decoding threads (at least 1).
     pub threads: usize,
@@ -60,6 +63,7 @@ pub struct LoaderConfig {
     pub strict: bool,
     /// Images with more pixels are skipped (or, with `strict`, an error) before decoding.
     pub pixel_budget: PixelBudget,
+    /// The transform applied to each decoded image before normalisation.
     pub transform: Transform,
     /// Normalisation of the variant the batches are for ([`Variant::normalization`]).
     pub variant: Variant,
@@ -90,19 +94,26 @@ impl LoaderConfig {
 /// One batch: NCHW normalised images, their labels, and their indices in the dataset.
 #[derive(Clone, Debug)]
 pub struct Batch {
+    /// Normalised images, NCHW.
     pub images: Tensor<4>,
+    /// Class index of each image.
     pub labels: Tensor<1, Int>,
+    /// Index of each image in the dataset.
     pub indices: Vec<usize>,
 }
 
 /// A file skipped during an epoch and why.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Skip {
+    /// Index of the file in the dataset.
     pub index: usize,
+    /// The file.
     pub path: PathBuf,
+    /// Why it was skipped.
     pub reason: String,
 }
 
+/// Decodes, transforms and batches an [`ImageFolder`] on a pool of threads, prefetching batches.
 pub struct Loader {
     dataset: Arc<ImageFolder>,
     config: LoaderConfig,
@@ -112,6 +123,7 @@ pub struct Loader {
 }
 
 impl Loader {
+    /// A loader over `dataset`, or an error when the batch size is 0 or the threads cannot start.
     pub fn new(dataset: ImageFolder, config: LoaderConfig) -> Result<Self, DataError> {
         if config.batch_size == 0 {
             return Err(DataError::Batch("batch size must be at least 1".into()));
@@ -129,10 +141,12 @@ impl Loader {
         })
     }
 
+    /// The dataset being loaded.
     pub fn dataset(&self) -> &ImageFolder {
         &self.dataset
     }
 
+    /// The loader's settings.
     pub fn config(&self) -> &LoaderConfig {
         &self.config
     }

@@ -21,9 +21,13 @@ pub const PCA_EIGENVECTORS: [[f32; 3]; 3] = [
 /// its PCA coefficients from a normal with standard deviation `lighting`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Photometric {
+    /// Brightness strength: the factor is drawn from [1 - s, 1 + s].
     pub brightness: f32,
+    /// Contrast strength: the factor is drawn from [1 - s, 1 + s].
     pub contrast: f32,
+    /// Saturation strength: the factor is drawn from [1 - s, 1 + s].
     pub saturation: f32,
+    /// Standard deviation of the PCA lighting coefficients.
     pub lighting: f32,
 }
 
@@ -51,6 +55,7 @@ fn grey(p: [f32; 3]) -> f32 {
 }
 
 impl Photometric {
+    /// Distorts `image` in place with factors drawn from `rng`.
     pub fn apply(&self, image: &mut RgbImage, rng: &mut impl Rng) {
         let mut order = [Jitter::Brightness, Jitter::Contrast, Jitter::Saturation];
         order.shuffle(rng);

@@ -28,8 +28,11 @@ pub enum Part {
 pub struct SyntheticShapes {
     /// Side of the square images in pixels.
     pub side: usize,
+    /// Training images per class.
     pub train_per_class: usize,
+    /// Validation images per class.
     pub val_per_class: usize,
+    /// Seed the images are drawn from.
     pub seed: u64,
 }
 
@@ -44,10 +47,12 @@ impl SyntheticShapes {
         }
     }
 
+    /// Number of shape classes.
     pub fn num_classes(&self) -> usize {
         CLASSES.len()
     }
 
+    /// Number of images in `part`.
     pub fn len(&self, part: Part) -> usize {
         CLASSES.len()
             * match part {
@@ -56,6 +61,7 @@ impl SyntheticShapes {
             }
     }
 
+    /// Whether `part` holds no image.
     pub fn is_empty(&self, part: Part) -> bool {
         self.len(part) == 0
     }

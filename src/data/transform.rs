@@ -17,7 +17,9 @@ use crate::eval::crops::{Size, center_crop, resized_size};
 /// the longer side rounded down, the crop offset rounded as torchvision rounds it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EvalTransform {
+    /// Side the shorter image side is resized to.
     pub resize: u32,
+    /// Side of the center square taken.
     pub crop: u32,
 }
 
@@ -37,6 +39,7 @@ impl EvalTransform {
         EvalTransform::new((crop * 8 + 3) / 7, crop)
     }
 
+    /// `image` resized and center-cropped.
     pub fn apply(&self, image: &RgbImage) -> RgbImage {
         let (width, height) = image.dimensions();
         let resized = resized_size(width, height, self.resize).unwrap_or(Size {

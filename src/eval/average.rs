@@ -3,6 +3,7 @@
 //!
 //! Scores are row-major `[rows, classes]` slices: one row per crop (of one model) or per image.
 
+/// Scores whose length does not fit the rows or groups asked for.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AverageError {
     #[error("{len} scores do not split into rows of {classes} classes")]

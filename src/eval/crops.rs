@@ -47,18 +47,25 @@ const PAPER_SCALES: [u32; 4] = [8, 9, 10, 11];
 /// The single- and ten-crop resize, 256 for 224 crops, also in sevenths of the crop side.
 const SINGLE_SCALE: u32 = 8;
 
+/// A width and height in pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Size {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
 }
 
 /// A rectangle in pixels: left, top, width, height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Rect {
+    /// Left edge.
     pub x: u32,
+    /// Top edge.
     pub y: u32,
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
 }
 
@@ -96,6 +103,7 @@ impl CropBox {
     }
 }
 
+/// Why crops cannot be taken from an image.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CropError {
     #[error("image of {width}x{height} pixels has no area to crop from")]

@@ -28,6 +28,7 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
     order
 }
 
+/// A label or a score row that does not fit the number of classes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MetricsError {
     #[error("label {label} is not one of the {classes} classes")]
@@ -39,16 +40,22 @@ pub enum MetricsError {
 /// Images and correct answers of one class.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ClassTally {
+    /// Images of the class.
     pub images: usize,
+    /// Images whose top-1 prediction is the class.
     pub top1_correct: usize,
+    /// Images whose class is among the top-5 predictions.
     pub top5_correct: usize,
 }
 
 /// Images of class `actual` whose top-1 prediction was `predicted`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct ConfusedPair {
+    /// The true class.
     pub actual: usize,
+    /// The predicted class.
     pub predicted: usize,
+    /// Images with this mistake.
     pub count: usize,
 }
 
@@ -62,6 +69,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Empty counts for `classes` classes.
     pub fn new(classes: usize) -> Self {
         Self {
             classes,
@@ -103,6 +111,7 @@ impl Metrics {
         Ok(())
     }
 
+    /// Images counted so far.
     pub fn images(&self) -> usize {
         self.per_class.iter().map(|t| t.images).sum()
     }
@@ -123,6 +132,7 @@ impl Metrics {
         )
     }
 
+    /// Counts of each class, in label order.
     pub fn per_class(&self) -> &[ClassTally] {
         &self.per_class
     }
@@ -179,23 +189,35 @@ fn ratio(part: usize, whole: usize) -> Option<f64> {
 /// Accuracy of one class; `None` when the evaluation had no image of it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClassAccuracy {
+    /// The class index.
     pub class: usize,
+    /// Images of the class.
     pub images: usize,
+    /// Images whose top-1 prediction is the class.
     pub top1_correct: usize,
+    /// Fraction of the class's images predicted right at top-1.
     pub top1_accuracy: Option<f64>,
 }
 
 /// The results of an evaluation; accuracies are `None` (JSON null) when there were no images.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MetricsReport {
+    /// Images evaluated.
     pub images: usize,
+    /// Number of classes.
     pub classes: usize,
     /// The k of the top-5 figures (5, or the number of classes when there are fewer).
     pub k: usize,
+    /// Fraction of images whose top-1 prediction is right.
     pub top1_accuracy: Option<f64>,
+    /// Fraction of images whose class is among the top-k predictions.
     pub top5_accuracy: Option<f64>,
+    /// 1 - top-1 accuracy, the paper's top-1 error rate (section 7).
     pub top1_error: Option<f64>,
+    /// 1 - top-5 accuracy, the paper's top-5 error rate (section 7, Table 3).
     pub top5_error: Option<f64>,
+    /// Accuracy of each class, in label order.
     pub per_class: Vec<ClassAccuracy>,
+    /// The most frequent top-1 mistakes, most frequent first.
     pub most_confused: Vec<ConfusedPair>,
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::model::summary::SummaryError;
 use crate::weights::WeightsError;
 
+/// Why a model cannot be exported.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error("cannot export for a {size}x{size} input: {source}")]

@@ -21,9 +21,11 @@ use crate::model::GoogLeNet;
 /// What an ONNX export wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OnnxSummary {
+    /// Operator nodes in the graph.
     pub nodes: usize,
     /// Elements of all initializers (after BatchNorm folding, without the auxiliary heads).
     pub parameters: usize,
+    /// Size of the written file.
     pub bytes: usize,
 }
 

@@ -35,10 +35,15 @@ impl Attribute {
 /// One operator application (`NodeProto`).
 #[derive(Clone, Debug)]
 pub struct Node {
+    /// Unique node name.
     pub name: String,
+    /// ONNX operator, such as `Conv` or `Concat`.
     pub op_type: &'static str,
+    /// Names of the input values.
     pub inputs: Vec<String>,
+    /// Names of the output values.
     pub outputs: Vec<String>,
+    /// The operator's attributes by name.
     pub attributes: Vec<(&'static str, Attribute)>,
 }
 
@@ -64,8 +69,11 @@ impl Node {
 /// A float32 constant (`TensorProto` with `raw_data`, little-endian).
 #[derive(Clone, Debug)]
 pub struct Initializer {
+    /// Name the nodes refer to it by.
     pub name: String,
+    /// Shape.
     pub dims: Vec<usize>,
+    /// Elements, row-major.
     pub values: Vec<f32>,
 }
 
@@ -85,14 +93,18 @@ impl Initializer {
 /// One axis of a graph input or output: a fixed size or a named, free one (`dim_param`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Dim {
+    /// An axis of this size.
     Fixed(usize),
+    /// A free axis, named (such as the batch axis).
     Named(&'static str),
 }
 
 /// A float32 graph input or output (`ValueInfoProto`).
 #[derive(Clone, Debug)]
 pub struct ValueInfo {
+    /// The value's name.
     pub name: String,
+    /// Shape, one entry per axis.
     pub dims: Vec<Dim>,
 }
 
@@ -119,12 +131,19 @@ impl ValueInfo {
 /// A whole model: one graph, the default operator set, and string metadata.
 #[derive(Clone, Debug)]
 pub struct Model {
+    /// Name of the graph.
     pub graph_name: String,
+    /// The graph's doc string.
     pub doc: String,
+    /// Operator nodes, in topological order.
     pub nodes: Vec<Node>,
+    /// The constant tensors (weights).
     pub initializers: Vec<Initializer>,
+    /// The graph inputs.
     pub inputs: Vec<ValueInfo>,
+    /// The graph outputs.
     pub outputs: Vec<ValueInfo>,
+    /// Model metadata as key-value strings (`metadata_props`).
     pub metadata: Vec<(String, String)>,
 }
 

@@ -20,6 +20,7 @@ const LENGTH_DELIMITED: u32 = 2;
 const FIXED32: u32 = 5;
 
 impl Message {
+    /// An empty message.
     pub fn new() -> Self {
         Self::default()
     }
@@ -46,6 +47,7 @@ impl Message {
         self
     }
 
+    /// A `string` field.
     pub fn string(self, field: u32, value: &str) -> Self {
         self.bytes(field, value.as_bytes())
     }
@@ -62,6 +64,7 @@ impl Message {
             .fold(self, |m, value| m.message(field, value))
     }
 
+    /// The encoded message.
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
