@@ -26,6 +26,7 @@ const STATE: &str = "state.json";
 const PREFIX: &str = "step-";
 const TEMP_PREFIX: &str = ".tmp-";
 
+/// Why a checkpoint cannot be written, read or pruned, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("{path}: {source}")]
@@ -96,9 +97,13 @@ pub struct Checkpoints {
 
 /// What a checkpoint holds, loaded.
 pub struct Loaded {
+    /// The trained network.
     pub model: GoogLeNet,
+    /// The optimiser with its momentum buffers.
     pub optimizer: ModuleOptimizer,
+    /// The running average of the weights, when the recipe keeps one.
     pub polyak: Option<Polyak>,
+    /// Where the run stands: step, epoch, history and best epoch.
     pub state: TrainState,
 }
 
@@ -110,6 +115,7 @@ impl Checkpoints {
         }
     }
 
+    /// The folder the checkpoints live in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -204,6 +210,7 @@ impl Checkpoints {
         Ok(found.into_iter().map(|(_, p)| p).collect())
     }
 
+    /// The newest complete checkpoint, if any.
     pub fn latest(&self) -> Result<Option<PathBuf>, CheckpointError> {
         Ok(self.list()?.pop())
     }

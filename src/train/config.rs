@@ -31,6 +31,7 @@ pub enum Recipe {
 }
 
 impl Recipe {
+    /// The recipe's name on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Recipe::Paper => "paper",
@@ -46,12 +47,17 @@ pub struct TrainConfig {
     /// The ImageNet-layout folder trained on; `None` for the embedded synthetic shapes.
     #[serde(default)]
     pub data: Option<PathBuf>,
+    /// Which GoogLeNet is trained.
     pub variant: Variant,
+    /// The recipe these settings came from.
     pub recipe: Recipe,
     /// Side of the square training and validation images.
     pub input_size: usize,
+    /// Number of classes of the classifiers.
     pub num_classes: usize,
+    /// Passes over the training set.
     pub epochs: usize,
+    /// Images per optimiser step.
     pub batch_size: usize,
     /// Learning rate before the schedule acts.
     pub base_lr: f64,
@@ -59,7 +65,9 @@ pub struct TrainConfig {
     pub momentum: f64,
     /// L2 penalty added to the gradient of every parameter (PyTorch's `weight_decay`).
     pub weight_decay: f64,
+    /// How the learning rate changes over the run (section 6: 4% less every 8 epochs).
     pub schedule: Schedule,
+    /// The loss and the weight of the auxiliary classifiers' losses (0.3 in section 5).
     pub loss: LossWeighting,
     /// Decay of the exponential moving average of the weights that is evaluated and saved
     /// (Polyak averaging, section 6); `None` evaluates the raw weights.
@@ -82,19 +90,31 @@ fn reference_init() -> Init {
 /// Values that replace a recipe's; `None` keeps the recipe's value.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Overrides {
+    /// Replaces the number of epochs.
     pub epochs: Option<usize>,
+    /// Replaces the batch size.
     pub batch_size: Option<usize>,
+    /// Replaces the base learning rate.
     pub base_lr: Option<f64>,
+    /// Replaces the momentum (0.9 in section 6).
     pub momentum: Option<f64>,
+    /// Replaces the weight decay.
     pub weight_decay: Option<f64>,
+    /// Replaces the learning-rate schedule.
     pub schedule: Option<Schedule>,
+    /// Replaces the weight of each auxiliary loss (0.3 in section 5).
     pub aux_weight: Option<f64>,
+    /// Replaces the kind of loss.
     pub loss_kind: Option<LossKind>,
     /// `Some(None)` switches averaging off.
     pub polyak_decay: Option<Option<f64>>,
+    /// Replaces whether dropout is on.
     pub dropout: Option<bool>,
+    /// Replaces the initialisation.
     pub init: Option<Init>,
+    /// Replaces the seed.
     pub seed: Option<u64>,
+    /// Replaces the number of checkpoints kept besides the best.
     pub keep_last: Option<usize>,
 }
 
@@ -267,6 +287,7 @@ impl TrainConfig {
         })
     }
 
+    /// Reads a configuration written as JSON, naming the file on error.
     pub fn load(path: &Path) -> Result<TrainConfig, ConfigError> {
         let bytes = std::fs::read(path).map_err(|e| ConfigError::Io {
             path: path.display().to_string(),
@@ -279,6 +300,7 @@ impl TrainConfig {
     }
 }
 
+/// Why a training configuration is invalid or cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid configuration: {0}")]

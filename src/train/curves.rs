@@ -22,6 +22,7 @@ fn register_fonts() {
     });
 }
 
+/// Why the training curves cannot be drawn or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CurvesError {
     #[error("drawing the curves: {0}")]

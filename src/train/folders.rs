@@ -19,6 +19,8 @@ use crate::data::normalize::normalized_batch;
 use crate::data::{ClassTable, DataError, EvalTransform, ImageFolder, TrainTransform};
 use crate::model::Variant;
 
+/// Training data from an ImageNet-layout folder: its `train` and `val` splits, decoded and
+/// augmented as the variant's recipe says.
 pub struct ImageFolders {
     root: PathBuf,
     train: ImageFolder,

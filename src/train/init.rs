@@ -27,6 +27,7 @@ pub enum Init {
 }
 
 impl Init {
+    /// The initialisation's name on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Init::Reference => "reference",

@@ -26,6 +26,7 @@ pub enum LossKind {
 /// The loss of a recipe: `main + aux * (aux1 + aux2)`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LossWeighting {
+    /// Which loss each classifier gets.
     pub kind: LossKind,
     /// Weight of each auxiliary classifier's loss.
     pub aux: f64,
@@ -86,9 +87,13 @@ impl std::fmt::Display for LossWeighting {
 /// The total loss and each classifier's mean cross-entropy (one-element tensors).
 #[derive(Clone, Debug)]
 pub struct LossParts {
+    /// The recipe's weighted total.
     pub total: Tensor<1>,
+    /// The main classifier's loss.
     pub main: Tensor<1>,
+    /// The first auxiliary classifier's loss, when it has one.
     pub aux1: Option<Tensor<1>>,
+    /// The second auxiliary classifier's loss, when it has one.
     pub aux2: Option<Tensor<1>>,
 }
 

@@ -16,23 +16,30 @@ pub const HEADS: [&str; 3] = ["main", "aux1", "aux2"];
 pub struct HeadSums {
     /// Sum over images of the cross-entropy (batch mean times batch size).
     pub loss_sum: f64,
+    /// Images whose top-scoring class is right.
     pub top1: usize,
+    /// Images whose class is among the five top-scoring ones.
     pub top5: usize,
+    /// Images counted.
     pub images: usize,
 }
 
 /// Running sums over the images of one epoch of one split.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EpochSums {
+    /// Images counted.
     pub images: usize,
     /// Sum over images of the recipe's weighted loss.
     pub total_loss_sum: f64,
+    /// Sums of the main classifier and the two auxiliary ones, in that order.
     pub heads: [HeadSums; 3],
 }
 
 /// One classifier's results for one batch: its mean loss and its logits, row-major.
 pub struct HeadBatch<'a> {
+    /// The classifier's mean loss over the batch.
     pub loss: f64,
+    /// The classifier's logits, row-major `[images, classes]`.
     pub logits: &'a [f32],
 }
 
@@ -79,6 +86,7 @@ impl EpochSums {
 /// Mean loss and accuracies of one classifier.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HeadStats {
+    /// Mean loss over the images.
     pub loss: f64,
     /// Fraction of images whose top-scoring class is right.
     pub top1: f64,
@@ -101,12 +109,16 @@ impl HeadStats {
 pub struct SplitStats {
     /// The recipe's weighted loss.
     pub loss: f64,
+    /// The main classifier.
     pub main: HeadStats,
+    /// The first auxiliary classifier, when the model has one.
     pub aux1: Option<HeadStats>,
+    /// The second auxiliary classifier, when the model has one.
     pub aux2: Option<HeadStats>,
 }
 
 impl SplitStats {
+    /// The main classifier and the auxiliary ones, in that order.
     pub fn heads(&self) -> [Option<HeadStats>; 3] {
         [Some(self.main), self.aux1, self.aux2]
     }
@@ -133,8 +145,11 @@ impl SplitStats {
 pub struct EpochRecord {
     /// 1-based.
     pub epoch: usize,
+    /// The learning rate of the epoch's last step.
     pub learning_rate: f64,
+    /// Training loss and accuracies, measured as the epoch went.
     pub train: SplitStats,
+    /// Validation loss and accuracies after the epoch.
     pub val: SplitStats,
     /// Training images per second over the epoch (forward, backward and update).
     pub images_per_second: f64,

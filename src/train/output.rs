@@ -5,6 +5,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Why the output folder cannot be written to.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     #[error("cannot write to the output folder {path}: {source}")]
@@ -77,6 +78,7 @@ pub fn available_bytes(path: &Path) -> Option<u64> {
     Some(stats.f_bavail as u64 * stats.f_frsize as u64)
 }
 
+/// Free space is not known on this platform.
 #[cfg(not(unix))]
 pub fn available_bytes(_path: &Path) -> Option<u64> {
     None

@@ -56,6 +56,7 @@ impl Polyak {
         self.updates += 1;
     }
 
+    /// The averaged network.
     pub fn model(&self) -> &GoogLeNet {
         &self.model
     }
@@ -66,6 +67,7 @@ impl Polyak {
         self.model = f(self.model.clone());
     }
 
+    /// Number of updates averaged in so far.
     pub fn updates(&self) -> u64 {
         self.updates
     }

@@ -51,6 +51,7 @@ impl Schedule {
         }
     }
 
+    /// Says why the schedule's settings are out of range, if they are.
     pub fn validate(&self) -> Result<(), String> {
         match *self {
             Schedule::Step {

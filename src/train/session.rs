@@ -20,6 +20,7 @@ pub struct Session {
     pub seconds: f64,
     /// The first step's images and seconds (on a GPU it compiles the kernels).
     pub first_step_images: u64,
+    /// Seconds of the first step.
     pub first_step_seconds: f64,
     /// Each step's total training loss, in order.
     pub losses: Vec<f64>,

@@ -26,11 +26,14 @@ pub fn smallest_trainable_batch(variant: Variant, replicas: usize) -> usize {
 /// Batches of an epoch left out because they were too small.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Dropped {
+    /// Batches left out.
     pub batches: u64,
+    /// Images in those batches.
     pub images: u64,
 }
 
 impl Dropped {
+    /// Counts one more batch of `images` images left out.
     pub fn add(&mut self, images: usize) {
         self.batches += 1;
         self.images += images as u64;

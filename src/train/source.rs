@@ -16,17 +16,21 @@ pub enum Split {
 /// Images ready for the network: NCHW `f32`, normalised as the variant expects, and labels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostBatch {
+    /// Pixels, NCHW, normalised.
     pub images: Vec<f32>,
+    /// Class index of each image.
     pub labels: Vec<i64>,
     /// Side of the square images.
     pub side: usize,
 }
 
 impl HostBatch {
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether the batch holds no image.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -53,7 +57,9 @@ pub trait TrainData: Send + Sync {
 
 /// The embedded shapes ([`SyntheticShapes`]) for a variant.
 pub struct Synthetic {
+    /// The set's size and seed.
     pub set: SyntheticShapes,
+    /// The variant whose normalisation the images get.
     pub variant: Variant,
 }
 

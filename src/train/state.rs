@@ -28,11 +28,14 @@ pub struct TrainState {
     pub best: Option<Best>,
 }
 
+/// The best epoch so far by validation top-1, and its checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Best {
     /// 1-based.
     pub epoch: usize,
+    /// Its validation top-1 accuracy.
     pub val_top1: f64,
+    /// Name of its checkpoint folder.
     pub checkpoint: String,
 }
 

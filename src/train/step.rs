@@ -21,8 +21,11 @@ use crate::model::{GoogLeNet, GoogLeNetOutput, Variant};
 /// aux2) and each head's logits (row-major `[images, classes]`).
 #[derive(Clone, Debug, Default)]
 pub struct StepValues {
+    /// The recipe's weighted total loss.
     pub total: f64,
+    /// Each head's mean loss: main, aux1, aux2.
     pub heads: [Option<f64>; 3],
+    /// Each head's logits, row-major `[images, classes]`.
     pub logits: [Option<Vec<f32>>; 3],
 }
 

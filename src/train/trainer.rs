@@ -41,6 +41,7 @@ use crate::weights::WeightsError;
 /// Where a run writes and how it behaves, besides its hyperparameters.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
+    /// The run's output folder: checkpoints, metrics, curves and weights.
     pub out: PathBuf,
     /// Continue the run in `out` from its latest checkpoint.
     pub resume: bool,
@@ -141,6 +142,7 @@ impl Outcome {
     }
 }
 
+/// Why a training run stopped with an error, with what it kept.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]

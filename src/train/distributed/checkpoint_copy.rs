@@ -12,6 +12,7 @@ use crate::train::checkpoint::Checkpoints;
 /// on the other ranks a private copy of it received from rank 0 (removed when dropped), so that
 /// the output folder need not be shared between machines.
 pub struct SharedCheckpoint {
+    /// Where this rank reads the checkpoint.
     pub path: PathBuf,
     copy: Option<PathBuf>,
 }

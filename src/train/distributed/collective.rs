@@ -32,6 +32,7 @@ pub trait Communicator: Send + Sync {
 pub struct Collective(Arc<dyn Communicator>);
 
 impl Collective {
+    /// Collectives over `communicator`.
     pub fn new(communicator: Arc<dyn Communicator>) -> Collective {
         Collective(communicator)
     }
@@ -41,10 +42,12 @@ impl Collective {
         Collective(Arc::new(SingleProcess))
     }
 
+    /// Number of processes in the run.
     pub fn world_size(&self) -> usize {
         self.0.world_size()
     }
 
+    /// This process's rank, 0 for the root.
     pub fn rank(&self) -> usize {
         self.0.rank()
     }
@@ -59,24 +62,28 @@ impl Collective {
         self.world_size() > 1
     }
 
+    /// Replaces `values` on every rank with their sum over all ranks.
     pub fn all_reduce_sum_f32(&self, values: &mut [f32]) {
         if self.is_distributed() {
             self.0.all_reduce_sum_f32(values);
         }
     }
 
+    /// Replaces `values` on every rank with their sum over all ranks.
     pub fn all_reduce_sum_f64(&self, values: &mut [f64]) {
         if self.is_distributed() {
             self.0.all_reduce_sum_f64(values);
         }
     }
 
+    /// Replaces `bytes` on every rank with rank 0's.
     pub fn broadcast_bytes(&self, bytes: &mut Vec<u8>) {
         if self.is_distributed() {
             self.0.broadcast_bytes(bytes);
         }
     }
 
+    /// Waits until every rank reaches this point.
     pub fn barrier(&self) {
         if self.is_distributed() {
             self.0.barrier();
@@ -91,10 +98,12 @@ impl Collective {
         value[0] > 0.0
     }
 
+    /// Ends every process of the run with exit code `code`.
     pub fn abort(&self, code: i32) -> ! {
         self.0.abort(code)
     }
 
+    /// A line saying how the processes communicate and how many there are.
     pub fn describe(&self) -> String {
         self.0.describe()
     }

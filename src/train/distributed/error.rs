@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+/// Why ranks of a distributed run cannot agree or communicate.
 #[derive(Debug, thiserror::Error)]
 pub enum DistributedError {
     #[error(
