@@ -37,9 +37,13 @@ impl fmt::Display for CudaMissing {
     }
 }
 
+/// What is missing when the NVIDIA driver library cannot be loaded.
 pub const DRIVER: &str = "NVIDIA driver (libcuda)";
+/// What is missing when the driver finds no CUDA GPU.
 pub const GPU: &str = "CUDA GPU";
+/// What is missing when CUDA's run-time compiler cannot be loaded.
 pub const NVRTC: &str = "NVRTC, CUDA's run-time compiler (libnvrtc)";
+/// What is missing when the CUDA headers the kernels compile against are not found.
 pub const HEADERS: &str = "CUDA headers";
 
 /// The headers cubecl's generated kernels include (`cuda_fp16.h`, `cuda_bf16.h`, `mma.h` for the

@@ -34,10 +34,15 @@ pub(crate) enum Padding {
 /// A convolution with its BatchNorm folded in, weights laid out as a `[kernel² · in, out]` matrix
 /// whose rows run over (kernel row, kernel column, input channel).
 pub(crate) struct ConvGemm {
+    /// Side of the square kernel.
     pub kernel: usize,
+    /// Step between output positions.
     pub stride: usize,
+    /// Padding of the input.
     pub padding: Padding,
+    /// Channels read.
     pub in_channels: usize,
+    /// Channels written (filters).
     pub out_channels: usize,
     weights: Vec<f32>,
     bias: Vec<f32>,

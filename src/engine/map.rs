@@ -37,21 +37,28 @@ pub(crate) fn to_nhwc(input: &[f32], s: Shape, (scale, shift): InputAffine, out:
 /// The shape of an NHWC feature map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Shape {
+    /// Images.
     pub n: usize,
+    /// Height in pixels.
     pub h: usize,
+    /// Width in pixels.
     pub w: usize,
+    /// Channels.
     pub c: usize,
 }
 
 impl Shape {
+    /// Pixels over all images: n·h·w.
     pub fn pixels(&self) -> usize {
         self.n * self.h * self.w
     }
 
+    /// Elements: n·h·w·c.
     pub fn len(&self) -> usize {
         self.pixels() * self.c
     }
 
+    /// The same shape with `c` channels.
     pub fn with_channels(self, c: usize) -> Shape {
         Shape { c, ..self }
     }
@@ -61,9 +68,13 @@ impl Shape {
 /// a branch of an inception module reads its slice of a wider buffer this way.
 #[derive(Clone, Copy)]
 pub(crate) struct View<'a> {
+    /// The whole buffer.
     pub data: &'a [f32],
+    /// Shape of the view, its channels included.
     pub shape: Shape,
+    /// Floats between consecutive pixels.
     pub stride: usize,
+    /// First channel of the view within each pixel.
     pub offset: usize,
 }
 

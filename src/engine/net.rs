@@ -110,10 +110,12 @@ impl InferenceNet {
         })
     }
 
+    /// The variant the network was built from.
     pub fn variant(&self) -> Variant {
         self.variant
     }
 
+    /// Number of classes of the classifier.
     pub fn num_classes(&self) -> usize {
         self.dense.last().map_or(0, |d| d.outputs)
     }

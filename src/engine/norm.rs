@@ -7,6 +7,8 @@ use super::{InferenceError, tensor_values};
 use crate::model::architecture::STEM_LRN;
 use crate::model::batch_norm::BatchNorm;
 
+/// The normalisation after the stem's first pool and its 3x3 convolution: LocalRespNorm in the
+/// paper (Table 1), folded BatchNorm in the Keras seed.
 pub(crate) enum StemNorm {
     /// Local response normalisation across channels (burn's `LocalResponseNorm` with the paper's
     /// constants, [`STEM_LRN`]).
@@ -16,6 +18,8 @@ pub(crate) enum StemNorm {
 }
 
 impl StemNorm {
+    /// The inference form of `bn`: its running statistics folded into a per-channel scale and
+    /// shift.
     pub fn batch_norm(bn: &BatchNorm) -> Result<Self, InferenceError> {
         let gamma = tensor_values(bn.weight.val())?;
         let beta = tensor_values(bn.bias.val())?;

@@ -8,9 +8,13 @@ use crate::model::pool::{Pool, same_padding};
 /// (in each direction), giving `out` positions per side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Window {
+    /// Side of the window.
     pub kernel: usize,
+    /// Step between positions.
     pub stride: usize,
+    /// Padding before the input, (rows, columns).
     pub pad: [usize; 2],
+    /// Positions per side, (rows, columns).
     pub out: [usize; 2],
 }
 

@@ -24,7 +24,9 @@ use crate::eval::predict::probabilities;
 /// How the inference thread gathers and runs batches.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchSettings {
+    /// Most images run through the network at once.
     pub max_batch: usize,
+    /// How long the first image of a batch waits for others.
     pub max_delay: Duration,
     /// Most images admitted and not yet answered.
     pub queue: usize,

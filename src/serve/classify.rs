@@ -55,6 +55,8 @@ enum Shape {
     Form,
 }
 
+/// `POST /v1/classify`: the top predictions for an image sent raw or as a form upload, or an
+/// [`ApiError`].
 pub async fn handler(State(state): State<Arc<AppState>>, request: Request) -> Response {
     match classify(state, request).await {
         Ok(response) => response,

@@ -12,10 +12,13 @@ use crate::weights::WeightsSource;
 pub struct ServeConfig {
     /// A file, an http(s) URL or a pretrained name (see `googlenet weights list`).
     pub weights: WeightsSource,
+    /// The variant, when the weights file does not say.
     pub variant: Option<Variant>,
+    /// A file of class names, when the weights file holds none.
     pub classes: Option<PathBuf>,
     /// torchvision's `transform_input` (on for torchvision's official pretrained weights).
     pub transform_input: bool,
+    /// Address and port the service listens on.
     pub listen: SocketAddr,
     /// Shorter side after resizing, unless a request asks for another (`?resize=`).
     pub resize: u32,

@@ -9,6 +9,7 @@ use serde::Serialize;
 /// A request the service refuses or cannot answer, with what the client should know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
     /// A stable machine-readable reason (snake_case).
     pub code: &'static str,
@@ -31,6 +32,7 @@ struct Detail<'a> {
 }
 
 impl ApiError {
+    /// An error with `status`, the machine-readable `code` and `message`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -40,6 +42,7 @@ impl ApiError {
         }
     }
 
+    /// 400: the request is malformed.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
@@ -49,6 +52,7 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
+    /// 413: the body is over `limit` bytes.
     pub fn body_too_large(limit: u64) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -71,6 +75,7 @@ impl ApiError {
         }
     }
 
+    /// 503 with `Retry-After`: the model is still loading.
     pub fn not_ready() -> Self {
         ApiError {
             retry_after: Some(1),
@@ -82,6 +87,7 @@ impl ApiError {
         }
     }
 
+    /// 500: something failed on the server's side.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }

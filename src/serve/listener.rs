@@ -18,7 +18,9 @@ use tokio::sync::Semaphore;
 /// Limits on connections.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
+    /// How long a connection may take to send its request headers.
     pub header_timeout: Duration,
+    /// Most connections served at once.
     pub max_connections: usize,
 }
 

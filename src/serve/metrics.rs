@@ -50,6 +50,7 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
+    /// Empty counters and histograms, registered under the `googlenet` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("googlenet");
         let requests = Family::<RequestLabels, Counter>::default();

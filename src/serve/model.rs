@@ -15,30 +15,41 @@ use crate::model::Variant;
 
 /// The network, its class names and its description.
 pub struct LoadedModel {
+    /// The inference network.
     pub net: InferenceNet,
+    /// The class names.
     pub classes: ClassTable,
+    /// What `/v1/model` reports about it.
     pub info: ModelInfo,
 }
 
 /// `GET /v1/model`: what is being served.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelInfo {
+    /// The model's name.
     pub name: &'static str,
+    /// The variant.
     pub variant: Variant,
+    /// Number of classes.
     pub classes: usize,
     /// Side of the square crop the network reads.
     pub input_size: u32,
     /// Default shorter side after resizing (`?resize=` changes it per request).
     pub resize: u32,
+    /// torchvision's `transform_input` (on for torchvision's official pretrained weights).
     pub transform_input: bool,
+    /// The weights file it was loaded from.
     pub weights: WeightsInfo,
 }
 
+/// The weights file a served model came from.
 #[derive(Clone, Debug, Serialize)]
 pub struct WeightsInfo {
     /// The file name only: the server's folders are not the client's business.
     pub file: String,
+    /// Size of the file.
     pub bytes: u64,
+    /// SHA-256 of the file, hex.
     pub sha256: String,
 }
 

@@ -26,6 +26,8 @@ const PAGE: &str = include_str!("page.html");
 const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
     style-src 'unsafe-inline'; img-src blob:; connect-src 'self'";
 
+/// The service's routes on `state`: the page, classification, model information, health and
+/// metrics.
 pub fn router(state: Arc<AppState>) -> anyhow::Result<Router> {
     let max_body = usize::try_from(state.config.max_body).unwrap_or(usize::MAX);
     let inference = Router::new()

@@ -12,19 +12,26 @@ use super::dense::{Dense, dropout, dropout_backward, relu, relu_backward};
 use super::norm::Layout;
 use super::unit::ConvBn;
 
+/// An auxiliary classifier (section 5) for training on the CPU, with its buffers for the backward
+/// pass.
 pub(crate) struct AuxTrain {
+    /// The average pool the head starts with.
     pub pool: AuxPool,
+    /// The 1x1 convolution with BatchNorm and ReLU.
     pub conv: ConvBn,
     /// Its rows are in (row, column, channel) order, the order of the engine's NHWC map;
     /// [`super::params`] permutes torchvision's (channel, row, column) rows on the way in and out.
     pub fc1: Dense,
+    /// The linear classifier.
     pub fc2: Dense,
+    /// Dropout probability before the classifier (70% in the paper, section 5).
     pub dropout: f64,
     pooled: Vec<f32>,
     conv_out: Vec<f32>,
     hidden_relu: Vec<f32>,
     hidden: Vec<f32>,
     mask: Vec<f32>,
+    /// Logits of the last forward pass, row-major `[batch, classes]`.
     pub logits: Vec<f32>,
     hidden_grad: Vec<f32>,
     conv_grad: Vec<f32>,
@@ -32,6 +39,7 @@ pub(crate) struct AuxTrain {
 }
 
 impl AuxTrain {
+    /// A head from its layers, with empty buffers.
     pub fn new(pool: AuxPool, conv: ConvBn, fc1: Dense, fc2: Dense, dropout: f64) -> Self {
         Self {
             pool,

@@ -54,10 +54,15 @@ const SUM_CHUNK: usize = 16 * 1024;
 /// kernel column, input channel) — the same layout as the inference `ConvGemm`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ConvShape {
+    /// Side of the square kernel.
     pub kernel: usize,
+    /// Step between output positions.
     pub stride: usize,
+    /// Zero padding on each side.
     pub pad: usize,
+    /// Channels read.
     pub in_channels: usize,
+    /// Channels written (filters).
     pub out_channels: usize,
 }
 

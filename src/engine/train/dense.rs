@@ -11,16 +11,22 @@ use super::super::matmul::affine;
 
 /// A fully connected layer with its gradients.
 pub(crate) struct Dense {
+    /// Input features.
     pub inputs: usize,
+    /// Output features.
     pub outputs: usize,
     /// `[inputs, outputs]`, burn's layout.
     pub weight: Vec<f32>,
+    /// One bias per output.
     pub bias: Vec<f32>,
+    /// Gradient of the loss with respect to `weight`.
     pub weight_grad: Vec<f32>,
+    /// Gradient of the loss with respect to `bias`.
     pub bias_grad: Vec<f32>,
 }
 
 impl Dense {
+    /// A layer with the given weights, `[inputs, outputs]`, and zero gradients.
     pub fn new(inputs: usize, outputs: usize, weight: Vec<f32>, bias: Vec<f32>) -> Self {
         assert_eq!(weight.len(), inputs * outputs, "weight shape");
         assert_eq!(bias.len(), outputs, "bias shape");

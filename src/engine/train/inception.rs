@@ -19,10 +19,13 @@ pub(crate) struct InceptionTrain {
     pub fused: ConvBn,
     /// Output channels of branch 1, the 3x3 reduction and the 5x5 reduction.
     pub widths: [usize; 3],
+    /// The 3x3 convolution after its reduction.
     pub branch2: ConvBn,
+    /// The 5x5 convolution (3x3 in torchvision) after its reduction.
     pub branch3: ConvBn,
     /// The 3x3/1 max pool before the projection (torchvision: padding 1, ceil mode).
     pub pool: MaxPoolShape,
+    /// The 1x1 projection after the pool (Table 1, "pool proj").
     pub projection: ConvBn,
     /// Saved by the forward pass: the two reductions, the pooled input and where each pooled
     /// value came from.
@@ -36,6 +39,7 @@ pub(crate) struct InceptionTrain {
 }
 
 impl InceptionTrain {
+    /// A module from its units, with empty buffers.
     pub fn new(
         fused: ConvBn,
         widths: [usize; 3],
@@ -60,6 +64,7 @@ impl InceptionTrain {
         }
     }
 
+    /// Channels of the concatenated output.
     pub fn out_channels(&self) -> usize {
         self.widths[0]
             + self.branch2.conv.out_channels

@@ -100,8 +100,11 @@ impl Stage {
 /// aux1, aux2) and each head's logits (row-major `[batch, classes]`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrainLosses {
+    /// The recipe's weighted total loss.
     pub total: f64,
+    /// Each head's mean loss: main, aux1, aux2.
     pub heads: [Option<f64>; 3],
+    /// Each head's logits, row-major `[batch, classes]`.
     pub logits: [Option<Vec<f32>>; 3],
 }
 
@@ -152,6 +155,7 @@ impl TrainNet {
         }
     }
 
+    /// Number of classes of the main classifier.
     pub fn num_classes(&self) -> usize {
         self.fc.outputs
     }

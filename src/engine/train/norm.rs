@@ -17,7 +17,9 @@ use rayon::prelude::*;
 /// concatenated map this way; a dense map has stride = channels, offset 0).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
+    /// Floats between consecutive pixels.
     pub stride: usize,
+    /// Position of the layer's first channel within each pixel.
     pub offset: usize,
 }
 

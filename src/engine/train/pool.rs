@@ -15,8 +15,11 @@ use super::super::map::Shape;
 /// modules) and 2/2/0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct MaxPoolShape {
+    /// Side of the square window.
     pub kernel: usize,
+    /// Step between windows.
     pub stride: usize,
+    /// Padding on each side.
     pub pad: usize,
 }
 

@@ -12,6 +12,7 @@ use super::norm::{self, BatchStats, Layout};
 /// side by side (their filters as one wider matrix, [`super::params`]): BatchNorm works channel by
 /// channel, so nothing else changes.
 pub(crate) struct ConvBn {
+    /// Kernel, stride, padding and channels of the convolution.
     pub conv: ConvShape,
     /// BatchNorm after the convolution (torchvision), or else a bias, held in `beta` with its
     /// gradient in `beta_grad` (the paper: `relu(conv + bias)` is BatchNorm's output with the
@@ -19,14 +20,23 @@ pub(crate) struct ConvBn {
     pub batch_norm: bool,
     /// `[kernel²·in, out]`, rows over (kernel row, kernel column, input channel).
     pub weight: Vec<f32>,
+    /// BatchNorm per-channel scale.
     pub gamma: Vec<f32>,
+    /// BatchNorm per-channel shift.
     pub beta: Vec<f32>,
+    /// Running average of the batch means.
     pub running_mean: Vec<f32>,
+    /// Running average of the batch variances.
     pub running_var: Vec<f32>,
+    /// Added to the variance before the square root.
     pub epsilon: f64,
+    /// Weight of the batch statistic in the running average (PyTorch's convention).
     pub momentum: f64,
+    /// Gradient of the loss with respect to `weight`.
     pub weight_grad: Vec<f32>,
+    /// Gradient of the loss with respect to `gamma`.
     pub gamma_grad: Vec<f32>,
+    /// Gradient of the loss with respect to `beta`.
     pub beta_grad: Vec<f32>,
     /// The convolution's output of the last forward pass; its gradient after the backward pass.
     raw: Vec<f32>,
