@@ -25,6 +25,7 @@ pub enum BenchTarget {
     Allreduce(bench_allreduce::BenchAllreduceArgs),
 }
 
+/// Runs `googlenet bench` on the target asked for.
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     match args.target {
         BenchTarget::Data(args) => bench_data::run(args),

@@ -43,6 +43,7 @@ struct AllreduceResult {
     bus_gigabytes_per_second: f64,
 }
 
+/// Runs `googlenet bench allreduce`: times the gradients' all-reduce over the ranks of the run.
 pub fn run(args: BenchAllreduceArgs) -> Result<ExitCode> {
     let (world, _membership) = distributed::join();
     if !world.is_distributed() {

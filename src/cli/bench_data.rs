@@ -52,6 +52,7 @@ struct BenchReport {
     images_per_cpu_sec: f64,
 }
 
+/// Runs `googlenet bench data`: times the training input pipeline on a dataset folder.
 pub fn run(args: BenchDataArgs) -> Result<ExitCode> {
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -109,6 +109,7 @@ struct Report {
     peak_rss_bytes: u64,
 }
 
+/// Runs `googlenet bench model`: times the network's inference or training steps.
 pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
     if args.batch == 0 || args.iterations == 0 {
         bail!("--batch and --iterations must be at least 1");

@@ -86,6 +86,7 @@ struct ImageResult {
     error: Option<String>,
 }
 
+/// Runs `googlenet classify`: the top predictions for each image given.
 pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
     let device = Device::flex();
     let loaded = super::load_model(&args.weights, args.variant, args.crop as usize, &device)?;

@@ -21,6 +21,7 @@ pub struct CompletionsArgs {
 #[derive(Args, Debug)]
 pub struct ManArgs {}
 
+/// Prints the shell completion script for the shell asked for.
 pub fn completions(args: CompletionsArgs) -> Result<ExitCode> {
     clap_complete::generate(
         args.shell,
@@ -31,6 +32,7 @@ pub fn completions(args: CompletionsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints the manual page of the CLI (roff).
 pub fn man(_: ManArgs) -> Result<ExitCode> {
     clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
     Ok(ExitCode::SUCCESS)

@@ -31,6 +31,7 @@ pub struct ConvertArgs {
     pub input_size: usize,
 }
 
+/// Runs `googlenet convert`: reads weights in one format and writes them in another.
 pub fn run(args: ConvertArgs) -> Result<ExitCode> {
     let loaded = super::load_model(&args.input, args.variant, args.input_size, &Device::flex())?;
     let model = loaded.model;

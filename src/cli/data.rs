@@ -51,6 +51,7 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
+/// Runs `googlenet data` and its subcommand.
 pub fn run(args: DataArgs) -> Result<ExitCode> {
     match args.command {
         DataCommand::Check(args) => run_check(args),

@@ -68,6 +68,7 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
+/// Runs `googlenet eval`: top-1 and top-5 accuracy of weights on a labelled dataset.
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let device = Device::flex();
     let mut models = Vec::new();

@@ -77,6 +77,8 @@ impl ExportFormat {
     }
 }
 
+/// Runs `googlenet export`: the inference network as ONNX, or the weights in torchvision's key
+/// layout.
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let format = match args.format {
         Some(f) => f,

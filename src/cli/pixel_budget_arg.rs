@@ -14,6 +14,7 @@ pub struct PixelBudgetArg {
 }
 
 impl PixelBudgetArg {
+    /// The pixel budget the option asks for (the default when it is not given).
     pub fn budget(&self) -> PixelBudget {
         PixelBudget::from_option(self.max_image_pixels)
     }

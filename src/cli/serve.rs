@@ -89,6 +89,7 @@ pub struct ServeArgs {
     pub cors: Option<String>,
 }
 
+/// Runs `googlenet serve`: the HTTP classification service, until it is stopped.
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     anyhow::ensure!(args.max_batch > 0, "--max-batch must be at least 1");
     anyhow::ensure!(args.queue > 0, "--queue must be at least 1");

@@ -24,6 +24,7 @@ pub struct SummaryArgs {
     pub json: bool,
 }
 
+/// Runs `googlenet summary`: the layer table of a variant.
 pub fn run(args: SummaryArgs) -> Result<ExitCode> {
     let model = GoogLeNetConfig::new(args.variant)
         .with_num_classes(args.classes)

@@ -44,6 +44,7 @@ struct Entry {
     about: &'static str,
 }
 
+/// Runs `googlenet weights` and its subcommand.
 pub fn run(args: WeightsArgs) -> Result<ExitCode> {
     match args.command {
         WeightsCommand::List { json } => list(json),

@@ -55,7 +55,7 @@ enum Shape {
     Form,
 }
 
-/// `POST /v1/classify`: the top predictions for an image sent raw or as a form upload, or an
+/// `POST /v1/classify`: the top predictions for one image sent raw or for the images of a form upload, or an
 /// [`ApiError`].
 pub async fn handler(State(state): State<Arc<AppState>>, request: Request) -> Response {
     match classify(state, request).await {
