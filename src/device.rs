@@ -26,8 +26,10 @@ pub enum DeviceSpec {
 /// A device name that is misspelt, or that this binary cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
+    /// A device name that is none of cpu, cuda:N or wgpu[:N].
     #[error("unknown device `{0}`: expected cpu, cuda:N or wgpu[:N] (N = 0, 1, ...)")]
     Unknown(String),
+    /// A device index that is not a number.
     #[error("device `{spec}`: `{index}` is not a device index (0, 1, ...)")]
     BadIndex { spec: String, index: String },
     #[error(
@@ -35,6 +37,7 @@ pub enum DeviceError {
          `cargo build --release --features {feature}`"
     )]
     NotBuilt { spec: String, feature: &'static str },
+    /// An empty device list.
     #[error("no device given: expected a comma-separated list such as cuda:0,cuda:1")]
     EmptyList,
     #[error(
@@ -47,6 +50,7 @@ pub enum DeviceError {
          all be cuda, all wgpu or all cpu"
     )]
     MixedBackends { first: String, other: String },
+    /// A CUDA device on a machine that lacks part of what CUDA needs.
     #[error("device `{spec}` cannot run on this machine:{missing}")]
     CudaMissing {
         spec: String,

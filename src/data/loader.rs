@@ -30,7 +30,9 @@ use crate::model::Variant;
 /// What happens to each decoded image.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transform {
+    /// Random crops, flips and distortions for training.
     Train(TrainTransform),
+    /// Resize and center crop for evaluation.
     Eval(EvalTransform),
 }
 

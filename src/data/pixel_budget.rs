@@ -54,6 +54,7 @@ impl PixelBudget {
 /// What [`check_pixel_budget`] found about an image within the limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PixelCheck {
+    /// The image is within the limit.
     Within,
     /// Above [`PixelBudget::warn_above`]: decoded, with a warning.
     Large,

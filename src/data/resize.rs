@@ -11,6 +11,7 @@ use image::RgbImage;
 /// How pixels are interpolated when resizing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Interpolation {
+    /// The nearest source pixel.
     Nearest,
     /// Antialiased bilinear, as PIL's `BILINEAR` (torchvision's default).
     Bilinear,

@@ -19,7 +19,9 @@ pub const CLASSES: [&str; 4] = [
 /// Which part of the set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
+    /// The training images.
     Train,
+    /// The validation images.
     Val,
 }
 

@@ -33,14 +33,17 @@ use burn::prelude::*;
 /// Why the fast inference path cannot be built or run.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum InferenceError {
+    /// The input's length does not match its shape.
     #[error("input has {got} values, but shape {shape:?} needs {want}")]
     InputLength {
         got: usize,
         want: usize,
         shape: [usize; 4],
     },
+    /// The input does not have 3 channels.
     #[error("the network takes 3 input channels (RGB), got {0}")]
     Channels(usize),
+    /// The input is too small for the network.
     #[error("an input of {height}x{width} is too small for the network")]
     InputTooSmall { height: usize, width: usize },
     #[error(
@@ -52,8 +55,10 @@ pub enum InferenceError {
         features: usize,
         expected: usize,
     },
+    /// The model has a part the fast path does not implement.
     #[error("the fast inference path does not support {0}")]
     Unsupported(String),
+    /// A weight tensor could not be read.
     #[error("reading a weight tensor: {0}")]
     Weights(String),
 }

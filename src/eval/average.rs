@@ -6,16 +6,20 @@
 /// Scores whose length does not fit the rows or groups asked for.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AverageError {
+    /// The scores do not split into rows of the number of classes.
     #[error("{len} scores do not split into rows of {classes} classes")]
     Rows { len: usize, classes: usize },
+    /// The rows do not split into groups of the number of crops.
     #[error("{rows} rows do not split into groups of {group} crops")]
     Groups { rows: usize, group: usize },
+    /// An ensemble member has another number of scores than the first.
     #[error("ensemble member {index} has {len} scores, member 0 has {expected}")]
     Members {
         index: usize,
         len: usize,
         expected: usize,
     },
+    /// An ensemble with no member.
     #[error("an ensemble needs at least one member")]
     NoMembers,
 }

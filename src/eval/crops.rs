@@ -106,8 +106,10 @@ impl CropBox {
 /// Why crops cannot be taken from an image.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CropError {
+    /// The image has no pixel.
     #[error("image of {width}x{height} pixels has no area to crop from")]
     EmptyImage { width: u32, height: u32 },
+    /// The crop side is 0.
     #[error("the crop side must be positive")]
     ZeroCrop,
     #[error(

@@ -31,8 +31,10 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
 /// A label or a score row that does not fit the number of classes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MetricsError {
+    /// A label is not one of the classes.
     #[error("label {label} is not one of the {classes} classes")]
     Label { label: usize, classes: usize },
+    /// A score row does not have one score per class.
     #[error("{got} scores for a {classes}-class problem")]
     Scores { got: usize, classes: usize },
 }

@@ -14,8 +14,11 @@ const FLOAT: i64 = 1;
 /// An operator attribute (`AttributeProto`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Attribute {
+    /// An integer.
     Int(i64),
+    /// A list of integers.
     Ints(Vec<i64>),
+    /// A float.
     Float(f32),
 }
 

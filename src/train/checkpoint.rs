@@ -29,14 +29,17 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// Why a checkpoint cannot be written, read or pruned, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// A file or folder could not be read or written.
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// The checkpoint's tensors could not be stored or loaded.
     #[error("{path}: {reason}")]
     Store { path: PathBuf, reason: String },
+    /// The folder is not a checkpoint of this run.
     #[error("{path} is not a checkpoint of this run: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }

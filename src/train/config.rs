@@ -303,14 +303,17 @@ impl TrainConfig {
 /// Why a training configuration is invalid or cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A setting is out of range.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// The file could not be read.
     #[error("{path}: {source}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// The file is not a training configuration.
     #[error("{path} is not a training configuration: {reason}")]
     Parse { path: String, reason: String },
 }

@@ -25,8 +25,10 @@ fn register_fonts() {
 /// Why the training curves cannot be drawn or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CurvesError {
+    /// The plot could not be drawn.
     #[error("drawing the curves: {0}")]
     Draw(String),
+    /// The image could not be written.
     #[error("{path}: {source}")]
     Io {
         path: String,

@@ -47,16 +47,20 @@ pub type ReplicaLoss<R> =
 /// Why a data-parallel step could not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DataParallelError {
+    /// No device was given.
     #[error("data-parallel training needs at least one device")]
     NoDevices,
     #[error(
         "a batch of {batch} images cannot be split over {replicas} devices: use a batch of at least {replicas}"
     )]
     BatchTooSmall { batch: usize, replicas: usize },
+    /// The batch has another number of labels than images.
     #[error("{images} images but {labels} labels in the batch")]
     LabelCount { images: usize, labels: usize },
+    /// A replica's step failed.
     #[error("the replica on {device} failed: {message}")]
     Replica { device: String, message: String },
+    /// A replica's worker thread has stopped.
     #[error("the worker thread of {device} has stopped")]
     WorkerGone { device: String },
 }

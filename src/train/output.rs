@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// Why the output folder cannot be written to.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
+    /// The output folder cannot be written to.
     #[error("cannot write to the output folder {path}: {source}")]
     NotWritable {
         path: PathBuf,

@@ -9,7 +9,9 @@ use crate::model::Variant;
 /// Which split of a dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
+    /// The training split.
     Train,
+    /// The validation split.
     Val,
 }
 

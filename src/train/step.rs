@@ -53,10 +53,13 @@ impl std::fmt::Display for TrainEngine {
 /// Why a step could not be prepared or run.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
+    /// A data-parallel step failed.
     #[error(transparent)]
     DataParallel(#[from] DataParallelError),
+    /// `--engine fast` cannot train this configuration.
     #[error("--engine fast does not apply: {0} (--engine burn trains everything)")]
     FastRefused(String),
+    /// The fast training path failed.
     #[error("the fast training path: {0}")]
     Fast(#[from] TrainNetError),
 }
@@ -79,7 +82,9 @@ pub struct FastStep {
 
 /// The gradients of a forward and backward pass, not applied yet.
 pub enum Update {
+    /// The gradients of one model.
     Single(GradientsParams),
+    /// The gradients of the data-parallel replicas.
     Multi(burn::optim::MultiGradientsParams),
 }
 

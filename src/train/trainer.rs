@@ -92,6 +92,7 @@ impl TrainOptions {
 /// How a run ended without error.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
+    /// Every epoch has run.
     Finished {
         epochs: usize,
         best: Option<Best>,
@@ -145,8 +146,10 @@ impl Outcome {
 /// Why a training run stopped with an error, with what it kept.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// The configuration is invalid or cannot be read.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The output folder cannot be written to.
     #[error(transparent)]
     Output(#[from] OutputError),
     #[error(
@@ -154,20 +157,26 @@ pub enum TrainError {
          another --out"
     )]
     AlreadyARun(String),
+    /// The configuration does not fit the data (classes, image size) or its batch is too small.
     #[error("{0}")]
     Mismatch(String),
+    /// The model cannot be built for the configuration.
     #[error(transparent)]
     Model(#[from] SummaryError),
+    /// The initial weights cannot be read.
     #[error(transparent)]
     Weights(#[from] WeightsError),
+    /// The training data cannot be read.
     #[error("reading training data: {0}")]
     Data(#[from] DataError),
+    /// A checkpoint could not be written; what was kept is said.
     #[error("writing a checkpoint failed ({source}); {kept}")]
     Checkpoint {
         #[source]
         source: CheckpointError,
         kept: String,
     },
+    /// The checkpoint to resume from could not be loaded.
     #[error("loading checkpoint: {0}")]
     Resume(CheckpointError),
     #[error(
@@ -182,20 +191,26 @@ pub enum TrainError {
         parts: String,
         kept: String,
     },
+    /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// The curves could not be drawn.
     #[error(transparent)]
     Curves(#[from] CurvesError),
+    /// A data-parallel step failed.
     #[error(transparent)]
     DataParallel(#[from] DataParallelError),
+    /// A training step failed.
     #[error(transparent)]
     Step(#[from] StepError),
+    /// The device cannot train in the precision asked for.
     #[error(transparent)]
     Precision(#[from] PrecisionError),
+    /// The ranks of a distributed run could not agree or communicate.
     #[error(transparent)]
     Distributed(#[from] DistributedError),
 }

@@ -32,24 +32,32 @@ use super::InferenceError;
 /// Why the fast training path cannot be built or run.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum TrainNetError {
+    /// The input's length does not match its shape.
     #[error("input has {got} values, but shape {shape:?} needs {want}")]
     InputLength {
         got: usize,
         want: usize,
         shape: [usize; 4],
     },
+    /// The input does not have 3 channels.
     #[error("the network takes 3 input channels (RGB), got {0}")]
     Channels(usize),
+    /// The number of labels differs from the number of images.
     #[error("{labels} labels for a batch of {batch} images")]
     Labels { labels: usize, batch: usize },
+    /// A label is not below the number of classes.
     #[error("label {label} is not below the number of classes ({classes})")]
     Label { label: usize, classes: usize },
+    /// BatchNorm needs at least 2 images per batch to train.
     #[error("training with BatchNorm needs at least 2 images per batch")]
     BatchTooSmall,
+    /// The input does not fit the network.
     #[error("an input of {height}x{width} does not fit the network")]
     InputTooSmall { height: usize, width: usize },
+    /// The model has a part the fast path does not implement.
     #[error("the fast training path does not support {0}")]
     Unsupported(String),
+    /// A weight tensor could not be read.
     #[error("reading a weight tensor: {0}")]
     Weights(String),
 }

@@ -21,12 +21,14 @@ pub enum DistributedError {
          must apply identical updates (is every rank running the same build?)"
     )]
     Diverged { ranks: Vec<usize>, step: u64 },
+    /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// Something rank 0 shares could not be sent or received.
     #[error("rank 0's {what} could not be {action}: {reason}")]
     Transfer {
         what: &'static str,
