@@ -48,10 +48,10 @@ impl LayerRow {
 /// Why a model or its summary cannot be built for the input asked for.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SummaryError {
+    /// The input side is below the smallest the variant's pools and convolutions take.
     #[error(
         "input of side {input} is too small for this variant: the smallest it takes is {min}x{min}"
     )]
-    /// The input side is below the smallest the variant's pools and convolutions take.
     InputTooSmall { input: usize, min: usize },
     /// A layer's input is too small for its kernel.
     #[error("input of shape {shape:?} is too small for layer {layer}")]
