@@ -87,4 +87,3 @@ pub(super) fn prune(
             },
         })
 }
-

@@ -79,4 +79,3 @@ fn start_from(
     let pretrained = file.load_into(build_model(&like_file, device)?)?;
     Ok(pretrained.with_new_classifiers(config.num_classes, device))
 }
-

@@ -24,12 +24,7 @@ const EPS: f64 = 1e-3;
 
 /// PyTorch's training-mode BatchNorm and ReLU in f64, written out plainly: the output, the
 /// per-channel mean and the biased variance.
-fn reference(
-    raw: &[f64],
-    c: usize,
-    gamma: &[f64],
-    beta: &[f64],
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn reference(raw: &[f64], c: usize, gamma: &[f64], beta: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let p = raw.len() / c;
     let mut mean = vec![0.0; c];
     let mut var = vec![0.0; c];
