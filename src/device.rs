@@ -26,7 +26,7 @@ pub enum DeviceSpec {
 /// A device name that is misspelt, or that this binary cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
-    /// A device name that is none of cpu, cuda:N or wgpu[:N].
+    /// A device name that is none of `cpu`, `cuda:N` or `wgpu[:N]`.
     #[error("unknown device `{0}`: expected cpu, cuda:N or wgpu[:N] (N = 0, 1, ...)")]
     Unknown(String),
     /// A device index that is not a number.
