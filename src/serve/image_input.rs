@@ -8,12 +8,14 @@ use image::{ImageReader, RgbImage};
 
 use super::error::ApiError;
 use crate::data::EvalTransform;
-use crate::data::image::{decode_rgb, format_name, sniff_format};
+use crate::data::image::{
+    PIL_MAX_IMAGE_PIXELS, PixelBudget, decode_rgb_within, format_name, sniff_format,
+};
 use crate::eval::crops::resized_size;
 
-/// The default pixel budget: twice Pillow's `MAX_IMAGE_PIXELS` (89,478,485), the limit above
-/// which Pillow refuses to open an image as a decompression bomb.
-pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 2 * 89_478_485;
+/// The default pixel budget: the limit of [`PixelBudget::default`], twice Pillow's
+/// `MAX_IMAGE_PIXELS`, above which Pillow refuses to open an image as a decompression bomb.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 2 * PIL_MAX_IMAGE_PIXELS;
 
 /// Width and height from the image's header, refused when it is not an image or when
 /// `width * height` is over `max_pixels`.
@@ -80,7 +82,9 @@ pub fn prepare(
             transform.resize
         ),
     )?;
-    let image =
-        decode_rgb(bytes).map_err(|reason| ApiError::unprocessable("invalid_image", reason))?;
+    // The decoder checks the header again, against the service's budget (not the default one,
+    // which would refuse what `--max-image-pixels` allows).
+    let image = decode_rgb_within(bytes, PixelBudget::with_limit(max_pixels))
+        .map_err(|reason| ApiError::unprocessable("invalid_image", reason))?;
     Ok(transform.apply(&image))
 }
