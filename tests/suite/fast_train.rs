@@ -3,7 +3,7 @@
 //! against burn's autodiff for every one of its 187 gradients, and for the paper's variant
 //! (biased convolutions, LocalRespNorm, 5x5/3 auxiliary pools) against burn's autodiff.
 
-use burn::module::{ModuleVisitor, Param};
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -110,12 +110,24 @@ fn losses_logits_gradients_and_running_stats_match_pytorch() {
     );
 }
 
-/// Collects every float parameter's id, name-less, in visiting order.
-struct Ids(Vec<(burn::module::ParamId, usize)>);
+/// Collects every float parameter's id, rank and module path in visiting order.
+#[derive(Default)]
+struct Ids {
+    params: Vec<(burn::module::ParamId, usize, String)>,
+    path: Vec<String>,
+}
 
 impl ModuleVisitor for Ids {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.push((param.id, D));
+        self.params.push((param.id, D, self.path.join(".")));
     }
 }
 
@@ -146,7 +158,7 @@ fn every_gradient_matches_burns_autodiff() {
 
     assert_eq!(burn.len(), 187);
     assert_eq!(fast.len(), 187, "one gradient per trainable tensor");
-    let mut ids = Ids(Vec::new());
+    let mut ids = Ids::default();
     model.visit(&mut ids);
     let flat = |g: &GradientsParams, id, rank| -> Option<Vec<f32>> {
         match rank {
@@ -157,7 +169,7 @@ fn every_gradient_matches_burns_autodiff() {
     };
     let mut worst = 0.0f32;
     let mut compared = 0;
-    for (id, rank) in ids.0 {
+    for (id, rank, name) in ids.params {
         // The visitor also meets BatchNorm's running statistics, which have no gradient.
         let Some(want) = flat(&burn, id, rank) else {
             assert!(flat(&fast, id, rank).is_none());
@@ -170,7 +182,7 @@ fn every_gradient_matches_burns_autodiff() {
         // gradient is 0.7% from the float64 truth) differ by up to about that much.
         assert!(
             err < 1e-2,
-            "parameter {id} (rank {rank}): relative L2 {err:e}"
+            "parameter {name} (rank {rank}): relative L2 {err:e}"
         );
         worst = worst.max(err);
     }
@@ -318,9 +330,54 @@ fn trainer_steps_on_the_fast_path_move_the_model_as_burns_do() {
     assert_close("conv1 running mean", &fast_mean, &burn_mean, 1e-5);
 }
 
+/// Replaces every weight (rank 2 and 4) with BVLC's `xavier` filler, uniform in
+/// ±sqrt(3 / fan_in), drawn from a fixed hash of the tensor's and the element's position instead of
+/// the device's RNG, which the tests running beside this one share. Biases keep their constant.
+#[derive(Default)]
+struct FixedXavier {
+    tensors: u64,
+}
+
+impl ModuleMapper for FixedXavier {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if D == 1 {
+            return param;
+        }
+        self.tensors += 1;
+        let tensor = self.tensors;
+        param.map(|w| {
+            let dims = w.dims();
+            // burn's Conv2d weight is [out, in, kh, kw], its Linear weight [in, out].
+            let fan_in: usize = if D == 4 {
+                dims[1..].iter().product()
+            } else {
+                dims[0]
+            };
+            let scale = (3.0 / fan_in as f64).sqrt();
+            let values: Vec<f32> = (0..dims.iter().product::<usize>() as u64)
+                .map(|i| {
+                    ((splitmix(tensor << 32 | i) as f64 / u64::MAX as f64 * 2.0 - 1.0) * scale)
+                        as f32
+                })
+                .collect();
+            Tensor::from_data(TensorData::new(values, dims), &w.device()).require_grad()
+        })
+    }
+}
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The paper's variant: losses, logits and every gradient as burn's autodiff gives them, at
-/// 112 px with 10 classes from the variant's own initialisation, dropout off. Without BatchNorm
-/// the gradients are well conditioned, so they must agree far more closely than torchvision's.
+/// 112 px with 10 classes from fixed xavier weights, dropout off. Without BatchNorm the gradients
+/// are well conditioned, so they must agree far more closely than torchvision's. The weights are
+/// the same every run because the two float32 forward passes can order a near-tie inside a max
+/// pool differently, which sends a gradient to the neighbouring pixel: a valid subgradient that
+/// moves the stem's gradients by about 1e-3. These weights have no such tie.
 #[test]
 fn the_papers_variant_matches_burns_autodiff() {
     let device = Device::flex().autodiff();
@@ -329,7 +386,8 @@ fn the_papers_variant_matches_burns_autodiff() {
         .with_input_size(112)
         .init(&device)
         .unwrap()
-        .without_dropout();
+        .without_dropout()
+        .map(&mut FixedXavier::default());
     let n = 3;
     // Smooth images with large values, so that LocalRespNorm is far from the identity.
     let input: Vec<f32> = (0..n * 3 * 112 * 112)
@@ -375,11 +433,11 @@ fn the_papers_variant_matches_burns_autodiff() {
         let err = relative_l2(losses.logits[k].as_ref().unwrap(), &logits[k]);
         assert!(err < 1e-4, "head {k} logits: relative L2 {err:e}");
     }
-    let mut ids = Ids(Vec::new());
+    let mut ids = Ids::default();
     model.visit(&mut ids);
     let mut compared = 0;
     let mut worst = 0.0f32;
-    for (id, rank) in ids.0 {
+    for (id, rank, name) in ids.params {
         let get = |g: &GradientsParams| -> Option<Vec<f32>> {
             match rank {
                 1 => g.get::<1>(id).map(to_vec),
@@ -391,8 +449,8 @@ fn the_papers_variant_matches_burns_autodiff() {
         let got = get(&fast).expect("the fast path has every gradient burn has");
         let err = relative_l2(&got, &want);
         assert!(
-            err < 1e-3,
-            "parameter {id} (rank {rank}): relative L2 {err:e}"
+            err < 1e-5,
+            "parameter {name} (rank {rank}): relative L2 {err:e}"
         );
         worst = worst.max(err);
         compared += 1;
