@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
+use crate::device::{self, DeviceSpec};
 use crate::model::Variant;
+use crate::model::precision::Precision;
 use crate::serve::image_input::DEFAULT_MAX_IMAGE_PIXELS;
 use crate::serve::{ServeConfig, auth};
 use crate::weights::WeightsSource;
@@ -35,6 +37,14 @@ pub struct ServeArgs {
     /// torchvision's transform_input (on for torchvision's official pretrained weights).
     #[arg(long)]
     pub transform_input: bool,
+    /// Where the network computes: `cpu` (the fast CPU engine), `cuda:N` or `wgpu` (a binary
+    /// built with that feature).
+    #[arg(long, default_value = "cpu", value_parser = device::parse_available)]
+    pub device: DeviceSpec,
+    /// Float format of the convolutions and fully connected layers (BatchNorm stays f32); bf16
+    /// and f16 run on burn's model rather than the fast engine, where the device supports them.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Address and port to listen on (port 0: any free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -107,6 +117,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         variant: args.variant,
         classes: args.classes,
         transform_input: args.transform_input,
+        device: args.device,
+        precision: args.precision,
         listen: args.listen,
         resize: args.resize,
         crop: args.crop,

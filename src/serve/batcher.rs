@@ -18,8 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::error::ApiError;
 use super::metrics::Metrics;
-use crate::engine::InferenceNet;
-use crate::eval::predict::probabilities;
+use super::network::ServedNetwork;
 
 /// How the inference thread gathers and runs batches.
 #[derive(Clone, Copy, Debug)]
@@ -51,7 +50,7 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the inference thread that owns `net`.
     pub fn start(
-        net: InferenceNet,
+        net: ServedNetwork,
         settings: BatchSettings,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Batcher> {
@@ -115,7 +114,7 @@ impl Batcher {
 
 /// The inference thread: until every sender is gone, gather a batch and run it on `pool`.
 fn run_batches(
-    net: &InferenceNet,
+    net: &ServedNetwork,
     pool: &rayon::ThreadPool,
     receiver: &Receiver<Job>,
     settings: BatchSettings,
@@ -136,11 +135,11 @@ fn run_batches(
 }
 
 /// One network pass; a failure (or a panic) is every image's answer, and the thread goes on.
-fn run_batch(net: &InferenceNet, batch: Vec<Job>, metrics: &Metrics) {
+fn run_batch(net: &ServedNetwork, batch: Vec<Job>, metrics: &Metrics) {
     let (images, replies): (Vec<RgbImage>, Vec<_>) =
         batch.into_iter().map(|job| (job.image, job.reply)).unzip();
     let start = Instant::now();
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| probabilities(net, &images)));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| net.probabilities(&images)));
     metrics.record_batch(images.len(), start.elapsed());
     match result {
         Ok(Ok(probs)) => {

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::device::DeviceSpec;
 use crate::model::Variant;
+use crate::model::precision::Precision;
 use crate::weights::WeightsSource;
 
 /// The service's settings (the command line's `serve` options, see `googlenet serve --help`).
@@ -18,6 +20,11 @@ pub struct ServeConfig {
     pub classes: Option<PathBuf>,
     /// torchvision's `transform_input` (on for torchvision's official pretrained weights).
     pub transform_input: bool,
+    /// Where the network computes: the CPU (the fast engine in f32), or a GPU of a build with
+    /// the `cuda` or `wgpu` feature.
+    pub device: DeviceSpec,
+    /// The float format of the convolutions and fully connected layers.
+    pub precision: Precision,
     /// Address and port the service listens on.
     pub listen: SocketAddr,
     /// Shorter side after resizing, unless a request asks for another (`?resize=`).

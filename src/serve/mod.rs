@@ -4,7 +4,8 @@
 //! - [`classify`]: reading raw or multipart images and answering as `classify --json` does.
 //! - [`batcher`]: the bounded queue and the inference thread that runs dynamic batches.
 //! - [`image_input`]: the pixel budget and the decode and crop of each image.
-//! - [`model`]: the weights loaded once, on the fast CPU engine.
+//! - [`model`]: the weights loaded once; [`network`]: the fast CPU engine, or burn's model on
+//!   another device or precision.
 //! - [`metrics`], [`auth`], [`error`]: Prometheus metrics, the API key, the JSON error reply.
 //! - [`listener`]: connections, header timeouts and graceful shutdown.
 
@@ -17,6 +18,7 @@ pub mod image_input;
 pub mod listener;
 pub mod metrics;
 pub mod model;
+pub mod network;
 pub mod routes;
 pub mod state;
 
@@ -90,9 +92,11 @@ fn load(state: &AppState) -> Result<()> {
         .context("starting the inference thread")?;
     let info = loaded.info;
     eprintln!(
-        "googlenet serve: ready: {} {} ({} classes, {}x{} crops, weights sha256 {})",
+        "googlenet serve: ready: {} {} on {} in {} ({} classes, {}x{} crops, weights sha256 {})",
         info.name,
         info.variant,
+        info.device,
+        info.precision,
         info.classes,
         info.input_size,
         info.input_size,

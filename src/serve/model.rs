@@ -1,5 +1,6 @@
 //! The model the service answers with: loaded once at start-up, as `googlenet classify` loads it
-//! (same weights reader, same class names, same fast CPU engine), and what `/v1/model` reports.
+//! (same weights reader, same class names), prepared for `--device` and `--precision`, and what
+//! `/v1/model` reports.
 
 use std::path::Path;
 
@@ -9,14 +10,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::ServeConfig;
+use super::network::ServedNetwork;
 use crate::data::ClassTable;
-use crate::engine::InferenceNet;
 use crate::model::Variant;
+use crate::model::precision::Precision;
 
 /// The network, its class names and its description.
 pub struct LoadedModel {
     /// The inference network.
-    pub net: InferenceNet,
+    pub net: ServedNetwork,
     /// The class names.
     pub classes: ClassTable,
     /// What `/v1/model` reports about it.
@@ -38,6 +40,10 @@ pub struct ModelInfo {
     pub resize: u32,
     /// torchvision's `transform_input` (on for torchvision's official pretrained weights).
     pub transform_input: bool,
+    /// The device the network computes on (`cpu`, `cuda:0`, `wgpu`).
+    pub device: String,
+    /// The float format of its convolutions and fully connected layers.
+    pub precision: Precision,
     /// The weights file it was loaded from.
     pub weights: WeightsInfo,
 }
@@ -53,7 +59,7 @@ pub struct WeightsInfo {
     pub sha256: String,
 }
 
-/// Loads the weights named by `config` for the fast CPU engine.
+/// Loads the weights named by `config` onto its device, in its precision.
 pub fn load(config: &ServeConfig) -> Result<LoadedModel> {
     let device = Device::flex();
     let loaded = crate::cli::load_model(
@@ -69,7 +75,7 @@ pub fn load(config: &ServeConfig) -> Result<LoadedModel> {
         config.classes.as_deref(),
         model.num_classes(),
     )?;
-    let net = InferenceNet::from_model(&model)?;
+    let net = ServedNetwork::new(&model, config.device, config.precision)?;
     let info = ModelInfo {
         name: "GoogLeNet",
         variant: model.variant,
@@ -77,6 +83,8 @@ pub fn load(config: &ServeConfig) -> Result<LoadedModel> {
         input_size: config.crop,
         resize: config.resize,
         transform_input: model.transform_input,
+        device: config.device.to_string(),
+        precision: config.precision,
         weights: weights_info(&loaded.path)?,
     };
     Ok(LoadedModel { net, classes, info })

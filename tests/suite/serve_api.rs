@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::common::{TORCHVISION_PTH, shared};
 use crate::serve_harness::{Server, read, reference_images};
 
-/// `classify --json` on the reference images: one `{path, top}` per image.
-fn classify_json(extra: &[&str]) -> Vec<serde_json::Value> {
+/// `classify --json --top TOP` on the reference images: one `{path, top}` per image.
+fn classify_json(top: usize, extra: &[&str]) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_googlenet"))
         .args([
             "classify",
@@ -19,7 +19,7 @@ fn classify_json(extra: &[&str]) -> Vec<serde_json::Value> {
             "torchvision",
             "--json",
             "--top",
-            "5",
+            &top.to_string(),
         ])
         .args(extra)
         .arg("--weights")
@@ -61,7 +61,7 @@ fn file_name(path: &std::path::Path) -> String {
 
 #[test]
 fn serve_answers_each_reference_image_as_classify_json_does() {
-    let want = classify_json(&[]);
+    let want = classify_json(5, &[]);
     let server = Server::start(&[]);
     for (path, want) in reference_images().iter().zip(&want) {
         let name = file_name(path);
@@ -77,7 +77,7 @@ fn serve_answers_each_reference_image_as_classify_json_does() {
         assert_eq!(got["top"].as_array().unwrap().len(), 5);
     }
     // Another resize, the same as classify's option of that name.
-    let want = classify_json(&["--resize", "224"]);
+    let want = classify_json(5, &["--resize", "224"]);
     let ant = &reference_images()[2];
     let reply = server.post("/v1/classify?resize=224&top=5", "image/png", &read(ant));
     assert_eq!(reply.json()["top"], want[2]["top"]);
@@ -86,7 +86,7 @@ fn serve_answers_each_reference_image_as_classify_json_does() {
 
 #[test]
 fn serve_answers_a_form_and_concurrent_requests_batched_as_classify_json_does() {
-    let want = classify_json(&[]);
+    let want = classify_json(5, &[]);
     let server = Server::start(&["--max-batch", "4", "--max-delay-ms", "300"]);
     let images = reference_images();
     let bytes: Vec<Vec<u8>> = images.iter().map(|p| read(p)).collect();
@@ -188,4 +188,73 @@ fn serve_describes_the_model_health_metrics_and_page() {
     }
     assert!(metrics.contains("googlenet_http_request_duration_seconds_bucket{"));
     assert!(metrics.contains("googlenet_inference_duration_seconds_sum"));
+}
+
+/// The probability of each class, from a `top` list of all of them.
+fn probabilities_by_class(top: &serde_json::Value) -> Vec<f64> {
+    let mut probs = vec![f64::NAN; 1000];
+    for entry in top.as_array().unwrap() {
+        probs[entry["index"].as_u64().unwrap() as usize] = entry["prob"].as_f64().unwrap();
+    }
+    probs
+}
+
+/// Relative L2 distance of `got`'s probabilities from `want`'s, over all classes.
+fn relative_l2(got: &[f64], want: &[f64]) -> f64 {
+    let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum();
+    (diff / want.iter().map(|w| w * w).sum::<f64>()).sqrt()
+}
+
+/// The distance of each reference image's probabilities under `precision` from f32's `want`,
+/// checking that `/v1/model` names the precision.
+fn distances_in(precision: &str, want: &[serde_json::Value]) -> Vec<f64> {
+    let server = Server::start(&["--precision", precision]);
+    let model = server.get("/v1/model").json();
+    assert_eq!(model["device"], "cpu");
+    assert_eq!(model["precision"], precision);
+    reference_images()
+        .iter()
+        .zip(want)
+        .map(|(path, want)| {
+            let reply = server.post("/v1/classify?top=1000", "image/png", &read(path));
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            let got = probabilities_by_class(&reply.json()["top"]);
+            relative_l2(&got, &probabilities_by_class(&want["top"]))
+        })
+        .collect()
+}
+
+#[test]
+fn serve_in_bf16_and_f16_answers_within_their_rounding_of_f32_and_says_so() {
+    let want = classify_json(1000, &[]);
+    let bf16 = distances_in("bf16", &want);
+    let f16 = distances_in("f16", &want);
+    eprintln!("relative L2 from f32 per image: bf16 {bf16:?}, f16 {f16:?}");
+    for (image, (bf16, f16)) in bf16.iter().zip(&f16).enumerate() {
+        // bf16 keeps 8 bits of mantissa (2^-9 = 0.2% per rounding) and f16 11 bits (2^-12),
+        // and the roundings of 22 layers add up: bf16 lands about 1% from f32, f16 several
+        // times closer. Equal values would mean the network did not compute in that format.
+        assert!(*bf16 < 3e-2, "image {image}: bf16 {bf16:e} from f32");
+        assert!(
+            *f16 < bf16 / 4.0,
+            "image {image}: f16 {f16:e} vs bf16 {bf16:e}"
+        );
+        assert!(*f16 > 1e-6, "image {image}: f16 gave f32's probabilities");
+    }
+}
+
+/// (Built without the `wgpu` feature, as the test suite is.)
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn serve_on_a_device_this_build_lacks_says_which_feature_to_build() {
+    let out = Command::new(env!("CARGO_BIN_EXE_googlenet"))
+        .args(["serve", "--weights", "torchvision", "--device", "wgpu"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--device") && stderr.contains("--features wgpu"),
+        "{stderr}"
+    );
 }
