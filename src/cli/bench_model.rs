@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::device::{DeviceSpec, parse_available};
-use crate::engine::InferenceNet;
+use crate::engine::{DropoutSeed, InferenceNet};
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
 use crate::train::HostBatch;
@@ -316,7 +316,7 @@ fn fast_train_step(
     Ok(Box::new(move || {
         let m = model.take().expect("model is put back after every step");
         seed += 1;
-        stepper.seed(&device, seed);
+        stepper.seed(&device, DropoutSeed::new(seed));
         let (_, update) = stepper.forward_backward(&m, &host, loss, Precision::F32, &device)?;
         model = Some(update.apply(0.01, &mut optim, m));
         Ok(())

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::data_parallel::{DataParallel, DataParallelError};
 use super::loss::{LossKind, LossWeighting};
-use super::source::HostBatch;
-use crate::engine::{TrainNet, TrainNetError};
+use super::source::{HostBatch, mix};
+use crate::engine::{DropoutSeed, TrainNet, TrainNetError};
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetOutput, Variant};
 
@@ -77,7 +77,7 @@ pub enum Stepper {
 /// The fast path's network and the dropout seed of the next step.
 pub struct FastStep {
     net: TrainNet,
-    seed: u64,
+    seed: DropoutSeed,
 }
 
 /// The gradients of a forward and backward pass, not applied yet.
@@ -109,7 +109,7 @@ impl Stepper {
                 let net = TrainNet::from_model(model)?;
                 return Ok(Stepper::Fast(Box::new(Mutex::new(FastStep {
                     net,
-                    seed: 0,
+                    seed: DropoutSeed::default(),
                 }))));
             }
             _ => {}
@@ -140,15 +140,20 @@ impl Stepper {
         }
     }
 
-    /// Seeds each replica's generator (dropout) for a step: `seed` on a single device, `seed`
-    /// mixed with the replica's index on several, so that no two replicas draw the same masks.
-    pub fn seed(&self, device: &Device, seed: u64) {
+    /// Seeds dropout for a step. The fast path draws each image's masks from `seed` and the
+    /// image's position in the global batch ([`DropoutSeed`]), whatever the split across ranks.
+    /// burn's `Dropout` draws from the device's generator, seeded here from `seed` and the first
+    /// image of this process's share (and the replica's index on several devices), so that no
+    /// two shares draw the same masks: there a run on N ranks matches a run on 1 in distribution
+    /// only.
+    pub fn seed(&self, device: &Device, seed: DropoutSeed) {
+        let share_seed = mix(seed.seed, seed.first_image);
         match self {
-            Stepper::Single => device.seed(seed),
+            Stepper::Single => device.seed(share_seed),
             Stepper::Fast(fast) => lock(fast).seed = seed,
             Stepper::Parallel(parallel) => {
                 for (i, replica) in parallel.devices().iter().enumerate() {
-                    replica.seed(super::source::mix(seed, i as u64));
+                    replica.seed(mix(share_seed, i as u64));
                 }
             }
         }

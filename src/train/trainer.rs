@@ -434,6 +434,7 @@ pub fn train_session(
             let step_start = Instant::now();
             let indices =
                 &order[batch * config.batch_size..((batch + 1) * config.batch_size).min(train_len)];
+            let global_batch = indices.len();
             let indices = distributed::shard::shard(indices, world.world_size(), world.rank());
             let host = data.fetch(Split::Train, indices, augment_seed)?;
             let images = distributed::step::global_images(&world, host.len());
@@ -459,7 +460,7 @@ pub fn train_session(
             let dropout_seed = mix(config.seed ^ DROPOUT, run.state.step);
             stepper.seed(
                 &train_device,
-                distributed::step::dropout_seed(&world, dropout_seed),
+                distributed::step::dropout_seed(&world, dropout_seed, global_batch),
             );
             let step = if world.is_distributed() {
                 let on = (&train_device, &stepper, options.precision, &world);

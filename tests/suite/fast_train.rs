@@ -7,7 +7,7 @@ use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use googlenet::engine::{TrainNet, TrainNetError};
+use googlenet::engine::{DropoutSeed, TrainNet, TrainNetError};
 use googlenet::model::{GoogLeNetConfig, Variant};
 
 use crate::common::*;
@@ -26,7 +26,13 @@ fn losses_logits_gradients_and_running_stats_match_pytorch() {
     let mut net = TrainNet::from_model(&model).unwrap();
     let input = values(&r, "input_nchw_imagenet");
     let losses = net
-        .forward_backward(&input, [4, 3, 224, 224], &labels(&r), 0.3, 0)
+        .forward_backward(
+            &input,
+            [4, 3, 224, 224],
+            &labels(&r),
+            0.3,
+            DropoutSeed::new(0),
+        )
         .unwrap();
     for (name, got) in [
         ("loss_main", losses.heads[0]),
@@ -140,7 +146,7 @@ fn every_gradient_matches_burns_autodiff() {
     let y = labels(&r);
 
     let mut net = TrainNet::from_model(&model).unwrap();
-    net.forward_backward(&input, [4, 3, 224, 224], &y, 0.3, 0)
+    net.forward_backward(&input, [4, 3, 224, 224], &y, 0.3, DropoutSeed::new(0))
         .unwrap();
     let fast = net.gradients(&model);
 
@@ -211,22 +217,34 @@ fn what_the_fast_path_does_not_train_is_refused_plainly() {
     let mut net = TrainNet::from_model(&model).unwrap();
     let image = vec![0.0; 2 * 3 * 64 * 64];
     assert_eq!(
-        net.forward_backward(&image, [2, 3, 64, 64], &[0, 5], 0.3, 0),
+        net.forward_backward(&image, [2, 3, 64, 64], &[0, 5], 0.3, DropoutSeed::new(0)),
         Err(TrainNetError::Label {
             label: 5,
             classes: 5
         })
     );
     assert_eq!(
-        net.forward_backward(&image[..3 * 64 * 64], [1, 3, 64, 64], &[0], 0.3, 0),
+        net.forward_backward(
+            &image[..3 * 64 * 64],
+            [1, 3, 64, 64],
+            &[0],
+            0.3,
+            DropoutSeed::new(0)
+        ),
         Err(TrainNetError::BatchTooSmall)
     );
     assert!(matches!(
-        net.forward_backward(&image[..2 * 3 * 8 * 8], [2, 3, 8, 8], &[0, 1], 0.3, 0),
+        net.forward_backward(
+            &image[..2 * 3 * 8 * 8],
+            [2, 3, 8, 8],
+            &[0, 1],
+            0.3,
+            DropoutSeed::new(0)
+        ),
         Err(TrainNetError::InputTooSmall { .. })
     ));
     assert!(matches!(
-        net.forward_backward(&image, [2, 3, 64, 65], &[0, 1], 0.3, 0),
+        net.forward_backward(&image, [2, 3, 64, 65], &[0, 1], 0.3, DropoutSeed::new(0)),
         Err(TrainNetError::InputLength { .. })
     ));
 }
@@ -397,7 +415,7 @@ fn the_papers_variant_matches_burns_autodiff() {
 
     let mut net = TrainNet::from_model(&model).unwrap();
     let losses = net
-        .forward_backward(&input, [n, 3, 112, 112], &labels, 0.3, 0)
+        .forward_backward(&input, [n, 3, 112, 112], &labels, 0.3, DropoutSeed::new(0))
         .unwrap();
     let fast = net.gradients(&model);
 
@@ -460,4 +478,76 @@ fn the_papers_variant_matches_burns_autodiff() {
     assert_eq!(compared, 2 * (3 + 9 * 6 + 2 + 5));
     assert_eq!(fast.len(), compared);
     eprintln!("paper variant: worst relative L2 over {compared} gradients: {worst:e}");
+}
+
+/// Dropout on: a batch of 4 gives the mean of the gradients of its halves run apart, each half
+/// told where its first image stands in the batch, because every image draws its own masks (as
+/// the ranks of an MPI job do with their shares of a global batch).
+#[test]
+fn dropout_masks_follow_the_image_not_the_split_of_the_batch() {
+    let device = Device::flex().autodiff();
+    let model = GoogLeNetConfig::new(Variant::Paper)
+        .with_num_classes(10)
+        .with_input_size(96)
+        .init(&device)
+        .unwrap()
+        .map(&mut FixedXavier::default());
+    let image = 3 * 96 * 96;
+    let input: Vec<f32> = (0..4 * image)
+        .map(|i| ((i % 96) as f32 * 0.13 + (i / 96 % 96) as f32 * 0.05 + (i / image) as f32).sin())
+        .collect();
+    let labels = [1usize, 4, 9, 0];
+    let mut net = TrainNet::from_model(&model).unwrap();
+    let mut gradients = |range: std::ops::Range<usize>, seed: DropoutSeed| {
+        let n = range.len();
+        let losses = net
+            .forward_backward(
+                &input[range.start * image..range.end * image],
+                [n, 3, 96, 96],
+                &labels[range],
+                0.3,
+                seed,
+            )
+            .unwrap();
+        (losses.total, net.gradients(&model))
+    };
+    let seed = DropoutSeed::new(5);
+    let (whole_loss, whole) = gradients(0..4, seed);
+    let (first_loss, first) = gradients(0..2, seed);
+    let (second_loss, second) = gradients(
+        2..4,
+        DropoutSeed {
+            first_image: 2,
+            ..seed
+        },
+    );
+    let (other_loss, _) = gradients(0..4, DropoutSeed::new(6));
+    assert!(
+        (whole_loss - (first_loss + second_loss) / 2.0).abs() < 1e-5 * whole_loss.abs(),
+        "{whole_loss} vs the halves' {first_loss} and {second_loss}"
+    );
+    assert!(
+        (other_loss - whole_loss).abs() > 1e-3,
+        "another seed draws other masks: {other_loss} vs {whole_loss}"
+    );
+
+    let mut ids = Ids::default();
+    model.visit(&mut ids);
+    for (id, rank, name) in ids.params {
+        let get = |g: &GradientsParams| -> Vec<f32> {
+            match rank {
+                1 => g.get::<1>(id).map(to_vec),
+                2 => g.get::<2>(id).map(to_vec),
+                _ => g.get::<4>(id).map(to_vec),
+            }
+            .expect("every parameter of the paper's network trains")
+        };
+        let halves: Vec<f32> = get(&first)
+            .iter()
+            .zip(get(&second))
+            .map(|(a, b)| (a + b) / 2.0)
+            .collect();
+        let err = relative_l2(&halves, &get(&whole));
+        assert!(err < 1e-4, "{name} (rank {rank}): relative L2 {err:e}");
+    }
 }

@@ -3,12 +3,10 @@
 //! filters + ReLU (torchvision: BatchNorm before the ReLU), FC 1024 + ReLU, dropout 0.7, the
 //! linear classifier.
 
-use rand::Rng;
-
 use super::super::map::{Shape, grow};
 use super::avg_pool::AuxPool;
 use super::conv::ConvScratch;
-use super::dense::{Dense, dropout, dropout_backward, relu, relu_backward};
+use super::dense::{Dense, DropoutSeed, dropout, dropout_backward, relu, relu_backward};
 use super::norm::Layout;
 use super::unit::ConvBn;
 
@@ -66,7 +64,14 @@ impl AuxTrain {
     }
 
     /// The head on `x` (the output of inception 4a or 4d); the logits end up in `self.logits`.
-    pub fn forward(&mut self, x: &[f32], xs: Shape, rng: &mut impl Rng, scratch: &mut ConvScratch) {
+    /// Its dropout draws from `seed` as dropout layer `layer`.
+    pub fn forward(
+        &mut self,
+        x: &[f32],
+        xs: Shape,
+        (seed, layer): (DropoutSeed, u64),
+        scratch: &mut ConvScratch,
+    ) {
         let ps = self.pool.output(xs).expect("checked when planning");
         grow(&mut self.pooled, ps.len());
         self.pool.forward(x, xs, &mut self.pooled[..ps.len()]);
@@ -86,7 +91,13 @@ impl AuxTrain {
             .forward(&self.conv_out[..cs.len()], xs.n, &mut self.hidden_relu);
         relu(&mut self.hidden_relu);
         self.hidden.clone_from(&self.hidden_relu);
-        dropout(&mut self.hidden, self.dropout, rng, &mut self.mask);
+        dropout(
+            &mut self.hidden,
+            xs.n,
+            self.dropout,
+            (seed, layer),
+            &mut self.mask,
+        );
         self.fc2.forward(&self.hidden, xs.n, &mut self.logits);
     }
 

@@ -4,10 +4,12 @@
 //! `y = x · W + b` is one product for the whole batch. The heads are small (at batch 16 the
 //! largest, the auxiliary FC 2048 → 1024, is 34 M multiply-adds) next to the convolutions.
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::super::matmul::affine;
+use crate::train::source::mix;
 
 /// A fully connected layer with its gradients.
 pub(crate) struct Dense {
@@ -107,17 +109,55 @@ pub(crate) fn relu_backward(y: &[f32], dy: &mut [f32]) {
         .for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 });
 }
 
-/// Inverted dropout as PyTorch's `nn.Dropout` in training: each value is zeroed with
-/// probability `p`, the others are scaled by `1 / (1 − p)`; the mask (0 or the scale) is kept
-/// for the backward pass. `p = 0` is the identity.
-pub(crate) fn dropout(x: &mut [f32], p: f64, rng: &mut impl Rng, mask: &mut Vec<f32>) {
+/// Where a pass's dropout masks come from. Each image draws its masks from a generator of its
+/// own, seeded by `seed`, the layer and the image's position in the global batch
+/// (`first_image` + its index in this pass), so an image's masks do not depend on how the
+/// global batch is split across processes: a run on N ranks draws the masks a run on 1 does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropoutSeed {
+    /// The step's seed.
+    pub seed: u64,
+    /// Position in the global batch of this pass's first image.
+    pub first_image: u64,
+}
+
+impl DropoutSeed {
+    /// Masks from `seed`, the pass's images first in the global batch.
+    pub fn new(seed: u64) -> Self {
+        DropoutSeed {
+            seed,
+            first_image: 0,
+        }
+    }
+
+    /// The generator of the `image`-th image of this pass in dropout layer `layer`.
+    fn generator(self, layer: u64, image: usize) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(mix(mix(self.seed, layer), self.first_image + image as u64))
+    }
+}
+
+/// Inverted dropout as PyTorch's `nn.Dropout` in training, on `images` rows of `x` (one per
+/// image): each value is zeroed with probability `p`, the others are scaled by `1 / (1 − p)`;
+/// the mask (0 or the scale) is kept for the backward pass. `p = 0` is the identity. Row `i`'s
+/// mask comes from [`DropoutSeed`]'s generator of image `i` in dropout layer `layer`.
+pub(crate) fn dropout(
+    x: &mut [f32],
+    images: usize,
+    p: f64,
+    (seed, layer): (DropoutSeed, u64),
+    mask: &mut Vec<f32>,
+) {
     mask.clear();
     if p <= 0.0 {
         mask.resize(x.len(), 1.0);
         return;
     }
     let keep = (1.0 / (1.0 - p)) as f32;
-    mask.extend((0..x.len()).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }));
+    let row = x.len() / images.max(1);
+    for image in 0..images {
+        let mut rng = seed.generator(layer, image);
+        mask.extend((0..row).map(|_| if rng.random::<f64>() < p { 0.0 } else { keep }));
+    }
     x.iter_mut().zip(mask.iter()).for_each(|(v, m)| *v *= m);
 }
 
@@ -187,15 +227,34 @@ mod tests {
 
     #[test]
     fn dropout_keeps_about_one_minus_p_and_rescales() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut x = vec![1.0f32; 10_000];
         let mut mask = Vec::new();
-        dropout(&mut x, 0.7, &mut rng, &mut mask);
+        dropout(&mut x, 10, 0.7, (DropoutSeed::new(7), 0), &mut mask);
         let kept = x.iter().filter(|&&v| v != 0.0).count();
         assert!((2800..3200).contains(&kept), "{kept} of 10000 kept");
         assert!(x.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.3).abs() < 1e-5));
         let mut dy = vec![2.0f32; 10_000];
         dropout_backward(&mask, &mut dy);
         assert!(dy.iter().zip(&x).all(|(d, v)| (d - 2.0 * v).abs() < 1e-5));
+    }
+
+    #[test]
+    fn an_image_draws_the_same_mask_whatever_pass_it_is_in() {
+        let seed = DropoutSeed::new(11);
+        let mut whole = vec![1.0f32; 6 * 100];
+        let mut mask = Vec::new();
+        dropout(&mut whole, 6, 0.5, (seed, 2), &mut mask);
+        // Images 4 and 5 of the global batch, alone in a pass of their own.
+        let mut part = vec![1.0f32; 2 * 100];
+        let second = DropoutSeed {
+            first_image: 4,
+            ..seed
+        };
+        dropout(&mut part, 2, 0.5, (second, 2), &mut mask);
+        assert_eq!(part, whole[400..]);
+        // Another layer or another image draws another mask.
+        dropout(&mut part, 2, 0.5, (second, 1), &mut mask);
+        assert_ne!(part[..100], whole[400..500]);
+        assert_ne!(whole[..100], whole[100..200]);
     }
 }

@@ -25,6 +25,7 @@ mod params;
 mod pool;
 mod unit;
 
+pub use dense::DropoutSeed;
 pub use net::{TrainLosses, TrainNet};
 
 use super::InferenceError;

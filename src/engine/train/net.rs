@@ -2,14 +2,11 @@
 //! torchvision (BatchNorm after every convolution) builds it, as a list of stages whose outputs
 //! are kept for the backward pass.
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
 use super::super::map::{InputAffine, Shape, grow, to_nhwc};
 use super::TrainNetError;
 use super::aux::AuxTrain;
 use super::conv::ConvScratch;
-use super::dense::{Dense, dropout, dropout_backward};
+use super::dense::{Dense, DropoutSeed, dropout, dropout_backward};
 use super::inception::InceptionTrain;
 use super::loss::softmax_cross_entropy;
 use super::lrn;
@@ -187,7 +184,7 @@ impl TrainNet {
     /// One forward and backward pass on `input` (NCHW, `shape` `[batch, 3, h, w]`, normalised as
     /// the variant expects) with `labels`: the loss `main + aux_weight · (aux1 + aux2)` (section 5
     /// of the paper weights the auxiliary losses by 0.3), and every parameter's gradient, read
-    /// with [`TrainNet::gradients`]. Dropout masks are drawn from `seed`. A non-finite loss is returned
+    /// with [`TrainNet::gradients`]. Dropout masks are drawn from `seed`, image by image. A non-finite loss is returned
     /// without a backward pass.
     pub fn forward_backward(
         &mut self,
@@ -195,7 +192,7 @@ impl TrainNet {
         shape: [usize; 4],
         labels: &[usize],
         aux_weight: f64,
-        seed: u64,
+        seed: DropoutSeed,
     ) -> Result<TrainLosses, TrainNetError> {
         let [n, c, h, w] = shape;
         if c != 3 {
@@ -226,7 +223,6 @@ impl TrainNet {
             return Err(TrainNetError::Label { label, classes });
         }
         self.shapes = self.plan(Shape { n, h, w, c: 3 })?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
 
         // Forward through the trunk, keeping every stage's output.
         grow(&mut self.activations[0], self.shapes[0].len());
@@ -236,6 +232,8 @@ impl TrainNet {
             self.input_affine,
             &mut self.activations[0],
         );
+        // Dropout layers are numbered 1 and 2 (the auxiliary heads, in order) and 0 (the main one).
+        let mut aux_layer = 0;
         for i in 0..self.stages.len() {
             let (xs, ys) = (self.shapes[i], self.shapes[i + 1]);
             let (done, rest) = self.activations.split_at_mut(i + 1);
@@ -248,7 +246,9 @@ impl TrainNet {
             );
             for (at, head) in &mut self.aux {
                 if *at == i {
-                    head.forward(&rest[0][..ys.len()], ys, &mut rng, &mut self.scratch);
+                    aux_layer += 1;
+                    let draw = (seed, aux_layer);
+                    head.forward(&rest[0][..ys.len()], ys, draw, &mut self.scratch);
                 }
             }
         }
@@ -259,7 +259,13 @@ impl TrainNet {
         grow(&mut self.features, n * last.c);
         pool::adaptive_avg_forward(top, last, [1, 1], &mut self.features[..n * last.c]);
         self.features.truncate(n * last.c);
-        dropout(&mut self.features, self.dropout, &mut rng, &mut self.mask);
+        dropout(
+            &mut self.features,
+            n,
+            self.dropout,
+            (seed, 0),
+            &mut self.mask,
+        );
         self.fc.forward(&self.features, n, &mut self.logits);
 
         // The loss of each head and its gradient with respect to the logits.

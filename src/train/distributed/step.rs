@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use super::collective::Collective;
 use super::{flat, sums};
+use crate::engine::DropoutSeed;
 use crate::model::GoogLeNet;
 use crate::train::metrics::{EpochSums, HeadBatch};
-use crate::train::source::mix;
 use crate::train::step::{StepValues, Update};
 
 /// A step's outcome over every rank.
@@ -37,15 +37,15 @@ pub fn global_images(world: &Collective, local: usize) -> usize {
     count[0] as usize
 }
 
-/// The dropout seed of a rank for a step: `seed` on one process (as without MPI), `seed` mixed
-/// with the rank on several, so that no two ranks draw the same masks. Masks are drawn per
-/// share, not per global image: a run on N ranks with dropout matches a run on 1 in
-/// distribution, not bit for bit.
-pub fn dropout_seed(world: &Collective, seed: u64) -> u64 {
-    if world.is_distributed() {
-        mix(seed, world.rank() as u64)
-    } else {
-        seed
+/// The dropout seed of this rank for a step whose global batch holds `global_batch` images:
+/// the step's `seed` on every rank, with the position of the rank's first image in the global
+/// batch, so that each image draws the masks it would draw on one process (on the fast path;
+/// see [`crate::train::step::Stepper::seed`] for burn's).
+pub fn dropout_seed(world: &Collective, seed: u64, global_batch: usize) -> DropoutSeed {
+    let share = super::shard::share(global_batch, world.world_size(), world.rank());
+    DropoutSeed {
+        seed,
+        first_image: share.start as u64,
     }
 }
 
