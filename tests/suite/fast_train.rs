@@ -137,6 +137,15 @@ impl ModuleVisitor for Ids {
     }
 }
 
+/// The gradient of the parameter `id` of rank `rank` in `grads`, flattened.
+fn gradient(grads: &GradientsParams, id: burn::module::ParamId, rank: usize) -> Option<Vec<f32>> {
+    match rank {
+        1 => grads.get::<1>(id).map(to_vec),
+        2 => grads.get::<2>(id).map(to_vec),
+        _ => grads.get::<4>(id).map(to_vec),
+    }
+}
+
 #[test]
 fn every_gradient_matches_burns_autodiff() {
     let r = reference(REFERENCE);
@@ -166,22 +175,15 @@ fn every_gradient_matches_burns_autodiff() {
     assert_eq!(fast.len(), 187, "one gradient per trainable tensor");
     let mut ids = Ids::default();
     model.visit(&mut ids);
-    let flat = |g: &GradientsParams, id, rank| -> Option<Vec<f32>> {
-        match rank {
-            1 => g.get::<1>(id).map(to_vec),
-            2 => g.get::<2>(id).map(to_vec),
-            _ => g.get::<4>(id).map(to_vec),
-        }
-    };
     let mut worst = 0.0f32;
     let mut compared = 0;
     for (id, rank, name) in ids.params {
         // The visitor also meets BatchNorm's running statistics, which have no gradient.
-        let Some(want) = flat(&burn, id, rank) else {
-            assert!(flat(&fast, id, rank).is_none());
+        let Some(want) = gradient(&burn, id, rank) else {
+            assert!(gradient(&fast, id, rank).is_none());
             continue;
         };
-        let got = flat(&fast, id, rank).expect("the fast path has every gradient burn has");
+        let got = gradient(&fast, id, rank).expect("the fast path has every gradient burn has");
         compared += 1;
         let err = relative_l2(&got, &want);
         // Two float32 computations of ill-conditioned gradients (see above: PyTorch's conv1
@@ -456,13 +458,7 @@ fn the_papers_variant_matches_burns_autodiff() {
     let mut compared = 0;
     let mut worst = 0.0f32;
     for (id, rank, name) in ids.params {
-        let get = |g: &GradientsParams| -> Option<Vec<f32>> {
-            match rank {
-                1 => g.get::<1>(id).map(to_vec),
-                2 => g.get::<2>(id).map(to_vec),
-                _ => g.get::<4>(id).map(to_vec),
-            }
-        };
+        let get = |g: &GradientsParams| gradient(g, id, rank);
         let want = get(&burn).expect("every parameter of the paper's network trains");
         let got = get(&fast).expect("the fast path has every gradient burn has");
         let err = relative_l2(&got, &want);
@@ -534,13 +530,8 @@ fn dropout_masks_follow_the_image_not_the_split_of_the_batch() {
     let mut ids = Ids::default();
     model.visit(&mut ids);
     for (id, rank, name) in ids.params {
-        let get = |g: &GradientsParams| -> Vec<f32> {
-            match rank {
-                1 => g.get::<1>(id).map(to_vec),
-                2 => g.get::<2>(id).map(to_vec),
-                _ => g.get::<4>(id).map(to_vec),
-            }
-            .expect("every parameter of the paper's network trains")
+        let get = |g: &GradientsParams| {
+            gradient(g, id, rank).expect("every parameter of the paper's network trains")
         };
         let halves: Vec<f32> = get(&first)
             .iter()

@@ -169,7 +169,6 @@ pub(crate) fn dropout_backward(mask: &[f32], dy: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n as u32)
