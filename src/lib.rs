@@ -46,6 +46,8 @@
 //!
 //! `examples/` holds short programs: classify, fine-tune, export to ONNX.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod cuda_probe;
 pub mod data;

@@ -309,11 +309,18 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The configuration file.
         path: String,
+        /// What the operating system reported.
         #[source]
         source: std::io::Error,
     },
     /// The file is not a training configuration.
     #[error("{path} is not a training configuration: {reason}")]
-    Parse { path: String, reason: String },
+    Parse {
+        /// The configuration file.
+        path: String,
+        /// What the parser reported.
+        reason: String,
+    },
 }

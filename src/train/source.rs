@@ -42,7 +42,9 @@ impl HostBatch {
 pub trait TrainData: Send + Sync {
     /// Where the data comes from, for messages.
     fn describe(&self) -> String;
+    /// The classes' names, in label order.
     fn class_names(&self) -> Vec<String>;
+    /// The number of images in `split`.
     fn len(&self, split: Split) -> usize;
     /// Side of the images [`TrainData::fetch`] returns.
     fn side(&self) -> usize;
