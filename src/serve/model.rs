@@ -56,7 +56,7 @@ pub struct WeightsInfo {
 /// Loads the weights named by `config` for the fast CPU engine.
 pub fn load(config: &ServeConfig) -> Result<LoadedModel> {
     let device = Device::flex();
-    let loaded = crate::cli::load_model(
+    let loaded = crate::weights::load_model(
         &config.weights,
         config.variant,
         config.crop as usize,
