@@ -22,6 +22,7 @@ mod lrn;
 mod net;
 mod norm;
 mod params;
+mod plan;
 mod pool;
 mod unit;
 
