@@ -217,7 +217,7 @@ impl TrainConfig {
             return bad("classes", "training needs at least 2 classes");
         }
         self.schedule.validate().map_err(ConfigError::Invalid)?;
-        let min = crate::model::googlenet::min_input_size(self.variant);
+        let min = crate::model::input_size::min_input_size(self.variant);
         if self.input_size < min {
             return bad(
                 "input size",

@@ -43,7 +43,7 @@ pub(super) fn new_config(args: &TrainArgs) -> Result<TrainConfig> {
             (size, data.class_names().len())
         }
         None => {
-            let min = crate::model::googlenet::min_input_size(variant);
+            let min = crate::model::input_size::min_input_size(variant);
             let size = args.input_size.unwrap_or(DEMO_INPUT_SIZE.max(min));
             (size, crate::data::synthetic::CLASSES.len())
         }
