@@ -170,6 +170,6 @@ mod tests {
         let (images, labels) = host.tensors(&Device::flex());
         assert_eq!(images.dims(), [2, 3, 2, 2]);
         assert_eq!(images.into_data().try_to_vec::<f32>().unwrap(), host.images);
-        assert_eq!(labels.into_data().try_to_vec::<i64>().unwrap(), [7, 3]);
+        assert_eq!(labels.into_data().try_into_vec_as::<i64>().unwrap(), [7, 3]);
     }
 }
