@@ -3,56 +3,34 @@
 //! (a file without a variant of its own is taken as torchvision's).
 
 use burn::prelude::Device;
-use googlenet::data::image::load_rgb;
-use googlenet::data::{ClassTable, EvalTransform};
+use googlenet::data::{ClassTable, EvalTransform, image::load_rgb};
 use googlenet::engine::InferenceNet;
-use googlenet::eval::{predict::probabilities, top_k};
+use googlenet::eval::predict::{Prediction, probabilities, top_predictions};
 use googlenet::model::Variant;
-use googlenet::weights::{WeightsFile, WeightsSource};
-
-#[derive(serde::Serialize)]
-struct Prediction<'a> {
-    index: usize,
-    wnid: &'a str,
-    name: &'a str,
-    prob: f32,
-}
+use googlenet::weights::{WeightsSource, load_model};
 
 #[derive(serde::Serialize)]
 struct ImageResult<'a> {
     path: &'a str,
-    top: Vec<Prediction<'a>>,
+    top: Vec<Prediction>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: --weights W IMAGE...";
     let [flag, weights, images @ ..] = args.as_slice() else {
-        anyhow::bail!("usage: --weights W IMAGE...")
+        anyhow::bail!(usage)
     };
-    anyhow::ensure!(
-        flag == "--weights" && !images.is_empty(),
-        "usage: --weights W IMAGE..."
-    );
+    anyhow::ensure!(flag == "--weights" && !images.is_empty(), usage);
     let source: WeightsSource = weights.parse()?;
-    let file = WeightsFile::open(&source.resolve(true)?)?; // read once: configuration and tensors
-    let mut config = file.model_config(source.variant().or(Some(Variant::Torchvision)), 224)?;
-    config.transform_input |= source.transform_input();
-    let net = InferenceNet::from_model(&file.load_into(config.init(&Device::flex())?)?)?;
-    let classes = ClassTable::imagenet();
+    let variant = source.variant().or(Some(Variant::Torchvision));
+    let net = InferenceNet::from_model(&load_model(&source, variant, 224, &Device::flex())?.model)?;
     let mut results = Vec::new();
     for path in images {
         let image = EvalTransform::new(256, 224).apply(&load_rgb(path.as_ref())?);
         let probs = probabilities(&net, &[image])?;
-        let top = top_k(&probs, 5).into_iter().map(|index| Prediction {
-            index,
-            wnid: classes.wnid(index),
-            name: classes.name(index),
-            prob: probs[index],
-        });
-        results.push(ImageResult {
-            path,
-            top: top.collect(),
-        });
+        let top = top_predictions(&probs, 5, &ClassTable::imagenet());
+        results.push(ImageResult { path, top });
     }
     println!("{}", serde_json::to_string_pretty(&results)?);
     Ok(())

@@ -4,7 +4,7 @@
 use burn::prelude::Device;
 use googlenet::export::export_onnx;
 use googlenet::model::Variant;
-use googlenet::weights::{WeightsFile, WeightsSource};
+use googlenet::weights::{WeightsSource, load_model};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,10 +16,8 @@ fn main() -> anyhow::Result<()> {
         "usage: export_onnx --weights W OUT.onnx"
     );
     let source: WeightsSource = weights.parse()?;
-    let file = WeightsFile::open(&source.resolve(true)?)?;
-    let mut config = file.model_config(source.variant().or(Some(Variant::Torchvision)), 224)?;
-    config.transform_input |= source.transform_input();
-    let model = file.load_into(config.init(&Device::flex())?)?;
+    let variant = source.variant().or(Some(Variant::Torchvision));
+    let model = load_model(&source, variant, 224, &Device::flex())?.model;
     let written = export_onnx(&model, 224, out.as_ref())?;
     println!(
         "wrote {out}: {} nodes, {:.2} M parameters, {} classes",

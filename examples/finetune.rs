@@ -6,7 +6,7 @@ use burn::optim::{GradientsParams, SgdConfig, momentum::MomentumConfig};
 use burn::prelude::*;
 use googlenet::model::Variant;
 use googlenet::train::{Split, TrainData, folders::ImageFolders, loss::LossWeighting};
-use googlenet::weights::{self, Layout, WeightsFile, WeightsSource};
+use googlenet::weights::{self, Layout, WeightsSource, load_model};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,31 +16,20 @@ fn main() -> anyhow::Result<()> {
     let steps: usize = rest.first().map_or(Ok(5), |s| s.parse())?;
     let device = Device::flex().autodiff(); // the model records what backward needs
     let source: WeightsSource = weights.parse()?;
-    let file = WeightsFile::open(&source.resolve(true)?)?;
-    let config = file.model_config(source.variant().or(Some(Variant::Torchvision)), 224)?;
-    let data = ImageFolders::open(data.as_ref(), config.variant, 224)?;
+    let variant = source.variant().or(Some(Variant::Torchvision));
+    let pretrained = load_model(&source, variant, 224, &device)?.model;
+    let data = ImageFolders::open(data.as_ref(), pretrained.variant, 224)?;
     let classes = data.class_names();
-    let pretrained = file.load_into(config.init(&device)?)?;
     let mut model = pretrained.with_new_classifiers(classes.len(), &device);
-    let momentum = MomentumConfig {
-        momentum: 0.9,
-        dampening: 0.0,
-        nesterov: false,
-    };
+    let momentum = MomentumConfig::new().with_momentum(0.9).with_dampening(0.0);
     let mut optimizer = SgdConfig::new().with_momentum(Some(momentum)).init();
-    let batch_size = 8;
+    let len = data.len(Split::Train);
     for step in 0..steps {
-        let indices: Vec<usize> = (0..batch_size)
-            .map(|i| (step * batch_size + i * 31) % data.len(Split::Train))
-            .collect();
+        let indices: Vec<_> = (0..8).map(|i| (step * 8 + i * 31) % len).collect();
         let batch = data.fetch(Split::Train, &indices, step as u64)?;
-        let shape = [batch.len(), 3, batch.side, batch.side];
-        let images = Tensor::<4>::from_data(TensorData::new(batch.images, shape), &device);
-        let labels =
-            Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [shape[0]]), &device);
-        let loss = LossWeighting::paper()
-            .loss(&model.forward_with_aux(images), labels)
-            .total;
+        let (images, labels) = batch.tensors(&device);
+        let output = model.forward_with_aux(images);
+        let loss = LossWeighting::paper().loss(&output, labels).total;
         println!("step {step}: loss {:.4}", loss.clone().into_scalar::<f32>());
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(1e-3, model, gradients);

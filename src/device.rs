@@ -31,29 +31,49 @@ pub enum DeviceError {
     Unknown(String),
     /// A device index that is not a number.
     #[error("device `{spec}`: `{index}` is not a device index (0, 1, ...)")]
-    BadIndex { spec: String, index: String },
+    BadIndex {
+        /// The device name as given.
+        spec: String,
+        /// The part after the colon that is not a number.
+        index: String,
+    },
+    /// A backend this binary was compiled without.
     #[error(
         "device `{spec}`: this binary was built without the {feature} feature; rebuild with \
          `cargo build --release --features {feature}`"
     )]
-    NotBuilt { spec: String, feature: &'static str },
+    NotBuilt {
+        /// The device name as given.
+        spec: String,
+        /// The cargo feature that enables its backend: `cuda` or `wgpu`.
+        feature: &'static str,
+    },
     /// An empty device list.
     #[error("no device given: expected a comma-separated list such as cuda:0,cuda:1")]
     EmptyList,
+    /// A GPU named twice in a device list.
     #[error(
         "device `{0}` is listed twice: each GPU replica needs a device of its own (only `cpu` may \
          repeat, its replicas sharing the cores)"
     )]
     Duplicate(String),
+    /// A device list mixing backends.
     #[error(
         "devices `{first}` and `{other}` are on different backends: data-parallel replicas must \
          all be cuda, all wgpu or all cpu"
     )]
-    MixedBackends { first: String, other: String },
+    MixedBackends {
+        /// The list's first device, whose backend the others must share.
+        first: String,
+        /// The first device on another backend.
+        other: String,
+    },
     /// A CUDA device on a machine that lacks part of what CUDA needs.
     #[error("device `{spec}` cannot run on this machine:{missing}")]
     CudaMissing {
+        /// The device name as given.
         spec: String,
+        /// What the machine lacks: driver, NVRTC or headers.
         missing: crate::cuda_probe::CudaMissing,
     },
 }

@@ -6,23 +6,21 @@
 //! ```
 //! use burn::prelude::Device;
 //! use googlenet::data::{ClassTable, EvalTransform, image::load_rgb};
-//! use googlenet::eval::{predict::probabilities, top_k};
 //! use googlenet::engine::InferenceNet;
-//! use googlenet::model::Variant;
-//! use googlenet::weights::{WeightsFile, WeightsSource};
+//! use googlenet::eval::predict::{probabilities, top_predictions};
+//! use googlenet::weights::{WeightsSource, load_model};
 //!
 //! let source: WeightsSource = "torchvision".parse()?; // or a URL, or a .pth/.safetensors file
 //! # // The test reads ../shared's torchvision-layout weights instead of downloading.
 //! # let source = WeightsSource::File("../shared/reference/torchvision/torchvision_seed1234_calibrated.pth".into());
 //! # let photo = "../shared/reference/inputs/2_hymenoptera_val_ant.png";
-//! let file = WeightsFile::open(&source.resolve(true)?)?; // read once
-//! let variant = source.variant().unwrap_or(Variant::Torchvision); // a name says, a .pth does not
-//! let config = file.model_config(Some(variant), 224)?.with_transform_input(source.transform_input());
-//! let net = InferenceNet::from_model(&file.load_into(config.init(&Device::flex())?)?)?;
+//! let variant = Some(googlenet::model::Variant::Torchvision); // a .pth does not say its own
+//! let loaded = load_model(&source, variant, 224, &Device::flex())?; // the file read once
+//! let net = InferenceNet::from_model(&loaded.model)?;
 //! let image = EvalTransform::new(256, 224).apply(&load_rgb(photo.as_ref())?);
 //! let probs = probabilities(&net, &[image])?;
-//! for class in top_k(&probs, 5) {
-//!     println!("{:5.1}%  {}", probs[class] * 100.0, ClassTable::imagenet().name(class));
+//! for p in top_predictions(&probs, 5, &ClassTable::imagenet()) {
+//!     println!("{:5.1}%  {}", p.prob * 100.0, p.name);
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -33,7 +31,7 @@
 //!   training (forward, backward and gradients for burn's optimiser), NHWC with fused kernels.
 //! - [`weights`]: reading and writing PyTorch `.pth`, safetensors and Keras-layout weights;
 //!   pretrained weights by name or URL ([`weights::WeightsSource`]), each file read once
-//!   ([`weights::WeightsFile`]).
+//!   ([`weights::WeightsFile`]), a model from any of them in one call ([`weights::load_model`]).
 //! - [`data`]: image decoding, training and evaluation transforms, ImageNet-layout datasets, the loader.
 //! - [`eval`]: the paper's multi-crop evaluation (section 7): crop geometry, softmax averaging, metrics.
 //! - [`export`]: the inference network as ONNX.
@@ -45,6 +43,8 @@
 //! - [`cli`]: the `googlenet` command line.
 //!
 //! `examples/` holds short programs: classify, fine-tune, export to ONNX.
+
+#![warn(missing_docs)]
 
 pub mod cli;
 pub mod cuda_probe;

@@ -8,11 +8,10 @@ use burn::prelude::Device;
 use clap::Args;
 use serde::Serialize;
 
+use crate::data::EvalTransform;
 use crate::data::image::load_rgb_within;
-use crate::data::{ClassTable, EvalTransform};
 use crate::engine::InferenceNet;
-use crate::eval::predict::probabilities;
-use crate::eval::top_k;
+use crate::eval::predict::{Prediction, probabilities, top_predictions};
 use crate::model::Variant;
 use crate::weights::WeightsSource;
 
@@ -53,28 +52,6 @@ pub struct ClassifyArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-/// One of an image's most probable classes, as `--json` prints it (and `serve` answers it).
-#[derive(Serialize)]
-pub(crate) struct Prediction {
-    index: usize,
-    wnid: String,
-    name: String,
-    prob: f32,
-}
-
-/// The `top` most probable classes of one image's probabilities, most probable first.
-pub(crate) fn top_predictions(probs: &[f32], top: usize, classes: &ClassTable) -> Vec<Prediction> {
-    top_k(probs, top)
-        .into_iter()
-        .map(|index| Prediction {
-            index,
-            wnid: classes.wnid(index).to_string(),
-            name: classes.name(index).to_string(),
-            prob: probs[index],
-        })
-        .collect()
 }
 
 #[derive(Serialize)]

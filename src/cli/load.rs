@@ -1,44 +1,10 @@
-//! The model `--weights` names, its file read once, and the names of its classes.
+//! The names of a loaded model's classes, from a names file, its weight file or ImageNet's list.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
-use burn::prelude::Device;
 
 use crate::data::ClassTable;
-use crate::model::{GoogLeNet, Variant};
-use crate::weights::{WeightsFile, WeightsSource};
-
-/// A model loaded from `--weights`, with what its file says besides the tensors.
-pub struct LoadedModel {
-    /// The network with the file's weights.
-    pub model: GoogLeNet,
-    /// The file the weights came from (the cached copy for a name or URL).
-    pub path: PathBuf,
-    /// The class names a native file records.
-    pub class_names: Option<Vec<String>>,
-}
-
-/// Resolves `source` (downloading a name or URL into torch's cache when absent), reads its file
-/// once, builds the model it describes and loads it. `variant` overrides the one a name implies;
-/// the file's own configuration wins over `input_size`.
-pub fn load_model(
-    source: &WeightsSource,
-    variant: Option<Variant>,
-    input_size: usize,
-    device: &Device,
-) -> Result<LoadedModel> {
-    let path = source.resolve(true)?;
-    let file = WeightsFile::open(&path)?;
-    let mut config = file.model_config(variant.or(source.variant()), input_size)?;
-    config.transform_input |= source.transform_input();
-    let model = file.load_into(config.init(device)?)?;
-    Ok(LoadedModel {
-        model,
-        class_names: file.class_names()?,
-        path,
-    })
-}
 
 /// Names for a model's classes: a names file, else the names its weight file records, else
 /// ImageNet's for a 1000-class model, else "class N".

@@ -22,7 +22,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use load::{LoadedModel, class_table, load_model};
+use crate::weights::load_model;
+pub use load::class_table;
 
 /// GoogLeNet (Inception v1): train, evaluate, classify and convert, in the paper's, torchvision's or
 /// the Keras seed's variant, on CPU (burn-flex) without Python.

@@ -7,10 +7,20 @@ use std::path::PathBuf;
 pub enum DataError {
     /// A file could not be read or decoded into an RGB image.
     #[error("{}: {reason}", path.display())]
-    Image { path: PathBuf, reason: String },
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// Why it cannot be used: the decoder's message, or a limit it exceeds.
+        reason: String,
+    },
     /// A dataset folder or label file is unusable.
     #[error("{}: {reason}", path.display())]
-    Dataset { path: PathBuf, reason: String },
+    Dataset {
+        /// The folder or label file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The loader could not turn decoded images into a batch.
     #[error("batch: {0}")]
     Batch(String),

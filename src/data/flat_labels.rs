@@ -24,7 +24,9 @@ pub enum FlatLabels {
     KaggleCsv(PathBuf),
     /// `ILSVRC2012_validation_ground_truth.txt` and the devkit's `meta.mat`.
     DevkitGroundTruth {
+        /// One class number (the devkit's ILSVRC2012_ID) per line, in file-name order.
         ground_truth: PathBuf,
+        /// The devkit's `meta.mat`, mapping those numbers to WordNet ids.
         meta: PathBuf,
     },
 }

@@ -36,8 +36,11 @@ pub enum InferenceError {
     /// The input's length does not match its shape.
     #[error("input has {got} values, but shape {shape:?} needs {want}")]
     InputLength {
+        /// The number of values given.
         got: usize,
+        /// The number of values the shape needs.
         want: usize,
+        /// The shape given, `[batch, channels, height, width]`.
         shape: [usize; 4],
     },
     /// The input does not have 3 channels.
@@ -45,14 +48,25 @@ pub enum InferenceError {
     Channels(usize),
     /// The input is too small for the network.
     #[error("an input of {height}x{width} is too small for the network")]
-    InputTooSmall { height: usize, width: usize },
+    InputTooSmall {
+        /// The input's height in pixels.
+        height: usize,
+        /// The input's width in pixels.
+        width: usize,
+    },
+    /// At this input size the final pooling gives another number of features than the
+    /// classifier has inputs (1024 at 224x224, table 1).
     #[error(
         "an input of {height}x{width} gives {features} features, the classifier was built for {expected}"
     )]
     FeatureMismatch {
+        /// The input's height in pixels.
         height: usize,
+        /// The input's width in pixels.
         width: usize,
+        /// How many features reach the classifier at that size.
         features: usize,
+        /// How many inputs the classifier has.
         expected: usize,
     },
     /// The model has a part the fast path does not implement.

@@ -8,15 +8,28 @@
 pub enum AverageError {
     /// The scores do not split into rows of the number of classes.
     #[error("{len} scores do not split into rows of {classes} classes")]
-    Rows { len: usize, classes: usize },
+    Rows {
+        /// The number of scores given.
+        len: usize,
+        /// The number of classes per row.
+        classes: usize,
+    },
     /// The rows do not split into groups of the number of crops.
     #[error("{rows} rows do not split into groups of {group} crops")]
-    Groups { rows: usize, group: usize },
+    Groups {
+        /// The number of rows given.
+        rows: usize,
+        /// The number of crops per image.
+        group: usize,
+    },
     /// An ensemble member has another number of scores than the first.
     #[error("ensemble member {index} has {len} scores, member 0 has {expected}")]
     Members {
+        /// The member's position in the ensemble.
         index: usize,
+        /// The number of scores it has.
         len: usize,
+        /// The number of scores the first member has.
         expected: usize,
     },
     /// An ensemble with no member.

@@ -108,16 +108,25 @@ impl CropBox {
 pub enum CropError {
     /// The image has no pixel.
     #[error("image of {width}x{height} pixels has no area to crop from")]
-    EmptyImage { width: u32, height: u32 },
+    EmptyImage {
+        /// The image's width in pixels.
+        width: u32,
+        /// The image's height in pixels.
+        height: u32,
+    },
     /// The crop side is 0.
     #[error("the crop side must be positive")]
     ZeroCrop,
+    /// An image so elongated that resizing its shorter side would make the longer one overflow.
     #[error(
         "image of {width}x{height} pixels is too elongated to resize its shorter side to {shorter}"
     )]
     TooElongated {
+        /// The image's width in pixels.
         width: u32,
+        /// The image's height in pixels.
         height: u32,
+        /// The side the shorter edge was to be resized to.
         shorter: u32,
     },
 }

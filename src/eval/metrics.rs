@@ -33,10 +33,20 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
 pub enum MetricsError {
     /// A label is not one of the classes.
     #[error("label {label} is not one of the {classes} classes")]
-    Label { label: usize, classes: usize },
+    Label {
+        /// The offending label.
+        label: usize,
+        /// The number of classes.
+        classes: usize,
+    },
     /// A score row does not have one score per class.
     #[error("{got} scores for a {classes}-class problem")]
-    Scores { got: usize, classes: usize },
+    Scores {
+        /// The number of scores in the row.
+        got: usize,
+        /// The number of classes.
+        classes: usize,
+    },
 }
 
 /// Images and correct answers of one class.

@@ -3,9 +3,12 @@
 //! CPU engine ([`crate::engine`]), which computes the same logits as the burn model.
 
 use image::RgbImage;
+use serde::Serialize;
 
 use super::average::softmax_rows;
 use super::crops::{CropBox, CropScheme, crop_boxes};
+use super::metrics::top_k;
+use crate::data::ClassTable;
 use crate::data::Interpolation;
 use crate::data::normalize_chw;
 use crate::data::resize::resize_region;
@@ -24,6 +27,33 @@ pub fn crop_images(image: &RgbImage, boxes: &[CropBox]) -> Vec<RgbImage> {
             } else {
                 out
             }
+        })
+        .collect()
+}
+
+/// One of an image's most probable classes, as `googlenet classify --json` prints it (and
+/// `googlenet serve` answers it).
+#[derive(Serialize)]
+pub struct Prediction {
+    /// The class's index in the classifier's output.
+    pub index: usize,
+    /// Its WordNet id (`n01440764`); empty for a class that is not one of ImageNet's.
+    pub wnid: String,
+    /// Its human-readable name.
+    pub name: String,
+    /// Its softmax probability.
+    pub prob: f32,
+}
+
+/// The `top` most probable classes of one image's probabilities, most probable first.
+pub fn top_predictions(probs: &[f32], top: usize, classes: &ClassTable) -> Vec<Prediction> {
+    top_k(probs, top)
+        .into_iter()
+        .map(|index| Prediction {
+            index,
+            wnid: classes.wnid(index).to_string(),
+            name: classes.name(index).to_string(),
+            prob: probs[index],
         })
         .collect()
 }
@@ -57,4 +87,24 @@ pub fn predict(
         }
     }
     Ok(mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_predictions_are_the_most_probable_first_with_imagenet_names() {
+        let mut probs = vec![0.0; 1000];
+        probs[1] = 0.25; // goldfish
+        probs[2] = 0.5; // great white shark
+        probs[0] = 0.125; // tench
+        let top = top_predictions(&probs, 2, &ClassTable::imagenet());
+        let got: Vec<_> = top
+            .iter()
+            .map(|p| (p.index, p.wnid.as_str(), p.prob))
+            .collect();
+        assert_eq!(got, [(2, "n01484850", 0.5), (1, "n01443537", 0.25)]);
+        assert_eq!(top[0].name, ClassTable::imagenet().name(2));
+    }
 }

@@ -6,12 +6,13 @@ use burn::prelude::*;
 use super::architecture::{
     AUX_TAPS, FEATURES, IMAGENET_CLASSES, INCEPTIONS, STEM_CHANNELS, STEM_LRN,
 };
-use super::aux_head::{AuxHead, flatten, linear, linear_row};
+use super::aux_head::{AuxHead, flatten, linear};
 use super::batch_norm::{BatchNorm, BatchNormStyle};
 use super::conv_unit::ConvUnit;
 use super::inception::Inception;
+use super::input_size::trunk_sides;
 use super::pool::Pool;
-use super::summary::{LayerRow, Summary, SummaryError};
+use super::summary::SummaryError;
 use super::variant::Variant;
 
 /// How to build a [`GoogLeNet`].
@@ -339,89 +340,6 @@ impl GoogLeNet {
         }
         self.summary_for(height, width).map(|_| ())
     }
-
-    /// The layer table for a square input of side `input_size`.
-    pub fn summary(&self, input_size: usize) -> Result<Summary, SummaryError> {
-        self.summary_for(input_size, input_size)
-    }
-
-    fn summary_for(&self, height: usize, width: usize) -> Result<Summary, SummaryError> {
-        let mut rows = Vec::new();
-        let mut aux_rows = Vec::new();
-        let pool =
-            |name: &str, p: &Pool, [c, h, w]: [usize; 3]| -> Result<LayerRow, SummaryError> {
-                let too_small = || SummaryError::too_small(name, [c, h, w]);
-                let out = [
-                    c,
-                    p.output_size(h).ok_or_else(too_small)?,
-                    p.output_size(w).ok_or_else(too_small)?,
-                ];
-                Ok(LayerRow::no_params(name, p.describe(), out))
-            };
-        let mut push = |row: LayerRow| -> [usize; 3] {
-            let out = row.output_shape;
-            rows.push(row);
-            out
-        };
-        let mut s = push(self.conv1.row("conv1", [3, height, width])?);
-        s = push(pool("maxpool1", &self.stride2_pool, s)?);
-        s = push(self.norm_row("norm1", &self.bn1, s));
-        s = push(self.conv2.row("conv2", s)?);
-        s = push(self.conv3.row("conv3", s)?);
-        s = push(self.norm_row("norm2", &self.bn2, s));
-        s = push(pool("maxpool2", &self.stride2_pool, s)?);
-        for (name, module) in self.inceptions() {
-            if name == "inception4a" {
-                s = push(pool("maxpool3", &self.stride2_pool, s)?);
-            }
-            if name == "inception5a" {
-                s = push(pool("maxpool4", &self.pool4, s)?);
-            }
-            s = push(module.row(name, s)?);
-            let head = match name {
-                "inception4a" => self.aux1.as_ref().map(|h| ("aux1", h)),
-                "inception4d" => self.aux2.as_ref().map(|h| ("aux2", h)),
-                _ => None,
-            };
-            if let Some((aux_name, head)) = head {
-                aux_rows.extend(head.rows(aux_name, s)?);
-            }
-        }
-        s = push(pool("avgpool", &self.main_pool, s)?);
-        let [c, h, w] = s;
-        push(LayerRow::no_params(
-            "dropout",
-            format!("dropout ({:.0}%)", self.dropout.prob * 100.0),
-            [c * h * w, 1, 1],
-        ));
-        if let Some(fc) = &self.fc_bottleneck {
-            push(linear_row("fc_bottleneck", fc));
-        }
-        push(linear_row("fc", &self.fc));
-        rows.retain(|r| !r.kind.is_empty());
-        Ok(Summary::new(
-            self.variant,
-            [3, height, width],
-            rows,
-            aux_rows,
-        ))
-    }
-
-    fn norm_row(&self, name: &str, bn: &Option<BatchNorm>, shape: [usize; 3]) -> LayerRow {
-        match (bn, &self.lrn) {
-            (Some(bn), _) => LayerRow {
-                name: name.to_string(),
-                kind: "batch norm".to_string(),
-                output_shape: shape,
-                params: 2 * bn.channels(),
-                running_stats: 2 * bn.channels(),
-                weights: 0,
-                macs: 0,
-            },
-            (None, Some(_)) => LayerRow::no_params(name, "local response norm".to_string(), shape),
-            (None, None) => LayerRow::no_params(name, String::new(), shape),
-        }
-    }
 }
 
 /// torchvision's `_transform_input` as a per-channel affine map `x * scale + shift`: from ImageNet
@@ -446,69 +364,4 @@ fn transform_input(x: Tensor<4>) -> Tensor<4> {
         })
         .collect();
     Tensor::cat(channels, 1)
-}
-
-/// Spatial sides after maxpool3 (stage 4: 14 at 224) and after maxpool4 (stage 5: 7 at 224).
-struct TrunkSides {
-    stage4: usize,
-    stage5: usize,
-}
-
-fn trunk_sides(variant: Variant, input: usize) -> Result<TrunkSides, SummaryError> {
-    stage_sides(variant, input)
-        .filter(|&(s4, s5)| heads_fit(variant, s4, s5))
-        .map(|(stage4, stage5)| TrunkSides { stage4, stage5 })
-        .ok_or(SummaryError::InputTooSmall {
-            input,
-            min: min_input_size(variant),
-        })
-}
-
-/// Sides of stages 4 and 5 for a square input of side `n`, if every layer up to there fits.
-fn stage_sides(variant: Variant, n: usize) -> Option<(usize, usize)> {
-    let (conv1, pool) = if variant.tf_same_padding() {
-        (
-            (n > 0).then(|| n.div_ceil(2))?,
-            Pool::MaxSame {
-                kernel: 3,
-                stride: 2,
-            },
-        )
-    } else {
-        (
-            (n + 6).checked_sub(7)? / 2 + 1,
-            Pool::MaxCeil {
-                kernel: 3,
-                stride: 2,
-                padding: 0,
-            },
-        )
-    };
-    let pool4 = match variant {
-        Variant::Torchvision => Pool::MaxCeil {
-            kernel: 2,
-            stride: 2,
-            padding: 0,
-        },
-        _ => pool,
-    };
-    let s4 = pool.output_size(pool.output_size(pool.output_size(conv1)?)?)?;
-    Some((s4, pool4.output_size(s4)?))
-}
-
-/// The heads that pool without adapting need a large enough map: the aux heads' 5x5/3 pool and the
-/// seed's 7x7 main pool.
-fn heads_fit(variant: Variant, stage4: usize, stage5: usize) -> bool {
-    match variant {
-        Variant::Torchvision => true,
-        Variant::Paper => stage4 >= 5,
-        Variant::KerasSeed => stage4 >= 5 && stage5 >= 7,
-    }
-}
-
-/// The smallest square input the variant's pools allow.
-pub fn min_input_size(variant: Variant) -> usize {
-    (1..4096)
-        .find(|&n| stage_sides(variant, n).is_some_and(|(s4, s5)| heads_fit(variant, s4, s5)))
-        .unwrap_or(4096)
 }

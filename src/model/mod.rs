@@ -9,6 +9,8 @@ pub mod batch_norm;
 pub mod conv_unit;
 pub mod googlenet;
 pub mod inception;
+pub mod input_size;
+mod layer_table;
 pub mod pool;
 pub mod precision;
 pub mod summary;

@@ -10,16 +10,32 @@ pub enum Pool {
     /// Max pool with PyTorch/Caffe's ceil-mode output size (Caffe rounds pooled sizes up; the paper's
     /// network was trained in DistBelief, whose public re-implementations all do).
     MaxCeil {
+        /// The window's side.
         kernel: usize,
+        /// The step between windows.
         stride: usize,
+        /// Padding added on each side; padded cells never win the max.
         padding: usize,
     },
     /// Max pool with TensorFlow's 'same' padding: output ceil(n / stride), extra padding at the end.
-    MaxSame { kernel: usize, stride: usize },
+    MaxSame {
+        /// The window's side.
+        kernel: usize,
+        /// The step between windows.
+        stride: usize,
+    },
     /// Average pool without padding (Keras 'valid').
-    Avg { kernel: usize, stride: usize },
+    Avg {
+        /// The window's side.
+        kernel: usize,
+        /// The step between windows.
+        stride: usize,
+    },
     /// PyTorch's adaptive average pool to a fixed output size.
-    AdaptiveAvg { size: usize },
+    AdaptiveAvg {
+        /// The output's side.
+        size: usize,
+    },
 }
 
 impl Pool {

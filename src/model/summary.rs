@@ -52,10 +52,20 @@ pub enum SummaryError {
     #[error(
         "input of side {input} is too small for this variant: the smallest it takes is {min}x{min}"
     )]
-    InputTooSmall { input: usize, min: usize },
+    InputTooSmall {
+        /// The input side asked for.
+        input: usize,
+        /// The smallest side the variant takes.
+        min: usize,
+    },
     /// A layer's input is too small for its kernel.
     #[error("input of shape {shape:?} is too small for layer {layer}")]
-    LayerTooSmall { layer: String, shape: [usize; 3] },
+    LayerTooSmall {
+        /// The layer's name.
+        layer: String,
+        /// The shape reaching it, `[channels, height, width]`.
+        shape: [usize; 3],
+    },
     /// The input does not have 3 channels.
     #[error("the network takes 3-channel (RGB) input, got {0} channels")]
     Channels(usize),

@@ -18,8 +18,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::error::ApiError;
 use super::image_input::prepare;
 use super::state::AppState;
-use crate::cli::classify::{Prediction, top_predictions};
 use crate::data::EvalTransform;
+use crate::eval::predict::{Prediction, top_predictions};
 
 /// The query string: `?top=K&resize=R&crop=C&name=N`.
 #[derive(Deserialize)]

@@ -62,7 +62,7 @@ pub struct WeightsInfo {
 /// Loads the weights named by `config` onto its device, in its precision.
 pub fn load(config: &ServeConfig) -> Result<LoadedModel> {
     let device = Device::flex();
-    let loaded = crate::cli::load_model(
+    let loaded = crate::weights::load_model(
         &config.weights,
         config.variant,
         config.crop as usize,

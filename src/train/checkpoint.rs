@@ -32,16 +32,28 @@ pub enum CheckpointError {
     /// A file or folder could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// What the operating system reported.
         #[source]
         source: std::io::Error,
     },
     /// The checkpoint's tensors could not be stored or loaded.
     #[error("{path}: {reason}")]
-    Store { path: PathBuf, reason: String },
+    Store {
+        /// The checkpoint's tensor file.
+        path: PathBuf,
+        /// What the store reported.
+        reason: String,
+    },
     /// The folder is not a checkpoint of this run.
     #[error("{path} is not a checkpoint of this run: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    Invalid {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// What does not match this run.
+        reason: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {

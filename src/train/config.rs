@@ -217,7 +217,7 @@ impl TrainConfig {
             return bad("classes", "training needs at least 2 classes");
         }
         self.schedule.validate().map_err(ConfigError::Invalid)?;
-        let min = crate::model::googlenet::min_input_size(self.variant);
+        let min = crate::model::input_size::min_input_size(self.variant);
         if self.input_size < min {
             return bad(
                 "input size",
@@ -309,11 +309,18 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The configuration file.
         path: String,
+        /// What the operating system reported.
         #[source]
         source: std::io::Error,
     },
     /// The file is not a training configuration.
     #[error("{path} is not a training configuration: {reason}")]
-    Parse { path: String, reason: String },
+    Parse {
+        /// The configuration file.
+        path: String,
+        /// What the parser reported.
+        reason: String,
+    },
 }

@@ -31,7 +31,9 @@ pub enum CurvesError {
     /// The image could not be written.
     #[error("{path}: {source}")]
     Io {
+        /// The image file.
         path: String,
+        /// What the operating system reported.
         #[source]
         source: std::io::Error,
     },

@@ -50,19 +50,38 @@ pub enum DataParallelError {
     /// No device was given.
     #[error("data-parallel training needs at least one device")]
     NoDevices,
+    /// The batch has fewer images than there are devices.
     #[error(
         "a batch of {batch} images cannot be split over {replicas} devices: use a batch of at least {replicas}"
     )]
-    BatchTooSmall { batch: usize, replicas: usize },
+    BatchTooSmall {
+        /// The number of images in the batch.
+        batch: usize,
+        /// The number of devices.
+        replicas: usize,
+    },
     /// The batch has another number of labels than images.
     #[error("{images} images but {labels} labels in the batch")]
-    LabelCount { images: usize, labels: usize },
+    LabelCount {
+        /// The number of images.
+        images: usize,
+        /// The number of labels.
+        labels: usize,
+    },
     /// A replica's step failed.
     #[error("the replica on {device} failed: {message}")]
-    Replica { device: String, message: String },
+    Replica {
+        /// The replica's device, as the command line names it.
+        device: String,
+        /// Why its step failed.
+        message: String,
+    },
     /// A replica's worker thread has stopped.
     #[error("the worker thread of {device} has stopped")]
-    WorkerGone { device: String },
+    WorkerGone {
+        /// The replica's device, as the command line names it.
+        device: String,
+    },
 }
 
 /// The outcome of one data-parallel forward and backward pass.

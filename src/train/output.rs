@@ -11,17 +11,23 @@ pub enum OutputError {
     /// The output folder cannot be written to.
     #[error("cannot write to the output folder {path}: {source}")]
     NotWritable {
+        /// The output folder.
         path: PathBuf,
+        /// What the operating system reported.
         #[source]
         source: std::io::Error,
     },
+    /// The disk holding the output folder has too little free space for a checkpoint.
     #[error(
         "the output folder {path} has {available} MB free; a checkpoint needs about {needed} MB \
          (free some space or choose another --out)"
     )]
     NoSpace {
+        /// The output folder.
         path: PathBuf,
+        /// Free space on its disk, in MB.
         available: u64,
+        /// Space one checkpoint needs, in MB.
         needed: u64,
     },
 }

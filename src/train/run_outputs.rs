@@ -7,10 +7,11 @@ use super::checkpoint::Checkpoints;
 use super::config::TrainConfig;
 use super::curves::write_curves;
 use super::distributed::{self, Collective};
+use super::error::TrainError;
 use super::metrics::EpochRecord;
 use super::polyak::Polyak;
 use super::state::TrainState;
-use super::trainer::{Run, TrainError};
+use super::trainer::Run;
 use crate::model::GoogLeNet;
 use crate::weights::{self, Layout};
 

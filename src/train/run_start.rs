@@ -8,9 +8,10 @@ use burn::prelude::*;
 use super::checkpoint::Checkpoints;
 use super::config::TrainConfig;
 use super::distributed::{self, Collective};
+use super::error::TrainError;
 use super::polyak::Polyak;
 use super::state::TrainState;
-use super::trainer::{Run, TrainError, TrainOptions, build_model, optimizer};
+use super::trainer::{Run, TrainOptions, build_model, optimizer};
 use crate::model::GoogLeNet;
 use crate::weights::WeightsFile;
 

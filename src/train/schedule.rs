@@ -8,10 +8,18 @@ use serde::{Deserialize, Serialize};
 pub enum Schedule {
     /// The base rate times `factor` once every `every_epochs` epochs (the paper, section 6:
     /// "decreasing the learning rate by 4% every 8 epochs").
-    Step { every_epochs: usize, factor: f64 },
+    Step {
+        /// Epochs between two decreases (8 in the paper).
+        every_epochs: usize,
+        /// What each decrease multiplies the rate by (0.96 in the paper).
+        factor: f64,
+    },
     /// Caffe's "poly" policy: `base * (1 - iteration / max_iterations) ^ power`, where
     /// `max_iterations` is the whole run.
-    Poly { power: f64 },
+    Poly {
+        /// The exponent of the decay (0.5 in BVLC's `quick_solver.prototxt`).
+        power: f64,
+    },
     /// The base rate throughout (Keras' SGD without a schedule).
     Constant,
 }

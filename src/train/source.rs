@@ -2,6 +2,8 @@
 //! split, fetched by index, so that the loop decides the order (and can skip what a resumed run
 //! already did) and every random choice is a function of the run's seed.
 
+use burn::prelude::*;
+
 use crate::data::DataError;
 use crate::data::synthetic::{self, SyntheticShapes};
 use crate::model::Variant;
@@ -36,13 +38,26 @@ impl HostBatch {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
+
+    /// The batch on `device`: images `[n, 3, side, side]` and labels `[n]`, as
+    /// [`GoogLeNet::forward_with_aux`](crate::model::GoogLeNet::forward_with_aux) and the loss
+    /// take them.
+    pub fn tensors(&self, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        let n = self.len();
+        let shape = [n, 3, self.side, self.side];
+        let images = Tensor::from_data(TensorData::new(self.images.clone(), shape), device);
+        let labels = Tensor::from_data(TensorData::new(self.labels.clone(), [n]), device);
+        (images, labels)
+    }
 }
 
 /// A labelled dataset with a training and a validation split.
 pub trait TrainData: Send + Sync {
     /// Where the data comes from, for messages.
     fn describe(&self) -> String;
+    /// The classes' names, in label order.
     fn class_names(&self) -> Vec<String>;
+    /// The number of images in `split`.
     fn len(&self, split: Split) -> usize;
     /// Side of the images [`TrainData::fetch`] returns.
     fn side(&self) -> usize;
@@ -139,4 +154,22 @@ pub fn mix(a: u64, b: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_batch_becomes_nchw_images_and_labels() {
+        let host = HostBatch {
+            images: (0..2 * 3 * 2 * 2).map(|v| v as f32).collect(),
+            labels: vec![7, 3],
+            side: 2,
+        };
+        let (images, labels) = host.tensors(&Device::flex());
+        assert_eq!(images.dims(), [2, 3, 2, 2]);
+        assert_eq!(images.into_data().try_to_vec::<f32>().unwrap(), host.images);
+        assert_eq!(labels.into_data().try_into_vec_as::<i64>().unwrap(), [7, 3]);
+    }
 }

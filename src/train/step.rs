@@ -199,13 +199,7 @@ impl Stepper {
                 ))
             }
             _ => {
-                let n = host.len();
-                let images = Tensor::<4>::from_data(
-                    TensorData::new(host.images.clone(), [n, 3, host.side, host.side]),
-                    device,
-                );
-                let labels =
-                    Tensor::<1, Int>::from_data(TensorData::new(host.labels.clone(), [n]), device);
+                let (images, labels) = host.tensors(device);
                 let (total, values) = forward_loss(model, images, labels, loss, precision);
                 // Read before the backward pass: a non-finite loss is reported without a step.
                 let gradients = if values.total.is_finite() {

@@ -1,8 +1,9 @@
 //! The training loop: batches in an order drawn from the run's seed, the recipe's loss, SGD, the
 //! Polyak average, validation, metrics, curves and checkpoints after every epoch; a clean stop
-//! on Ctrl-C and a clear one on a non-finite loss.
+//! on Ctrl-C and a clear one on a non-finite loss. What a run is built from (its options, model
+//! and optimiser) is here too.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -10,33 +11,31 @@ use std::time::Instant;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 
-use super::checkpoint::{CheckpointError, Checkpoints};
+use super::checkpoint::Checkpoints;
 use super::checkpoint_schedule::{CheckpointEvery, CheckpointSchedule};
-use super::config::{ConfigError, TrainConfig};
-use super::curves::CurvesError;
+use super::config::TrainConfig;
 use super::data_parallel::DataParallelError;
-use super::distributed::{self, Collective, DistributedError};
-use super::metrics::{EpochRecord, EpochSums, HeadBatch, SplitStats, append_csv, rewrite_csv};
-use super::output::{OutputError, check_writable};
+use super::distributed;
+use super::error::{TrainError, io_err};
+use super::metrics::{EpochRecord, EpochSums, append_csv, rewrite_csv};
+use super::optimizer_step::{job_step, train_step};
+use super::outcome::Outcome;
+use super::output::check_writable;
 use super::polyak::Polyak;
+use super::progress::{epoch_lines, progress_bar};
 use super::run_outputs::{prune, save, write_epoch_outputs};
 use super::run_start::start;
 use super::schedule::Progress;
+use super::seeds::{AUGMENT, DROPOUT, epoch_order};
 use super::session::Session;
 use super::small_batch::{Dropped, smallest_trainable_batch};
-use super::source::{HostBatch, Split, TrainData, mix};
-use super::state::{Best, TrainState};
-use super::step::{StepError, StepValues, Stepper, TrainEngine, host_logits};
-use crate::data::DataError;
-use crate::model::precision::{Precision, PrecisionError};
+use super::source::{Split, TrainData, mix};
+use super::state::TrainState;
+use super::step::{Stepper, TrainEngine};
+use crate::model::precision::Precision;
 use crate::model::summary::SummaryError;
 use crate::model::{GoogLeNet, GoogLeNetConfig};
-use crate::weights::WeightsError;
 
 /// Where a run writes and how it behaves, besides its hyperparameters.
 #[derive(Clone, Debug)]
@@ -87,154 +86,6 @@ impl TrainOptions {
             quiet: false,
         }
     }
-}
-
-/// How a run ended without error.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// Every epoch has run.
-    Finished {
-        epochs: usize,
-        best: Option<Best>,
-        /// The evaluated weights (Polyak average when it is on) after the last epoch.
-        model: PathBuf,
-    },
-    /// Stopped on request after a step; the checkpoint continues it.
-    Interrupted {
-        checkpoint: PathBuf,
-        epoch: usize,
-        batch: usize,
-        step: u64,
-    },
-    /// Stopped after [`TrainOptions::max_steps`] steps; the checkpoint continues it.
-    ReachedMaxSteps {
-        checkpoint: PathBuf,
-        epoch: usize,
-        batch: usize,
-        step: u64,
-    },
-}
-
-impl Outcome {
-    /// A run that stops before its last epoch, at `epoch`/`batch` (the next to train) after
-    /// `step` steps: on request (Ctrl-C) or at [`TrainOptions::max_steps`].
-    fn stopped(
-        interrupted: bool,
-        checkpoint: PathBuf,
-        epoch: usize,
-        batch: usize,
-        step: u64,
-    ) -> Outcome {
-        if interrupted {
-            Outcome::Interrupted {
-                checkpoint,
-                epoch,
-                batch,
-                step,
-            }
-        } else {
-            Outcome::ReachedMaxSteps {
-                checkpoint,
-                epoch,
-                batch,
-                step,
-            }
-        }
-    }
-}
-
-/// Why a training run stopped with an error, with what it kept.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// The configuration is invalid or cannot be read.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The output folder cannot be written to.
-    #[error(transparent)]
-    Output(#[from] OutputError),
-    #[error(
-        "{0} already holds a training run (config.json); continue it with --resume {0} or choose \
-         another --out"
-    )]
-    AlreadyARun(String),
-    /// The configuration does not fit the data (classes, image size) or its batch is too small.
-    #[error("{0}")]
-    Mismatch(String),
-    /// The model cannot be built for the configuration.
-    #[error(transparent)]
-    Model(#[from] SummaryError),
-    /// The initial weights cannot be read.
-    #[error(transparent)]
-    Weights(#[from] WeightsError),
-    /// The training data cannot be read.
-    #[error("reading training data: {0}")]
-    Data(#[from] DataError),
-    /// A checkpoint could not be written; what was kept is said.
-    #[error("writing a checkpoint failed ({source}); {kept}")]
-    Checkpoint {
-        #[source]
-        source: CheckpointError,
-        kept: String,
-    },
-    /// The checkpoint to resume from could not be loaded.
-    #[error("loading checkpoint: {0}")]
-    Resume(CheckpointError),
-    #[error(
-        "the loss became {value} at step {step} (epoch {epoch}, batch {batch}): {parts}. \
-         Training stopped; {kept}. A lower --lr usually helps."
-    )]
-    NonFinite {
-        value: f64,
-        step: u64,
-        epoch: usize,
-        batch: usize,
-        parts: String,
-        kept: String,
-    },
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The curves could not be drawn.
-    #[error(transparent)]
-    Curves(#[from] CurvesError),
-    /// A data-parallel step failed.
-    #[error(transparent)]
-    DataParallel(#[from] DataParallelError),
-    /// A training step failed.
-    #[error(transparent)]
-    Step(#[from] StepError),
-    /// The device cannot train in the precision asked for.
-    #[error(transparent)]
-    Precision(#[from] PrecisionError),
-    /// The ranks of a distributed run could not agree or communicate.
-    #[error(transparent)]
-    Distributed(#[from] DistributedError),
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// Salts that keep the generators of the data order, augmentation and dropout apart.
-const ORDER: u64 = 0x006f_7264_6572;
-const AUGMENT: u64 = 0x6175_676d;
-const DROPOUT: u64 = 0x6472_6f70;
-
-/// The training images' order in `epoch`: a shuffle seeded by the run's seed and the epoch.
-pub fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..len).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
-        seed ^ ORDER,
-        epoch as u64,
-    )));
-    order
 }
 
 /// The SGD optimiser of `config`: PyTorch's update (weight decay added to the gradient, then
@@ -622,167 +473,4 @@ fn check_data(config: &TrainConfig, data: &dyn TrainData) -> Result<(), TrainErr
         }
     }
     Ok(())
-}
-
-/// A non-finite total loss and its parts, by head.
-type NonFiniteLoss = (f64, String);
-
-/// One optimiser step on `host`: the step's total loss, or on a non-finite loss its value and
-/// the parts, and no update.
-fn train_step(
-    config: &TrainConfig,
-    run: &mut Run,
-    host: &HostBatch,
-    lr: f64,
-    device: &Device,
-    stepper: &Stepper,
-    precision: Precision,
-) -> Result<Result<f64, NonFiniteLoss>, TrainError> {
-    let (values, update) =
-        stepper.forward_backward(&run.model, host, config.loss, precision, device)?;
-    let total = values.total;
-    if !total.is_finite() {
-        return Ok(Err((total, non_finite_parts(values.heads))));
-    }
-    let model = run.model.clone();
-    run.model = update.apply(lr, &mut run.optimizer, model);
-    if let Some(p) = &mut run.polyak {
-        p.update(&run.model);
-    }
-    record_batch(&mut run.state.partial, &host.labels, values);
-    Ok(Ok(total))
-}
-
-/// [`train_step`] on this rank's share of the global batch in a distributed run: losses,
-/// figures and gradients summed over the ranks ([`distributed::step`]). Also gives the seconds
-/// of the gradients' all-reduce.
-fn job_step(
-    config: &TrainConfig,
-    run: &mut Run,
-    host: &HostBatch,
-    images: usize,
-    lr: f64,
-    (device, stepper, precision, world): (&Device, &Stepper, Precision, &Collective),
-) -> Result<Result<(f64, f64), NonFiniteLoss>, TrainError> {
-    let local = if host.is_empty() {
-        None
-    } else {
-        Some(stepper.forward_backward(&run.model, host, config.loss, precision, device)?)
-    };
-    let job = distributed::step::reduce(world, &run.model, local, &host.labels, images);
-    let Some(update) = job.update else {
-        return Ok(Err((job.total, non_finite_parts(job.heads))));
-    };
-    let model = run.model.clone();
-    run.model = update.apply(lr, &mut run.optimizer, model);
-    if let Some(p) = &mut run.polyak {
-        p.update(&run.model);
-    }
-    distributed::sums::merge(&mut run.state.partial, &job.sums);
-    Ok(Ok((job.total, job.allreduce_seconds)))
-}
-
-fn record_batch(sums: &mut EpochSums, labels: &[i64], values: StepValues) {
-    let heads = std::array::from_fn(|i| match (&values.logits[i], values.heads[i]) {
-        (Some(logits), Some(loss)) => Some(HeadBatch { loss, logits }),
-        _ => None,
-    });
-    sums.add(labels, values.total, heads);
-}
-
-/// Each classifier's loss by name, for the message about a non-finite loss.
-fn non_finite_parts(heads: [Option<f64>; 3]) -> String {
-    let names = ["main", "aux1", "aux2"];
-    names
-        .iter()
-        .zip(heads)
-        .filter_map(|(name, l)| l.map(|l| format!("{name} {l}")))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Loss, top-1 and top-5 of every classifier of `model` on the validation split (inference
-/// mode: BatchNorm running statistics, no dropout).
-pub fn evaluate(
-    model: &GoogLeNet,
-    config: &TrainConfig,
-    data: &dyn TrainData,
-    device: &Device,
-) -> Result<SplitStats, TrainError> {
-    let indices: Vec<usize> = (0..data.len(Split::Val)).collect();
-    Ok(evaluate_images(model, config, data, device, &indices)?.stats())
-}
-
-/// The figures of `model` on the validation images `indices`, for [`evaluate`] and a rank's
-/// share of the validation split.
-pub fn evaluate_images(
-    model: &GoogLeNet,
-    config: &TrainConfig,
-    data: &dyn TrainData,
-    device: &Device,
-    indices: &[usize],
-) -> Result<EpochSums, TrainError> {
-    let mut sums = EpochSums::default();
-    for chunk in indices.chunks(config.batch_size) {
-        let host = data.fetch(Split::Val, chunk, 0)?;
-        let n = host.len();
-        if n == 0 {
-            continue;
-        }
-        let images = Tensor::<4>::from_data(
-            TensorData::new(host.images, [n, 3, host.side, host.side]),
-            device,
-        );
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(host.labels.clone(), [n]), device);
-        let output = model.forward_with_aux(images);
-        let parts = config.loss.loss(&output, labels);
-        let value = |t: &Tensor<1>| t.clone().into_scalar::<f32>() as f64;
-        let values = StepValues {
-            total: value(&parts.total),
-            heads: [
-                Some(value(&parts.main)),
-                parts.aux1.as_ref().map(value),
-                parts.aux2.as_ref().map(value),
-            ],
-            logits: [
-                Some(host_logits(&output.main)),
-                output.aux1.as_ref().map(host_logits),
-                output.aux2.as_ref().map(host_logits),
-            ],
-        };
-        record_batch(&mut sums, &host.labels, values);
-    }
-    Ok(sums)
-}
-
-fn progress_bar(quiet: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(
-        Some(len as u64),
-        if quiet {
-            ProgressDrawTarget::hidden()
-        } else {
-            ProgressDrawTarget::stderr()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches  {msg}  ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
-    bar
-}
-
-/// The two lines printed after an epoch.
-fn epoch_lines(r: &EpochRecord, epochs: usize, improved: bool) -> String {
-    format!(
-        "epoch {}/{epochs}  lr {:.6}  {:.1} img/s  {:.0} s{}\n  train  {}\n  val    {}",
-        r.epoch,
-        r.learning_rate,
-        r.images_per_second,
-        r.seconds,
-        if improved { "  (best so far)" } else { "" },
-        r.train.line(),
-        r.val.line()
-    )
 }

@@ -12,6 +12,7 @@ pub mod download;
 pub mod error;
 pub mod file;
 pub mod keras_names;
+pub mod load;
 pub mod model_tensors;
 pub mod pretrained;
 pub mod pth;
@@ -24,6 +25,7 @@ use std::path::Path;
 
 pub use error::WeightsError;
 pub use file::WeightsFile;
+pub use load::{LoadedModel, load_model};
 pub use pretrained::{Pretrained, WeightsSource};
 pub use tensor_map::{HostTensor, TensorMap};
 

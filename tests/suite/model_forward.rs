@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use burn::prelude::*;
-use googlenet::model::googlenet::min_input_size;
+use googlenet::model::input_size::min_input_size;
 use googlenet::model::summary::SummaryError;
 use googlenet::model::{GoogLeNetConfig, Variant};
 

@@ -22,6 +22,7 @@ mod lrn;
 mod net;
 mod norm;
 mod params;
+mod plan;
 mod pool;
 mod unit;
 
@@ -36,8 +37,11 @@ pub enum TrainNetError {
     /// The input's length does not match its shape.
     #[error("input has {got} values, but shape {shape:?} needs {want}")]
     InputLength {
+        /// The number of values given.
         got: usize,
+        /// The number of values the shape needs.
         want: usize,
+        /// The shape given, `[batch, channels, height, width]`.
         shape: [usize; 4],
     },
     /// The input does not have 3 channels.
@@ -45,16 +49,31 @@ pub enum TrainNetError {
     Channels(usize),
     /// The number of labels differs from the number of images.
     #[error("{labels} labels for a batch of {batch} images")]
-    Labels { labels: usize, batch: usize },
+    Labels {
+        /// The number of labels given.
+        labels: usize,
+        /// The number of images in the batch.
+        batch: usize,
+    },
     /// A label is not below the number of classes.
     #[error("label {label} is not below the number of classes ({classes})")]
-    Label { label: usize, classes: usize },
+    Label {
+        /// The offending label.
+        label: usize,
+        /// The number of classes the network has.
+        classes: usize,
+    },
     /// BatchNorm needs at least 2 images per batch to train.
     #[error("training with BatchNorm needs at least 2 images per batch")]
     BatchTooSmall,
     /// The input does not fit the network.
     #[error("an input of {height}x{width} does not fit the network")]
-    InputTooSmall { height: usize, width: usize },
+    InputTooSmall {
+        /// The input's height in pixels.
+        height: usize,
+        /// The input's width in pixels.
+        width: usize,
+    },
     /// The model has a part the fast path does not implement.
     #[error("the fast training path does not support {0}")]
     Unsupported(String),

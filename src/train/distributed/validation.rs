@@ -7,9 +7,10 @@ use super::collective::Collective;
 use super::{shard, sums};
 use crate::model::GoogLeNet;
 use crate::train::config::TrainConfig;
+use crate::train::error::TrainError;
+use crate::train::evaluate::evaluate_images;
 use crate::train::metrics::SplitStats;
 use crate::train::source::{Split, TrainData};
-use crate::train::trainer::{TrainError, evaluate_images};
 
 /// Loss, top-1 and top-5 of every classifier of `model` on the whole validation split, each
 /// rank evaluating its share.

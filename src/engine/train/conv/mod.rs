@@ -1,0 +1,259 @@
+//! Convolutions of the training engine, forward and backward, as matrix products over pixels.
+//!
+//! Activations are NHWC, so the pixels of a map are the rows of a matrix and a convolution with
+//! weights `W`, a row-major `[kernel² · in, out]` matrix whose rows run over (kernel row, kernel
+//! column, input channel), is `y[P, out] = patches(x)[P, kernel² · in] · W`, where row `p` of
+//! `patches(x)` is output pixel `p`'s receptive field (im2col). A 1x1 convolution with stride 1 and
+//! no padding multiplies the input itself, in one product spread over the threads; larger kernels
+//! gather the patches one tile of output pixels at a time, so that a tile stays in cache, and
+//! spread the tiles over the threads.
+//!
+//! Backward, with `dy = ∂L/∂y`:
+//! - `dw = patches(x)ᵀ · dy` sums over all pixels. The pixels are cut into a fixed number of
+//!   groups (two per thread); each group re-gathers the patches of its tiles and accumulates
+//!   `patchesᵀ · dy_tile` into a partial `dw` of its own, and the partials are added at the end
+//!   in a fixed order: no two threads ever write the same float, and the sum does not depend on
+//!   which thread ran what (the same pool size gives the same bits). A 1x1 convolution on a map
+//!   too small to share out that way is one product that gemm splits over blocks of `dw`.
+//! - `dx` for stride 1 is itself a convolution: input pixel `i` receives
+//!   `Σ W[(ky, kx, c), o] · dy[i + pad − (ky, kx), o]`, which is a forward convolution of `dy` with
+//!   the flipped, transposed kernel `W'[(ky, kx, o), c] = W[(k−1−ky, k−1−kx, c), o]` and padding
+//!   `k − 1 − pad`. It runs as the same tiled im2col product as the forward pass, race-free, with
+//!   no scatter (`dx = dy · Wᵀ` for a 1x1 kernel). Strided convolutions (and pads of a whole
+//!   kernel or more) take the textbook path instead: `dpatches = dy · Wᵀ` tile by tile, added back
+//!   onto the input pixels they came from (col2im), groups of whole images in parallel.
+//!
+//! Buffers (patch tiles, partial `dw`s, the rearranged weights) live in a [`ConvScratch`] that the
+//! caller keeps between calls.
+
+mod input_gradient;
+mod weight_gradient;
+mod window;
+
+use rayon::prelude::*;
+
+use super::super::map::{Shape, grow};
+use super::super::matmul::matmul;
+use input_gradient::{input_gradient_by_col2im, input_gradient_by_flipped_kernel};
+use weight_gradient::weight_gradient;
+use window::{Window, gather};
+
+/// About how many floats of patches one forward tile gathers, so that the tile stays in the
+/// core's L2 cache while gemm reads it.
+const FORWARD_TILE_FLOATS: usize = 48 * 1024;
+
+/// The same for the weight gradient, whose tiles are the reduction dimension of their product:
+/// longer tiles mean fewer passes over the partial `dw`.
+const GRADIENT_TILE_FLOATS: usize = 96 * 1024;
+
+/// A square convolution without bias (BatchNorm follows every convolution of torchvision's
+/// GoogLeNet). Weights are a row-major `[kernel²·in, out]` matrix whose rows run over (kernel row,
+/// kernel column, input channel) — the same layout as the inference `ConvGemm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConvShape {
+    /// Side of the square kernel.
+    pub kernel: usize,
+    /// Step between output positions.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub pad: usize,
+    /// Channels read.
+    pub in_channels: usize,
+    /// Channels written (filters).
+    pub out_channels: usize,
+}
+
+impl ConvShape {
+    /// Output map for `input` (`(h + 2·pad − kernel) / stride + 1` per side, `out_channels`
+    /// channels); None if too small or input.c != in_channels.
+    pub fn output(&self, input: Shape) -> Option<Shape> {
+        if input.c != self.in_channels || self.kernel == 0 || self.stride == 0 {
+            return None;
+        }
+        let side = |n: usize| Some((n + 2 * self.pad).checked_sub(self.kernel)? / self.stride + 1);
+        Some(Shape {
+            n: input.n,
+            h: side(input.h)?,
+            w: side(input.w)?,
+            c: self.out_channels,
+        })
+    }
+
+    /// Number of weights, kernel²·in·out.
+    pub fn weight_len(&self) -> usize {
+        self.depth() * self.out_channels
+    }
+
+    /// Rows of the weight matrix, the length of one patch: kernel²·in.
+    fn depth(&self) -> usize {
+        self.kernel * self.kernel * self.in_channels
+    }
+
+    /// Where the window lies on `input`, panicking if the caller planned an impossible shape.
+    fn window(&self, input: Shape) -> Window {
+        let out = self
+            .output(input)
+            .expect("input map does not fit the convolution");
+        Window {
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+            input,
+            out: [out.h, out.w],
+        }
+    }
+}
+
+/// The buffers of one group of tiles: the current tile's patches and the group's partial `dw`.
+#[derive(Default)]
+struct Slot {
+    patches: Vec<f32>,
+    dw: Vec<f32>,
+}
+
+/// Reusable buffers (im2col tiles, per-group weight-gradient partial sums, rearranged weights),
+/// grown on demand, kept between calls.
+#[derive(Default)]
+pub(crate) struct ConvScratch {
+    /// One slot per group of tiles (a few per thread).
+    slots: Vec<Slot>,
+    /// The kernel flipped and transposed (stride-1 `dx`) or transposed (col2im `dx`).
+    weights: Vec<f32>,
+}
+
+/// Output pixels per tile for patches of `depth` floats: about `floats` floats of patches, at
+/// least eight tiles per thread when the map allows, a multiple of 8.
+fn tile_rows(pixels: usize, depth: usize, floats: usize) -> usize {
+    let threads = rayon::current_num_threads();
+    let by_cache = floats / depth.max(1);
+    let by_balance = pixels.div_ceil(8 * threads);
+    by_cache.min(by_balance).next_multiple_of(8).max(16)
+}
+
+/// Splits `items` into contiguous groups, `per_thread` per thread of the pool (fewer if there are
+/// fewer items): returns (items per group, groups). Groups are fixed by the item count and the
+/// pool size, never by timing, so that sums over them come out the same from run to run.
+fn groups(items: usize, per_thread: usize) -> (usize, usize) {
+    let wanted = (per_thread * rayon::current_num_threads()).clamp(1, items.max(1));
+    let size = items.div_ceil(wanted).max(1);
+    (size, items.div_ceil(size))
+}
+
+/// `y` (dense `[n, oh, ow, out]`, overwritten) = conv(`x`, `w`); `x` dense NHWC of shape `xs`.
+pub(crate) fn forward(
+    conv: &ConvShape,
+    x: &[f32],
+    xs: Shape,
+    w: &[f32],
+    y: &mut [f32],
+    scratch: &mut ConvScratch,
+) {
+    let window = conv.window(xs);
+    assert_eq!(x.len(), xs.len(), "input length");
+    assert_eq!(w.len(), conv.weight_len(), "weight length");
+    assert_eq!(
+        y.len(),
+        window.pixels() * conv.out_channels,
+        "output length"
+    );
+    convolve(&window, x, w, conv.out_channels, y, &mut scratch.slots);
+}
+
+/// Given `dy` = ∂L/∂y (dense `[n, oh, ow, out]`): `dw` = ∂L/∂w (overwritten, `[kernel²·in, out]`)
+/// and, when `dx` is `Some`, ∂L/∂x (dense NHWC `xs`, overwritten).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    conv: &ConvShape,
+    x: &[f32],
+    xs: Shape,
+    w: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    dx: Option<&mut [f32]>,
+    scratch: &mut ConvScratch,
+) {
+    let window = conv.window(xs);
+    assert_eq!(x.len(), xs.len(), "input length");
+    assert_eq!(w.len(), conv.weight_len(), "weight length");
+    assert_eq!(dw.len(), conv.weight_len(), "weight gradient length");
+    assert_eq!(
+        dy.len(),
+        window.pixels() * conv.out_channels,
+        "output gradient length"
+    );
+    weight_gradient(&window, x, dy, conv.out_channels, dw, &mut scratch.slots);
+    if let Some(dx) = dx {
+        assert_eq!(dx.len(), xs.len(), "input gradient length");
+        if conv.stride == 1 && conv.pad < conv.kernel {
+            input_gradient_by_flipped_kernel(conv, &window, w, dy, dx, scratch);
+        } else {
+            input_gradient_by_col2im(conv, &window, w, dy, dx, scratch);
+        }
+    }
+}
+
+/// `y = patches(x) · w` for the window (the shared forward product), `w` being
+/// `[window depth, out_channels]`.
+fn convolve(
+    window: &Window,
+    x: &[f32],
+    w: &[f32],
+    out_channels: usize,
+    y: &mut [f32],
+    slots: &mut Vec<Slot>,
+) {
+    let pixels = window.pixels();
+    let depth = window.depth();
+    if depth == 0 {
+        y.fill(0.0);
+        return;
+    }
+    if window.is_pointwise() {
+        matmul(
+            y,
+            out_channels,
+            x,
+            depth,
+            w,
+            out_channels,
+            [pixels, depth, out_channels],
+            true,
+        );
+        return;
+    }
+    if y.is_empty() {
+        return;
+    }
+    let rows = tile_rows(pixels, depth, FORWARD_TILE_FLOATS);
+    let (tiles_per_group, count) = groups(pixels.div_ceil(rows), 4);
+    if slots.len() < count {
+        slots.resize_with(count, Default::default);
+    }
+    let group_rows = tiles_per_group * rows;
+    y.par_chunks_mut(group_rows * out_channels)
+        .zip(slots.par_iter_mut())
+        .enumerate()
+        .for_each(|(g, (y_group, slot))| {
+            for (t, y_tile) in y_group.chunks_mut(rows * out_channels).enumerate() {
+                let r0 = g * group_rows + t * rows;
+                let m = y_tile.len() / out_channels;
+                grow(&mut slot.patches, m * depth);
+                let patches = &mut slot.patches[..m * depth];
+                gather(x, window, r0..r0 + m, patches);
+                let shape = [m, depth, out_channels];
+                matmul(
+                    y_tile,
+                    out_channels,
+                    patches,
+                    depth,
+                    w,
+                    out_channels,
+                    shape,
+                    false,
+                );
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests;
