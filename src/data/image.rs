@@ -326,17 +326,18 @@ fn decode_region_checked(
         .ok()
         .flatten()
         .unwrap_or_default();
-    if sniff_format(bytes) == Some(ImageFormat::Jpeg) && jpeg_is_complete(bytes) {
-        if let Some(rectangle) = decode_jpeg(bytes, budget, path, &mut drawn, &mut pixels)? {
-            let [_, _, width, height] = rectangle;
-            let pixels = RgbPixels {
-                pixels,
-                width,
-                height,
-            };
-            return Ok((pixels, rectangle));
-        }
-        // A colour space zune-jpeg leaves to `image`: decoded whole below.
+    // A JPEG of a colour space zune-jpeg leaves to `image` (`None`) is decoded whole below.
+    if sniff_format(bytes) == Some(ImageFormat::Jpeg)
+        && jpeg_is_complete(bytes)
+        && let Some(rectangle) = decode_jpeg(bytes, budget, path, &mut drawn, &mut pixels)?
+    {
+        let [_, _, width, height] = rectangle;
+        let pixels = RgbPixels {
+            pixels,
+            width,
+            height,
+        };
+        return Ok((pixels, rectangle));
     }
     let image = decode_checked(bytes, budget, path)?;
     let (width, height) = image.dimensions();
