@@ -1,8 +1,10 @@
 //! Decoding any image file to RGB, by its content rather than its extension (ImageNet has a PNG
 //! named `.JPEG`, and CMYK and greyscale JPEGs). JPEG is decoded with zune-jpeg directly (the
 //! decoder `image` uses, straight to RGB without `image`'s copy of the file), the other formats
-//! through `image`. [`decode_rgb_region`] decodes a JPEG only as far as a crop needs
-//! (vendor/zune-jpeg adds region decoding to zune-jpeg). Every decode checks the header's size
+//! through `image`. [`decode_rgb_region`] decodes a JPEG only as far as a crop needs, into a
+//! buffer of the crop's rectangle alone (vendor/zune-jpeg adds region decoding to zune-jpeg;
+//! progressive and multi-scan JPEGs still hold their coefficients for the whole image, within
+//! the pixel budget). Every decode checks the header's size
 //! against a [`PixelBudget`] before allocating pixels; the functions without a budget argument
 //! use the default one.
 
@@ -123,7 +125,7 @@ fn decode_checked(
     if format == ImageFormat::Jpeg {
         let mut pixels = Vec::new();
         let whole = |width, height| [0, 0, width, height];
-        if let Some((width, height, _)) = decode_jpeg(bytes, budget, path, whole, &mut pixels)? {
+        if let Some([_, _, width, height]) = decode_jpeg(bytes, budget, path, whole, &mut pixels)? {
             return Ok(RgbImage::from_raw(width, height, pixels)
                 .expect("the decoder wrote width * height RGB pixels"));
         }
@@ -164,11 +166,13 @@ fn decode_with_image(
     }
 }
 
-/// Decodes a complete JPEG (the caller has checked) to RGB into `pixels` (resized to
-/// width * height * 3; its old contents may remain outside the region), decoding only what the
-/// rectangle `[left, top, width, height]` that `region(width, height)` returns needs: inside it
-/// the pixels equal a full decode's. Returns the size and the rectangle, or `None` for a colour
-/// space other than YCbCr, greyscale, RGB, CMYK or YCCK (left to `image`, which decodes
+/// Decodes a complete JPEG (the caller has checked) to RGB into `pixels`: the rectangle
+/// `[left, top, width, height]` that `region(width, height)` returns (clipped to the image),
+/// row after row, and nothing else, so `pixels` holds only its width * height * 3 bytes
+/// (zune-jpeg's working memory beside it is a few MCU rows, in proportion to the image's
+/// width; progressive and multi-scan files also hold their coefficients whole). The pixels
+/// equal a full decode's. Returns the clipped rectangle, or `None` for a
+/// colour space other than YCbCr, greyscale, RGB, CMYK or YCCK (left to `image`, which decodes
 /// those whole). `region` is called once, before any pixel is decoded, and only for an image
 /// within `budget`.
 fn decode_jpeg(
@@ -177,7 +181,7 @@ fn decode_jpeg(
     path: Option<&Path>,
     region: impl FnOnce(u32, u32) -> [u32; 4],
     pixels: &mut Vec<u8>,
-) -> Result<Option<(u32, u32, [u32; 4])>, String> {
+) -> Result<Option<[u32; 4]>, String> {
     let fail = |e: zune_jpeg::errors::DecodeErrors| format!("cannot decode JPEG: {e}");
     let options = DecoderOptions::default()
         .set_strict_mode(false)
@@ -208,21 +212,31 @@ fn decode_jpeg(
     }
     admit(width as u64, height as u64, budget, path)?;
     let (width, height) = (width as u32, height as u32);
-    let [x, y, w, h] = region(width, height);
+    let rectangle = clip(region(width, height), width, height);
+    let [x, y, w, h] = rectangle;
+    pixels.clear();
+    if w == 0 || h == 0 {
+        return Ok(Some(rectangle));
+    }
     decoder.set_options(decoder.options().jpeg_set_out_colorspace(ColorSpace::RGB));
-    if [x, y, w, h] != [0, 0, width, height] {
+    if rectangle != [0, 0, width, height] {
         decoder.set_region(x as usize, y as usize, w as usize, h as usize);
     }
-    let len = width as usize * height as usize * 3;
-    pixels.resize(len, 0);
+    pixels.resize(w as usize * h as usize * 3, 0);
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decoder.decode_into(&mut pixels[..len])
+        decoder.decode_region_into(pixels)
     }));
     match decoded {
-        Ok(Ok(())) => Ok(Some((width, height, [x, y, w, h]))),
+        Ok(Ok(())) => Ok(Some(rectangle)),
         Ok(Err(e)) => Err(fail(e)),
         Err(_) => Err("the JPEG decoder panicked".into()),
     }
+}
+
+/// The part of the rectangle `[left, top, width, height]` inside a `width` x `height` image.
+fn clip([x, y, w, h]: [u32; 4], width: u32, height: u32) -> [u32; 4] {
+    let (x, y) = (x.min(width), y.min(height));
+    [x, y, w.min(width - x), h.min(height - y)]
 }
 
 /// The largest buffer a thread keeps for the next image (21 million pixels, more than any
@@ -235,8 +249,8 @@ thread_local! {
     static BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Decoded RGB pixels whose buffer goes back to its thread's pool when dropped, so decoding
-/// image after image allocates (and clears) no new memory.
+/// The decoded RGB pixels of a rectangle of an image, whose buffer goes back to its thread's
+/// pool when dropped, so decoding image after image allocates (and clears) no new memory.
 pub struct RgbPixels {
     pixels: Vec<u8>,
     width: u32,
@@ -244,17 +258,17 @@ pub struct RgbPixels {
 }
 
 impl RgbPixels {
-    /// Row-major RGB, width * height * 3 bytes.
+    /// Row-major RGB of the rectangle, width * height * 3 bytes.
     pub fn as_raw(&self) -> &[u8] {
         &self.pixels
     }
 
-    /// Width in pixels.
+    /// The rectangle's width in pixels.
     pub fn width(&self) -> u32 {
         self.width
     }
 
-    /// Height in pixels.
+    /// The rectangle's height in pixels.
     pub fn height(&self) -> u32 {
         self.height
     }
@@ -276,10 +290,13 @@ impl Drop for RgbPixels {
 
 /// Decodes encoded image bytes to RGB for a crop: `region(width, height)` is called once with
 /// the image's size, before any pixel is decoded, and returns the rectangle
-/// `[left, top, width, height]` the caller will use. Inside it the pixels equal
-/// [`decode_rgb`]'s; outside it they are unspecified (a JPEG is decoded only down to the
-/// rectangle's last rows, and only its blocks near the rectangle are transformed). Same errors
-/// as [`decode_rgb`]; the default [`PixelBudget`].
+/// `[left, top, width, height]` the caller will use. Returns the pixels of that rectangle
+/// alone (clipped to the image; its top-left pixel first) and the rectangle; they equal
+/// [`decode_rgb`]'s there. A JPEG is decoded only down to the rectangle's last rows, only its
+/// blocks near the rectangle are transformed, and no buffer of the whole image's pixels is
+/// allocated (progressive and multi-scan JPEGs excepted: zune-jpeg holds their coefficients
+/// for the whole image); other formats are decoded whole and the rectangle copied out. Same
+/// errors as [`decode_rgb`]; the default [`PixelBudget`].
 pub fn decode_rgb_region(
     bytes: &[u8],
     region: impl FnOnce(u32, u32) -> [u32; 4],
@@ -304,31 +321,41 @@ fn decode_region_checked(
 ) -> Result<(RgbPixels, [u32; 4]), String> {
     let mut region = Some(region);
     let mut drawn = |width, height| (region.take().expect("called once"))(width, height);
-    if sniff_format(bytes) == Some(ImageFormat::Jpeg) && jpeg_is_complete(bytes) {
-        let mut pixels = BUFFERS
-            .try_with(|buffers| buffers.try_borrow_mut().ok()?.pop())
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        if let Some((width, height, rectangle)) =
-            decode_jpeg(bytes, budget, path, &mut drawn, &mut pixels)?
-        {
-            let pixels = RgbPixels {
-                pixels,
-                width,
-                height,
-            };
-            return Ok((pixels, rectangle));
-        }
-        // A colour space zune-jpeg leaves to `image`: decoded whole below.
+    let mut pixels = BUFFERS
+        .try_with(|buffers| buffers.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    // A JPEG of a colour space zune-jpeg leaves to `image` (`None`) is decoded whole below.
+    if sniff_format(bytes) == Some(ImageFormat::Jpeg)
+        && jpeg_is_complete(bytes)
+        && let Some(rectangle) = decode_jpeg(bytes, budget, path, &mut drawn, &mut pixels)?
+    {
+        let [_, _, width, height] = rectangle;
+        let pixels = RgbPixels {
+            pixels,
+            width,
+            height,
+        };
+        return Ok((pixels, rectangle));
     }
     let image = decode_checked(bytes, budget, path)?;
     let (width, height) = image.dimensions();
-    let rectangle = drawn(width, height);
+    let rectangle = clip(drawn(width, height), width, height);
+    let [x, y, w, h] = rectangle;
+    pixels.clear();
+    for row in image
+        .as_raw()
+        .chunks_exact(width as usize * 3)
+        .skip(y as usize)
+        .take(h as usize)
+    {
+        pixels.extend_from_slice(&row[x as usize * 3..(x + w) as usize * 3]);
+    }
     let pixels = RgbPixels {
-        pixels: image.into_raw(),
-        width,
-        height,
+        pixels,
+        width: w,
+        height: h,
     };
     Ok((pixels, rectangle))
 }

@@ -133,16 +133,22 @@ impl TrainTransform {
     }
 
     /// Crop, resize to `size` x `size`, flip, distort. All randomness comes from `rng`, so the
-    /// same seed gives the same output.
+    /// same seed gives the same output. The crop is resized from the rectangle
+    /// [`TrainTransform::pixels_read`] alone, as [`TrainTransform::load`] decodes it, so both
+    /// give the same output bit for bit (the resizer's coordinates are the rectangle's).
     pub fn apply(&self, image: &RgbImage, rng: &mut impl Rng) -> RgbImage {
         let (width, height) = image.dimensions();
         let crop = self.crop_region(width, height, rng);
-        self.apply_to_crop(image.as_raw(), width, height, crop, rng)
+        let [left, top, w, h] = self.pixels_read(crop, width, height);
+        let read = image::imageops::crop_imm(image, left, top, w, h).to_image();
+        let [x, y, cw, ch] = crop;
+        self.apply_to_crop(read.as_raw(), w, h, [x - left, y - top, cw, ch], rng)
     }
 
     /// [`TrainTransform::apply`] on the image file at `path`, decoded only as far as the crop
-    /// needs: the crop is drawn from the file's size first, as `apply` draws it, so the output is
-    /// the same as `apply(&load_rgb(path)?, rng)`. An image beyond `budget` is an error.
+    /// needs, into a buffer of the rectangle [`TrainTransform::pixels_read`] alone: the crop is
+    /// drawn from the file's size first, as `apply` draws it, so the output is the same as
+    /// `apply(&load_rgb(path)?, rng)`. An image beyond `budget` is an error.
     pub fn load(
         &self,
         path: &Path,
@@ -150,10 +156,12 @@ impl TrainTransform {
         rng: &mut impl Rng,
     ) -> Result<RgbImage, DataError> {
         let mut crop = [0; 4];
-        let (pixels, _) = load_rgb_region_within(path, budget, |width, height| {
+        let (pixels, [left, top, _, _]) = load_rgb_region_within(path, budget, |width, height| {
             crop = self.crop_region(width, height, rng);
             self.pixels_read(crop, width, height)
         })?;
+        let [x, y, w, h] = crop;
+        let crop = [x - left, y - top, w, h];
         Ok(self.apply_to_crop(pixels.as_raw(), pixels.width(), pixels.height(), crop, rng))
     }
 
@@ -173,10 +181,10 @@ impl TrainTransform {
         [left, top, right - left, bottom - top]
     }
 
-    /// [`TrainTransform::apply`] after its first step: `crop` is what
-    /// [`TrainTransform::crop_region`] drew from `rng` for this `width` x `height` image, of
-    /// whose row-major RGB `pixels` only those in [`TrainTransform::pixels_read`] are read (so
-    /// an image decoded only there, [`super::image::decode_rgb_region`], gives the same output).
+    /// [`TrainTransform::apply`] after its first step, on row-major RGB `pixels` of
+    /// `width` x `height`: the rectangle [`TrainTransform::pixels_read`] of the image (as
+    /// [`super::image::decode_rgb_region`] decodes it), with `crop`, what
+    /// [`TrainTransform::crop_region`] drew from `rng`, moved into its coordinates.
     pub fn apply_to_crop(
         &self,
         pixels: &[u8],

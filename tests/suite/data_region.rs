@@ -1,9 +1,9 @@
 //! Decoding only what the training crop needs (`decode_rgb_region`, zune-jpeg with the region
 //! patch in vendor/zune-jpeg): inside the region the pixels must equal a full decode's exactly,
 //! on the real photos of ../shared/data/hymenoptera and on synthetic JPEGs of every chroma
-//! subsampling, greyscale, CMYK, restart intervals, progressive and odd sizes; the training
-//! transform's output must be the same as from a fully decoded image, and must not depend on
-//! pixels outside `TrainTransform::pixels_read`.
+//! subsampling, greyscale, CMYK, restart intervals, progressive and odd sizes; the decode holds
+//! the region's pixels alone; the training transform's output must be the same as from a fully
+//! decoded image, and must not depend on pixels outside `TrainTransform::pixels_read`.
 
 use std::path::PathBuf;
 
@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::common::shared;
+use crate::alloc_probe;
 
 /// `image`'s own decode (zune-jpeg through the `image` crate, as before region decoding).
 fn reference(bytes: &[u8]) -> RgbImage {
@@ -60,14 +61,19 @@ fn assert_region_equal(bytes: &[u8], full: &RgbImage, what: &str, seed: u64) {
         })
         .unwrap();
         assert_eq!(got_region, region);
-        assert_eq!((pixels.width(), pixels.height()), full.dimensions());
         let [x, y, w, h] = region;
+        assert_eq!(
+            (pixels.width(), pixels.height()),
+            (w, h),
+            "{what}: {region:?}"
+        );
+        assert_eq!(pixels.as_raw().len(), (w * h * 3) as usize);
         let stride = full.width() as usize * 3;
-        for row in y..y + h {
+        for (row, got) in (y..y + h).zip(pixels.as_raw().chunks_exact(w as usize * 3)) {
             let start = row as usize * stride + x as usize * 3;
             let end = start + w as usize * 3;
             assert!(
-                pixels.as_raw()[start..end] == full.as_raw()[start..end],
+                got == &full.as_raw()[start..end],
                 "{what}: region {region:?} differs from the full decode in row {row}"
             );
         }
@@ -244,11 +250,15 @@ fn training_transform_from_region_decode_equals_from_full_decode() {
                 read,
                 transform.pixels_read(crop, image.width(), image.height())
             );
+            // The decoded pixels are the rectangle `read` alone: the crop moves into its
+            // coordinates.
+            let [x, y, w, h] = crop;
+            let in_read = [x - read[0], y - read[1], w, h];
             let got = transform.apply_to_crop(
                 pixels.as_raw(),
                 pixels.width(),
                 pixels.height(),
-                crop,
+                in_read,
                 &mut rng,
             );
             assert!(
@@ -256,8 +266,8 @@ fn training_transform_from_region_decode_equals_from_full_decode() {
                 "{} seed {seed}: outputs differ",
                 path.display()
             );
-            // `pixels_read` is all the transform reads: blacking out everything else changes
-            // nothing.
+            // `pixels_read` holds all the resampling filter reaches: in the whole image's
+            // coordinates, blacking out everything else changes nothing.
             let [x, y, w, h] = read;
             let mut masked = image.clone();
             for (px, py, pixel) in masked.enumerate_pixels_mut() {
@@ -265,21 +275,104 @@ fn training_transform_from_region_decode_equals_from_full_decode() {
                     pixel.0 = [0, 0, 0];
                 }
             }
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            let crop_again = transform.crop_region(image.width(), image.height(), &mut rng);
-            assert_eq!(crop_again, crop);
-            let from_masked = transform.apply_to_crop(
-                masked.as_raw(),
-                masked.width(),
-                masked.height(),
-                crop,
-                &mut rng,
-            );
+            let in_whole = |image: &RgbImage| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let crop_again = transform.crop_region(image.width(), image.height(), &mut rng);
+                assert_eq!(crop_again, crop);
+                transform.apply_to_crop(
+                    image.as_raw(),
+                    image.width(),
+                    image.height(),
+                    crop,
+                    &mut rng,
+                )
+            };
             assert!(
-                from_masked == want,
+                in_whole(&masked) == in_whole(&image),
                 "{} seed {seed}: the transform reads beyond pixels_read",
                 path.display()
             );
         }
     }
+}
+
+#[test]
+fn region_decode_allocates_the_rectangle_not_the_image() {
+    let (width, height) = (4000u16, 3000u16);
+    let mut bytes = Vec::new();
+    let mut encoder = Encoder::new(&mut bytes, 90);
+    encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
+    let data = texture(u32::from(width), u32::from(height), 3);
+    encoder
+        .encode(&data, width, height, ColorType::Rgb)
+        .unwrap();
+    drop(data);
+    let image_bytes = usize::from(width) * usize::from(height) * 3;
+    for region in [
+        [1800, 1400, 224, 224],
+        [0, 0, 1, 1],
+        [3000, 2500, 1000, 500],
+    ] {
+        let [x, y, w, h] = region;
+        alloc_probe::reset();
+        let (pixels, read) = decode_rgb_region(&bytes, |_, _| region).unwrap();
+        let peak = alloc_probe::peak();
+        let rectangle = (w * h * 3) as usize;
+        let bound = rectangle + 256 * usize::from(width) + (256 << 10);
+        eprintln!(
+            "region {region:?} of {width}x{height}: peak {peak} bytes held (rectangle \
+             {rectangle}, bound {bound}, whole image {image_bytes})"
+        );
+        assert_eq!(read, region);
+        assert_eq!((pixels.width(), pixels.height()), (w, h));
+        assert!(
+            peak < bound,
+            "region {region:?}: the decode held {peak} bytes at its peak, more than the \
+             rectangle's {rectangle} plus 256 bytes per image column"
+        );
+        drop(pixels);
+        let full = decode_rgb(&bytes).unwrap();
+        let (pixels, _) = decode_rgb_region(&bytes, |_, _| region).unwrap();
+        for row in 0..h as usize {
+            let start = ((y as usize + row) * usize::from(width) + x as usize) * 3;
+            assert!(
+                pixels.as_raw()[row * w as usize * 3..][..w as usize * 3]
+                    == full.as_raw()[start..start + w as usize * 3],
+                "region {region:?}: row {row} differs from the full decode"
+            );
+        }
+    }
+    // The whole-image decode, for contrast, holds the whole image.
+    alloc_probe::reset();
+    let full = decode_rgb(&bytes).unwrap();
+    let peak = alloc_probe::peak();
+    eprintln!("whole decode of {width}x{height}: peak {peak} bytes held");
+    assert_eq!(full.as_raw().len(), image_bytes);
+    assert!(peak >= image_bytes);
+
+    // A progressive file: zune-jpeg holds every component's coefficients for the whole image
+    // (2 bytes per sample, 1.5 samples per pixel at 4:2:0), but no whole RGB output beside them.
+    let mut progressive = Vec::new();
+    let mut encoder = Encoder::new(&mut progressive, 90);
+    encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
+    encoder.set_progressive(true);
+    let data = texture(u32::from(width), u32::from(height), 3);
+    encoder
+        .encode(&data, width, height, ColorType::Rgb)
+        .unwrap();
+    drop(data);
+    let region = [1800, 1400, 224, 224];
+    alloc_probe::reset();
+    let (pixels, _) = decode_rgb_region(&progressive, |_, _| region).unwrap();
+    let peak = alloc_probe::peak();
+    let samples = usize::from(width) * usize::from(height) * 3 / 2;
+    let coefficients = 2 * samples;
+    let bound = coefficients + 224 * 224 * 3 + 256 * usize::from(width) + (256 << 10);
+    eprintln!("region {region:?} of a progressive {width}x{height}: peak {peak} bytes held");
+    assert_eq!(pixels.as_raw().len(), 224 * 224 * 3);
+    assert!(
+        peak < bound,
+        "progressive: the decode held {peak} bytes at its peak, more than the coefficients' \
+         {coefficients} plus the rectangle and 256 bytes per image column"
+    );
 }

@@ -164,6 +164,9 @@ pub struct JpegDecoder<T> {
     /// `[1]` for subsampled ones (which need a neighbour MCU for the up-sampler).
     pub(crate) idct_rows: [bool; 2],
     pub(crate) idct_columns: [[usize; 2]; 2],
+    /// (googlenet patch) Set while `decode_region_into` runs: the output holds the region
+    /// alone, and each image line it crosses is colour-converted into this one first.
+    pub(crate) region_line: Option<Vec<u8>>,
 }
 
 impl<T> JpegDecoder<T>
@@ -213,6 +216,7 @@ where
             region: None,
             idct_rows: [true; 2],
             idct_columns: [[0, usize::MAX]; 2],
+            region_line: None,
         }
     }
     /// Decode a buffer already in memory
@@ -880,19 +884,83 @@ where
     }
 
     /// (googlenet patch) Decode only what the pixels of the rectangle `left, top, width, height`
-    /// need: the next `decode` or `decode_into` still writes an image of the full size, with
-    /// the same pixels inside the rectangle as a full decode, but the entropy decoding stops
-    /// after the last MCU row the rectangle (plus one MCU row of up-sampling context) touches,
-    /// and blocks more than one MCU away from it are entropy-decoded without their IDCT.
-    /// Pixels outside the rectangle are unspecified. Applies to baseline images whose
-    /// components share one scan; other images (progressive ones included) are decoded whole.
-    /// An empty rectangle clears the restriction.
+    /// need: [`decode_region_into`](Self::decode_region_into) writes the rectangle alone; the
+    /// next `decode` or `decode_into` still writes an image of the full size, with the same
+    /// pixels inside the rectangle as a full decode and unspecified ones outside it. The
+    /// entropy decoding stops after the last MCU row the rectangle (plus one MCU row of
+    /// up-sampling context) touches, and blocks more than one MCU away from it are
+    /// entropy-decoded without their IDCT. That applies to baseline images whose components
+    /// share one scan; other images (progressive ones included) are decoded whole. An empty
+    /// rectangle clears the restriction.
     pub fn set_region(&mut self, left: usize, top: usize, width: usize, height: usize) {
         self.region = if width == 0 || height == 0 {
             None
         } else {
             Some([left, top, left.saturating_add(width), top.saturating_add(height)])
         };
+    }
+
+    /// (googlenet patch) The region set by [`set_region`](Self::set_region), clipped to the
+    /// image, as `[left, top, right, bottom)`; `None` without a region or before the headers.
+    fn clipped_region(&self) -> Option<[usize; 4]> {
+        let [left, top, right, bottom] = self.region?;
+        let (width, height) = self.dimensions()?;
+        let (right, bottom) = (right.min(width), bottom.min(height));
+        Some([left.min(right), top.min(bottom), right, bottom])
+    }
+
+    /// (googlenet patch) The bytes [`decode_region_into`](Self::decode_region_into) writes:
+    /// the region's width x height (clipped to the image) x the output's components; `None`
+    /// before the headers are decoded, or without a region (then it writes the whole image).
+    #[must_use]
+    pub fn region_output_size(&self) -> Option<usize> {
+        let [left, top, right, bottom] = self.clipped_region()?;
+        let components = self.options.jpeg_get_out_colorspace().num_components();
+        Some((right - left) * (bottom - top) * components)
+    }
+
+    /// (googlenet patch) Decode the region set by [`set_region`](Self::set_region), clipped to
+    /// the image, into `out` alone: its rows one after another, each the region's width x the
+    /// output's components bytes ([`region_output_size`](Self::region_output_size) in all),
+    /// the same pixels as a full decode's there. No image-sized output is allocated: each
+    /// image line the region crosses is colour-converted into a one-line buffer and the
+    /// region's columns copied out; other lines are not colour-converted. (Progressive images
+    /// and images with one scan per component still hold every component's coefficients for
+    /// the whole image while decoding, as zune-jpeg always does for them.) Without a region,
+    /// the same as [`decode_into`](Self::decode_into).
+    pub fn decode_region_into(&mut self, out: &mut [u8]) -> Result<(), DecodeErrors> {
+        self.decode_headers_internal()?;
+        let (Some(region), Some(size)) = (self.clipped_region(), self.region_output_size()) else {
+            return self.decode_into(out);
+        };
+        if out.len() < size {
+            return Err(DecodeErrors::TooSmallOutput(size, out.len()));
+        }
+        self.region = Some(region);
+        let components = self.options.jpeg_get_out_colorspace().num_components();
+        self.region_line = Some(vec![0; usize::from(self.width()) * components]);
+        let out = &mut out[..size];
+        let decoded = if self.is_progressive {
+            self.decode_mcu_ycbcr_progressive(out)
+        } else {
+            self.decode_mcu_ycbcr_baseline(out)
+        };
+        self.region_line = None;
+        decoded
+    }
+
+    /// (googlenet patch) Where the image's line that starts at byte `position` of a full
+    /// output goes in the output being written: at `position`, or in a region decode at the
+    /// start of the region's first row at or below that line.
+    pub(crate) fn output_position(&self, position: usize) -> usize {
+        match (&self.region_line, self.region) {
+            (Some(line), Some([left, top, right, bottom])) if !line.is_empty() => {
+                let components = line.len() / usize::from(self.width());
+                let row = position.div_ceil(line.len()).clamp(top, bottom) - top;
+                row * (right - left) * components
+            }
+            _ => position,
+        }
     }
     /// Create a new decoder with the specified options to be used for decoding
     /// an image

@@ -271,7 +271,9 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                 }
                 self.idct_rows = [i >= first_idct_rows[0], i >= first_idct_rows[1]];
                 if stream.overread_by > 0 {
-                    pixels.get_mut(pixels_written..).map(|v| v.fill(128));
+                    // (googlenet patch) `pixels_written` counts a full image's bytes.
+                    let written = self.output_position(pixels_written);
+                    pixels.get_mut(written..).map(|v| v.fill(128));
                     if self.options.strict_mode() {
                         return Err(DecodeErrors::FormatStatic("Premature end of buffer"));
                     };
@@ -324,7 +326,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                     // margin above it): no up-sampling or colour conversion, only the output
                     // position moves on as `post_process` would have moved it.
                     pixels_written = min(
-                        pixels.len(),
+                        width * usize::from(self.info.height) * out_components,
                         (rows_px_out * (i + 1) - lag_out) * width * out_components
                     );
                 } else if all_components_in_first_scan {
@@ -358,7 +360,8 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                     }
                     McuContinuation::Terminate => {
                         warn!("Got terminate signal, will not process further");
-                        pixels.get_mut(pixels_written..).map(|v| v.fill(128));
+                        let written = self.output_position(pixels_written);
+                        pixels.get_mut(written..).map(|v| v.fill(128));
                         return Ok(());
                     }
                 }
@@ -904,13 +907,30 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
         if out_colorspace_components < comp_len && self.options.jpeg_get_out_colorspace() == Luma {
             comp_len = out_colorspace_components;
         }
+        // (googlenet patch) In a region decode (`region_line` set) `px` counts a full image's
+        // bytes while `pixels` holds the region alone: a line it crosses is colour-converted
+        // into `region_line` and the region's columns copied out; other lines are skipped.
+        let line_len = width * out_colorspace_components;
+        let image_height = usize::from(self.info.height);
+        let region = self.region.unwrap_or([0, 0, width, image_height]);
+        let region_line = &mut self.region_line;
         let mut color_conv_function =
             |num_iters: usize, samples: [&[i16]; 4]| -> Result<(), DecodeErrors> {
-                for (pos, output) in pixels[px..]
-                    .chunks_exact_mut(width * out_colorspace_components)
-                    .take(num_iters)
-                    .enumerate()
-                {
+                for pos in 0..num_iters {
+                    let [left, top, right, bottom] = region;
+                    let row = px / line_len;
+                    let (output, region_at) = match region_line.as_deref_mut() {
+                        None => match pixels.get_mut(px..px + line_len) {
+                            Some(output) => (output, None),
+                            None => break
+                        },
+                        Some(_) if row >= image_height => break,
+                        Some(_) if row < top || row >= bottom => {
+                            px += line_len;
+                            continue;
+                        }
+                        Some(line) => (line, Some((row - top) * (right - left))),
+                    };
                     let mut raw_samples: [&[i16]; 4] = [&[], &[], &[], &[]];
 
                     // iterate over each line, since color-convert needs only
@@ -931,7 +951,12 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                         width,
                         padded_width
                     )?;
-                    px += width * out_colorspace_components;
+                    if let (Some(at), Some(line)) = (region_at, region_line.as_deref()) {
+                        let columns = left * out_colorspace_components..right * out_colorspace_components;
+                        let at = at * out_colorspace_components;
+                        pixels[at..at + columns.len()].copy_from_slice(&line[columns]);
+                    }
+                    px += line_len;
                 }
                 Ok(())
             };
