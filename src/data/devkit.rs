@@ -217,6 +217,11 @@ fn parse_matrix(data: &[u8]) -> Result<(String, Value), String> {
                     String::from_utf8_lossy(&n[..end]).into_owned()
                 })
                 .collect();
+            // Each element reads one value per field, so without fields a damaged count would
+            // make empty elements by the billion from no bytes at all.
+            if fields.is_empty() {
+                return Ok((name, Value::Struct(fields, Vec::new())));
+            }
             // A damaged count must not reserve more than the bytes could hold.
             let mut elements = Vec::with_capacity(count.min(data.len() / 8));
             for _ in 0..count {
@@ -288,5 +293,22 @@ mod tests {
         assert_eq!(to_numbers(kind, data).unwrap(), [7.0, 8.0, 9.0]);
         assert_eq!(to_numbers(MI_INT16, &[0xFF, 0xFF]).unwrap(), [-1.0]);
         assert!(elements.next().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_struct_without_fields_reads_no_elements_whatever_its_count() {
+        let tag = |kind: u32, size: u32| [kind.to_le_bytes(), size.to_le_bytes()].concat();
+        let mut body = tag(MI_UINT32, 8);
+        body.extend([MX_STRUCT as u8, 0, 0, 0, 0, 0, 0, 0]);
+        body.extend(tag(MI_INT32, 8));
+        body.extend([1_000_000i32.to_le_bytes(), 1i32.to_le_bytes()].concat());
+        body.extend(tag(MI_INT8, 0)); // the name
+        body.extend(tag(MI_INT32 | 4 << 16, 1)); // field name length 1, packed in the tag
+        body.extend(tag(MI_INT8, 0)); // no field names
+        let (_, value) = parse_matrix(&body).unwrap();
+        let Value::Struct(fields, elements) = value else {
+            panic!("a struct was read as {value:?}");
+        };
+        assert!(fields.is_empty() && elements.is_empty());
     }
 }
