@@ -30,12 +30,12 @@ pub use train::{DropoutSeed, TrainLosses, TrainNet, TrainNetError};
 
 use burn::prelude::*;
 
-/// Why the fast inference path cannot be built or run.
+/// An NCHW input that neither engine takes.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
-pub enum InferenceError {
+pub enum InputError {
     /// The input's length does not match its shape.
     #[error("input has {got} values, but shape {shape:?} needs {want}")]
-    InputLength {
+    Length {
         /// The number of values given.
         got: usize,
         /// The number of values the shape needs.
@@ -46,6 +46,31 @@ pub enum InferenceError {
     /// The input does not have 3 channels.
     #[error("the network takes 3 input channels (RGB), got {0}")]
     Channels(usize),
+}
+
+/// Checks that `input` is an RGB batch of `shape` `[batch, channels, height, width]`.
+fn check_input(input: &[f32], shape: [usize; 4]) -> Result<(), InputError> {
+    let [n, c, h, w] = shape;
+    if c != 3 {
+        return Err(InputError::Channels(c));
+    }
+    let want = n * c * h * w;
+    if input.len() != want {
+        return Err(InputError::Length {
+            got: input.len(),
+            want,
+            shape,
+        });
+    }
+    Ok(())
+}
+
+/// Why the fast inference path cannot be built or run.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum InferenceError {
+    /// The input is not an RGB batch of its shape.
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// The input is too small for the network.
     #[error("an input of {height}x{width} is too small for the network")]
     InputTooSmall {

@@ -124,18 +124,8 @@ impl InferenceNet {
     /// `[batch, 3, height, width]`, normalised as the variant expects (as for `GoogLeNet::forward`).
     /// Calls from several threads take turns (they share the activation buffers).
     pub fn forward(&self, input: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, InferenceError> {
-        let [n, c, h, w] = shape;
-        if c != 3 {
-            return Err(InferenceError::Channels(c));
-        }
-        let want = n * c * h * w;
-        if input.len() != want {
-            return Err(InferenceError::InputLength {
-                got: input.len(),
-                want,
-                shape,
-            });
-        }
+        super::check_input(input, shape)?;
+        let [n, _, h, w] = shape;
         let too_small = InferenceError::InputTooSmall {
             height: h,
             width: w,

@@ -7,7 +7,7 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use common::*;
-use googlenet::engine::{InferenceError, InferenceNet};
+use googlenet::engine::{InferenceError, InferenceNet, InputError};
 use googlenet::model::batch_norm::BatchNorm;
 use googlenet::model::conv_unit::ConvUnit;
 use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
@@ -143,15 +143,15 @@ fn bad_inputs_are_refused_with_a_reason() {
     assert_eq!(net.num_classes(), 3);
     assert_eq!(
         net.forward(&[0.0; 10], [1, 3, 2, 2]).unwrap_err(),
-        InferenceError::InputLength {
+        InferenceError::Input(InputError::Length {
             got: 10,
             want: 12,
             shape: [1, 3, 2, 2]
-        }
+        })
     );
     assert_eq!(
         net.forward(&[0.0; 4], [1, 1, 2, 2]).unwrap_err(),
-        InferenceError::Channels(1)
+        InferenceError::Input(InputError::Channels(1))
     );
     assert_eq!(
         net.forward(&[0.0; 3 * 16 * 16], [1, 3, 16, 16])

@@ -7,7 +7,7 @@ use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use googlenet::engine::{DropoutSeed, TrainNet, TrainNetError};
+use googlenet::engine::{DropoutSeed, InputError, TrainNet, TrainNetError};
 use googlenet::model::{GoogLeNetConfig, Variant};
 
 use crate::common::*;
@@ -247,7 +247,7 @@ fn what_the_fast_path_does_not_train_is_refused_plainly() {
     ));
     assert!(matches!(
         net.forward_backward(&image, [2, 3, 64, 65], &[0, 1], 0.3, DropoutSeed::new(0)),
-        Err(TrainNetError::InputLength { .. })
+        Err(TrainNetError::Input(InputError::Length { .. }))
     ));
 }
 

@@ -29,24 +29,14 @@ mod unit;
 pub use dense::DropoutSeed;
 pub use net::{TrainLosses, TrainNet};
 
-use super::InferenceError;
+use super::{InferenceError, InputError};
 
 /// Why the fast training path cannot be built or run.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum TrainNetError {
-    /// The input's length does not match its shape.
-    #[error("input has {got} values, but shape {shape:?} needs {want}")]
-    InputLength {
-        /// The number of values given.
-        got: usize,
-        /// The number of values the shape needs.
-        want: usize,
-        /// The shape given, `[batch, channels, height, width]`.
-        shape: [usize; 4],
-    },
-    /// The input does not have 3 channels.
-    #[error("the network takes 3 input channels (RGB), got {0}")]
-    Channels(usize),
+    /// The input is not an RGB batch of its shape.
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// The number of labels differs from the number of images.
     #[error("{labels} labels for a batch of {batch} images")]
     Labels {

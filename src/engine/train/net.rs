@@ -194,17 +194,8 @@ impl TrainNet {
         aux_weight: f64,
         seed: DropoutSeed,
     ) -> Result<TrainLosses, TrainNetError> {
-        let [n, c, h, w] = shape;
-        if c != 3 {
-            return Err(TrainNetError::Channels(c));
-        }
-        if input.len() != n * c * h * w {
-            return Err(TrainNetError::InputLength {
-                got: input.len(),
-                want: n * c * h * w,
-                shape,
-            });
-        }
+        super::super::check_input(input, shape)?;
+        let [n, _, h, w] = shape;
         if labels.len() != n {
             return Err(TrainNetError::Labels {
                 labels: labels.len(),
