@@ -71,6 +71,11 @@ fn paper_args(out: &Path) -> Vec<String> {
         "--json",
         "--out",
     ];
+    with_out(&args, out)
+}
+
+/// `args` as owned strings, followed by `out`.
+fn with_out(args: &[&str], out: &Path) -> Vec<String> {
     let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     args.push(out.display().to_string());
     args
@@ -274,9 +279,7 @@ fn torchvision_variant_on_two_ranks_matches_two_local_replicas() {
             "--json",
             "--out",
         ];
-        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        args.push(out.display().to_string());
-        args
+        with_out(&args, out)
     };
     let (a, b) = (fresh_dir("mpi-tv-2"), fresh_dir("mpi-tv-local"));
     let job = two_ranks(&args(&a));
