@@ -2,13 +2,14 @@
 # The CUDA binary, built from crates.io alone and checked on a machine without a GPU (issue 14):
 #   1. the vendored cubecl-cuda (vendor/cubecl-cuda/PATCHES.md) is what cargo builds, cubecl-llvm
 #      is not in the tree, and the folder is the published crate plus googlenet.patch;
-#   2. `cargo build --release --features cuda,wgpu --bin googlenet` (the GPU binary: both GPU
-#      backends, so that one build also proves the wgpu feature compiles), kept as
+#   2. `cargo build --release --features cuda,wgpu,nccl --bin googlenet` (the GPU binary: both GPU
+#      backends and the gradients' all-reduce on NCCL, so that one build also proves the wgpu and
+#      nccl features compile), kept as
 #      target/cuda/googlenet (the default build's target/release/googlenet is put back afterwards);
 #   3. the binary needs no CUDA library at link time (readelf: NEEDED);
 #   4. `--device cuda:0` on this machine fails with exit code 2 and a message naming what is
 #      missing (driver, NVRTC, headers) and how to fix it, without a panic; CUDA_PATH moves the
-#      header lookup.
+#      header lookup; `--allreduce nccl` asks for a CUDA device first.
 #
 #   bash scripts/cuda_checks.sh          (from anywhere; about 9 min on 2 cores after `cargo test --release`)
 set -euo pipefail
@@ -56,7 +57,7 @@ echo "== 2. CUDA release build"
 # without nvcc here cudarc would take its newest, 13.4 (docs/gpu.md).
 export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
 start=$SECONDS
-cargo build --release --features cuda,wgpu --bin googlenet
+cargo build --release --features cuda,wgpu,nccl --bin googlenet
 mkdir -p target/cuda
 cp target/release/googlenet target/cuda/googlenet
 echo "built target/cuda/googlenet (CUDA $CUDARC_CUDA_VERSION bindings) in $((SECONDS - start)) s, $(du -m target/cuda/googlenet | cut -f1) MB"
@@ -108,6 +109,15 @@ expect_refusal "train --device cuda:0" \
     "$BIN" train --device cuda:0 --max-steps 1 --out "$scratch/run"
 expect_refusal "train --devices cuda:0,cuda:1" "NVIDIA driver (libcuda)" -- \
     "$BIN" train --devices cuda:0,cuda:1 --max-steps 1 --out "$scratch/run"
+expect_refusal "train --allreduce nccl --device cuda:0" "NVIDIA driver (libcuda)" -- \
+    "$BIN" train --allreduce nccl --device cuda:0 --max-steps 1 --out "$scratch/run"
+err=$("$BIN" train --allreduce nccl --max-steps 1 --out "$scratch/run" 2>&1 >/dev/null) &&
+    fail "train --allreduce nccl on the CPU did not fail"
+grep -q "give each process one with --device cuda:N" <<<"$err" ||
+    fail "train --allreduce nccl on the CPU: no \`--device cuda:N\` in: $err"
+! grep -q "panicked" <<<"$err" || fail "train --allreduce nccl on the CPU panicked: $err"
+[ ! -e "$scratch/run" ] || fail "train --allreduce nccl on the CPU wrote $scratch/run"
+echo "train --allreduce nccl on the CPU: refused, asks for --device cuda:N"
 expect_refusal "bench model --device cuda:0" "NVIDIA driver (libcuda)" -- \
     "$BIN" bench model --device cuda:0
 expect_refusal "export --device cuda:0" "NVIDIA driver (libcuda)" -- \

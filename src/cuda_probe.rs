@@ -43,6 +43,8 @@ pub const DRIVER: &str = "NVIDIA driver (libcuda)";
 pub const GPU: &str = "CUDA GPU";
 /// What is missing when CUDA's run-time compiler cannot be loaded.
 pub const NVRTC: &str = "NVRTC, CUDA's run-time compiler (libnvrtc)";
+/// What is missing when NCCL, NVIDIA's collective library, cannot be loaded.
+pub const NCCL: &str = "NCCL, NVIDIA's collective communication library (libnccl)";
 /// What is missing when the CUDA headers the kernels compile against are not found.
 pub const HEADERS: &str = "CUDA headers";
 
@@ -142,6 +144,41 @@ pub fn check_nvrtc(names: &[String]) -> Result<(), Missing> {
         None => Err(Missing {
             what: NVRTC,
             detail: format!("{name} has no `nvrtcVersion`: it is not NVRTC"),
+            fix: fix.to_string(),
+        }),
+    }
+}
+
+/// The file names cudarc tries for NCCL: [`library_names`]'s, which lack NCCL's own soname
+/// (`libnccl.so.2`).
+pub fn nccl_library_names() -> Vec<String> {
+    library_names("nccl")
+}
+
+/// Loads NCCL by `names` (cudarc's: [`nccl_library_names`]) and looks for its entry points;
+/// where only NCCL's soname `libnccl.so.2` loads, says which link cudarc needs.
+pub fn check_nccl(names: &[String]) -> Result<(), Missing> {
+    let fix = "`pip install nvidia-nccl-cu13` (or Debian's libnccl2) and put the folder of \
+               libnccl.so.2 on LD_LIBRARY_PATH, with a link libnccl.so -> libnccl.so.2 in it \
+               (Debian's libnccl-dev has one): cudarc loads libnccl.so";
+    let (lib, name) = Library::open_first(names).map_err(|detail| {
+        let soname = Library::open("libnccl.so.2").is_ok();
+        Missing {
+            what: NCCL,
+            detail: match soname {
+                true => format!("{detail}; libnccl.so.2 loads, but cudarc does not look for it"),
+                false => detail,
+            },
+            fix: fix.to_string(),
+        }
+    })?;
+    type GetVersion = unsafe extern "C" fn(*mut c_int) -> c_int;
+    // SAFETY: `ncclResult_t ncclGetVersion(int *version)`.
+    match unsafe { lib.symbol::<GetVersion>(c"ncclGetVersion") } {
+        Some(_) => Ok(()),
+        None => Err(Missing {
+            what: NCCL,
+            detail: format!("{name} has no `ncclGetVersion`: it is not NCCL"),
             fix: fix.to_string(),
         }),
     }

@@ -8,8 +8,8 @@
 #   bash bench/gpu/run_gpu_checks.sh [BIN]
 #
 # BIN (default target/cuda/googlenet) is the CUDA release binary scripts/cuda_checks.sh builds
-# (`CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda`). It is 90 MB, over what the
-# project's device tool carries (64 MiB), so carry it compressed (11 MB); the script unpacks
+# (`CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda,wgpu,nccl`). It is 90 MB,
+# over what the project's device tool carries (64 MiB), so carry it compressed (11 MB); it unpacks
 # target/gpu-carry/googlenet.xz when BIN is absent:
 #   mkdir -p target/gpu-carry && xz -T0 -c target/cuda/googlenet > target/gpu-carry/googlenet.xz
 #   run(command="bash bench/gpu/run_gpu_checks.sh", carry=["target/gpu-carry"], timeout_s=600)
@@ -29,9 +29,10 @@
 #   pytorch          PyTorch's training images/s for the same four: eager, channels_last,
 #                    cudnn.benchmark, f32 / AMP bf16; peak memory of each
 #   train            200 steps on the embedded demo set (96 px, 4 classes), bf16: the loss falls
+#   nccl             5 steps with the gradients summed through NCCL (--allreduce nccl, world size
+#                    1) against 5 without: the same losses
 #   pytorch_compile  torch.compile at batch 256 bf16, when the budget still allows it
 #   infer            inference images/s at batch 256 bf16, googlenet and PyTorch, when time allows
-# (the NCCL stage of the multi-GPU issue goes before pytorch_compile).
 #
 # Dry run without a GPU, checking the plumbing with the CPU backend:
 #   DEVICE=cpu SPEED_BATCHES="4" SIZE=64 ITERATIONS=1 TRAIN_STEPS=4 BUDGET=300 \
@@ -136,7 +137,15 @@ for batch in $SPEED_BATCHES; do
     stage "speed_${batch}_f32" 75 "$PYTHON" "${CHECKS[@]}" speed "$batch" f32
 done
 stage train 120 "$PYTHON" "${CHECKS[@]}" train
-# -- NCCL (multi-GPU issue): its stage goes here, `stage nccl LIMIT COMMAND...`.
+# cudarc loads NCCL as libnccl.so; the nvidia-nccl wheels (PyTorch's) have only libnccl.so.2.
+for dir in ${LD_LIBRARY_PATH//:/ }; do
+    if [ -f "$dir/libnccl.so.2" ]; then
+        mkdir -p "$OUT/nccl-lib" && ln -sf "$dir/libnccl.so.2" "$OUT/nccl-lib/libnccl.so"
+        export LD_LIBRARY_PATH="$OUT/nccl-lib:$LD_LIBRARY_PATH"
+        break
+    fi
+done
+stage nccl 90 "$PYTHON" "${CHECKS[@]}" nccl
 MIN_LEFT=100 stage pytorch_compile 120 "$PYTHON" "${CHECKS[@]}" pytorch_compile
 MIN_LEFT=60 stage infer 60 "$PYTHON" "${CHECKS[@]}" infer
 

@@ -26,7 +26,7 @@ mod train;
 mod window;
 
 pub use net::InferenceNet;
-pub use train::{DropoutSeed, TrainLosses, TrainNet, TrainNetError};
+pub use train::{DropoutSeed, GradientSink, TrainLosses, TrainNet, TrainNetError};
 
 use burn::prelude::*;
 

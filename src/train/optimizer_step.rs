@@ -4,6 +4,7 @@
 use burn::prelude::*;
 
 use super::config::TrainConfig;
+use super::distributed::buckets::Buckets;
 use super::distributed::{self, Collective};
 use super::error::TrainError;
 use super::evaluate::record_batch;
@@ -42,22 +43,38 @@ pub(super) fn train_step(
 }
 
 /// [`train_step`] on this rank's share of the global batch in a distributed run: losses,
-/// figures and gradients summed over the ranks ([`distributed::step`]). Also gives the seconds
-/// of the gradients' all-reduce.
+/// figures and gradients summed over the ranks ([`distributed::step`]; the fast engine's in
+/// `buckets` during its backward pass, [`distributed::fast_step`]). Also gives the step's
+/// all-reduce seconds: waited for after the backward pass, and in all.
 pub(super) fn job_step(
     config: &TrainConfig,
     run: &mut Run,
     host: &HostBatch,
     images: usize,
     lr: f64,
-    (device, stepper, precision, world): (&Device, &Stepper, Precision, &Collective),
-) -> Result<Result<(f64, f64), NonFiniteLoss>, TrainError> {
-    let local = if host.is_empty() {
-        None
-    } else {
-        Some(stepper.forward_backward(&run.model, host, config.loss, precision, device)?)
+    (device, stepper, precision, world, buckets): (
+        &Device,
+        &Stepper,
+        Precision,
+        &Collective,
+        Buckets,
+    ),
+) -> Result<Result<(f64, [f64; 2]), NonFiniteLoss>, TrainError> {
+    let aux = config.loss.aux;
+    let fast = distributed::fast_step::fast_job_step(
+        world, stepper, &run.model, host, images, aux, buckets,
+    )?;
+    let job = match fast {
+        Some(job) => job,
+        None => {
+            let local = if host.is_empty() {
+                None
+            } else {
+                Some(stepper.forward_backward(&run.model, host, config.loss, precision, device)?)
+            };
+            distributed::step::reduce(world, &run.model, local, &host.labels, images)
+        }
     };
-    let job = distributed::step::reduce(world, &run.model, local, &host.labels, images);
     let Some(update) = job.update else {
         return Ok(Err((job.total, non_finite_parts(job.heads))));
     };
@@ -67,7 +84,10 @@ pub(super) fn job_step(
         p.update(&run.model);
     }
     distributed::sums::merge(&mut run.state.partial, &job.sums);
-    Ok(Ok((job.total, job.allreduce_seconds)))
+    Ok(Ok((
+        job.total,
+        [job.allreduce_seconds, job.allreduce_busy_seconds],
+    )))
 }
 
 /// Each classifier's loss by name, for the message about a non-finite loss.

@@ -24,9 +24,12 @@ pub struct Session {
     pub first_step_seconds: f64,
     /// Each step's total training loss, in order.
     pub losses: Vec<f64>,
-    /// Each step's seconds in the gradients' all-reduce over the ranks of a distributed run
-    /// (empty on one process).
+    /// Each step's seconds waiting for the gradients' all-reduce over the ranks of a distributed
+    /// run after its backward pass (empty on one process).
     pub allreduce_seconds: Vec<f64>,
+    /// Each step's seconds of the gradients' all-reduces, those hidden behind the backward pass
+    /// included (the fast engine's buckets, [`super::distributed::buckets`]).
+    pub allreduce_busy_seconds: Vec<f64>,
     /// Batches left out as too small to train on ([`super::small_batch`]).
     pub dropped: Dropped,
 }

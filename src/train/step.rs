@@ -159,6 +159,25 @@ impl Stepper {
         }
     }
 
+    /// Runs `f` on the fast path's network, holding `model`'s current weights, with the step's
+    /// dropout seed; afterwards the running statistics that its forward pass moved go back into
+    /// `model`. `None` on the other engines.
+    pub fn with_fast_net<R>(
+        &self,
+        model: &GoogLeNet,
+        f: impl FnOnce(&mut TrainNet, DropoutSeed) -> R,
+    ) -> Result<Option<R>, StepError> {
+        let Stepper::Fast(fast) = self else {
+            return Ok(None);
+        };
+        let mut fast = lock(fast);
+        let FastStep { net, seed } = &mut *fast;
+        net.load_weights(model)?;
+        let result = f(net, *seed);
+        net.write_running_stats(model);
+        Ok(Some(result))
+    }
+
     /// Forward and backward on `host`. A batch smaller than the number of replicas (the last
     /// one of an epoch can be) runs whole on `device`, the model's.
     pub fn forward_backward(

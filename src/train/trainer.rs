@@ -17,6 +17,7 @@ use super::checkpoint_schedule::{CheckpointEvery, CheckpointSchedule};
 use super::config::TrainConfig;
 use super::data_parallel::DataParallelError;
 use super::distributed;
+use super::distributed::buckets::Buckets;
 use super::error::{TrainError, io_err};
 use super::metrics::{EpochRecord, EpochSums, append_csv, rewrite_csv};
 use super::optimizer_step::{job_step, train_step};
@@ -62,6 +63,9 @@ pub struct TrainOptions {
     pub max_steps: Option<u64>,
     /// Checkpoints within an epoch, besides the one at its end.
     pub checkpoint_every: CheckpointEvery,
+    /// How a job of several processes splits the gradients' all-reduce
+    /// ([`distributed::buckets`]).
+    pub buckets: Buckets,
     /// Set (by Ctrl-C) to stop after the current step with a checkpoint.
     pub stop: Arc<AtomicBool>,
     /// No progress bars and no per-epoch lines.
@@ -82,6 +86,7 @@ impl TrainOptions {
             engine: None,
             max_steps: None,
             checkpoint_every: CheckpointEvery::default(),
+            buckets: Buckets::default(),
             stop: Arc::new(AtomicBool::new(false)),
             quiet: false,
         }
@@ -313,10 +318,17 @@ pub fn train_session(
                 &train_device,
                 distributed::step::dropout_seed(&world, dropout_seed, global_batch),
             );
-            let step = if world.is_distributed() {
-                let on = (&train_device, &stepper, options.precision, &world);
-                job_step(config, &mut run, &host, images, lr, on)?.map(|(loss, seconds)| {
-                    session.allreduce_seconds.push(seconds);
+            let step = if world.steps_as_job() {
+                let on = (
+                    &train_device,
+                    &stepper,
+                    options.precision,
+                    &world,
+                    options.buckets,
+                );
+                job_step(config, &mut run, &host, images, lr, on)?.map(|(loss, [waited, busy])| {
+                    session.allreduce_seconds.push(waited);
+                    session.allreduce_busy_seconds.push(busy);
                     loss
                 })
             } else {

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use googlenet::cuda_probe::{
-    CudaMissing, DRIVER, GPU, HEADERS, Missing, NVRTC, REQUIRED_HEADERS, check_driver,
-    check_headers, check_nvrtc, cuda_root, library_names,
+    CudaMissing, DRIVER, GPU, HEADERS, Missing, NCCL, NVRTC, REQUIRED_HEADERS, check_driver,
+    check_headers, check_nccl, check_nvrtc, cuda_root, library_names, nccl_library_names,
 };
 use googlenet::device::DeviceError;
 
@@ -73,6 +73,35 @@ fn an_absent_nvrtc_is_named_with_the_wheel_that_has_it() {
     assert_eq!(
         err.detail,
         "libm.so.6 has no `nvrtcVersion`: it is not NVRTC"
+    );
+}
+
+/// `--allreduce nccl` looks for NCCL under cudarc's names before cudarc does (cudarc panics on
+/// a missing library), and says how to provide it: cudarc does not try NCCL's soname.
+#[test]
+fn an_absent_nccl_is_named_with_the_link_cudarc_needs() {
+    let names = nccl_library_names();
+    assert_eq!(names[0], "libnccl.so");
+    assert!(!names.iter().any(|n| n == "libnccl.so.2"), "{names:?}");
+    let err = check_nccl(&[ABSENT.to_string()]).unwrap_err();
+    assert_eq!(err.what, NCCL);
+    assert!(
+        err.detail
+            .starts_with(&format!("none of {ABSENT} could be loaded")),
+        "{}",
+        err.detail
+    );
+    for text in [
+        "pip install nvidia-nccl-cu13",
+        "libnccl.so -> libnccl.so.2",
+        "LD_LIBRARY_PATH",
+    ] {
+        assert!(err.fix.contains(text), "{text} in {}", err.fix);
+    }
+    let err = check_nccl(&[NOT_CUDA.to_string()]).unwrap_err();
+    assert_eq!(
+        err.detail,
+        "libm.so.6 has no `ncclGetVersion`: it is not NCCL"
     );
 }
 

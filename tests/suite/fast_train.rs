@@ -7,7 +7,9 @@ use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use googlenet::engine::{DropoutSeed, InputError, TrainNet, TrainNetError};
+use googlenet::engine::{
+    DropoutSeed, GradientSink, InputError, TrainLosses, TrainNet, TrainNetError,
+};
 use googlenet::model::{GoogLeNetConfig, Variant};
 
 use crate::common::*;
@@ -540,5 +542,115 @@ fn dropout_masks_follow_the_image_not_the_split_of_the_batch() {
             .collect();
         let err = relative_l2(&halves, &get(&whole));
         assert!(err < 1e-4, "{name} (rank {rank}): relative L2 {err:e}");
+    }
+}
+
+/// Records what [`TrainNet::forward_backward_with`] hands over: each block's address, length and
+/// values at the moment it was handed over.
+#[derive(Default)]
+struct Recorder {
+    backward: bool,
+    losses: Option<f64>,
+    blocks: Vec<(usize, Vec<f32>)>,
+}
+
+impl GradientSink for Recorder {
+    fn forward_done(&mut self, losses: &TrainLosses) -> bool {
+        self.losses = Some(losses.total);
+        self.backward
+    }
+
+    fn ready(&mut self, blocks: &[&[f32]]) {
+        self.blocks
+            .extend(blocks.iter().map(|b| (b.as_ptr() as usize, b.to_vec())));
+    }
+}
+
+/// A data-parallel job starts summing each gradient block over its processes while the backward
+/// pass goes on, so every block must be handed over once, in [`TrainNet::gradient_blocks_mut`]'s
+/// order, and already final; the job's sum, written back with `set_gradients`, must be what
+/// burn's optimiser then reads.
+#[test]
+fn gradient_blocks_are_handed_over_once_each_and_final() {
+    for variant in [Variant::Torchvision, Variant::Paper] {
+        let device = Device::flex().autodiff();
+        let model = GoogLeNetConfig::new(variant)
+            .with_num_classes(10)
+            .with_input_size(96)
+            .init(&device)
+            .unwrap()
+            .map(&mut FixedXavier::default());
+        let input: Vec<f32> = (0..2 * 3 * 96 * 96)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let mut net = TrainNet::from_model(&model).unwrap();
+        let step = |net: &mut TrainNet, sink: &mut Recorder| {
+            let seed = DropoutSeed::new(1);
+            net.forward_backward_with(&input, [2, 3, 96, 96], &[3, 7], 0.3, seed, sink)
+                .unwrap()
+        };
+
+        let mut refused = Recorder::default();
+        step(&mut net, &mut refused);
+        assert!(refused.losses.unwrap().is_finite());
+        assert!(
+            refused.blocks.is_empty(),
+            "{variant}: no backward pass, no blocks"
+        );
+
+        let mut sink = Recorder {
+            backward: true,
+            ..Recorder::default()
+        };
+        step(&mut net, &mut sink);
+        let finals: Vec<(usize, Vec<f32>)> = net
+            .gradient_blocks_mut()
+            .into_iter()
+            .map(|b| (b.as_ptr() as usize, b.to_vec()))
+            .collect();
+        assert_eq!(
+            sink.blocks.len(),
+            finals.len(),
+            "{variant}: one hand-over per block"
+        );
+        for (k, (handed, last)) in sink.blocks.iter().zip(&finals).enumerate() {
+            assert_eq!(handed.0, last.0, "{variant}: block {k} out of order");
+            assert_eq!(
+                handed.1, last.1,
+                "{variant}: block {k} changed after it was handed over"
+            );
+        }
+        let values: usize = finals.iter().map(|(_, b)| b.len()).sum();
+        let trainable: usize = {
+            let mut ids = Ids::default();
+            model.visit(&mut ids);
+            let grads = net.gradients(&model);
+            ids.params
+                .iter()
+                .map(|&(id, rank, _)| gradient(&grads, id, rank).map_or(0, |g| g.len()))
+                .sum()
+        };
+        assert_eq!(
+            values, trainable,
+            "{variant}: the blocks hold every gradient"
+        );
+
+        let before = net.gradients(&model);
+        let doubled: Vec<f32> = finals
+            .iter()
+            .flat_map(|(_, b)| b.iter().map(|v| 2.0 * v))
+            .collect();
+        net.set_gradients(&doubled);
+        let after = net.gradients(&model);
+        let mut ids = Ids::default();
+        model.visit(&mut ids);
+        for (id, rank, name) in ids.params {
+            let (Some(a), Some(b)) = (gradient(&before, id, rank), gradient(&after, id, rank))
+            else {
+                continue;
+            };
+            let twice: Vec<f32> = a.iter().map(|v| 2.0 * v).collect();
+            assert_eq!(b, twice, "{variant}: {name} after set_gradients");
+        }
     }
 }

@@ -101,6 +101,25 @@ fn resume_refuses_hyperparameter_changes() {
     assert!(stderr.contains("drop --lr"), "{stderr}");
 }
 
+/// `--allreduce nccl` in a build without NCCL says which features to build with, before it
+/// touches data or devices.
+#[test]
+fn allreduce_nccl_without_the_feature_names_the_features_to_build() {
+    let output = Command::new(BIN)
+        .args(["train", "--allreduce", "nccl", "--max-steps", "1", "--out"])
+        .arg(std::env::temp_dir().join("googlenet-no-nccl"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("built without NCCL") && stderr.contains("--features cuda,mpi,nccl"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!std::env::temp_dir().join("googlenet-no-nccl").exists());
+}
+
 /// `train` picks the fast CPU path where it applies, says which engine ran in `--json`, takes
 /// `--engine burn` everywhere, and refuses `--engine fast` where it does not apply, saying why.
 #[test]

@@ -139,6 +139,17 @@ pub struct TrainArgs {
     /// burn (burn's autodiff, everywhere). Default: fast where it applies, else burn.
     #[arg(long, value_enum)]
     pub engine: Option<TrainEngine>,
+    /// Where the gradients are summed over the processes of a job: mpi (on the host, over the
+    /// job's MPI; one process sums nothing) or nccl (on each process's GPU through NCCL, as DDP
+    /// does: --device cuda:N, a build with --features cuda,mpi,nccl; one process still runs
+    /// its sums through NCCL).
+    #[arg(long, value_enum, default_value_t = AllReduceOn::Mpi)]
+    pub allreduce: AllReduceOn,
+    /// Under MPI, the fast engine's gradients are all-reduced in buckets of this many MB while
+    /// its backward pass goes on (as PyTorch DDP's bucket_cap_mb, there 25); 0: one all-reduce
+    /// after the backward pass. Sums are the same either way.
+    #[arg(long, default_value_t = 4.0, value_name = "MB")]
+    pub bucket_mb: f64,
     /// Stop after this many optimiser steps (of this invocation) with a checkpoint, as Ctrl-C
     /// does; --resume continues.
     #[arg(long)]
@@ -150,6 +161,15 @@ pub struct TrainArgs {
     /// mean loss of the first and last steps (--quiet implied).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where `--allreduce` sums the gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AllReduceOn {
+    /// On the host, over the job's MPI.
+    Mpi,
+    /// On the GPUs, through NCCL.
+    Nccl,
 }
 
 /// The devices of `--devices`.

@@ -40,8 +40,11 @@ pub(super) struct Summary {
     losses: Vec<f64>,
     /// Processes of the job (1 without MPI); each took its share of every batch.
     pub(super) world_size: usize,
-    /// Each step's seconds in the gradients' all-reduce over the ranks (empty on one process).
+    /// Each step's seconds waiting for the gradients' all-reduce over the ranks after its
+    /// backward pass (empty on one process).
     allreduce_seconds: Vec<f64>,
+    /// Each step's seconds of all-reduces, those hidden behind the backward pass included.
+    allreduce_busy_seconds: Vec<f64>,
     /// Batches left out as too small for BatchNorm, and their images.
     dropped: crate::train::small_batch::Dropped,
 }
@@ -92,6 +95,7 @@ impl Summary {
             losses: session.losses.clone(),
             world_size: 1,
             allreduce_seconds: session.allreduce_seconds.clone(),
+            allreduce_busy_seconds: session.allreduce_busy_seconds.clone(),
             dropped: session.dropped,
         }
     }

@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 
+use crate::train::distributed::buckets::Buckets;
 use crate::train::distributed::{self, Collective};
 use crate::train::{Outcome, TrainConfig, TrainError, TrainOptions};
 
-pub use args::TrainArgs;
+pub use args::{AllReduceOn, TrainArgs};
 use json_summary::Summary;
 use new_run::{new_config, open_data};
 
@@ -44,6 +45,9 @@ fn train(args: TrainArgs, world: &Collective) -> Result<ExitCode> {
         Some(list) => list.0.clone(),
         None => vec![args.device],
     };
+    if args.allreduce == AllReduceOn::Nccl && !cfg!(feature = "nccl") {
+        bail!(NO_NCCL);
+    }
     let device = specs[0].to_device()?;
     let replicas = match specs.len() {
         1 => Vec::new(),
@@ -55,6 +59,7 @@ fn train(args: TrainArgs, world: &Collective) -> Result<ExitCode> {
     if args.max_steps == Some(0) {
         bail!("--max-steps must be at least 1");
     }
+    let world = &gradient_collective(args.allreduce, &specs, world)?;
     let (config, out) = match &args.resume {
         Some(dir) => {
             let flags = args.hyperparameter_flags();
@@ -119,6 +124,7 @@ fn train(args: TrainArgs, world: &Collective) -> Result<ExitCode> {
         engine: args.engine,
         max_steps: args.max_steps,
         checkpoint_every: args.checkpoint_every,
+        buckets: Buckets::megabytes(args.bucket_mb),
         stop,
         quiet: args.quiet || args.json || !world.is_root(),
     };
@@ -194,3 +200,33 @@ fn train(args: TrainArgs, world: &Collective) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The job whose all-reduce sums the gradients: `world` itself, or with `--allreduce nccl` the
+/// job on NCCL on this process's GPU ([`distributed::nccl`]).
+fn gradient_collective(
+    allreduce: AllReduceOn,
+    specs: &[crate::device::DeviceSpec],
+    world: &Collective,
+) -> Result<Collective> {
+    if allreduce == AllReduceOn::Mpi {
+        return Ok(world.clone());
+    }
+    let [crate::device::DeviceSpec::Cuda(_index)] = specs else {
+        bail!(
+            "--allreduce nccl sums the gradients on a CUDA GPU: give each process one with \
+             --device cuda:N (one process per GPU), not {}",
+            specs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    };
+    #[cfg(feature = "nccl")]
+    return distributed::nccl::join(world, *_index).map_err(|e| anyhow::anyhow!("{e}"));
+    #[cfg(not(feature = "nccl"))]
+    bail!(NO_NCCL)
+}
+
+const NO_NCCL: &str = "--allreduce nccl: this googlenet was built without NCCL; build it with \
+                       --features cuda,mpi,nccl (docs/cluster.md)";

@@ -16,6 +16,7 @@ mod avg_pool;
 mod bias;
 mod conv;
 mod dense;
+mod gradient_blocks;
 mod inception;
 mod loss;
 mod lrn;
@@ -27,6 +28,7 @@ mod pool;
 mod unit;
 
 pub use dense::DropoutSeed;
+pub use gradient_blocks::GradientSink;
 pub use net::{TrainLosses, TrainNet};
 
 use super::{InferenceError, InputError};

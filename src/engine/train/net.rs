@@ -7,6 +7,7 @@ use super::TrainNetError;
 use super::aux::AuxTrain;
 use super::conv::ConvScratch;
 use super::dense::{Dense, DropoutSeed, dropout, dropout_backward};
+use super::gradient_blocks::{GradientSink, NoSink, hand_over};
 use super::inception::InceptionTrain;
 use super::loss::softmax_cross_entropy;
 use super::lrn;
@@ -184,8 +185,8 @@ impl TrainNet {
     /// One forward and backward pass on `input` (NCHW, `shape` `[batch, 3, h, w]`, normalised as
     /// the variant expects) with `labels`: the loss `main + aux_weight · (aux1 + aux2)` (section 5
     /// of the paper weights the auxiliary losses by 0.3), and every parameter's gradient, read
-    /// with [`TrainNet::gradients`]. Dropout masks are drawn from `seed`, image by image. A non-finite loss is returned
-    /// without a backward pass.
+    /// with [`TrainNet::gradients`]. Dropout masks are drawn from `seed`, image by image. A
+    /// non-finite loss is returned without a backward pass.
     pub fn forward_backward(
         &mut self,
         input: &[f32],
@@ -193,6 +194,21 @@ impl TrainNet {
         labels: &[usize],
         aux_weight: f64,
         seed: DropoutSeed,
+    ) -> Result<TrainLosses, TrainNetError> {
+        self.forward_backward_with(input, shape, labels, aux_weight, seed, &mut NoSink)
+    }
+
+    /// [`TrainNet::forward_backward`], telling `sink` the losses after the forward pass (the
+    /// backward pass runs only where it agrees) and handing it each gradient block as soon as the
+    /// backward pass has finished it.
+    pub fn forward_backward_with(
+        &mut self,
+        input: &[f32],
+        shape: [usize; 4],
+        labels: &[usize],
+        aux_weight: f64,
+        seed: DropoutSeed,
+        sink: &mut dyn GradientSink,
     ) -> Result<TrainLosses, TrainNetError> {
         super::super::check_input(input, shape)?;
         let [n, _, h, w] = shape;
@@ -278,7 +294,8 @@ impl TrainNet {
             losses.heads[k + 1] = Some(loss);
             losses.logits[k + 1] = Some(head.logits.clone());
         }
-        if !losses.total.is_finite() {
+        let backward = sink.forward_done(&losses);
+        if !backward || !losses.total.is_finite() {
             return Ok(losses);
         }
 
@@ -291,6 +308,7 @@ impl TrainNet {
             &self.logits_grad[0],
             Some(&mut features_grad),
         );
+        hand_over(sink, self.fc.gradient_blocks_mut());
         dropout_backward(&self.mask, &mut features_grad);
         let [mut dy, mut dx] = std::mem::take(&mut self.grad);
         grow(&mut dy, last.len());
@@ -306,6 +324,7 @@ impl TrainNet {
                         &mut dy[..ys.len()],
                         &mut self.scratch,
                     );
+                    hand_over(sink, head.gradient_blocks_mut());
                 }
             }
             grow(&mut dx, xs.len());
@@ -317,6 +336,7 @@ impl TrainNet {
                 wants_dx.then_some(&mut dx[..xs.len()]),
                 &mut self.scratch,
             );
+            hand_over(sink, self.stages[i].gradient_blocks_mut());
             std::mem::swap(&mut dy, &mut dx);
         }
         self.grad = [dy, dx];

@@ -21,6 +21,14 @@ pub trait Communicator: Send + Sync {
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>);
     /// Returns once every rank has called it.
     fn barrier(&self);
+    /// Whether a thread other than the one that joined the job may make these calls while that
+    /// one makes none (MPI's `MPI_THREAD_SERIALIZED` or above).
+    fn threads_may_call(&self) -> bool;
+    /// Whether a job of one process still sums its gradients through this communicator (NCCL
+    /// does, so that one GPU exercises the path).
+    fn reduces_alone(&self) -> bool {
+        false
+    }
     /// Ends every process of the job with `code`, without waiting for the others.
     fn abort(&self, code: i32) -> !;
     /// Where the job runs, for messages: `MPI (Open MPI v4.1.4)`.
@@ -62,9 +70,16 @@ impl Collective {
         self.world_size() > 1
     }
 
+    /// Whether each step's figures and gradients go through the job's sums
+    /// ([`super::step`]): with more than one process, or with a communicator that
+    /// [reduces alone](Communicator::reduces_alone).
+    pub fn steps_as_job(&self) -> bool {
+        self.is_distributed() || self.0.reduces_alone()
+    }
+
     /// Replaces `values` on every rank with their sum over all ranks.
     pub fn all_reduce_sum_f32(&self, values: &mut [f32]) {
-        if self.is_distributed() {
+        if self.steps_as_job() {
             self.0.all_reduce_sum_f32(values);
         }
     }
@@ -88,6 +103,12 @@ impl Collective {
         if self.is_distributed() {
             self.0.barrier();
         }
+    }
+
+    /// Whether another thread may make the calls while this one makes none
+    /// ([`Communicator::threads_may_call`]).
+    pub fn threads_may_call(&self) -> bool {
+        self.0.threads_may_call()
     }
 
     /// Whether `flag` is set on any rank (one small all-reduce), so that every rank takes the
@@ -140,6 +161,10 @@ impl Communicator for SingleProcess {
     fn broadcast_bytes(&self, _bytes: &mut Vec<u8>) {}
 
     fn barrier(&self) {}
+
+    fn threads_may_call(&self) -> bool {
+        true
+    }
 
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)

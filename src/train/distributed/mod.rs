@@ -5,7 +5,8 @@
 //! run's shared seeded order is split into one contiguous share per rank ([`shard`]); each rank
 //! runs forward and backward on its share (on any engine, and over its own `--devices`), its
 //! gradients are weighted by its share of the images and summed over the ranks with one
-//! all-reduce ([`step`]), and every rank applies the same optimiser step, so all hold
+//! all-reduce ([`step`]; on the fast CPU engine in buckets while the backward pass goes on,
+//! [`fast_step`]), and every rank applies the same optimiser step, so all hold
 //! bit-identical weights. Rank 0's initial weights or latest checkpoint start every rank
 //! ([`broadcast`], [`checkpoint_copy`]); BatchNorm running statistics are averaged before every
 //! validation and checkpoint ([`batch_norm`]); the ranks check that they agree ([`agreement`]);
@@ -19,13 +20,17 @@
 pub mod agreement;
 pub mod batch_norm;
 pub mod broadcast;
+pub mod buckets;
 pub mod checkpoint_copy;
 pub mod collective;
 pub mod error;
+pub mod fast_step;
 pub mod fault;
 pub mod flat;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 pub mod shard;
 pub mod signals;
 pub mod step;

@@ -24,15 +24,17 @@ pub struct MpiSession {
     _universe: Universe,
 }
 
-/// Initialises MPI (MPI calls only from this thread: `MPI_THREAD_FUNNELED`) and returns the
-/// world communicator with the session that keeps it open, or `None` when MPI was initialised
-/// already.
+/// Initialises MPI and returns the world communicator with the session that keeps it open, or
+/// `None` when MPI was initialised already. It asks for `MPI_THREAD_SERIALIZED`, so that the
+/// gradients' buckets can be all-reduced from a thread of their own
+/// ([`super::buckets`]); an MPI that gives less gets every call from this thread.
 pub fn initialise() -> Option<(WorldCommunicator, MpiSession)> {
-    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)?;
+    let (universe, threading) = mpi::initialize_with_threading(mpi::Threading::Serialized)?;
     let world = universe.world();
     let communicator = WorldCommunicator {
         rank: world.rank() as usize,
         size: world.size() as usize,
+        threads_may_call: threading >= mpi::Threading::Serialized,
         library: mpi::environment::library_version()
             .map(|v| {
                 v.split([',', '\n'])
@@ -55,6 +57,7 @@ pub fn initialise() -> Option<(WorldCommunicator, MpiSession)> {
 pub struct WorldCommunicator {
     rank: usize,
     size: usize,
+    threads_may_call: bool,
     library: String,
 }
 
@@ -92,6 +95,10 @@ impl Communicator for WorldCommunicator {
 
     fn barrier(&self) {
         world().barrier();
+    }
+
+    fn threads_may_call(&self) -> bool {
+        self.threads_may_call
     }
 
     fn abort(&self, code: i32) -> ! {
