@@ -147,7 +147,8 @@ pub struct TrainArgs {
     pub allreduce: AllReduceOn,
     /// Under MPI, the fast engine's gradients are all-reduced in buckets of this many MB while
     /// its backward pass goes on (as PyTorch DDP's bucket_cap_mb, there 25); 0: one all-reduce
-    /// after the backward pass. Sums are the same either way.
+    /// after the backward pass. The same sums either way (to the last bit on 2 ranks; with
+    /// more, MPI's order of addition may differ by message size).
     #[arg(long, default_value_t = 4.0, value_name = "MB")]
     pub bucket_mb: f64,
     /// Stop after this many optimiser steps (of this invocation) with a checkpoint, as Ctrl-C

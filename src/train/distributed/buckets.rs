@@ -5,8 +5,10 @@
 //! goes to a communication thread that all-reduces it while the layers below are still being
 //! computed. What is left to wait for after the backward pass is the last buckets.
 //!
-//! The sums are the same as one all-reduce of the whole vector: each value is the sum of the
-//! same values over the ranks, whichever bucket carries it.
+//! Each value is the sum of the same values over the ranks, whichever bucket carries it: on 2
+//! ranks the same bits as one all-reduce of the whole vector. With 3 or more, MPI may add in
+//! another order for another message size, so a different `--bucket-mb` can move the last bit
+//! (every rank still receives the same bits).
 
 use std::sync::mpsc;
 use std::time::Instant;
