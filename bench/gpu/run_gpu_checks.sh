@@ -138,14 +138,20 @@ for batch in $SPEED_BATCHES; do
 done
 stage train 120 "$PYTHON" "${CHECKS[@]}" train
 # cudarc loads NCCL as libnccl.so; the nvidia-nccl wheels (PyTorch's) have only libnccl.so.2.
-for dir in ${LD_LIBRARY_PATH//:/ }; do
+for dir in ${LD_LIBRARY_PATH:+${LD_LIBRARY_PATH//:/ }}; do
     if [ -f "$dir/libnccl.so.2" ]; then
         mkdir -p "$OUT/nccl-lib" && ln -sf "$dir/libnccl.so.2" "$OUT/nccl-lib/libnccl.so"
         export LD_LIBRARY_PATH="$OUT/nccl-lib:$LD_LIBRARY_PATH"
         break
     fi
 done
-stage nccl 90 "$PYTHON" "${CHECKS[@]}" nccl
+if [[ $DEVICE == cuda:* ]]; then
+    stage nccl 90 "$PYTHON" "${CHECKS[@]}" nccl
+else
+    now=$(date +%s.%N)
+    printf 'nccl\tnot run (%s is not a CUDA GPU)\t-\t0\t%s\t%s\n' "$DEVICE" "$now" "$now" >>"$STAGES"
+    echo "== nccl: not run, $DEVICE is not a CUDA GPU"
+fi
 MIN_LEFT=100 stage pytorch_compile 120 "$PYTHON" "${CHECKS[@]}" pytorch_compile
 MIN_LEFT=60 stage infer 60 "$PYTHON" "${CHECKS[@]}" infer
 
