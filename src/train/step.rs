@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::data_parallel::{DataParallel, DataParallelError};
 use super::loss::{LossKind, LossWeighting};
 use super::source::{HostBatch, mix};
-use crate::engine::{DropoutSeed, TrainNet, TrainNetError};
+use crate::engine::{DropoutSeed, TrainLosses, TrainNet, TrainNetError};
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetOutput, Variant};
 
@@ -167,15 +167,10 @@ impl Stepper {
         model: &GoogLeNet,
         f: impl FnOnce(&mut TrainNet, DropoutSeed) -> R,
     ) -> Result<Option<R>, StepError> {
-        let Stepper::Fast(fast) = self else {
-            return Ok(None);
-        };
-        let mut fast = lock(fast);
-        let FastStep { net, seed } = &mut *fast;
-        net.load_weights(model)?;
-        let result = f(net, *seed);
-        net.write_running_stats(model);
-        Ok(Some(result))
+        match self {
+            Stepper::Fast(fast) => on_fast_net(fast, model, f).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// Forward and backward on `host`. A batch smaller than the number of replicas (the last
@@ -190,25 +185,18 @@ impl Stepper {
     ) -> Result<(StepValues, Update), StepError> {
         match self {
             Stepper::Fast(fast) => {
-                let mut fast = lock(fast);
-                let FastStep { net, seed } = &mut *fast;
-                net.load_weights(model)?;
                 let labels: Vec<usize> = host.labels.iter().map(|&l| l as usize).collect();
                 let shape = [host.len(), 3, host.side, host.side];
-                let losses = net.forward_backward(&host.images, shape, &labels, loss.aux, *seed)?;
-                // As burn's BatchNorm does in a training forward pass, finite loss or not.
-                net.write_running_stats(model);
-                let gradients = if losses.total.is_finite() {
-                    net.gradients(model)
-                } else {
-                    GradientsParams::new()
-                };
-                let values = StepValues {
-                    total: losses.total,
-                    heads: losses.heads,
-                    logits: losses.logits,
-                };
-                Ok((values, Update::Single(gradients)))
+                on_fast_net(fast, model, |net, seed| {
+                    let losses =
+                        net.forward_backward(&host.images, shape, &labels, loss.aux, seed)?;
+                    let gradients = if losses.total.is_finite() {
+                        net.gradients(model)
+                    } else {
+                        GradientsParams::new()
+                    };
+                    Ok((StepValues::from(losses), Update::Single(gradients)))
+                })?
             }
             Stepper::Parallel(parallel) if host.len() >= self.replicas() => {
                 let step = parallel.step_host(model, &host.images, &host.labels, host.side)?;
@@ -268,6 +256,32 @@ pub fn fast_path_refusal(
 
 fn lock(fast: &Mutex<FastStep>) -> std::sync::MutexGuard<'_, FastStep> {
     fast.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `f` on the fast path's network, holding `model`'s current weights, with the step's
+/// dropout seed; afterwards the running statistics that its forward pass moved go back into
+/// `model`, as burn's BatchNorm does in a training forward pass, finite loss or not.
+fn on_fast_net<R>(
+    fast: &Mutex<FastStep>,
+    model: &GoogLeNet,
+    f: impl FnOnce(&mut TrainNet, DropoutSeed) -> R,
+) -> Result<R, StepError> {
+    let mut fast = lock(fast);
+    let FastStep { net, seed } = &mut *fast;
+    net.load_weights(model)?;
+    let result = f(net, *seed);
+    net.write_running_stats(model);
+    Ok(result)
+}
+
+impl From<TrainLosses> for StepValues {
+    fn from(losses: TrainLosses) -> StepValues {
+        StepValues {
+            total: losses.total,
+            heads: losses.heads,
+            logits: losses.logits,
+        }
+    }
 }
 
 /// The loss of `model` on a batch, in `precision` (f32 logits into the loss), and its values on

@@ -75,8 +75,10 @@ impl JobSink<'_> {
         let finite = figures.finite;
         self.figures = Some(figures);
         if finite {
-            for len in net.gradient_block_lens() {
-                self.feed.add(&[&vec![0.0; len]]);
+            let lens = net.gradient_block_lens();
+            let zeros = vec![0.0; lens.iter().copied().max().unwrap_or(0)];
+            for len in lens {
+                self.feed.add(&[&zeros[..len]]);
             }
         }
     }
@@ -84,11 +86,7 @@ impl JobSink<'_> {
 
 impl GradientSink for JobSink<'_> {
     fn forward_done(&mut self, losses: &TrainLosses) -> bool {
-        let values = StepValues {
-            total: losses.total,
-            heads: losses.heads,
-            logits: losses.logits.clone(),
-        };
+        let values = StepValues::from(losses.clone());
         let figures = reduce_figures(self.world, Some(&values), self.labels);
         let finite = figures.finite;
         self.figures = Some(figures);
