@@ -132,18 +132,34 @@ pub fn check_driver(index: usize, names: &[String]) -> Result<(), Missing> {
 pub fn check_nvrtc(names: &[String]) -> Result<(), Missing> {
     let fix = "install the CUDA toolkit and put its lib64 folder on LD_LIBRARY_PATH, or `pip install \
                nvidia-cuda-nvrtc` and put its site-packages/nvidia/cu13/lib on LD_LIBRARY_PATH";
+    check_library(names, NVRTC, "NVRTC", c"nvrtcVersion", fix, |detail| detail)
+}
+
+/// Loads the first of `names` that loads and looks for `symbol` in it: `what` is missing
+/// (fixed by `fix`) when none loads, with `absent` amending the loader's reason, or when the
+/// library lacks `symbol` (it is then not `kind`).
+fn check_library(
+    names: &[String],
+    what: &'static str,
+    kind: &str,
+    symbol: &CStr,
+    fix: &str,
+    absent: impl FnOnce(String) -> String,
+) -> Result<(), Missing> {
     let (lib, name) = Library::open_first(names).map_err(|detail| Missing {
-        what: NVRTC,
-        detail,
+        what,
+        detail: absent(detail),
         fix: fix.to_string(),
     })?;
-    type NvrtcVersion = unsafe extern "C" fn(*mut c_int, *mut c_int) -> c_int;
-    // SAFETY: `nvrtcResult nvrtcVersion(int *major, int *minor)`.
-    match unsafe { lib.symbol::<NvrtcVersion>(c"nvrtcVersion") } {
+    // SAFETY: the symbol is only looked up, never called, so any function pointer type fits.
+    match unsafe { lib.symbol::<unsafe extern "C" fn()>(symbol) } {
         Some(_) => Ok(()),
         None => Err(Missing {
-            what: NVRTC,
-            detail: format!("{name} has no `nvrtcVersion`: it is not NVRTC"),
+            what,
+            detail: format!(
+                "{name} has no `{}`: it is not {kind}",
+                symbol.to_string_lossy()
+            ),
             fix: fix.to_string(),
         }),
     }
@@ -161,27 +177,17 @@ pub fn check_nccl(names: &[String]) -> Result<(), Missing> {
     let fix = "`pip install nvidia-nccl-cu13` (or Debian's libnccl2) and put the folder of \
                libnccl.so.2 on LD_LIBRARY_PATH, with a link libnccl.so -> libnccl.so.2 in it \
                (Debian's libnccl-dev has one): cudarc loads libnccl.so";
-    let (lib, name) = Library::open_first(names).map_err(|detail| {
-        let soname = Library::open("libnccl.so.2").is_ok();
-        Missing {
-            what: NCCL,
-            detail: match soname {
-                true => format!("{detail}; libnccl.so.2 loads, but cudarc does not look for it"),
-                false => detail,
-            },
-            fix: fix.to_string(),
-        }
-    })?;
-    type GetVersion = unsafe extern "C" fn(*mut c_int) -> c_int;
-    // SAFETY: `ncclResult_t ncclGetVersion(int *version)`.
-    match unsafe { lib.symbol::<GetVersion>(c"ncclGetVersion") } {
-        Some(_) => Ok(()),
-        None => Err(Missing {
-            what: NCCL,
-            detail: format!("{name} has no `ncclGetVersion`: it is not NCCL"),
-            fix: fix.to_string(),
-        }),
-    }
+    check_library(
+        names,
+        NCCL,
+        "NCCL",
+        c"ncclGetVersion",
+        fix,
+        |detail| match Library::open("libnccl.so.2") {
+            Ok(_) => format!("{detail}; libnccl.so.2 loads, but cudarc does not look for it"),
+            Err(_) => detail,
+        },
+    )
 }
 
 /// The CUDA installation cubecl-cuda reads headers from: `CUDA_PATH` when set (whether or not it
