@@ -120,6 +120,24 @@ fn allreduce_nccl_without_the_feature_names_the_features_to_build() {
     assert!(!std::env::temp_dir().join("googlenet-no-nccl").exists());
 }
 
+/// `--bucket-mb` takes megabytes, 0 or more; anything else is refused by name.
+#[test]
+fn a_bucket_size_that_is_not_megabytes_is_refused() {
+    for bad in ["-1", "NaN", "inf", "four"] {
+        let output = Command::new(BIN)
+            .args(["train", "--max-steps", "1", &format!("--bucket-mb={bad}")])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "--bucket-mb {bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("`{bad}` is not a bucket size"))
+                && stderr.contains("0 or more"),
+            "--bucket-mb {bad}: {stderr}"
+        );
+    }
+}
+
 /// `train` picks the fast CPU path where it applies, says which engine ran in `--json`, takes
 /// `--engine burn` everywhere, and refuses `--engine fast` where it does not apply, saying why.
 #[test]

@@ -149,7 +149,7 @@ pub struct TrainArgs {
     /// its backward pass goes on (as PyTorch DDP's bucket_cap_mb, there 25); 0: one all-reduce
     /// after the backward pass. The same sums either way (to the last bit on 2 ranks; with
     /// more, MPI's order of addition may differ by message size).
-    #[arg(long, default_value_t = 4.0, value_name = "MB")]
+    #[arg(long, default_value_t = 4.0, value_name = "MB", value_parser = parse_bucket_mb)]
     pub bucket_mb: f64,
     /// Stop after this many optimiser steps (of this invocation) with a checkpoint, as Ctrl-C
     /// does; --resume continues.
@@ -162,6 +162,16 @@ pub struct TrainArgs {
     /// mean loss of the first and last steps (--quiet implied).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--bucket-mb`: a finite size of 0 MB or more.
+fn parse_bucket_mb(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(mb) if mb.is_finite() && mb >= 0.0 => Ok(mb),
+        _ => Err(format!(
+            "`{text}` is not a bucket size: give megabytes, 0 or more (0: one all-reduce)"
+        )),
+    }
 }
 
 /// Where `--allreduce` sums the gradients.
