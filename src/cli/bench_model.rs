@@ -36,10 +36,10 @@ pub struct BenchModelArgs {
     /// auxiliary loss, backward pass, SGD with momentum 0.9).
     #[arg(long, value_enum, default_value_t = Mode::Infer)]
     pub mode: Mode,
-    /// `fast`: our NHWC CPU paths in f32 — for inference BatchNorm folded into fused
-    /// convolutions, for training the paper's and torchvision's variants with our own backward
-    /// pass and burn's optimiser (the default where it applies); `burn`: the module's own passes
-    /// on --device (the default elsewhere).
+    /// `fast`: our NHWC CPU paths — for inference (f32 or bf16) BatchNorm folded into fused
+    /// convolutions, for training (f32) the paper's and torchvision's variants with our own
+    /// backward pass and burn's optimiser (the default where it applies); `burn`: the module's
+    /// own passes on --device (the default elsewhere).
     #[arg(long, value_enum)]
     pub engine: Option<Engine>,
     /// cpu, cuda:N (a build with the cuda feature) or wgpu[:N] (with the wgpu feature).
@@ -185,12 +185,14 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
 /// and torchvision's variants (its default there); `burn` everywhere.
 fn engine(args: &BenchModelArgs) -> Result<Engine> {
     let fast_fits = args.device == DeviceSpec::Cpu
-        && args.precision == Precision::F32
-        && (args.mode == Mode::Infer || args.variant != Variant::KerasSeed);
+        && match args.mode {
+            Mode::Infer => args.precision != Precision::F16,
+            Mode::Train => args.precision == Precision::F32 && args.variant != Variant::KerasSeed,
+        };
     match args.engine {
         Some(Engine::Fast) if !fast_fits => bail!(
-            "--engine fast runs on cpu in f32, and trains the paper and torchvision variants; \
-             use --engine burn for {} of {} on {} in {}",
+            "--engine fast runs on cpu, infers in f32 or bf16 and trains the paper and torchvision \
+             variants in f32; use --engine burn for {} of {} on {} in {}",
             match args.mode {
                 Mode::Infer => "inference",
                 Mode::Train => "training",
@@ -224,7 +226,7 @@ fn make_step(args: &BenchModelArgs, engine: Engine) -> Result<Step> {
     match (args.mode, engine) {
         (Mode::Infer, Engine::Fast) => {
             let model = config.init(&Device::flex())?;
-            let net = InferenceNet::from_model(&model)?;
+            let net = InferenceNet::with_precision(&model, precision)?;
             Ok(Box::new(move || {
                 let logits = net.forward(&pixels, shape)?;
                 std::hint::black_box(logits);

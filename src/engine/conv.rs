@@ -15,6 +15,7 @@ use std::ops::Range;
 use burn::nn::PaddingConfig2d;
 use rayon::prelude::*;
 
+use super::bf16::{Bf16Kernel, Bf16Scratch, Bf16Weights};
 use super::map::{Shape, View};
 use super::matmul::matmul;
 use super::window::Window;
@@ -46,6 +47,8 @@ pub(crate) struct ConvGemm {
     pub out_channels: usize,
     weights: Vec<f32>,
     bias: Vec<f32>,
+    /// The weights rounded to bf16 for its kernel, when the products run in bf16.
+    bf16: Option<Bf16Weights>,
 }
 
 /// Where the product's rows come from.
@@ -107,11 +110,13 @@ impl<'a> Target<'a> {
     }
 }
 
-/// Per-thread scratch: the gathered rows of a tile and the tile's product.
+/// Per-thread scratch: the gathered rows of a tile, the tile's product, and the bf16 kernels'
+/// buffers.
 #[derive(Default)]
 struct Scratch {
     rows: Vec<f32>,
     product: Vec<f32>,
+    bf16: Bf16Scratch,
 }
 
 thread_local! {
@@ -179,7 +184,20 @@ impl ConvGemm {
             out_channels,
             weights,
             bias,
+            bf16: None,
         })
+    }
+
+    /// The same convolution with its products in bf16 on `kernel` (the folded weights rounded
+    /// once; bias and ReLU stay f32).
+    pub fn in_bf16(mut self, kernel: Bf16Kernel) -> Self {
+        let k = self.kernel * self.kernel * self.in_channels;
+        self.bf16 = Some(Bf16Weights::new(
+            &self.weights,
+            [k, self.out_channels],
+            kernel,
+        ));
+        self
     }
 
     /// Side by side: one convolution whose filters are those of `parts` in order ("horizontal
@@ -190,6 +208,10 @@ impl ConvGemm {
             && p.stride == first.stride
             && p.padding == first.padding
             && p.in_channels == first.in_channels));
+        assert!(
+            parts.iter().all(|p| p.bf16.is_none()),
+            "concatenate before rounding"
+        );
         let out_channels: usize = parts.iter().map(|p| p.out_channels).sum();
         let rows = first.kernel * first.kernel * first.in_channels;
         let mut weights = Vec::with_capacity(rows * out_channels);
@@ -202,6 +224,7 @@ impl ConvGemm {
             out_channels,
             weights,
             bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
+            bf16: None,
             ..*first
         }
     }
@@ -292,18 +315,31 @@ impl ConvGemm {
                 (&scratch.rows[..], k)
             }
         };
-        super::map::grow(&mut scratch.product, m * n);
-        let product = &mut scratch.product[..m * n];
-        matmul(
-            product,
-            n,
-            a,
-            a_stride,
-            &self.weights[cols.start..],
-            self.out_channels,
-            [m, k, n],
-            false,
-        );
+        let stride = match &self.bf16 {
+            Some(weights) => weights.multiply(
+                a,
+                a_stride,
+                m,
+                cols.clone(),
+                &mut scratch.bf16,
+                &mut scratch.product,
+            ),
+            None => {
+                super::map::grow(&mut scratch.product, m * n);
+                matmul(
+                    &mut scratch.product[..m * n],
+                    n,
+                    a,
+                    a_stride,
+                    &self.weights[cols.start..],
+                    self.out_channels,
+                    [m, k, n],
+                    false,
+                );
+                n
+            }
+        };
+        let product = &scratch.product[..];
         for target in targets {
             let lo = target.cols.start.max(cols.start);
             let hi = target.cols.end.min(cols.end);
@@ -312,7 +348,7 @@ impl ConvGemm {
             }
             let bias = &self.bias[lo..hi];
             for (r, p) in rows.clone().enumerate() {
-                let src = &product[r * n + lo - cols.start..][..hi - lo];
+                let src = &product[r * stride + lo - cols.start..][..hi - lo];
                 let at = p * target.stride + target.offset + lo - target.cols.start;
                 // SAFETY: `Target::new` checked that `pixels * stride` floats exist and that the
                 // columns stay inside a pixel; tiles cover disjoint (row, column) ranges, so no

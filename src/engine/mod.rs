@@ -15,7 +15,14 @@
 //! fusion"); every branch writes straight into its channels of the concatenated output; the
 //! pool-projection branch pools tile by tile inside its product; and buffers are reused from one
 //! call to the next.
+//!
+//! In bf16 ([`InferenceNet::with_precision`]) the convolutions' products round both operands to
+//! bf16 and sum in f32, on AMX tiles where the CPU has them (`bf16.rs`, `amx.rs`); BatchNorm is
+//! folded in f32 first, and activations, bias, ReLU, pooling and the classifier stay f32.
 
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod amx;
+mod bf16;
 mod conv;
 mod map;
 mod matmul;
@@ -25,6 +32,7 @@ mod pool;
 mod train;
 mod window;
 
+pub use bf16::Bf16Kernel;
 pub use net::InferenceNet;
 pub use train::{DropoutSeed, GradientSink, TrainLosses, TrainNet, TrainNetError};
 

@@ -2,6 +2,7 @@
 
 use std::sync::Mutex;
 
+use super::bf16::Bf16Kernel;
 use super::conv::{ConvGemm, Source, Target};
 use super::map::{InputAffine, Shape, View, grow, input_affine, to_nhwc};
 use super::matmul::affine;
@@ -11,6 +12,7 @@ use super::window::Window;
 use super::{InferenceError, tensor_values};
 use crate::model::inception::Inception;
 use crate::model::pool::Pool;
+use crate::model::precision::Precision;
 use crate::model::{GoogLeNet, Variant};
 use burn::nn::Linear;
 
@@ -19,6 +21,8 @@ use burn::nn::Linear;
 /// as [`GoogLeNet::forward`] does; dropout is the identity and the auxiliary heads are not run.
 pub struct InferenceNet {
     variant: Variant,
+    /// The bf16 kernel of the convolutions, or `None` in f32.
+    bf16: Option<Bf16Kernel>,
     /// torchvision's `transform_input` (identity when off), applied while converting to NHWC.
     input_affine: InputAffine,
     conv1: ConvGemm,
@@ -95,6 +99,7 @@ impl InferenceNet {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             variant: model.variant,
+            bf16: None,
             input_affine: input_affine(model),
             conv1: ConvGemm::from_unit(&model.conv1)?,
             stride2_pool: model.stride2_pool,
@@ -108,6 +113,51 @@ impl InferenceNet {
             dense,
             workspace: Mutex::new(Workspace::default()),
         })
+    }
+
+    /// `model` computing in `precision`: f32, or bf16 products with f32 sums (the convolutions;
+    /// BatchNorm folded in f32 first, the classifier in f32) on the fastest kernel this CPU has
+    /// ([`Bf16Kernel::detect`]). f16 is refused: the fast engine has no f16 kernels.
+    pub fn with_precision(model: &GoogLeNet, precision: Precision) -> Result<Self, InferenceError> {
+        let net = Self::from_model(model)?;
+        match precision {
+            Precision::F32 => Ok(net),
+            Precision::Bf16 => Ok(net.in_bf16(Bf16Kernel::detect())),
+            Precision::F16 => Err(InferenceError::Unsupported(
+                "f16 (it computes in f32 or bf16)".into(),
+            )),
+        }
+    }
+
+    /// The same network with its convolutions' products in bf16 on `kernel`.
+    pub fn in_bf16(self, kernel: Bf16Kernel) -> Self {
+        let convert = |conv: ConvGemm| conv.in_bf16(kernel);
+        Self {
+            bf16: Some(kernel),
+            conv1: convert(self.conv1),
+            conv2: convert(self.conv2),
+            conv3: convert(self.conv3),
+            inceptions: self
+                .inceptions
+                .into_iter()
+                .map(|m| InceptionPlan {
+                    fused_1x1: convert(m.fused_1x1),
+                    branch2: convert(m.branch2),
+                    branch3: convert(m.branch3),
+                    projection: convert(m.projection),
+                    ..m
+                })
+                .collect(),
+            ..self
+        }
+    }
+
+    /// The precision of the convolutions' products, and the bf16 kernel.
+    pub fn precision(&self) -> (Precision, Option<Bf16Kernel>) {
+        match self.bf16 {
+            Some(kernel) => (Precision::Bf16, Some(kernel)),
+            None => (Precision::F32, None),
+        }
     }
 
     /// The variant the network was built from.

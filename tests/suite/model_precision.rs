@@ -9,6 +9,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
 use common::*;
+use googlenet::engine::{Bf16Kernel, InferenceNet};
 use googlenet::model::precision::{self, Precision};
 use googlenet::model::{GoogLeNetConfig, Variant};
 
@@ -173,4 +174,78 @@ fn autocast_gradients_are_f32_and_like_pytorch_autocast() {
             );
         }
     }
+}
+
+/// The fast engine in bf16 (folded BatchNorm rounded once, bf16 products summed in f32) on the
+/// same reference: its logits differ from f32's like PyTorch autocast's, on every kernel this CPU
+/// has (the portable one always, AMX tiles where the CPU and OS allow them), and keep every clear
+/// top-1.
+#[test]
+fn fast_engine_bf16_logits_agree_with_f32() {
+    let device = Device::flex();
+    let io = reference("reference/torchvision/calibrated_eval_io.safetensors");
+    let input = tensor4(&io, "input_nchw_imagenet", &device);
+    let shape = input.dims();
+    let pixels = to_vec(input.clone());
+    let model = torchvision_reference(&device);
+    let want = to_vec(model.forward(input));
+    let (_, pytorch_max, pytorch_l2, _) = PYTORCH_ERRORS[0];
+    let mut kernels = vec![Bf16Kernel::Portable];
+    if Bf16Kernel::detect() == Bf16Kernel::Amx {
+        kernels.push(Bf16Kernel::Amx);
+    } else {
+        eprintln!("this CPU or OS has no AMX: the portable bf16 kernel only");
+    }
+    let (mut portable, mut portable_diff) = (Vec::new(), 0.0);
+    for kernel in kernels {
+        let net = InferenceNet::from_model(&model).unwrap().in_bf16(kernel);
+        assert_eq!(net.precision(), (Precision::Bf16, Some(kernel)));
+        let got = net.forward(&pixels, shape).unwrap();
+        let diff = max_abs_diff(&got, &want);
+        if kernel == Bf16Kernel::Portable {
+            (portable, portable_diff) = (got.clone(), diff);
+        } else {
+            // The same bf16 products summed in another order: the sums differ in their last f32
+            // bits, which now and then round the next layer's input to the neighbouring bf16, so
+            // the kernels drift apart by a fraction of bf16's own error.
+            let apart = max_abs_diff(&got, &portable);
+            eprintln!("{kernel:?} vs portable, logits max abs: {apart:.3e}");
+            assert!(
+                apart < 0.3 * portable_diff,
+                "{kernel:?} is {apart} from the portable kernel"
+            );
+        }
+        assert_like_pytorch(
+            &format!("fast {kernel:?} logits max abs"),
+            diff,
+            pytorch_max,
+        );
+        let l2 = relative_l2(&got, &want);
+        assert_like_pytorch(
+            &format!("fast {kernel:?} logits relative L2"),
+            l2,
+            pytorch_l2,
+        );
+        let mut compared = 0;
+        for (row_got, row_want) in got.chunks(1000).zip(want.chunks(1000)) {
+            let mut sorted = row_want.to_vec();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            if sorted[0] - sorted[1] > 2.0 * diff {
+                assert_eq!(
+                    argmax(row_got),
+                    argmax(row_want),
+                    "{kernel:?}: top-1 changed"
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared >= 1, "{kernel:?}: no image had a clear top-1");
+    }
+    let f16 = InferenceNet::with_precision(&model, Precision::F16)
+        .err()
+        .unwrap();
+    assert_eq!(
+        f16.to_string(),
+        "the fast inference path does not support f16 (it computes in f32 or bf16)"
+    );
 }
