@@ -4,9 +4,10 @@
 Exports the torchvision variant as ONNX with `googlenet export` (with reference logits for the
 four reference images of ../shared), then times, in interleaved rounds, one process per figure:
 ONNX Runtime (CPU execution provider), OpenVINO with an f32 precision hint, OpenVINO with its
-defaults (bf16 on CPUs with AVX512-BF16 or AMX), and `googlenet bench model --engine fast`. Before
-timing, each runtime's logits on the reference images are checked against ours. Prints images/s
-(median over rounds of each round's median, min/max over rounds) and each runtime's ratio to ours.
+defaults (bf16 on CPUs with AVX512-BF16 or AMX), and `googlenet bench model --engine fast` in f32
+and in bf16. Before timing, each runtime's logits on the reference images are checked against ours
+(f32). Prints images/s (median over rounds of each round's median, min/max over rounds) and each
+runtime's ratio to ours: f32 runtimes against our f32, OpenVINO's default against our bf16.
 
 Needs onnxruntime, openvino, numpy and safetensors (`pip install onnxruntime openvino safetensors`); the project itself does not.
 
@@ -28,6 +29,10 @@ WEIGHTS = os.path.join(SHARED, "reference", "torchvision", "torchvision_seed1234
 IMAGES = [os.path.join(SHARED, "reference", "inputs", name) for name in (
     "0_sklearn_china.png", "1_sklearn_flower.png", "2_hymenoptera_val_ant.png", "3_hymenoptera_val_bee.png")]
 RUNTIMES = ["onnxruntime", "openvino-f32", "openvino-default"]
+OURS = {"googlenet fast": "f32", "googlenet fast bf16": "bf16"}
+# Which of ours each runtime is compared with.
+BASE = {"onnxruntime": "googlenet fast", "openvino-f32": "googlenet fast",
+        "openvino-default": "googlenet fast bf16"}
 
 
 def parse_args():
@@ -97,9 +102,9 @@ def run_json(cmd):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def ours(batch, args):
+def ours(batch, precision, args):
     cmd = [args.binary, "bench", "model", "--variant", "torchvision", "--mode", "infer", "--engine", "fast",
-           "--batch", str(batch), "--threads", str(args.threads), "--iterations", str(args.iterations),
+           "--precision", precision, "--batch", str(batch), "--threads", str(args.threads), "--iterations", str(args.iterations),
            "--warmup", str(args.warmup), "--json"]
     return run_json(cmd)["images_per_sec"]["median"]
 
@@ -126,12 +131,12 @@ def main():
     for runtime, difference in check_logits(model, reference, args.threads).items():
         print(f"{runtime}: logits within {difference:.2e} of googlenet's on the reference images")
 
-    names = ["googlenet fast"] + RUNTIMES
+    names = list(OURS) + RUNTIMES
     figures = {(name, batch): [] for name in names for batch in args.batches}
     for round_ in range(args.rounds):
         for batch in args.batches:
             for name in names:
-                rate = ours(batch, args) if name == "googlenet fast" else theirs(name, batch, model, args)
+                rate = ours(batch, OURS[name], args) if name in OURS else theirs(name, batch, model, args)
                 figures[(name, batch)].append(rate)
                 print(f"round {round_ + 1}/{args.rounds} batch {batch:>3} {name:<17} {rate:7.1f} images/s",
                       file=sys.stderr)
@@ -141,12 +146,12 @@ def main():
     print("| batch | " + " | ".join(names) + " |")
     print("|---:|" + "---:|" * len(names))
     for batch in args.batches:
-        base = statistics.median(figures[("googlenet fast", batch)])
         cells = []
         for name in names:
             rates = figures[(name, batch)]
             median = statistics.median(rates)
-            ratio = "" if name == "googlenet fast" else f", ours {base / median:.2f}x"
+            base = statistics.median(figures[(BASE[name], batch)]) if name in BASE else None
+            ratio = "" if base is None else f", ours {base / median:.2f}x"
             cells.append(f"{median:.1f} ({min(rates):.1f}-{max(rates):.1f}{ratio})")
         print(f"| {batch} | " + " | ".join(cells) + " |")
     if args.json:

@@ -15,14 +15,7 @@ use std::arch::asm;
 use std::cell::Cell;
 use std::sync::OnceLock;
 
-/// Rows of every tile.
-pub(crate) const TILE_ROWS: usize = 16;
-/// bf16 values along k in one row of a left tile (64 bytes).
-pub(crate) const TILE_K: usize = 32;
-/// f32 columns of a result tile (64 bytes).
-pub(crate) const TILE_COLS: usize = 16;
-/// bf16 values in one packed right-hand tile: 16 rows of 16 (k, k+1) pairs.
-pub(crate) const B_TILE: usize = TILE_K * TILE_COLS;
+use super::bf16::{B_TILE, TILE_COLS, TILE_K, TILE_ROWS};
 
 /// Whether this CPU has AMX-BF16 (and AVX512-BF16 for the conversions) and Linux lets this
 /// process use the tiles. Asked once per process.

@@ -15,6 +15,15 @@ use half::bf16;
 
 use super::matmul::matmul;
 
+/// Rows of every AMX tile.
+pub(crate) const TILE_ROWS: usize = 16;
+/// bf16 values along k in one row of a left tile (64 bytes).
+pub(crate) const TILE_K: usize = 32;
+/// f32 columns of a result tile (64 bytes).
+pub(crate) const TILE_COLS: usize = 16;
+/// bf16 values in one packed right-hand tile: 16 rows of 16 (k, k+1) pairs.
+pub(crate) const B_TILE: usize = TILE_K * TILE_COLS;
+
 /// Which kernel this process's bf16 products run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bf16Kernel {
@@ -58,10 +67,9 @@ enum Packed {
     Rounded(Vec<f32>),
 }
 
-/// Per-thread buffers of the bf16 kernels.
+/// Per-thread buffer of the portable kernel: the left operand widened to f32.
 #[derive(Default)]
 pub(crate) struct Bf16Scratch {
-    left: Vec<u16>,
     rounded: Vec<f32>,
 }
 
@@ -82,7 +90,6 @@ impl Bf16Weights {
         let packed = match kernel {
             Bf16Kernel::Portable => Packed::Rounded(weights.iter().map(|&w| rounded(w)).collect()),
             Bf16Kernel::Amx => {
-                use super::amx::{B_TILE, TILE_COLS, TILE_K};
                 let k_blocks = k.div_ceil(TILE_K);
                 let col_blocks = n.div_ceil(TILE_COLS);
                 let mut values = vec![0u16; col_blocks * k_blocks * B_TILE];
@@ -102,33 +109,38 @@ impl Bf16Weights {
         Self { k, n, packed }
     }
 
-    /// `product[r, j] = Σ_p a[r, p] · w[p, cols.start + j]` for the `m` rows of `a` (`a_stride`
-    /// floats apart) and the columns `cols` (starting at a multiple of 16). Returns the
-    /// distance between the product's rows; `product` grows to fit.
+    /// The layout of [`Self::multiply`]'s left operand for `m` rows: its number of rows (`m`,
+    /// or `m` rounded up to whole tiles) and the values in each row (`k`, or `k` rounded up to
+    /// whole tiles). Rows and columns past `m` and `k` must be zero.
+    pub fn left_layout(&self, m: usize) -> (usize, usize) {
+        match &self.packed {
+            Packed::Rounded(_) => (m, self.k),
+            Packed::Tiles { k_blocks, .. } => (m.next_multiple_of(TILE_ROWS), k_blocks * TILE_K),
+        }
+    }
+
+    /// `product[r, j] = Σ_p left[r, p] · w[p, cols.start + j]` for the `m` rows of `left` (laid
+    /// out as [`Self::left_layout`] says) and the columns `cols` (starting at a multiple of 16).
+    /// Returns the distance between the product's rows; `product` grows to fit.
     pub fn multiply(
         &self,
-        a: &[f32],
-        a_stride: usize,
+        left: &[bf16],
         m: usize,
         cols: Range<usize>,
         scratch: &mut Bf16Scratch,
         product: &mut Vec<f32>,
     ) -> usize {
-        assert!(cols.end <= self.n && a_stride >= self.k);
-        assert!(
-            m == 0 || a.len() >= (m - 1) * a_stride + self.k,
-            "lhs too short"
-        );
-        let k = self.k;
+        let (rows, row_len) = self.left_layout(m);
+        assert!(cols.end <= self.n && left.len() >= rows * row_len);
         match &self.packed {
             Packed::Rounded(weights) => {
-                let n = cols.len();
+                let (k, n) = (self.k, cols.len());
                 super::map::grow(&mut scratch.rounded, m * k);
-                for (row, out) in a.chunks(a_stride).zip(scratch.rounded.chunks_exact_mut(k)) {
-                    out.iter_mut()
-                        .zip(&row[..k])
-                        .for_each(|(o, &v)| *o = rounded(v));
-                }
+                scratch
+                    .rounded
+                    .iter_mut()
+                    .zip(&left[..m * k])
+                    .for_each(|(o, v)| *o = v.to_f32());
                 super::map::grow(product, m * n);
                 let b = &weights[cols.start..];
                 let lhs = &scratch.rounded[..m * k];
@@ -136,106 +148,54 @@ impl Bf16Weights {
                 n
             }
             Packed::Tiles { values, k_blocks } => {
-                #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-                {
-                    self.multiply_amx(a, a_stride, m, cols, *k_blocks, values, scratch, product)
-                }
-                #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-                unreachable!(
-                    "AMX weights are only packed where AMX exists ({k_blocks}, {})",
-                    values.len()
-                )
+                Self::multiply_tiles(left, rows, row_len, cols, *k_blocks, values, product)
             }
         }
     }
 
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    #[allow(clippy::too_many_arguments)]
-    fn multiply_amx(
-        &self,
-        a: &[f32],
-        a_stride: usize,
-        m: usize,
+    /// [`Self::multiply`] on AMX tiles.
+    fn multiply_tiles(
+        left: &[bf16],
+        rows: usize,
+        row_len: usize,
         cols: Range<usize>,
         k_blocks: usize,
         values: &[u16],
-        scratch: &mut Bf16Scratch,
         product: &mut Vec<f32>,
     ) -> usize {
-        use super::amx::{self, B_TILE, TILE_COLS, TILE_K, TILE_ROWS};
-        assert!(cols.start % TILE_COLS == 0, "columns start inside a tile");
-        let row_blocks = m.div_ceil(TILE_ROWS);
+        assert!(
+            cols.start.is_multiple_of(TILE_COLS),
+            "columns start inside a tile"
+        );
         let col_blocks = cols.len().div_ceil(TILE_COLS);
-        let k_pad = k_blocks * TILE_K;
-        let left = &mut scratch.left;
-        if left.len() < row_blocks * TILE_ROWS * k_pad {
-            left.resize(row_blocks * TILE_ROWS * k_pad, 0);
-        }
-        let left = &mut left[..row_blocks * TILE_ROWS * k_pad];
-        for (r, out) in left.chunks_exact_mut(k_pad).enumerate() {
-            if r < m {
-                to_bf16(&a[r * a_stride..][..self.k], &mut out[..self.k]);
-                out[self.k..].fill(0);
-            } else {
-                out.fill(0);
-            }
-        }
         let stride = col_blocks * TILE_COLS;
-        super::map::grow(product, row_blocks * TILE_ROWS * stride);
+        super::map::grow(product, rows * stride);
         let right = &values[cols.start / TILE_COLS * k_blocks * B_TILE..];
         assert!(right.len() >= col_blocks * k_blocks * B_TILE);
-        // SAFETY: the kernel is only packed for when `amx::available()` returned true; `left`
-        // holds row_blocks x 16 rows of k_pad values, `right` col_blocks x k_blocks tiles, and
-        // `product` row_blocks x 16 rows of `stride` floats, all as `multiply` reads them.
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        // SAFETY: tiles are only packed for the kernel `Bf16Kernel::detect` found, after
+        // `amx::available()` returned true; `left` holds rows / 16 blocks of 16 rows of
+        // `row_len` values, `right` col_blocks x k_blocks tiles, and `product` `rows` rows of
+        // `stride` floats, as `multiply` reads them.
         unsafe {
-            amx::multiply(
-                amx::Left {
-                    ptr: left.as_ptr(),
-                    row_bytes: k_pad * 2,
-                    row_blocks,
+            super::amx::multiply(
+                super::amx::Left {
+                    ptr: left.as_ptr() as *const u16,
+                    row_bytes: row_len * 2,
+                    row_blocks: rows / TILE_ROWS,
                     k_blocks,
                 },
                 right.as_ptr(),
-                amx::Product {
+                super::amx::Product {
                     ptr: product.as_mut_ptr(),
                     row_bytes: stride * 4,
                     col_blocks,
                 },
             )
         };
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        unreachable!("AMX tiles packed on a platform without AMX ({rows}, {row_len})");
         stride
-    }
-}
-
-/// `out[i]` = `values[i]` rounded to bf16.
-fn to_bf16(values: &[f32], out: &mut [u16]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bf16") {
-        // SAFETY: the CPU has AVX512-BF16 (and so AVX512F), what the function needs.
-        unsafe { to_bf16_avx512(values, out) };
-        return;
-    }
-    out.iter_mut().zip(values).for_each(|(o, &v)| *o = round(v));
-}
-
-/// [`to_bf16`] with `VCVTNEPS2BF16`, 16 values per instruction (round to nearest even, as
-/// [`round`]; it flushes subnormal inputs to zero).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn to_bf16_avx512(values: &[f32], out: &mut [u16]) {
-    use std::arch::x86_64::*;
-    let n = values.len().min(out.len());
-    let whole = n / 16 * 16;
-    for i in (0..whole).step_by(16) {
-        // SAFETY: i + 16 <= n, inside both slices.
-        unsafe {
-            let v = _mm512_loadu_ps(values.as_ptr().add(i));
-            let b: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
-            _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, b);
-        }
-    }
-    for i in whole..n {
-        out[i] = round(values[i]);
     }
 }
 
@@ -264,9 +224,16 @@ mod tests {
             .map(|i| ((i * 53 % 89) as f32 - 44.0) / 23.0)
             .collect();
         let weights = Bf16Weights::new(&w, [k, n], kernel);
+        let (rows, row_len) = weights.left_layout(m);
+        let mut left = vec![bf16::ZERO; rows * row_len];
+        for i in 0..m {
+            for p in 0..k {
+                left[i * row_len + p] = bf16::from_f32(a[i * k + p]);
+            }
+        }
         let mut scratch = Bf16Scratch::default();
         let mut product = Vec::new();
-        let stride = weights.multiply(&a, k, m, cols.clone(), &mut scratch, &mut product);
+        let stride = weights.multiply(&left, m, cols.clone(), &mut scratch, &mut product);
         let want = reference(&a, &w, [m, k, n]);
         for i in 0..m {
             for (j, col) in cols.clone().enumerate() {
@@ -290,11 +257,7 @@ mod tests {
         // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: the even neighbour is 1.
         assert_eq!(round(1.0 + 1.0 / 256.0), 0x3f80);
         assert_eq!(round(1.0 + 3.0 / 256.0), 0x3f82);
-        let values: Vec<f32> = (0..40).map(|i| 1.0 + i as f32 / 512.0 - 0.3).collect();
-        let mut out = vec![0; 40];
-        to_bf16(&values, &mut out);
-        let want: Vec<u16> = values.iter().map(|&v| round(v)).collect();
-        assert_eq!(out, want, "the vector conversion rounds as the scalar one");
+        assert_eq!(rounded(1.0 + 3.0 / 256.0), 1.0 + 4.0 / 256.0);
     }
 
     #[test]

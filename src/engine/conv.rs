@@ -13,8 +13,10 @@ use std::marker::PhantomData;
 use std::ops::Range;
 
 use burn::nn::PaddingConfig2d;
+use half::bf16;
 use rayon::prelude::*;
 
+use super::activation::Activation;
 use super::bf16::{Bf16Kernel, Bf16Scratch, Bf16Weights};
 use super::map::{Shape, View};
 use super::matmul::matmul;
@@ -52,39 +54,45 @@ pub(crate) struct ConvGemm {
 }
 
 /// Where the product's rows come from.
-#[derive(Clone, Copy)]
-pub(crate) enum Source<'a> {
+pub(crate) enum Source<'a, T> {
     /// The input pixels themselves (a 1x1 convolution with stride 1).
-    Pixels(View<'a>),
+    Pixels(View<'a, T>),
     /// Each output pixel's receptive field (im2col).
-    Patches(View<'a>),
+    Patches(View<'a, T>),
     /// A max pool of the input, computed tile by tile (the pool-projection branch).
-    MaxPooled(View<'a>, Window),
+    MaxPooled(View<'a, T>, Window),
 }
+
+impl<T> Clone for Source<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Source<'_, T> {}
 
 /// Output columns `cols` of a product go to channels `offset..` of an NHWC buffer with pixels
 /// `stride` floats apart.
-pub(crate) struct Target<'a> {
+pub(crate) struct Target<'a, T> {
     cols: Range<usize>,
-    ptr: SendPtr,
+    ptr: SendPtr<T>,
     pixels: usize,
     stride: usize,
     offset: usize,
-    _buffer: PhantomData<&'a mut [f32]>,
+    _buffer: PhantomData<&'a mut [T]>,
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+struct SendPtr<T>(*mut T);
 // SAFETY: tiles write disjoint rows of a target (see `ConvGemm::run`), and the buffer outlives the
 // run through `Target`'s borrow.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
+unsafe impl<T: Send> Send for SendPtr<T> {}
+unsafe impl<T: Sync> Sync for SendPtr<T> {}
 
-impl<'a> Target<'a> {
+impl<'a, T> Target<'a, T> {
     /// Columns `cols` into channels `offset..offset + cols.len()` of `pixels` pixels of `buffer`.
     pub fn new(
         cols: Range<usize>,
-        buffer: &'a mut [f32],
+        buffer: &'a mut [T],
         pixels: usize,
         stride: usize,
         offset: usize,
@@ -105,16 +113,17 @@ impl<'a> Target<'a> {
     }
 
     /// A dense map of `shape` filled by all columns.
-    pub fn dense(buffer: &'a mut [f32], shape: Shape) -> Self {
+    pub fn dense(buffer: &'a mut [T], shape: Shape) -> Self {
         Self::new(0..shape.c, buffer, shape.pixels(), shape.c, 0)
     }
 }
 
-/// Per-thread scratch: the gathered rows of a tile, the tile's product, and the bf16 kernels'
-/// buffers.
+/// Per-thread scratch: the gathered rows of a tile (f32 or bf16), the tile's product, and the
+/// portable bf16 kernel's buffer.
 #[derive(Default)]
-struct Scratch {
+pub(crate) struct Scratch {
     rows: Vec<f32>,
+    bf16_rows: Vec<bf16>,
     product: Vec<f32>,
     bf16: Bf16Scratch,
 }
@@ -248,7 +257,7 @@ impl ConvGemm {
 
     /// Runs the convolution on `source` (whose map is `input`), writing relu(product + bias) to
     /// `targets`, which together cover every output column once.
-    pub fn run(&self, source: Source, targets: &[Target]) {
+    pub fn run<T: MapElement>(&self, source: Source<T>, targets: &[Target<T>]) {
         let input = match source {
             Source::Pixels(v) | Source::Patches(v) | Source::MaxPooled(v, _) => v.shape,
         };
@@ -288,57 +297,17 @@ impl ConvGemm {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn tile(
+    fn tile<T: MapElement>(
         &self,
-        source: Source,
+        source: Source<T>,
         window: &Window,
         k: usize,
         rows: Range<usize>,
         cols: Range<usize>,
-        targets: &[Target],
+        targets: &[Target<T>],
         scratch: &mut Scratch,
     ) {
-        let m = rows.len();
-        let n = cols.len();
-        let (a, a_stride): (&[f32], usize) = match source {
-            Source::Pixels(v) => (&v.data[rows.start * v.stride + v.offset..], v.stride),
-            Source::Patches(v) => {
-                super::map::grow(&mut scratch.rows, m * k);
-                gather_patches(v, window, rows.clone(), &mut scratch.rows[..m * k]);
-                (&scratch.rows[..], k)
-            }
-            Source::MaxPooled(v, pool) => {
-                super::map::grow(&mut scratch.rows, m * k);
-                for (p, row) in rows.clone().zip(scratch.rows.chunks_exact_mut(k)) {
-                    super::pool::max_window(v, &pool, p, row);
-                }
-                (&scratch.rows[..], k)
-            }
-        };
-        let stride = match &self.bf16 {
-            Some(weights) => weights.multiply(
-                a,
-                a_stride,
-                m,
-                cols.clone(),
-                &mut scratch.bf16,
-                &mut scratch.product,
-            ),
-            None => {
-                super::map::grow(&mut scratch.product, m * n);
-                matmul(
-                    &mut scratch.product[..m * n],
-                    n,
-                    a,
-                    a_stride,
-                    &self.weights[cols.start..],
-                    self.out_channels,
-                    [m, k, n],
-                    false,
-                );
-                n
-            }
-        };
+        let stride = T::product(self, source, window, k, rows.clone(), cols.clone(), scratch);
         let product = &scratch.product[..];
         for target in targets {
             let lo = target.cols.start.max(cols.start);
@@ -350,49 +319,127 @@ impl ConvGemm {
             for (r, p) in rows.clone().enumerate() {
                 let src = &product[r * stride + lo - cols.start..][..hi - lo];
                 let at = p * target.stride + target.offset + lo - target.cols.start;
-                // SAFETY: `Target::new` checked that `pixels * stride` floats exist and that the
+                // SAFETY: `Target::new` checked that `pixels * stride` values exist and that the
                 // columns stay inside a pixel; tiles cover disjoint (row, column) ranges, so no
-                // two threads write the same float.
+                // two threads write the same value.
                 let dst = unsafe { std::slice::from_raw_parts_mut(target.ptr.0.add(at), hi - lo) };
-                bias_relu(dst, src, bias);
+                T::bias_relu(dst, src, bias);
             }
         }
     }
 }
 
-/// `dst = max(src + bias, 0)`, the epilogue of every convolution.
-fn bias_relu(dst: &mut [f32], src: &[f32], bias: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, the only requirement of the function.
-        unsafe { bias_relu_avx2(dst, src, bias) };
-        return;
+/// A feature-map format a convolution reads: f32 maps multiply f32 weights on `gemm`, bf16
+/// maps the convolution's bf16 weights.
+pub(crate) trait MapElement: Activation {
+    /// The product of the tile's `rows` (gathered from `source`, `k` values each) and weight
+    /// columns `cols`, into `scratch.product`; returns the distance between its rows.
+    fn product(
+        conv: &ConvGemm,
+        source: Source<Self>,
+        window: &Window,
+        k: usize,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        scratch: &mut Scratch,
+    ) -> usize;
+}
+
+impl MapElement for f32 {
+    fn product(
+        conv: &ConvGemm,
+        source: Source<f32>,
+        window: &Window,
+        k: usize,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        scratch: &mut Scratch,
+    ) -> usize {
+        let (m, n) = (rows.len(), cols.len());
+        let (a, a_stride): (&[f32], usize) = match source {
+            Source::Pixels(v) => (&v.data[rows.start * v.stride + v.offset..], v.stride),
+            Source::Patches(v) => {
+                super::map::grow(&mut scratch.rows, m * k);
+                gather_patches(v, window, rows, k, &mut scratch.rows[..m * k]);
+                (&scratch.rows[..], k)
+            }
+            Source::MaxPooled(v, pool) => {
+                super::map::grow(&mut scratch.rows, m * k);
+                for (p, row) in rows.zip(scratch.rows.chunks_exact_mut(k)) {
+                    super::pool::max_window(v, &pool, p, row);
+                }
+                (&scratch.rows[..], k)
+            }
+        };
+        super::map::grow(&mut scratch.product, m * n);
+        matmul(
+            &mut scratch.product[..m * n],
+            n,
+            a,
+            a_stride,
+            &conv.weights[cols.start..],
+            conv.out_channels,
+            [m, k, n],
+            false,
+        );
+        n
     }
-    bias_relu_portable(dst, src, bias);
 }
 
-/// [`bias_relu`] compiled for 256-bit vectors.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn bias_relu_avx2(dst: &mut [f32], src: &[f32], bias: &[f32]) {
-    bias_relu_portable(dst, src, bias);
-}
-
-#[inline(always)]
-fn bias_relu_portable(dst: &mut [f32], src: &[f32], bias: &[f32]) {
-    for ((d, &s), &b) in dst.iter_mut().zip(src).zip(bias) {
-        let v = s + b;
-        *d = if v > 0.0 { v } else { 0.0 };
+impl MapElement for bf16 {
+    fn product(
+        conv: &ConvGemm,
+        source: Source<bf16>,
+        window: &Window,
+        k: usize,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        scratch: &mut Scratch,
+    ) -> usize {
+        let weights = conv
+            .bf16
+            .as_ref()
+            .expect("a bf16 map is only run through convolutions rounded to bf16");
+        let m = rows.len();
+        let (padded_rows, row_len) = weights.left_layout(m);
+        super::map::grow(&mut scratch.bf16_rows, padded_rows * row_len);
+        let left = &mut scratch.bf16_rows[..padded_rows * row_len];
+        match source {
+            Source::Pixels(v) => {
+                for (p, row) in rows.clone().zip(left.chunks_exact_mut(row_len)) {
+                    row[..k].copy_from_slice(&v.data[p * v.stride + v.offset..][..k]);
+                    row[k..].fill(bf16::ZERO);
+                }
+            }
+            Source::Patches(v) => gather_patches(v, window, rows.clone(), row_len, left),
+            Source::MaxPooled(v, pool) => {
+                for (p, row) in rows.clone().zip(left.chunks_exact_mut(row_len)) {
+                    super::pool::max_window(v, &pool, p, &mut row[..k]);
+                    row[k..].fill(bf16::ZERO);
+                }
+            }
+        }
+        left[m * row_len..].fill(bf16::ZERO);
+        weights.multiply(left, m, cols, &mut scratch.bf16, &mut scratch.product)
     }
 }
 
-/// Fills one row per output pixel in `rows` with its receptive field in (kernel row, kernel
-/// column, channel) order, zeros where the window hangs over the border.
-fn gather_patches(v: View, window: &Window, rows: Range<usize>, out: &mut [f32]) {
+/// Fills one row of `row_len` values per output pixel in `rows` with its receptive field in
+/// (kernel row, kernel column, channel) order, zeros where the window hangs over the border and
+/// after the field.
+fn gather_patches<T: Activation>(
+    v: View<T>,
+    window: &Window,
+    rows: Range<usize>,
+    row_len: usize,
+    out: &mut [T],
+) {
     let c = v.shape.c;
     let k = window.kernel;
     let [oh, ow] = window.out;
-    for (p, row) in rows.zip(out.chunks_exact_mut(k * k * c)) {
+    for (p, row) in rows.zip(out.chunks_exact_mut(row_len)) {
+        let (row, padding) = row.split_at_mut(k * k * c);
+        padding.fill(T::default());
         let image = p / (oh * ow);
         let oy = p / ow % oh;
         let ox = p % ow;
@@ -406,11 +453,11 @@ fn gather_patches(v: View, window: &Window, rows: Range<usize>, out: &mut [f32])
             let y = y0 + ky as isize;
             let line = &mut row[ky * k * c..][..k * c];
             if y < 0 || y >= v.shape.h as isize || inside.is_empty() {
-                line.fill(0.0);
+                line.fill(T::default());
                 continue;
             }
-            line[..first * c].fill(0.0);
-            line[(first + inside.len()) * c..].fill(0.0);
+            line[..first * c].fill(T::default());
+            line[(first + inside.len()) * c..].fill(T::default());
             let dst = &mut line[first * c..][..inside.len() * c];
             if v.stride == c {
                 let start = (image * v.shape.h + y as usize) * v.shape.w + inside.start;

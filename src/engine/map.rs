@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::activation::Activation;
 use crate::model::GoogLeNet;
 use crate::model::googlenet::transform_input_affine;
 
@@ -19,7 +20,12 @@ pub(crate) fn input_affine(model: &GoogLeNet) -> InputAffine {
 
 /// The NCHW image batch `input` of `s` (3 channels) to NHWC in `out`, with the input transform
 /// `(scale, shift)` on the way.
-pub(crate) fn to_nhwc(input: &[f32], s: Shape, (scale, shift): InputAffine, out: &mut [f32]) {
+pub(crate) fn to_nhwc<T: Activation>(
+    input: &[f32],
+    s: Shape,
+    (scale, shift): InputAffine,
+    out: &mut [T],
+) {
     out[..s.len()]
         .par_chunks_mut(s.w * 3)
         .enumerate()
@@ -28,7 +34,7 @@ pub(crate) fn to_nhwc(input: &[f32], s: Shape, (scale, shift): InputAffine, out:
             for c in 0..3 {
                 let plane = &input[((image * 3 + c) * s.h + y) * s.w..][..s.w];
                 for (x, &v) in plane.iter().enumerate() {
-                    line[x * 3 + c] = v * scale[c] + shift[c];
+                    line[x * 3 + c] = T::from_f32(v * scale[c] + shift[c]);
                 }
             }
         });
@@ -66,10 +72,9 @@ impl Shape {
 
 /// Channels `offset..offset + shape.c` of an NHWC buffer whose pixels are `stride` floats apart;
 /// a branch of an inception module reads its slice of a wider buffer this way.
-#[derive(Clone, Copy)]
-pub(crate) struct View<'a> {
+pub(crate) struct View<'a, T = f32> {
     /// The whole buffer.
-    pub data: &'a [f32],
+    pub data: &'a [T],
     /// Shape of the view, its channels included.
     pub shape: Shape,
     /// Floats between consecutive pixels.
@@ -78,14 +83,22 @@ pub(crate) struct View<'a> {
     pub offset: usize,
 }
 
-impl<'a> View<'a> {
+impl<T> Clone for View<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for View<'_, T> {}
+
+impl<'a, T> View<'a, T> {
     /// A whole, densely packed map.
-    pub fn dense(data: &'a [f32], shape: Shape) -> Self {
+    pub fn dense(data: &'a [T], shape: Shape) -> Self {
         Self::channels(data, shape, shape.c, 0)
     }
 
     /// Channels `offset..offset + shape.c` of pixels `stride` floats apart.
-    pub fn channels(data: &'a [f32], shape: Shape, stride: usize, offset: usize) -> Self {
+    pub fn channels(data: &'a [T], shape: Shape, stride: usize, offset: usize) -> Self {
         assert!(offset + shape.c <= stride, "channel slice past the pixel");
         assert!(
             data.len() >= shape.pixels() * stride,
@@ -100,15 +113,15 @@ impl<'a> View<'a> {
     }
 
     /// The channels of pixel (`row`, `col`) of image `image`.
-    pub fn pixel(&self, image: usize, row: usize, col: usize) -> &'a [f32] {
+    pub fn pixel(&self, image: usize, row: usize, col: usize) -> &'a [T] {
         let p = (image * self.shape.h + row) * self.shape.w + col;
         &self.data[p * self.stride + self.offset..][..self.shape.c]
     }
 }
 
-/// Grows `buffer` to at least `len` floats; a buffer is only ever allocated once per size.
-pub(crate) fn grow(buffer: &mut Vec<f32>, len: usize) {
+/// Grows `buffer` to at least `len` values; a buffer is only ever allocated once per size.
+pub(crate) fn grow<T: Default + Clone>(buffer: &mut Vec<T>, len: usize) {
     if buffer.len() < len {
-        buffer.resize(len, 0.0);
+        buffer.resize(len, T::default());
     }
 }

@@ -20,6 +20,7 @@
 //! bf16 and sum in f32, on AMX tiles where the CPU has them (`bf16.rs`, `amx.rs`); BatchNorm is
 //! folded in f32 first, and activations, bias, ReLU, pooling and the classifier stay f32.
 
+mod activation;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod amx;
 mod bf16;

@@ -2,8 +2,10 @@
 
 use std::sync::Mutex;
 
+use half::bf16;
+
 use super::bf16::Bf16Kernel;
-use super::conv::{ConvGemm, Source, Target};
+use super::conv::{ConvGemm, MapElement, Source, Target};
 use super::map::{InputAffine, Shape, View, grow, input_affine, to_nhwc};
 use super::matmul::affine;
 use super::norm::StemNorm;
@@ -36,7 +38,8 @@ pub struct InferenceNet {
     flatten_hwc: bool,
     /// The Keras seed's linear bottleneck (if any), then the classifier.
     dense: Vec<Dense>,
-    workspace: Mutex<Workspace>,
+    workspace: Mutex<Workspace<f32>>,
+    bf16_workspace: Mutex<Workspace<bf16>>,
 }
 
 /// One inception module: its three 1x1 convolutions on the module input fused into one product
@@ -64,11 +67,20 @@ struct Dense {
 
 /// Activation buffers kept from one call to the next: the current map, the next one, and the
 /// inception modules' reductions.
-#[derive(Default)]
-struct Workspace {
-    current: Vec<f32>,
-    next: Vec<f32>,
-    reduced: Vec<f32>,
+struct Workspace<T> {
+    current: Vec<T>,
+    next: Vec<T>,
+    reduced: Vec<T>,
+}
+
+impl<T> Default for Workspace<T> {
+    fn default() -> Self {
+        Self {
+            current: Vec::new(),
+            next: Vec::new(),
+            reduced: Vec::new(),
+        }
+    }
 }
 
 impl InferenceNet {
@@ -112,6 +124,7 @@ impl InferenceNet {
             flatten_hwc: model.flatten_hwc,
             dense,
             workspace: Mutex::new(Workspace::default()),
+            bf16_workspace: Mutex::new(Workspace::default()),
         })
     }
 
@@ -175,13 +188,25 @@ impl InferenceNet {
     /// Calls from several threads take turns (they share the activation buffers).
     pub fn forward(&self, input: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, InferenceError> {
         super::check_input(input, shape)?;
+        match self.bf16 {
+            Some(_) => self.forward_maps(input, shape, &self.bf16_workspace),
+            None => self.forward_maps(input, shape, &self.workspace),
+        }
+    }
+
+    /// [`Self::forward`] with feature maps of `T`.
+    fn forward_maps<T: MapElement>(
+        &self,
+        input: &[f32],
+        shape: [usize; 4],
+        workspace: &Mutex<Workspace<T>>,
+    ) -> Result<Vec<f32>, InferenceError> {
         let [n, _, h, w] = shape;
         let too_small = InferenceError::InputTooSmall {
             height: h,
             width: w,
         };
-        let mut guard = self
-            .workspace
+        let mut guard = workspace
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let ws = &mut *guard;
@@ -229,7 +254,7 @@ impl InferenceNet {
 }
 
 /// A convolution unit from the current map into the next one.
-fn conv(layer: &ConvGemm, ws: &mut Workspace, s: Shape) -> Option<Shape> {
+fn conv<T: MapElement>(layer: &ConvGemm, ws: &mut Workspace<T>, s: Shape) -> Option<Shape> {
     let window = layer.window([s.h, s.w])?;
     let out = Shape {
         h: window.out[0],
@@ -250,7 +275,7 @@ fn conv(layer: &ConvGemm, ws: &mut Workspace, s: Shape) -> Option<Shape> {
 }
 
 /// A max pool from the current map into the next one.
-fn pool(p: Pool, ws: &mut Workspace, s: Shape) -> Option<Shape> {
+fn pool<T: MapElement>(p: Pool, ws: &mut Workspace<T>, s: Shape) -> Option<Shape> {
     let window = Window::max_pool(p, [s.h, s.w])?;
     let out = Shape {
         h: window.out[0],
@@ -295,7 +320,7 @@ impl InceptionPlan {
     }
 
     /// The module from the current map into the next one; every branch keeps the map's size.
-    fn run(&self, ws: &mut Workspace, s: Shape) -> Option<Shape> {
+    fn run<T: MapElement>(&self, ws: &mut Workspace<T>, s: Shape) -> Option<Shape> {
         let Workspace {
             current,
             next,

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::activation::Activation;
 use super::{InferenceError, tensor_values};
 use crate::model::architecture::STEM_LRN;
 use crate::model::batch_norm::BatchNorm;
@@ -34,33 +35,36 @@ impl StemNorm {
         Ok(StemNorm::Affine { scale, shift })
     }
 
-    /// Normalises a dense map with `channels` channels in place.
-    pub fn apply(&self, data: &mut [f32], channels: usize) {
-        match self {
-            StemNorm::Affine { scale, shift } => {
-                data.par_chunks_mut(channels * 64).for_each(|chunk| {
-                    for pixel in chunk.chunks_exact_mut(channels) {
-                        for ((v, s), t) in pixel.iter_mut().zip(scale).zip(shift) {
+    /// Normalises a dense map with `channels` channels in place, in f32.
+    pub fn apply<T: Activation>(&self, data: &mut [T], channels: usize) {
+        data.par_chunks_mut(channels * 64).for_each(|chunk| {
+            let mut values = vec![0.0f32; channels];
+            let mut squares = vec![0.0f32; channels];
+            let mut bases = vec![0.0f32; channels];
+            for pixel in chunk.chunks_exact_mut(channels) {
+                values
+                    .iter_mut()
+                    .zip(pixel.iter())
+                    .for_each(|(v, p)| *v = p.to_f32());
+                match self {
+                    StemNorm::Affine { scale, shift } => {
+                        for ((v, s), t) in values.iter_mut().zip(scale).zip(shift) {
                             *v = *v * s + t;
                         }
                     }
-                })
-            }
-            StemNorm::LocalResponse => data.par_chunks_mut(channels * 64).for_each(|chunk| {
-                let mut squares = vec![0.0f32; channels];
-                let mut bases = vec![0.0f32; channels];
-                for pixel in chunk.chunks_exact_mut(channels) {
-                    local_response_bases(pixel, &mut squares, &mut bases);
-                    for (v, &b) in pixel.iter_mut().zip(&bases) {
-                        *v /= local_response_power(b);
+                    StemNorm::LocalResponse => {
+                        local_response_bases(&values, &mut squares, &mut bases);
+                        for (v, &b) in values.iter_mut().zip(&bases) {
+                            *v /= local_response_power(b);
+                        }
                     }
                 }
-            }),
-        }
+                super::activation::convert(&values, pixel);
+            }
+        })
     }
 }
 
-/// Channels before and after a channel in its local-response window (2 and 2 for the paper's 5).
 pub(crate) const LOCAL_RESPONSE_BEFORE: usize = (STEM_LRN.size - 1) / 2;
 pub(crate) const LOCAL_RESPONSE_AFTER: usize = STEM_LRN.size / 2;
 
