@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::data::EvalTransform;
 use crate::data::image::load_rgb_within;
-use crate::engine::InferenceNet;
 use crate::eval::predict::{Prediction, probabilities, top_predictions};
 use crate::model::Variant;
 use crate::weights::WeightsSource;
@@ -49,6 +48,8 @@ pub struct ClassifyArgs {
     pub transform_input: bool,
     #[command(flatten)]
     pub pixels: super::pixel_budget_arg::PixelBudgetArg,
+    #[command(flatten)]
+    pub precision: super::precision_arg::FastPrecisionArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -75,7 +76,7 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
         model.num_classes(),
     )?;
     let transform = EvalTransform::new(args.resize, args.crop);
-    let net = InferenceNet::from_model(&model)?;
+    let net = args.precision.net(&model)?;
     let mut results = Vec::new();
     for path in &args.images {
         let result = match load_rgb_within(path, args.pixels.budget()) {

@@ -11,7 +11,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::image::load_rgb_within;
 use crate::data::{FlatLabels, ImageFolder};
-use crate::engine::InferenceNet;
 use crate::eval::predict::predict;
 use crate::eval::{CropScheme, Metrics};
 use crate::model::Variant;
@@ -60,6 +59,8 @@ pub struct EvalArgs {
     pub strict: bool,
     #[command(flatten)]
     pub pixels: super::pixel_budget_arg::PixelBudgetArg,
+    #[command(flatten)]
+    pub precision: super::precision_arg::FastPrecisionArg,
     /// How many confused class pairs to list.
     #[arg(long, default_value_t = 5)]
     pub confused: usize,
@@ -90,7 +91,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let classes = models[0].num_classes();
     let nets = models
         .iter()
-        .map(InferenceNet::from_model)
+        .map(|model| args.precision.net(model))
         .collect::<Result<Vec<_>, _>>()?;
     let dataset = match &args.labels {
         Some(labels) => FlatLabels::detect(labels, args.devkit_meta.as_deref())?.open(

@@ -13,6 +13,7 @@ mod eval;
 mod export;
 mod load;
 mod pixel_budget_arg;
+mod precision_arg;
 mod serve;
 mod summary;
 mod train;

@@ -41,8 +41,9 @@ pub struct ServeArgs {
     /// built with that feature).
     #[arg(long, default_value = "cpu", value_parser = device::parse_available)]
     pub device: DeviceSpec,
-    /// Float format of the convolutions and fully connected layers (BatchNorm stays f32); bf16
-    /// and f16 run on burn's model rather than the fast engine, where the device supports them.
+    /// Float format of the convolutions (BatchNorm stays f32): on the CPU, f32 and bf16 run on
+    /// the fast engine (bf16 on AMX tiles where the CPU has them), f16 on burn's model; on a GPU,
+    /// burn's model in any of the three the device supports.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
     /// Address and port to listen on (port 0: any free port; the address is printed).

@@ -107,10 +107,10 @@ pub(crate) struct Product {
 pub(crate) unsafe fn multiply(left: Left, right: *const u16, product: Product) {
     // SAFETY: checked by the caller.
     unsafe { configure_thread() };
-    for rb in (0..left.row_blocks).step_by(2) {
-        let two_rows = rb + 1 < left.row_blocks;
-        for cb in (0..product.col_blocks).step_by(2) {
-            let two_cols = cb + 1 < product.col_blocks;
+    for cb in (0..product.col_blocks).step_by(2) {
+        let two_cols = cb + 1 < product.col_blocks;
+        for rb in (0..left.row_blocks).step_by(2) {
+            let two_rows = rb + 1 < left.row_blocks;
             // SAFETY: blocks rb(+1) and cb(+1) lie inside the operands (caller's contract).
             unsafe {
                 match (two_rows, two_cols) {

@@ -20,7 +20,7 @@ pub struct ServeConfig {
     pub classes: Option<PathBuf>,
     /// torchvision's `transform_input` (on for torchvision's official pretrained weights).
     pub transform_input: bool,
-    /// Where the network computes: the CPU (the fast engine in f32), or a GPU of a build with
+    /// Where the network computes: the CPU (the fast engine in f32 and bf16), or a GPU of a build with
     /// the `cuda` or `wgpu` feature.
     pub device: DeviceSpec,
     /// The float format of the convolutions and fully connected layers.

@@ -1,6 +1,6 @@
-//! The network a service runs its batches on: the fast CPU engine for f32 on the CPU (the
-//! default), or burn's own model on another device (`--device cuda:0`, `wgpu`) or in another
-//! precision (`--precision bf16`, `f16`), as `googlenet export --device --precision` computes.
+//! The network a service runs its batches on: the fast CPU engine for f32 and bf16 on the CPU
+//! (the default), or burn's own model on another device (`--device cuda:0`, `wgpu`) or in f16,
+//! as `googlenet export --device --precision` computes.
 
 use anyhow::Result;
 use burn::prelude::*;
@@ -17,7 +17,7 @@ use crate::model::precision::{self, Precision};
 
 /// One model, ready to classify batches of equally sized, cropped images.
 pub enum ServedNetwork {
-    /// The fast CPU engine (f32).
+    /// The fast CPU engine (f32 or bf16).
     Fast(Box<InferenceNet>),
     /// burn's model, its weights in `precision` on its device.
     Burn {
@@ -29,13 +29,13 @@ pub enum ServedNetwork {
 }
 
 impl ServedNetwork {
-    /// `model` (on the CPU) prepared for `device` and `precision`: the fast engine for f32 on the
-    /// CPU, burn's model moved and converted otherwise. Fails when the device is absent from
-    /// this build or cannot compute in `precision`.
+    /// `model` (on the CPU) prepared for `device` and `precision`: the fast engine for f32 and
+    /// bf16 on the CPU, burn's model moved and converted otherwise. Fails when the device is
+    /// absent from this build or cannot compute in `precision`.
     pub fn new(model: &GoogLeNet, device: DeviceSpec, precision: Precision) -> Result<Self> {
-        if device == DeviceSpec::Cpu && precision == Precision::F32 {
-            return Ok(ServedNetwork::Fast(Box::new(InferenceNet::from_model(
-                model,
+        if device == DeviceSpec::Cpu && precision != Precision::F16 {
+            return Ok(ServedNetwork::Fast(Box::new(InferenceNet::with_precision(
+                model, precision,
             )?)));
         }
         let model = model.clone().to_device(&device.to_device()?);

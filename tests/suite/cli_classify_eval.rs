@@ -93,9 +93,9 @@ fn eval_reports_accuracy_per_class_and_crops_on_a_folder_per_class_set() {
         .unwrap();
     let weights_path = dir.join("model.safetensors");
     weights::save(&model, &weights_path, Layout::Native).unwrap();
-    for crops in ["1", "10"] {
+    for (crops, precision) in [("1", "f32"), ("10", "f32"), ("1", "bf16")] {
         let out = bin()
-            .args(["eval", "--json", "--crops", crops])
+            .args(["eval", "--json", "--crops", crops, "--precision", precision])
             .arg("--data")
             .arg(dir.join("val"))
             .arg("--weights")
@@ -127,4 +127,80 @@ fn eval_reports_accuracy_per_class_and_crops_on_a_folder_per_class_set() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("has 2 classes but the model has 1000"));
+}
+
+/// Probabilities by class index of each image of a `classify --json --top 1000` run.
+fn classify_probabilities(precision: &str) -> Vec<Vec<f64>> {
+    let out = bin()
+        .args([
+            "classify",
+            "--variant",
+            "torchvision",
+            "--top",
+            "1000",
+            "--json",
+        ])
+        .args(["--precision", precision, "--weights"])
+        .arg(shared(
+            "reference/torchvision/torchvision_seed1234_calibrated.pth",
+        ))
+        .args(
+            [
+                "0_sklearn_china",
+                "1_sklearn_flower",
+                "2_hymenoptera_val_ant",
+                "3_hymenoptera_val_bee",
+            ]
+            .map(|name| shared(&format!("reference/inputs/{name}.png"))),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .map(|image| {
+            let mut probs = vec![0.0; 1000];
+            for t in image["top"].as_array().unwrap() {
+                probs[t["index"].as_u64().unwrap() as usize] = t["prob"].as_f64().unwrap();
+            }
+            probs
+        })
+        .collect()
+}
+
+/// `--precision bf16` runs the fast engine in bf16: each image's probabilities lie within bf16's
+/// rounding of f32's (as `serve --precision bf16`), and differ from them; f16 is refused by name.
+#[test]
+fn classify_in_bf16_stays_within_bf16_rounding_of_f32_and_f16_is_refused() {
+    let f32 = classify_probabilities("f32");
+    let bf16 = classify_probabilities("bf16");
+    assert_eq!((f32.len(), bf16.len()), (4, 4));
+    for (image, (want, got)) in f32.iter().zip(&bf16).enumerate() {
+        let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum();
+        let l2 = (diff / want.iter().map(|w| w * w).sum::<f64>()).sqrt();
+        eprintln!("image {image}: bf16 probabilities {l2:.2e} from f32's (relative L2)");
+        assert!(l2 < 3e-2 && l2 > 1e-6, "image {image}: {l2:e}");
+    }
+    let out = bin()
+        .args([
+            "classify",
+            "--weights",
+            "torchvision",
+            "--precision",
+            "f16",
+            "x.png",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the fast CPU engine computes in f32 or bf16, not f16")
+    );
 }
