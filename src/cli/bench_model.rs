@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::device::{DeviceSpec, parse_available};
-use crate::engine::{DropoutSeed, InferenceNet};
+use crate::engine::{Bf16Kernel, DropoutSeed, InferenceNet};
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
 use crate::train::HostBatch;
@@ -97,6 +97,8 @@ struct Report {
     engine: Engine,
     device: String,
     precision: Precision,
+    /// The fast engine's bf16 kernel (`amx` or `portable`) in bf16 inference; else null.
+    bf16_kernel: Option<&'static str>,
     batch: usize,
     threads: usize,
     input_size: usize,
@@ -160,6 +162,8 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
         engine,
         device: args.device.to_string(),
         precision: args.precision,
+        bf16_kernel: (engine == Engine::Fast && args.precision == Precision::Bf16)
+            .then(|| Bf16Kernel::detect().name()),
         batch: args.batch,
         threads,
         input_size: args.input_size,
@@ -379,9 +383,10 @@ fn print_table(r: &Report) {
         Mode::Infer => "inference",
         Mode::Train => "training step",
     };
-    let engine = match r.engine {
-        Engine::Fast => "fast",
-        Engine::Burn => "burn",
+    let engine = match (r.engine, r.bf16_kernel) {
+        (Engine::Fast, Some(kernel)) => format!("fast, bf16 on {kernel}"),
+        (Engine::Fast, None) => "fast".to_string(),
+        (Engine::Burn, _) => "burn".to_string(),
     };
     println!(
         "{} {mode} ({engine}) on {} in {}, batch {}, {}x{}, {} threads, {} iterations",

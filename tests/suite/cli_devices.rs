@@ -231,6 +231,7 @@ fn bench_model_reports_device_and_precision() {
         ),
         (vec!["--precision", "f16"], "infer", "burn", "f16"),
         (vec!["--device", "cpu"], "infer", "fast", "f32"),
+        (vec!["--precision", "bf16"], "infer", "fast", "bf16"),
     ] {
         let args: Vec<&str> = common.iter().copied().chain(extra).collect();
         let report = json_of(&googlenet(&args));
@@ -238,6 +239,9 @@ fn bench_model_reports_device_and_precision() {
         assert_eq!(report["mode"], mode);
         assert_eq!(report["engine"], engine);
         assert_eq!(report["precision"], precision);
+        let kernel = googlenet::engine::Bf16Kernel::detect().name();
+        let want_kernel = (engine == "fast" && precision == "bf16").then_some(kernel);
+        assert_eq!(report["bf16_kernel"].as_str(), want_kernel, "{report}");
         assert_eq!(report["batch"], 2);
         assert_eq!(report["input_size"], 64);
         let rates = &report["images_per_sec"];
