@@ -43,6 +43,14 @@ impl Bf16Kernel {
         Bf16Kernel::Portable
     }
 
+    /// Whether this CPU and OS run the kernel (for AMX, Linux has granted the tiles' state).
+    pub fn runs_here(self) -> bool {
+        match self {
+            Bf16Kernel::Amx => Self::detect() == Bf16Kernel::Amx,
+            Bf16Kernel::Portable => true,
+        }
+    }
+
     /// Its name in reports (`amx`, `portable`).
     pub fn name(self) -> &'static str {
         match self {
@@ -84,9 +92,15 @@ fn rounded(value: f32) -> f32 {
 }
 
 impl Bf16Weights {
-    /// `weights` (row-major `[k, n]`) for `kernel`.
+    /// `weights` (row-major `[k, n]`) for `kernel`, which must run here.
     pub fn new(weights: &[f32], [k, n]: [usize; 2], kernel: Bf16Kernel) -> Self {
         assert_eq!(weights.len(), k * n, "weights are not [k, n]");
+        // Tiles are only packed where they can be multiplied: `multiply` relies on it.
+        assert!(
+            kernel.runs_here(),
+            "the {} kernel does not run here",
+            kernel.name()
+        );
         let packed = match kernel {
             Bf16Kernel::Portable => Packed::Rounded(weights.iter().map(|&w| rounded(w)).collect()),
             Bf16Kernel::Amx => {
@@ -173,7 +187,7 @@ impl Bf16Weights {
         let right = &values[cols.start / TILE_COLS * k_blocks * B_TILE..];
         assert!(right.len() >= col_blocks * k_blocks * B_TILE);
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        // SAFETY: tiles are only packed for the kernel `Bf16Kernel::detect` found, after
+        // SAFETY: `new` packs tiles only where `Bf16Kernel::Amx.runs_here()`, that is after
         // `amx::available()` returned true; `left` holds rows / 16 blocks of 16 rows of
         // `row_len` values, `right` col_blocks x k_blocks tiles, and `product` `rows` rows of
         // `stride` floats, as `multiply` reads them.

@@ -135,17 +135,24 @@ impl InferenceNet {
         let net = Self::from_model(model)?;
         match precision {
             Precision::F32 => Ok(net),
-            Precision::Bf16 => Ok(net.in_bf16(Bf16Kernel::detect())),
+            Precision::Bf16 => net.in_bf16(Bf16Kernel::detect()),
             Precision::F16 => Err(InferenceError::Unsupported(
                 "f16 (it computes in f32 or bf16)".into(),
             )),
         }
     }
 
-    /// The same network with its convolutions' products in bf16 on `kernel`.
-    pub fn in_bf16(self, kernel: Bf16Kernel) -> Self {
+    /// The same network with its convolutions' products in bf16 on `kernel`, or an error when
+    /// this CPU or OS cannot run the kernel.
+    pub fn in_bf16(self, kernel: Bf16Kernel) -> Result<Self, InferenceError> {
+        if !kernel.runs_here() {
+            return Err(InferenceError::Unsupported(format!(
+                "the {} bf16 kernel on this CPU or OS",
+                kernel.name()
+            )));
+        }
         let convert = |conv: ConvGemm| conv.in_bf16(kernel);
-        Self {
+        Ok(Self {
             bf16: Some(kernel),
             conv1: convert(self.conv1),
             conv2: convert(self.conv2),
@@ -162,7 +169,7 @@ impl InferenceNet {
                 })
                 .collect(),
             ..self
-        }
+        })
     }
 
     /// The precision of the convolutions' products, and the bf16 kernel.

@@ -191,14 +191,24 @@ fn fast_engine_bf16_logits_agree_with_f32() {
     let want = to_vec(model.forward(input));
     let (_, pytorch_max, pytorch_l2, _) = PYTORCH_ERRORS[0];
     let mut kernels = vec![Bf16Kernel::Portable];
-    if Bf16Kernel::detect() == Bf16Kernel::Amx {
+    if Bf16Kernel::Amx.runs_here() {
         kernels.push(Bf16Kernel::Amx);
     } else {
         eprintln!("this CPU or OS has no AMX: the portable bf16 kernel only");
+        let refused = InferenceNet::from_model(&model)
+            .unwrap()
+            .in_bf16(Bf16Kernel::Amx);
+        assert_eq!(
+            refused.err().unwrap().to_string(),
+            "the fast inference path does not support the amx bf16 kernel on this CPU or OS"
+        );
     }
     let (mut portable, mut portable_diff) = (Vec::new(), 0.0);
     for kernel in kernels {
-        let net = InferenceNet::from_model(&model).unwrap().in_bf16(kernel);
+        let net = InferenceNet::from_model(&model)
+            .unwrap()
+            .in_bf16(kernel)
+            .unwrap();
         assert_eq!(net.precision(), (Precision::Bf16, Some(kernel)));
         let got = net.forward(&pixels, shape).unwrap();
         let diff = max_abs_diff(&got, &want);
