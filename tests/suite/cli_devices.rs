@@ -200,8 +200,21 @@ fn devices_this_build_lacks_name_the_feature_to_enable() {
         "--max-steps must be at least 1",
     );
     expect_error(
-        &["bench", "model", "--engine", "fast", "--precision", "bf16"],
-        "use --engine burn",
+        &["bench", "model", "--engine", "fast", "--precision", "f16"],
+        "use --engine burn for inference of torchvision on cpu in f16",
+    );
+    expect_error(
+        &[
+            "bench",
+            "model",
+            "--engine",
+            "fast",
+            "--mode",
+            "train",
+            "--precision",
+            "bf16",
+        ],
+        "use --engine burn for training of torchvision on cpu in bf16",
     );
 }
 
