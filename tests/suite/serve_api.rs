@@ -243,6 +243,38 @@ fn serve_in_bf16_and_f16_answers_within_their_rounding_of_f32_and_says_so() {
     }
 }
 
+/// `classify --precision bf16` runs the fast engine in bf16: each image's probabilities lie
+/// within bf16's rounding of f32's (as the service's above), and differ from them; f16 is refused
+/// by name.
+#[test]
+fn classify_in_bf16_stays_within_bf16_rounding_of_f32_and_f16_is_refused() {
+    let f32 = classify_json(1000, &[]);
+    let bf16 = classify_json(1000, &["--precision", "bf16"]);
+    assert_eq!((f32.len(), bf16.len()), (4, 4));
+    for (image, (want, got)) in f32.iter().zip(&bf16).enumerate() {
+        let want = probabilities_by_class(&want["top"]);
+        let l2 = relative_l2(&probabilities_by_class(&got["top"]), &want);
+        eprintln!("image {image}: bf16 probabilities {l2:.2e} from f32's (relative L2)");
+        assert!(l2 < 3e-2 && l2 > 1e-6, "image {image}: {l2:e}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_googlenet"))
+        .args([
+            "classify",
+            "--weights",
+            "torchvision",
+            "--precision",
+            "f16",
+            "x.png",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the fast CPU engine computes in f32 or bf16, not f16")
+    );
+}
+
 /// (Built without the `wgpu` feature, as the test suite is.)
 #[cfg(not(feature = "wgpu"))]
 #[test]
