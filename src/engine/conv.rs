@@ -7,6 +7,11 @@
 //! the ReLU that follows every convolution of GoogLeNet (section 5 of the paper) and writes each
 //! group of columns to its own place, so that several convolutions reading the same input run as
 //! one wider product and branch outputs land in the concatenated buffer.
+//!
+//! Where the CPU has AVX-512, the products run on our kernel over weights packed once
+//! ([`super::packed`]), which applies the bias and the ReLU in registers and stores straight into
+//! the targets, and 3x3 stride-1 convolutions run as Winograd's F(2x2, 3x3) ([`super::winograd`]):
+//! 2.25x fewer multiplications, no im2col. Elsewhere the products run on the `gemm` crate.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -20,7 +25,9 @@ use super::activation::Activation;
 use super::bf16::{Bf16Kernel, Bf16Scratch, Bf16Weights};
 use super::map::{Shape, View};
 use super::matmul::matmul;
+use super::packed::{PANEL, PackedWeights, PanelOut};
 use super::window::Window;
+use super::winograd::Winograd;
 use super::{InferenceError, tensor_values};
 use crate::model::conv_unit::ConvUnit;
 use crate::model::pool::same_padding;
@@ -48,6 +55,10 @@ pub(crate) struct ConvGemm {
     /// Channels written (filters).
     pub out_channels: usize,
     weights: Vec<f32>,
+    /// The same weights packed for our AVX-512 kernel, where it runs.
+    packed: Option<PackedWeights>,
+    /// A 3x3/1 convolution's weights for Winograd's F(2x2, 3x3), where the packed kernel runs.
+    winograd: Option<Winograd>,
     bias: Vec<f32>,
     /// The weights rounded to bf16 for its kernel, when the products run in bf16.
     bf16: Option<Bf16Weights>,
@@ -116,6 +127,43 @@ impl<'a, T> Target<'a, T> {
     pub fn dense(buffer: &'a mut [T], shape: Shape) -> Self {
         Self::new(0..shape.c, buffer, shape.pixels(), shape.c, 0)
     }
+
+    /// Pixels of its buffer.
+    pub fn pixels(&self) -> usize {
+        self.pixels
+    }
+}
+
+impl<T: Activation> Target<'_, T> {
+    /// Writes relu(`values` + bias) for product columns `cols` of output pixel `pixel`, the part
+    /// of them that falls in this target (`values[i]` is column `cols.start + i`, `bias` is
+    /// indexed by column).
+    ///
+    /// # Safety
+    /// No other thread writes these values of the buffer during the call.
+    pub unsafe fn write_bias_relu(
+        &self,
+        pixel: usize,
+        cols: Range<usize>,
+        values: &[f32],
+        bias: &[f32],
+    ) {
+        let lo = self.cols.start.max(cols.start);
+        let hi = self.cols.end.min(cols.end);
+        if lo >= hi {
+            return;
+        }
+        assert!(pixel < self.pixels, "pixel {pixel} of {}", self.pixels);
+        let at = pixel * self.stride + self.offset + lo - self.cols.start;
+        // SAFETY: `new` checked that `pixels * stride` values exist and that the columns stay
+        // inside a pixel; the caller rules out other writers.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.0.add(at), hi - lo) };
+        T::bias_relu(
+            dst,
+            &values[lo - cols.start..hi - cols.start],
+            &bias[lo..hi],
+        );
+    }
 }
 
 /// Per-thread scratch: the gathered rows of a tile (f32 or bf16), the tile's product, and the
@@ -125,6 +173,8 @@ pub(crate) struct Scratch {
     rows: Vec<f32>,
     bf16_rows: Vec<bf16>,
     product: Vec<f32>,
+    /// Where the packed kernel writes each panel of the tile.
+    panels: Vec<PanelOut>,
     bf16: Bf16Scratch,
 }
 
@@ -185,6 +235,14 @@ impl ConvGemm {
                 }
             }
         }
+        let pads_one = matches!(padding, Padding::Same | Padding::Explicit(1));
+        let winograd = (k == 3 && conv.stride[0] == 1 && pads_one)
+            .then(|| Winograd::new(&weights, in_channels, out_channels))
+            .flatten();
+        let packed = match winograd {
+            Some(_) => None,
+            None => PackedWeights::for_this_cpu(&weights, [k * k * in_channels, out_channels]),
+        };
         Ok(Self {
             kernel: k,
             stride: conv.stride[0],
@@ -192,6 +250,8 @@ impl ConvGemm {
             in_channels,
             out_channels,
             weights,
+            packed,
+            winograd,
             bias,
             bf16: None,
         })
@@ -201,6 +261,8 @@ impl ConvGemm {
     /// once; bias and ReLU stay f32).
     pub fn in_bf16(mut self, kernel: Bf16Kernel) -> Self {
         let k = self.kernel * self.kernel * self.in_channels;
+        self.packed = None;
+        self.winograd = None;
         self.bf16 = Some(Bf16Weights::new(
             &self.weights,
             [k, self.out_channels],
@@ -231,6 +293,8 @@ impl ConvGemm {
         }
         ConvGemm {
             out_channels,
+            packed: PackedWeights::for_this_cpu(&weights, [rows, out_channels]),
+            winograd: None,
             weights,
             bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
             bf16: None,
@@ -258,6 +322,11 @@ impl ConvGemm {
     /// Runs the convolution on `source` (whose map is `input`), writing relu(product + bias) to
     /// `targets`, which together cover every output column once.
     pub fn run<T: MapElement>(&self, source: Source<T>, targets: &[Target<T>]) {
+        if let Source::Patches(input) = source
+            && T::winograd(self, input, targets)
+        {
+            return;
+        }
         let input = match source {
             Source::Pixels(v) | Source::Patches(v) | Source::MaxPooled(v, _) => v.shape,
         };
@@ -307,23 +376,25 @@ impl ConvGemm {
         targets: &[Target<T>],
         scratch: &mut Scratch,
     ) {
-        let stride = T::product(self, source, window, k, rows.clone(), cols.clone(), scratch);
+        let Some(stride) = T::product(
+            self,
+            source,
+            window,
+            k,
+            rows.clone(),
+            cols.clone(),
+            targets,
+            scratch,
+        ) else {
+            return;
+        };
         let product = &scratch.product[..];
-        for target in targets {
-            let lo = target.cols.start.max(cols.start);
-            let hi = target.cols.end.min(cols.end);
-            if lo >= hi {
-                continue;
-            }
-            let bias = &self.bias[lo..hi];
-            for (r, p) in rows.clone().enumerate() {
-                let src = &product[r * stride + lo - cols.start..][..hi - lo];
-                let at = p * target.stride + target.offset + lo - target.cols.start;
-                // SAFETY: `Target::new` checked that `pixels * stride` values exist and that the
-                // columns stay inside a pixel; tiles cover disjoint (row, column) ranges, so no
-                // two threads write the same value.
-                let dst = unsafe { std::slice::from_raw_parts_mut(target.ptr.0.add(at), hi - lo) };
-                T::bias_relu(dst, src, bias);
+        for (r, p) in rows.enumerate() {
+            let values = &product[r * stride..][..cols.len()];
+            for target in targets {
+                // SAFETY: tiles cover disjoint (row, column) ranges, so no two threads write the
+                // same value.
+                unsafe { target.write_bias_relu(p, cols.clone(), values, &self.bias) };
             }
         }
     }
@@ -333,7 +404,9 @@ impl ConvGemm {
 /// maps the convolution's bf16 weights.
 pub(crate) trait MapElement: Activation {
     /// The product of the tile's `rows` (gathered from `source`, `k` values each) and weight
-    /// columns `cols`, into `scratch.product`; returns the distance between its rows.
+    /// columns `cols`, into `scratch.product`; returns the distance between its rows, or `None`
+    /// where the kernel has itself written relu(product + bias) to the `targets`.
+    #[allow(clippy::too_many_arguments)]
     fn product(
         conv: &ConvGemm,
         source: Source<Self>,
@@ -341,11 +414,23 @@ pub(crate) trait MapElement: Activation {
         k: usize,
         rows: Range<usize>,
         cols: Range<usize>,
+        targets: &[Target<Self>],
         scratch: &mut Scratch,
-    ) -> usize;
+    ) -> Option<usize>;
+
+    /// Runs the convolution as Winograd's F(2x2, 3x3) where it has those weights; false if not.
+    fn winograd(conv: &ConvGemm, input: View<Self>, targets: &[Target<Self>]) -> bool;
 }
 
 impl MapElement for f32 {
+    fn winograd(conv: &ConvGemm, input: View<f32>, targets: &[Target<f32>]) -> bool {
+        let Some(winograd) = &conv.winograd else {
+            return false;
+        };
+        winograd.run(input, &conv.bias, targets);
+        true
+    }
+
     fn product(
         conv: &ConvGemm,
         source: Source<f32>,
@@ -353,24 +438,40 @@ impl MapElement for f32 {
         k: usize,
         rows: Range<usize>,
         cols: Range<usize>,
+        targets: &[Target<f32>],
         scratch: &mut Scratch,
-    ) -> usize {
+    ) -> Option<usize> {
         let (m, n) = (rows.len(), cols.len());
         let (a, a_stride): (&[f32], usize) = match source {
             Source::Pixels(v) => (&v.data[rows.start * v.stride + v.offset..], v.stride),
             Source::Patches(v) => {
                 super::map::grow(&mut scratch.rows, m * k);
-                gather_patches(v, window, rows, k, &mut scratch.rows[..m * k]);
+                gather_patches(v, window, rows.clone(), k, &mut scratch.rows[..m * k]);
                 (&scratch.rows[..], k)
             }
             Source::MaxPooled(v, pool) => {
                 super::map::grow(&mut scratch.rows, m * k);
-                for (p, row) in rows.zip(scratch.rows.chunks_exact_mut(k)) {
+                for (p, row) in rows.clone().zip(scratch.rows.chunks_exact_mut(k)) {
                     super::pool::max_window(v, &pool, p, row);
                 }
                 (&scratch.rows[..], k)
             }
         };
+        if let Some(packed) = &conv.packed {
+            let panels = &mut scratch.panels;
+            if panel_outs(targets, &rows, &cols, panels) {
+                // SAFETY: `panel_outs` checked that each panel lies inside one target, whose
+                // `Target::new` checked the buffer; tiles cover disjoint (row, column) ranges.
+                unsafe {
+                    let out = |i: usize| panels[i];
+                    let bias = Some(&conv.bias[..]);
+                    packed.multiply_into(a, a_stride, m, cols.start, panels.len(), out, bias);
+                }
+                return None;
+            }
+            super::map::grow(&mut scratch.product, m * n.next_multiple_of(PANEL));
+            return Some(packed.multiply(a, a_stride, m, cols, &mut scratch.product));
+        }
         super::map::grow(&mut scratch.product, m * n);
         matmul(
             &mut scratch.product[..m * n],
@@ -382,11 +483,15 @@ impl MapElement for f32 {
             [m, k, n],
             false,
         );
-        n
+        Some(n)
     }
 }
 
 impl MapElement for bf16 {
+    fn winograd(_: &ConvGemm, _: View<bf16>, _: &[Target<bf16>]) -> bool {
+        false
+    }
+
     fn product(
         conv: &ConvGemm,
         source: Source<bf16>,
@@ -394,8 +499,9 @@ impl MapElement for bf16 {
         k: usize,
         rows: Range<usize>,
         cols: Range<usize>,
+        _targets: &[Target<bf16>],
         scratch: &mut Scratch,
-    ) -> usize {
+    ) -> Option<usize> {
         let weights = conv
             .bf16
             .as_ref()
@@ -420,8 +526,38 @@ impl MapElement for bf16 {
             }
         }
         left[m * row_len..].fill(bf16::ZERO);
-        weights.multiply(left, m, cols, &mut scratch.bf16, &mut scratch.product)
+        Some(weights.multiply(left, m, cols, &mut scratch.bf16, &mut scratch.product))
     }
+}
+
+/// Where each panel of the tile's columns goes in `targets`, into `out`; false if a panel spans
+/// two targets (its columns then go through the product buffer).
+fn panel_outs(
+    targets: &[Target<f32>],
+    rows: &Range<usize>,
+    cols: &Range<usize>,
+    out: &mut Vec<PanelOut>,
+) -> bool {
+    out.clear();
+    for c in cols.clone().step_by(PANEL) {
+        let lanes = PANEL.min(cols.end - c);
+        let Some(t) = targets.iter().find(|t| t.cols.contains(&c)) else {
+            return false;
+        };
+        if c + lanes > t.cols.end {
+            return false;
+        }
+        let at = rows.start * t.stride + t.offset + c - t.cols.start;
+        // SAFETY: `Target::new` checked that its buffer holds `pixels * stride` values, and
+        // `run` that the tile's rows are among its pixels.
+        let ptr = unsafe { t.ptr.0.add(at) };
+        out.push(PanelOut {
+            ptr,
+            stride: t.stride,
+            lanes,
+        });
+    }
+    true
 }
 
 /// Fills one row of `row_len` values per output pixel in `rows` with its receptive field in

@@ -10,7 +10,9 @@
 //! of an inception module reading its input on its own, a copy for the concatenation), which is
 //! what its extension points allow. Here, at load time, BatchNorm is folded into the convolution
 //! weights and bias; activations stay NHWC so that every convolution is a matrix product over
-//! pixels (`gemm`, the crate burn-flex uses) with bias and ReLU in its epilogue; the three 1x1
+//! pixels with bias and ReLU in its epilogue (on AVX-512 our own kernel over weights packed once,
+//! `packed.rs`, and 3x3 stride-1 convolutions as Winograd's F(2x2, 3x3), `winograd.rs`; elsewhere
+//! `gemm`, the crate burn-flex uses); the three 1x1
 //! convolutions that read an inception module's input run as one wider product ("horizontal
 //! fusion"); every branch writes straight into its channels of the concatenated output; the
 //! pool-projection branch pools tile by tile inside its product; and buffers are reused from one
@@ -29,9 +31,11 @@ mod map;
 mod matmul;
 mod net;
 mod norm;
+mod packed;
 mod pool;
 mod train;
 mod window;
+mod winograd;
 
 pub use bf16::Bf16Kernel;
 pub use net::InferenceNet;

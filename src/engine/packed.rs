@@ -1,0 +1,338 @@
+//! f32 products against convolution weights packed once, on AVX-512: our own kernel, because the
+//! `gemm` crate packs the weights again for every tile it is given.
+//!
+//! The weights lie in panels of 16 columns (one zmm register wide), each panel's rows one after
+//! the other, so a panel streams from memory in order. The left operand, the tile's pixel rows,
+//! is read where it lies. A block of 14 rows by 32 columns keeps its running sums in 28 of the 32
+//! zmm registers; each step along k broadcasts one value of each row and loads two panel rows.
+//! k runs in blocks that keep the two panels' share in L1 while the row blocks pass over them.
+
+use std::ops::Range;
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Columns of one panel: 16 floats, one zmm register.
+pub(crate) const PANEL: usize = 16;
+/// Rows of a block whose sums stay in registers.
+const BLOCK_ROWS: usize = 14;
+/// Panels a block covers side by side.
+const BLOCK_PANELS: usize = 2;
+/// Longest run along k between passes over the rows: 2 panels x 192 x 4 bytes = 24 KiB of L1.
+const K_BLOCK: usize = 192;
+
+/// A `[k, n]` weight matrix in panels of [`PANEL`] columns, the last one padded with zeros.
+pub(crate) struct PackedWeights {
+    k: usize,
+    n: usize,
+    panels: Vec<f32>,
+}
+
+impl PackedWeights {
+    /// Packs row-major `[k, n]` weights, if this CPU runs the kernel (AVX-512F); `None` elsewhere,
+    /// where the products stay on `gemm`.
+    pub fn for_this_cpu(weights: &[f32], [k, n]: [usize; 2]) -> Option<Self> {
+        runs_here().then(|| Self::new(weights, [k, n]))
+    }
+
+    fn new(weights: &[f32], [k, n]: [usize; 2]) -> Self {
+        assert_eq!(weights.len(), k * n, "weights are not [k, n]");
+        let mut packed = Self::zeros([k, n]);
+        for (p, row) in weights.chunks_exact(n.max(1)).enumerate() {
+            packed.set_row(p, row);
+        }
+        packed
+    }
+
+    /// A `[k, n]` matrix of zeros, to be filled row by row.
+    pub fn zeros([k, n]: [usize; 2]) -> Self {
+        Self {
+            k,
+            n,
+            panels: vec![0.0; n.div_ceil(PANEL) * k * PANEL],
+        }
+    }
+
+    /// Row `p` of the matrix (its `n` values).
+    pub fn set_row(&mut self, p: usize, row: &[f32]) {
+        assert!(
+            p < self.k && row.len() == self.n,
+            "row {p} of [{}, {}]",
+            self.k,
+            self.n
+        );
+        for (panel, values) in row.chunks(PANEL).enumerate() {
+            self.panels[(panel * self.k + p) * PANEL..][..values.len()].copy_from_slice(values);
+        }
+    }
+
+    /// `product[r, c] = Σ_p a[r · a_stride + p] · W[p, cols.start + c]` for the `m` rows of `a`,
+    /// into rows of `product` the returned number of floats apart (`cols.len()` rounded up to a
+    /// panel). `cols` starts at a panel's first column.
+    pub fn multiply(
+        &self,
+        a: &[f32],
+        a_stride: usize,
+        m: usize,
+        cols: Range<usize>,
+        product: &mut [f32],
+    ) -> usize {
+        let stride = cols.len().next_multiple_of(PANEL);
+        assert!(product.len() >= m * stride, "product too short");
+        let base = product.as_mut_ptr();
+        let panel = |i: usize| PanelOut {
+            // SAFETY: panel i's first column lies inside each row of `stride` floats.
+            ptr: unsafe { base.add(i * PANEL) },
+            stride,
+            lanes: PANEL.min(cols.len() - i * PANEL),
+        };
+        // SAFETY: `product` holds `m` rows of `stride` floats, which the panels split between
+        // them, and is borrowed mutably here.
+        unsafe {
+            let panels = cols.len().div_ceil(PANEL);
+            self.multiply_into(a, a_stride, m, cols.start, panels, panel, None)
+        };
+        stride
+    }
+
+    /// The product of the `m` rows of `a` and `panels` panels of weight columns from `first_col`
+    /// (a panel's first column), panel `i` of them written to `out(i)`: as they are, or with
+    /// `bias_relu`'s bias (indexed by weight column) added and the ReLU applied.
+    ///
+    /// # Safety
+    /// Each panel's `m` rows of `lanes` floats are writable and nothing else reads or writes them
+    /// during the call.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn multiply_into(
+        &self,
+        a: &[f32],
+        a_stride: usize,
+        m: usize,
+        first_col: usize,
+        panels: usize,
+        out: impl Fn(usize) -> PanelOut,
+        bias_relu: Option<&[f32]>,
+    ) {
+        let k = self.k;
+        let first = first_col / PANEL;
+        assert!(
+            first_col.is_multiple_of(PANEL) && first + panels <= self.n.div_ceil(PANEL),
+            "{panels} panels from column {first_col} of {}",
+            self.n
+        );
+        assert!(
+            bias_relu.is_none_or(|b| b.len() >= self.n),
+            "bias too short"
+        );
+        assert!(a_stride >= k, "lhs rows overlap");
+        assert!(m == 0 || a.len() >= (m - 1) * a_stride + k, "lhs too short");
+        if m == 0 {
+            return;
+        }
+        let steps = k.div_ceil(K_BLOCK).max(1);
+        let k_block = k.div_ceil(steps).max(1);
+        for k0 in (0..k.max(1)).step_by(k_block) {
+            let kc = k_block.min(k - k0);
+            let last = k0 + kc >= k;
+            for pair in (0..panels).step_by(BLOCK_PANELS) {
+                let count = BLOCK_PANELS.min(panels - pair);
+                let local = |i: usize| pair + i.min(count - 1);
+                let outs = [0, 1].map(|i| out(local(i)));
+                assert!(outs.iter().all(|p| p.lanes <= PANEL && p.stride >= p.lanes));
+                let index = |i: usize| first + local(i);
+                let b = [0, 1].map(|i| self.panels[(index(i) * k + k0) * PANEL..].as_ptr());
+                let bias = bias_relu
+                    .filter(|_| last)
+                    .map(|bias| [0, 1].map(|i| bias[index(i) * PANEL..].as_ptr()));
+                for r0 in (0..m).step_by(BLOCK_ROWS) {
+                    let block = Block {
+                        a: a[r0 * a_stride + k0..].as_ptr(),
+                        a_stride,
+                        b,
+                        kc,
+                        // SAFETY: row r0 of each panel is inside its rows (caller's contract).
+                        c: outs.map(|p| unsafe { p.ptr.add(r0 * p.stride) }),
+                        c_stride: outs.map(|p| p.stride),
+                        lanes: outs.map(|p| p.lanes),
+                        accumulate: k0 > 0,
+                        bias,
+                    };
+                    // SAFETY: `for_this_cpu` only builds packed weights where AVX-512F runs; the
+                    // asserts above and the loop bounds keep the block's rows of `a` (kc values
+                    // from k0) and the panels' kc rows from k0 inside their slices, the bias
+                    // reads are masked to the lanes, and the caller vouches for the outputs.
+                    unsafe { block.run(BLOCK_ROWS.min(m - r0), count) };
+                }
+            }
+        }
+    }
+}
+
+/// Where one panel of a product goes: its row `r` to `ptr + r · stride`, the first `lanes` of its
+/// 16 columns.
+#[derive(Clone, Copy)]
+pub(crate) struct PanelOut {
+    pub ptr: *mut f32,
+    pub stride: usize,
+    pub lanes: usize,
+}
+
+/// Whether this CPU runs the kernel.
+pub(crate) fn runs_here() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One block of rows by one or two panels, `kc` steps along k.
+struct Block {
+    a: *const f32,
+    a_stride: usize,
+    b: [*const f32; BLOCK_PANELS],
+    kc: usize,
+    c: [*mut f32; BLOCK_PANELS],
+    c_stride: [usize; BLOCK_PANELS],
+    lanes: [usize; BLOCK_PANELS],
+    /// Add to the sums in `c` (a later block of k) instead of overwriting them.
+    accumulate: bool,
+    /// The bias to add before the ReLU (the last block of k of a fused epilogue).
+    bias: Option<[*const f32; BLOCK_PANELS]>,
+}
+
+impl Block {
+    /// # Safety
+    /// AVX-512F runs here, and `rows` rows of `a`, `kc` rows of the first `panels` panels and
+    /// `rows` rows of `lanes` floats of each output are readable (and the outputs writable).
+    unsafe fn run(&self, rows: usize, panels: usize) {
+        macro_rules! dispatch {
+            ($($r:literal)*) => {
+                match (rows, panels) {
+                    $(($r, 1) => self.sums::<$r, 1>(), ($r, _) => self.sums::<$r, 2>(),)*
+                    _ => unreachable!("at most {BLOCK_ROWS} rows"),
+                }
+            };
+        }
+        // SAFETY: the caller's guarantees are `sums`' requirements.
+        unsafe { dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14) }
+    }
+
+    /// The `R` x `P` panels' sums in registers.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn sums<const R: usize, const P: usize>(&self) {
+        // SAFETY (whole body): `run`'s contract bounds every pointer read and written, the masks
+        // keep loads and stores to each output's lanes.
+        unsafe {
+            let mask: [__mmask16; P] =
+                std::array::from_fn(|p| ((1u32 << self.lanes[p]) - 1) as u16);
+            let mut acc = [[_mm512_setzero_ps(); P]; R];
+            if self.accumulate {
+                for (r, row) in acc.iter_mut().enumerate() {
+                    for (p, sum) in row.iter_mut().enumerate() {
+                        let at = self.c[p].add(r * self.c_stride[p]);
+                        *sum = _mm512_maskz_loadu_ps(mask[p], at);
+                    }
+                }
+            }
+            for q in 0..self.kc {
+                let mut b = [_mm512_setzero_ps(); P];
+                for (p, panel) in b.iter_mut().enumerate() {
+                    *panel = _mm512_loadu_ps(self.b[p].add(q * PANEL));
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*self.a.add(r * self.a_stride + q));
+                    for (sum, &panel) in row.iter_mut().zip(&b) {
+                        *sum = _mm512_fmadd_ps(x, panel, *sum);
+                    }
+                }
+            }
+            if let Some(bias) = self.bias {
+                let zero = _mm512_setzero_ps();
+                for p in 0..P {
+                    let bias = _mm512_maskz_loadu_ps(mask[p], bias[p]);
+                    for row in acc.iter_mut() {
+                        row[p] = _mm512_max_ps(_mm512_add_ps(row[p], bias), zero);
+                    }
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                for (p, &sum) in row.iter().enumerate() {
+                    _mm512_mask_storeu_ps(self.c[p].add(r * self.c_stride[p]), mask[p], sum);
+                }
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn sums<const R: usize, const P: usize>(&self) {
+        unreachable!("packed weights are only built where AVX-512F runs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PANEL, PackedWeights, runs_here};
+
+    /// f64 sums of the same products.
+    fn reference(a: &[f32], a_stride: usize, w: &[f32], [m, k, n]: [usize; 3]) -> Vec<f64> {
+        let mut out = vec![0.0; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                out[r * n + c] = (0..k)
+                    .map(|p| a[r * a_stride + p] as f64 * w[p * n + c] as f64)
+                    .sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn products_match_f64_sums_on_ragged_shapes() {
+        if !runs_here() {
+            eprintln!("SKIPPED: this CPU has no AVX-512F, the packed kernel never runs here");
+            return;
+        }
+        // Rows not a multiple of the 14-row block, k over several k blocks and not a multiple of
+        // them, columns ending inside a panel, an odd number of panels, a range past panel 0.
+        for (m, k, n, cols) in [
+            (1, 1, 1, 0..1),
+            (29, 3, 40, 0..40),
+            (14, 192, 32, 0..32),
+            (31, 577, 83, 16..83),
+            (45, 1000, 176, 32..176),
+            (3, 64, 16, 0..16),
+        ] {
+            let a_stride = k + 5;
+            let a: Vec<f32> = (0..m * a_stride)
+                .map(|i| ((i * 7919) % 211) as f32 / 105.0 - 1.0)
+                .collect();
+            let w: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 104729) % 197) as f32 / 98.0 - 1.0)
+                .collect();
+            let packed = PackedWeights::new(&w, [k, n]);
+            let stride = cols.len().next_multiple_of(PANEL);
+            let mut product = vec![f32::NAN; m * stride];
+            assert_eq!(
+                packed.multiply(&a, a_stride, m, cols.clone(), &mut product),
+                stride
+            );
+            let want = reference(&a, a_stride, &w, [m, k, n]);
+            for r in 0..m {
+                for c in cols.clone() {
+                    let got = product[r * stride + c - cols.start] as f64;
+                    let exact = want[r * n + c];
+                    let tolerance = 1e-5 * (k as f64).sqrt() * (1.0 + exact.abs());
+                    assert!(
+                        (got - exact).abs() < tolerance,
+                        "[{m}, {k}, {n}] ({r}, {c}): {got} vs {exact}"
+                    );
+                }
+            }
+        }
+    }
+}

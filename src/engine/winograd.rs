@@ -1,0 +1,412 @@
+//! 3x3 stride-1 convolutions as Winograd's minimal filtering F(2x2, 3x3) (Lavin and Gray, "Fast
+//! Algorithms for Convolutional Neural Networks", 2016): each 2x2 block of output pixels comes
+//! from a 4x4 block of input pixels with 16 multiplications per pair of channels instead of 36,
+//! 2.25x fewer. GoogLeNet's 3x3 convolutions are two thirds of its multiply-adds (Table 1 of the
+//! paper: the stem's 3x3 and every inception module's 3x3 branch; torchvision's "5x5" branch is a
+//! 3x3 too).
+//!
+//! With NHWC maps the 16 products of a block of tiles are 16 matrix products
+//! `[tiles, in] · [in, out]` on the packed kernel. The transforms around them are additions,
+//! vectorised along the channels: the input tile `d` becomes `Bᵀ d B`, the weights `g` (BatchNorm
+//! already folded) become `G g Gᵀ` once when the engine is built, and the 16 products `m` of a tile
+//! become its 2x2 outputs `Aᵀ m A`, to which the bias and the ReLU are applied as they are written.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::conv::Target;
+use super::map::{View, grow};
+use super::packed::{PANEL, PackedWeights};
+
+/// Tiles whose products run together: 4 blocks of the kernel's 14 rows.
+const TILE_BLOCK: usize = 56;
+/// Output columns transformed per pass over the 16 products, so that they stay in L2.
+const COLUMN_BLOCK: usize = 128;
+
+/// A 3x3 convolution with stride 1 and one pixel of zero padding, its weights transformed.
+pub(crate) struct Winograd {
+    in_channels: usize,
+    out_channels: usize,
+    /// `(G g Gᵀ)[ξ]` for each of the 16 positions ξ of a 4x4 tile, as `[in, out]` matrices.
+    weights: Vec<PackedWeights>,
+}
+
+/// Per-thread buffers: zeros for the border, the transformed inputs, the 16 products and one tile's outputs.
+#[derive(Default)]
+struct Scratch {
+    zeros: Vec<f32>,
+    inputs: Vec<f32>,
+    products: Vec<f32>,
+    outputs: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+impl Winograd {
+    /// Transforms `[3 · 3 · in, out]` weights (rows in (kernel row, kernel column, channel)
+    /// order); `None` where the packed kernel does not run.
+    pub fn new(weights: &[f32], in_channels: usize, out_channels: usize) -> Option<Self> {
+        assert_eq!(weights.len(), 9 * in_channels * out_channels);
+        if !super::packed::runs_here() {
+            return None;
+        }
+        let shape = [in_channels, out_channels];
+        let mut transformed: Vec<PackedWeights> =
+            (0..16).map(|_| PackedWeights::zeros(shape)).collect();
+        let mut rows = vec![0.0; 16 * out_channels];
+        for c in 0..in_channels {
+            let taps: [&[f32]; 9] = std::array::from_fn(|tap| {
+                &weights[(tap * in_channels + c) * out_channels..][..out_channels]
+            });
+            transform_weights(taps, &mut rows);
+            for (packed, row) in transformed
+                .iter_mut()
+                .zip(rows.chunks_exact(out_channels.max(1)))
+            {
+                packed.set_row(c, row);
+            }
+        }
+        Some(Self {
+            in_channels,
+            out_channels,
+            weights: transformed,
+        })
+    }
+
+    /// relu(convolution of `input` + `bias`) into `targets`, which together cover every output
+    /// channel once; the output has the input's size.
+    pub fn run(&self, input: View<f32>, bias: &[f32], targets: &[Target<f32>]) {
+        let s = input.shape;
+        assert_eq!(s.c, self.in_channels, "input channels");
+        assert!(targets.iter().all(|t| t.pixels() >= s.pixels()));
+        let tiles = s.n * s.h.div_ceil(2) * s.w.div_ceil(2);
+        let threads = rayon::current_num_threads();
+        let tile_block = tiles.div_ceil(2 * threads).clamp(1, TILE_BLOCK);
+        let row_tasks = tiles.div_ceil(tile_block);
+        let col_tasks = if row_tasks >= 2 * threads {
+            1
+        } else {
+            (2 * threads)
+                .div_ceil(row_tasks)
+                .min(self.out_channels / (2 * PANEL))
+                .max(1)
+        };
+        let task_cols = self
+            .out_channels
+            .div_ceil(col_tasks)
+            .next_multiple_of(PANEL);
+        let col_tasks = self.out_channels.div_ceil(task_cols);
+        (0..row_tasks * col_tasks).into_par_iter().for_each(|task| {
+            let t0 = task / col_tasks * tile_block;
+            let c0 = task % col_tasks * task_cols;
+            let cols = c0..(c0 + task_cols).min(self.out_channels);
+            SCRATCH.with_borrow_mut(|scratch| {
+                let tiles = t0..(t0 + tile_block).min(tiles);
+                self.task(input, tiles, cols, bias, targets, scratch)
+            });
+        });
+    }
+
+    fn task(
+        &self,
+        input: View<f32>,
+        tiles: Range<usize>,
+        cols: Range<usize>,
+        bias: &[f32],
+        targets: &[Target<f32>],
+        scratch: &mut Scratch,
+    ) {
+        let c = self.in_channels;
+        let count = tiles.len();
+        grow(&mut scratch.zeros, c);
+        grow(&mut scratch.inputs, 16 * count * c);
+        for (i, t) in tiles.clone().enumerate() {
+            transform_input(input, &scratch.zeros, t, i, count, &mut scratch.inputs);
+        }
+        for start in cols.clone().step_by(COLUMN_BLOCK) {
+            let block = start..(start + COLUMN_BLOCK).min(cols.end);
+            let stride = block.len().next_multiple_of(PANEL);
+            grow(&mut scratch.products, 16 * count * stride);
+            grow(&mut scratch.outputs, 4 * stride);
+            for (xi, weights) in self.weights.iter().enumerate() {
+                weights.multiply(
+                    &scratch.inputs[xi * count * c..],
+                    c,
+                    count,
+                    block.clone(),
+                    &mut scratch.products[xi * count * stride..][..count * stride],
+                );
+            }
+            for (i, t) in tiles.clone().enumerate() {
+                let outputs = &mut scratch.outputs[..4 * stride];
+                transform_output(&scratch.products, i, count, stride, outputs);
+                let s = input.shape;
+                let (th, tw) = (s.h.div_ceil(2), s.w.div_ceil(2));
+                let image = t / (th * tw);
+                let (y0, x0) = (t / tw % th * 2, t % tw * 2);
+                for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let (y, x) = (y0 + dy, x0 + dx);
+                    if y >= s.h || x >= s.w {
+                        continue;
+                    }
+                    let pixel = (image * s.h + y) * s.w + x;
+                    let values = &outputs[(dy * 2 + dx) * stride..][..block.len()];
+                    for target in targets {
+                        // SAFETY: tasks cover disjoint (tile, column) ranges and a tile's
+                        // pixels belong to it alone, so no two threads write the same value.
+                        unsafe { target.write_bias_relu(pixel, block.clone(), values, bias) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `G g Gᵀ` of one input channel's 3x3 taps (each a row of `out` filters' weights) into the 16
+/// rows of `out` (position ξ = 4i + j of the 4x4 tile), with G of F(2x2, 3x3):
+/// `[[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
+fn transform_weights(taps: [&[f32]; 9], out: &mut [f32]) {
+    let n = taps[0].len();
+    let g = |y: usize, x: usize, o: usize| taps[y * 3 + x][o];
+    for o in 0..n {
+        // G g: rows combined, gg[x][i] for column x of the kernel.
+        let gg = [0, 1, 2].map(|x| {
+            let [g0, g1, g2] = [0, 1, 2].map(|y| g(y, x, o));
+            [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]
+        });
+        // (G g) Gᵀ: columns combined.
+        for i in 0..4 {
+            let [r0, r1, r2] = [gg[0][i], gg[1][i], gg[2][i]];
+            let u = [r0, 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2];
+            for (j, value) in u.into_iter().enumerate() {
+                out[(i * 4 + j) * n + o] = value;
+            }
+        }
+    }
+}
+
+/// `Bᵀ d B` of tile `t` (in (image, tile row, tile column) order) into row `i` of each of the 16
+/// `[count, c]` matrices of `out`, reading `zeros` (at least `c` of them) where the 4x4 block
+/// hangs over the border.
+fn transform_input(
+    input: View<f32>,
+    zeros: &[f32],
+    t: usize,
+    i: usize,
+    count: usize,
+    out: &mut [f32],
+) {
+    let s = input.shape;
+    let c = s.c;
+    let (th, tw) = (s.h.div_ceil(2), s.w.div_ceil(2));
+    let image = t / (th * tw);
+    let (y0, x0) = ((t / tw % th * 2) as isize - 1, (t % tw * 2) as isize - 1);
+    let zeros = &zeros[..c];
+    let d: [&[f32]; 16] = std::array::from_fn(|ab| {
+        let (y, x) = (y0 + (ab / 4) as isize, x0 + (ab % 4) as isize);
+        let inside = (0..s.h as isize).contains(&y) && (0..s.w as isize).contains(&x);
+        if inside {
+            &input.pixel(image, y as usize, x as usize)[..c]
+        } else {
+            zeros
+        }
+    });
+    let rows: [&mut [f32]; 16] = {
+        let mut rest = &mut out[..16 * count * c];
+        std::array::from_fn(|_| {
+            let (matrix, tail) = std::mem::take(&mut rest).split_at_mut(count * c);
+            rest = tail;
+            &mut matrix[i * c..][..c]
+        })
+    };
+    // SAFETY: winograd weights exist only where the packed kernel, and so AVX-512F, runs; every
+    // slice holds `c` values.
+    unsafe { transform_input_avx512(d, rows, c) };
+}
+
+/// Input transform of `c` channels, 16 at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_input_avx512(d: [&[f32]; 16], out: [&mut [f32]; 16], c: usize) {
+    use std::arch::x86_64::*;
+    for ch in (0..c).step_by(16) {
+        let mask = lanes(c - ch);
+        // SAFETY: the loads and stores are masked to the `c - ch` channels left of each slice.
+        unsafe {
+            let v: [__m512; 16] =
+                std::array::from_fn(|j| _mm512_maskz_loadu_ps(mask, d[j].as_ptr().add(ch)));
+            let at = |a: usize, b: usize| v[a * 4 + b];
+            // Bᵀ d: rows combined.
+            let r: [[__m512; 4]; 4] = [
+                std::array::from_fn(|b| _mm512_sub_ps(at(0, b), at(2, b))),
+                std::array::from_fn(|b| _mm512_add_ps(at(1, b), at(2, b))),
+                std::array::from_fn(|b| _mm512_sub_ps(at(2, b), at(1, b))),
+                std::array::from_fn(|b| _mm512_sub_ps(at(1, b), at(3, b))),
+            ];
+            // (Bᵀ d) B: columns combined.
+            for (a, row) in r.iter().enumerate() {
+                let values = [
+                    _mm512_sub_ps(row[0], row[2]),
+                    _mm512_add_ps(row[1], row[2]),
+                    _mm512_sub_ps(row[2], row[1]),
+                    _mm512_sub_ps(row[1], row[3]),
+                ];
+                for (b, value) in values.into_iter().enumerate() {
+                    _mm512_mask_storeu_ps(out[a * 4 + b].as_mut_ptr().add(ch), mask, value);
+                }
+            }
+        }
+    }
+}
+
+/// `Aᵀ m A` of the 16 products of tile `i` (rows of `stride` floats in `[16][count]` order) into
+/// the tile's 4 output pixels, `stride` floats apart in `out`.
+fn transform_output(products: &[f32], i: usize, count: usize, stride: usize, out: &mut [f32]) {
+    assert!(stride.is_multiple_of(16));
+    let m: [&[f32]; 16] =
+        std::array::from_fn(|xi| &products[(xi * count + i) * stride..][..stride]);
+    let (y0, rest) = out[..4 * stride].split_at_mut(stride);
+    let (y1, rest) = rest.split_at_mut(stride);
+    let (y2, y3) = rest.split_at_mut(stride);
+    // SAFETY: as for the input transform; every slice holds `stride` values, a multiple of 16.
+    unsafe { transform_output_avx512(m, [y0, y1, y2, y3], stride) };
+}
+
+/// Output transform of `stride` columns, 16 at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_output_avx512(m: [&[f32]; 16], y: [&mut [f32]; 4], stride: usize) {
+    use std::arch::x86_64::*;
+    for k in (0..stride).step_by(16) {
+        // SAFETY: `k + 16 <= stride`, the length of every slice.
+        unsafe {
+            let v: [__m512; 16] = std::array::from_fn(|j| _mm512_loadu_ps(m[j].as_ptr().add(k)));
+            let at = |a: usize, b: usize| v[a * 4 + b];
+            // Aᵀ m: rows combined.
+            let r: [[__m512; 4]; 2] = [
+                std::array::from_fn(|b| _mm512_add_ps(_mm512_add_ps(at(0, b), at(1, b)), at(2, b))),
+                std::array::from_fn(|b| _mm512_sub_ps(_mm512_sub_ps(at(1, b), at(2, b)), at(3, b))),
+            ];
+            // (Aᵀ m) A: columns combined.
+            for (a, row) in r.iter().enumerate() {
+                let first = _mm512_add_ps(_mm512_add_ps(row[0], row[1]), row[2]);
+                let second = _mm512_sub_ps(_mm512_sub_ps(row[1], row[2]), row[3]);
+                _mm512_storeu_ps(y[a * 2].as_mut_ptr().add(k), first);
+                _mm512_storeu_ps(y[a * 2 + 1].as_mut_ptr().add(k), second);
+            }
+        }
+    }
+}
+
+/// The first `n` of 16 lanes (all of them from 16 on).
+#[cfg(target_arch = "x86_64")]
+fn lanes(n: usize) -> u16 {
+    ((1u32 << n.min(16)) - 1) as u16
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn transform_input_avx512(_: [&[f32]; 16], _: [&mut [f32]; 16], _: usize) {
+    unreachable!("winograd weights exist only where AVX-512F runs")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn transform_output_avx512(_: [&[f32]; 16], _: [&mut [f32]; 4], _: usize) {
+    unreachable!("winograd weights exist only where AVX-512F runs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Winograd;
+    use crate::engine::conv::Target;
+    use crate::engine::map::{Shape, View};
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104729) % 251) as f32 / 125.0 - 1.0)
+            .collect()
+    }
+
+    /// relu(3x3/1 convolution, one pixel of zero padding, + bias) summed in f64.
+    fn direct(x: &[f32], s: Shape, w: &[f32], bias: &[f32], out: usize) -> Vec<f64> {
+        let mut y = vec![0.0; s.pixels() * out];
+        for n in 0..s.n {
+            for oy in 0..s.h {
+                for ox in 0..s.w {
+                    let p = (n * s.h + oy) * s.w + ox;
+                    for o in 0..out {
+                        let mut sum = bias[o] as f64;
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) = (oy + ky, ox + kx);
+                                if iy < 1 || ix < 1 || iy > s.h || ix > s.w {
+                                    continue;
+                                }
+                                let q = (n * s.h + iy - 1) * s.w + ix - 1;
+                                for c in 0..s.c {
+                                    let wi = ((ky * 3 + kx) * s.c + c) * out + o;
+                                    sum += x[q * s.c + c] as f64 * w[wi] as f64;
+                                }
+                            }
+                        }
+                        y[p * out + o] = sum.max(0.0);
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matches_the_direct_convolution_in_f64() {
+        // Odd sides (tiles past the border), one pixel, more tiles than a block, channels and
+        // filters not multiples of 16, more filters than a column block, two targets splitting
+        // the filters inside a panel.
+        for (n, h, w, c, out) in [
+            (1, 7, 7, 24, 40),
+            (2, 17, 17, 16, 150),
+            (1, 1, 1, 3, 5),
+            (3, 14, 9, 64, 33),
+        ] {
+            let Some(winograd) = Winograd::new(&values(9 * c * out, 1), c, out) else {
+                eprintln!("SKIPPED: this CPU has no AVX-512F, Winograd's path never runs here");
+                return;
+            };
+            let s = Shape { n, h, w, c };
+            let x = values(s.len(), 2);
+            let bias = values(out, 3);
+            let want = direct(&x, s, &values(9 * c * out, 1), &bias, out);
+            let split = out / 2 + 1;
+            let (first_stride, second_stride) = (split + 5, out - split);
+            let mut first = vec![f32::NAN; s.pixels() * first_stride];
+            let mut second = vec![f32::NAN; s.pixels() * second_stride];
+            winograd.run(
+                View::dense(&x, s),
+                &bias,
+                &[
+                    Target::new(0..split, &mut first, s.pixels(), first_stride, 3),
+                    Target::new(split..out, &mut second, s.pixels(), second_stride, 0),
+                ],
+            );
+            for p in 0..s.pixels() {
+                for o in 0..out {
+                    let got = if o < split {
+                        first[p * first_stride + 3 + o]
+                    } else {
+                        second[p * second_stride + o - split]
+                    } as f64;
+                    let exact = want[p * out + o];
+                    assert!(
+                        (got - exact).abs() < 1e-4 * (1.0 + exact.abs()),
+                        "[{n}, {h}, {w}, {c}] -> {out}: pixel {p} filter {o}: {got} vs {exact}"
+                    );
+                }
+                let untouched = &first[p * first_stride..][..3];
+                assert!(untouched.iter().all(|v| v.is_nan()), "pixel {p}");
+            }
+        }
+    }
+}
