@@ -148,21 +148,43 @@ impl<T: Activation> Target<'_, T> {
         values: &[f32],
         bias: &[f32],
     ) {
+        // SAFETY: the caller's guarantee.
+        if let Some((dst, lo, hi)) = unsafe { self.part(pixel, &cols) } {
+            let values = &values[lo - cols.start..hi - cols.start];
+            T::bias_relu(dst, values, &bias[lo..hi]);
+        }
+    }
+
+    /// Writes `values` as they are, for product columns `cols` of output pixel `pixel` (the
+    /// part of them that falls in this target).
+    ///
+    /// # Safety
+    /// No other thread writes these values of the buffer during the call.
+    pub unsafe fn write(&self, pixel: usize, cols: Range<usize>, values: &[f32]) {
+        // SAFETY: the caller's guarantee.
+        if let Some((dst, lo, hi)) = unsafe { self.part(pixel, &cols) } {
+            super::activation::convert(&values[lo - cols.start..hi - cols.start], dst);
+        }
+    }
+
+    /// The values of pixel `pixel` that product columns `lo..hi` (those of `cols` in this
+    /// target) go to, with `lo` and `hi`.
+    ///
+    /// # Safety
+    /// No other thread writes these values of the buffer while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn part(&self, pixel: usize, cols: &Range<usize>) -> Option<(&mut [T], usize, usize)> {
         let lo = self.cols.start.max(cols.start);
         let hi = self.cols.end.min(cols.end);
         if lo >= hi {
-            return;
+            return None;
         }
         assert!(pixel < self.pixels, "pixel {pixel} of {}", self.pixels);
         let at = pixel * self.stride + self.offset + lo - self.cols.start;
         // SAFETY: `new` checked that `pixels * stride` values exist and that the columns stay
         // inside a pixel; the caller rules out other writers.
         let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.0.add(at), hi - lo) };
-        T::bias_relu(
-            dst,
-            &values[lo - cols.start..hi - cols.start],
-            &bias[lo..hi],
-        );
+        Some((dst, lo, hi))
     }
 }
 
@@ -427,7 +449,7 @@ impl MapElement for f32 {
         let Some(winograd) = &conv.winograd else {
             return false;
         };
-        winograd.run(input, &conv.bias, targets);
+        winograd.run(input, Some(&conv.bias), targets);
         true
     }
 

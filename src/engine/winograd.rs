@@ -31,6 +31,8 @@ pub(crate) struct Winograd {
     out_channels: usize,
     /// `(G g Gᵀ)[ξ]` for each of the 16 positions ξ of a 4x4 tile, as `[in, out]` matrices.
     weights: Vec<PackedWeights>,
+    /// One input channel's 16 transformed rows while the weights are transformed.
+    rows: Vec<f32>,
 }
 
 /// Per-thread buffers: zeros for the border, the transformed inputs, the 16 products and one tile's outputs.
@@ -50,40 +52,59 @@ impl Winograd {
     /// Transforms `[3 · 3 · in, out]` weights (rows in (kernel row, kernel column, channel)
     /// order); `None` where the packed kernel does not run.
     pub fn new(weights: &[f32], in_channels: usize, out_channels: usize) -> Option<Self> {
+        let mut slot = None;
+        Self::reload(&mut slot, weights, in_channels, out_channels)?;
+        slot
+    }
+
+    /// The transform of `weights` in `slot`, reusing its buffers where the shape is the same
+    /// (the training step transforms its weights again at every call); `None` where the packed
+    /// kernel does not run.
+    pub fn reload<'s>(
+        slot: &'s mut Option<Self>,
+        weights: &[f32],
+        in_channels: usize,
+        out_channels: usize,
+    ) -> Option<&'s Self> {
         assert_eq!(weights.len(), 9 * in_channels * out_channels);
         if !super::packed::runs_here() {
             return None;
         }
-        let shape = [in_channels, out_channels];
-        let mut transformed: Vec<PackedWeights> =
-            (0..16).map(|_| PackedWeights::zeros(shape)).collect();
-        let mut rows = vec![0.0; 16 * out_channels];
+        let same_shape = |w: &Self| (w.in_channels, w.out_channels) == (in_channels, out_channels);
+        if !slot.as_ref().is_some_and(same_shape) {
+            let shape = [in_channels, out_channels];
+            *slot = Some(Self {
+                in_channels,
+                out_channels,
+                weights: (0..16).map(|_| PackedWeights::zeros(shape)).collect(),
+                rows: vec![0.0; 16 * out_channels],
+            });
+        }
+        let winograd = slot.as_mut()?;
         for c in 0..in_channels {
             let taps: [&[f32]; 9] = std::array::from_fn(|tap| {
                 &weights[(tap * in_channels + c) * out_channels..][..out_channels]
             });
-            transform_weights(taps, &mut rows);
-            for (packed, row) in transformed
-                .iter_mut()
-                .zip(rows.chunks_exact(out_channels.max(1)))
-            {
+            transform_weights(taps, &mut winograd.rows);
+            let rows = winograd.rows.chunks_exact(out_channels.max(1));
+            for (packed, row) in winograd.weights.iter_mut().zip(rows) {
                 packed.set_row(c, row);
             }
         }
-        Some(Self {
-            in_channels,
-            out_channels,
-            weights: transformed,
-        })
+        Some(winograd)
     }
 
-    /// relu(convolution of `input` + `bias`) into `targets`, which together cover every output
-    /// channel once; the output has the input's size.
-    pub fn run(&self, input: View<f32>, bias: &[f32], targets: &[Target<f32>]) {
+    /// The convolution of `input` into `targets`, which together cover every output channel
+    /// once: relu(convolution + bias) with `bias_relu`'s bias, the convolution alone without it
+    /// (training, where BatchNorm follows); the output has the input's size.
+    pub fn run(&self, input: View<f32>, bias_relu: Option<&[f32]>, targets: &[Target<f32>]) {
         let s = input.shape;
         assert_eq!(s.c, self.in_channels, "input channels");
         assert!(targets.iter().all(|t| t.pixels() >= s.pixels()));
         let tiles = s.n * s.h.div_ceil(2) * s.w.div_ceil(2);
+        if tiles == 0 || self.out_channels == 0 {
+            return;
+        }
         let threads = rayon::current_num_threads();
         let tile_block = tiles.div_ceil(2 * threads).clamp(1, TILE_BLOCK);
         let row_tasks = tiles.div_ceil(tile_block);
@@ -106,7 +127,7 @@ impl Winograd {
             let cols = c0..(c0 + task_cols).min(self.out_channels);
             SCRATCH.with_borrow_mut(|scratch| {
                 let tiles = t0..(t0 + tile_block).min(tiles);
-                self.task(input, tiles, cols, bias, targets, scratch)
+                self.task(input, tiles, cols, bias_relu, targets, scratch)
             });
         });
     }
@@ -116,7 +137,7 @@ impl Winograd {
         input: View<f32>,
         tiles: Range<usize>,
         cols: Range<usize>,
-        bias: &[f32],
+        bias_relu: Option<&[f32]>,
         targets: &[Target<f32>],
         scratch: &mut Scratch,
     ) {
@@ -158,7 +179,14 @@ impl Winograd {
                     for target in targets {
                         // SAFETY: tasks cover disjoint (tile, column) ranges and a tile's
                         // pixels belong to it alone, so no two threads write the same value.
-                        unsafe { target.write_bias_relu(pixel, block.clone(), values, bias) };
+                        unsafe {
+                            match bias_relu {
+                                Some(bias) => {
+                                    target.write_bias_relu(pixel, block.clone(), values, bias)
+                                }
+                                None => target.write(pixel, block.clone(), values),
+                            }
+                        };
                     }
                 }
             }
@@ -370,6 +398,7 @@ mod tests {
             (2, 17, 17, 16, 150),
             (1, 1, 1, 3, 5),
             (3, 14, 9, 64, 33),
+            (2, 5, 4, 0, 7),
         ] {
             let Some(winograd) = Winograd::new(&values(9 * c * out, 1), c, out) else {
                 eprintln!("SKIPPED: this CPU has no AVX-512F, Winograd's path never runs here");
@@ -385,7 +414,7 @@ mod tests {
             let mut second = vec![f32::NAN; s.pixels() * second_stride];
             winograd.run(
                 View::dense(&x, s),
-                &bias,
+                Some(&bias),
                 &[
                     Target::new(0..split, &mut first, s.pixels(), first_stride, 3),
                     Target::new(split..out, &mut second, s.pixels(), second_stride, 0),

@@ -316,19 +316,18 @@ fn trainer_steps_on_the_fast_path_move_the_model_as_burns_do() {
     let (fast_losses, fast_fc, fast_conv, fast_mean) = run(TrainEngine::Fast);
     let (burn_losses, burn_fc, burn_conv, burn_mean) = run(TrainEngine::Burn);
     assert_close("first loss", &fast_losses[..1], &burn_losses[..1], 1e-4);
-    // The first step's change of the loss (about -0.47) agrees to the gradients' 1%.
-    let (fast_drop, burn_drop) = (
-        fast_losses[1] - fast_losses[0],
-        burn_losses[1] - burn_losses[0],
-    );
-    assert!(
-        burn_drop < -0.1,
-        "burn's step lowers the loss: {burn_losses:?}"
-    );
-    assert!(
-        (fast_drop - burn_drop).abs() < 1e-2 * burn_drop.abs(),
-        "loss change {fast_drop} (fast) vs {burn_drop} (burn)"
-    );
+    // The first step's change of the loss against PyTorch's same step in float64 (-0.468383,
+    // scripts/reference_sgd_step.py; its float32 step gives -0.468534). Float32 steps through
+    // train-mode BatchNorm on 4 images land within about 1% of it (burn's: 0.8%), the
+    // ill-conditioning of the gradients (see above); a wrong gradient moves it by far more.
+    const FLOAT64_CHANGE: f32 = -0.468383;
+    for (engine, losses) in [("fast", &fast_losses), ("burn", &burn_losses)] {
+        let change = losses[1] - losses[0];
+        assert!(
+            (change - FLOAT64_CHANGE).abs() < 0.02 * FLOAT64_CHANGE.abs(),
+            "{engine}: loss change {change}, PyTorch's float64 step {FLOAT64_CHANGE}"
+        );
+    }
     // What the first step changed: a head's weights within 1e-3, a deep convolution's within the
     // ill-conditioning of train-mode BatchNorm on 4 images (see above), 1e-2. (After the second
     // step the two runs have drifted by that much: the head's update differs by 2%.)

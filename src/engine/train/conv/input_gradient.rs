@@ -40,7 +40,8 @@ pub(super) fn input_gradient_by_flipped_kernel(
         out: [input.h, input.w],
     };
     let flipped = &scratch.weights[..conv.weight_len()];
-    convolve(&back, dy, flipped, cin, dx, &mut scratch.slots);
+    let slots = &mut scratch.slots;
+    convolve(&back, dy, flipped, cin, dx, slots, &mut scratch.winograd);
 }
 
 /// `dx` for any stride and padding: `dpatches = dy · Wᵀ` tile by tile, each patch added back onto
