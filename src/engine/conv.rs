@@ -367,16 +367,7 @@ impl ConvGemm {
         let threads = rayon::current_num_threads();
         let tile_rows = (rows / (4 * threads)).clamp(16, 256);
         let row_tiles = rows.div_ceil(tile_rows);
-        let col_tiles = if row_tiles >= 2 * threads {
-            1
-        } else {
-            (2 * threads)
-                .div_ceil(row_tiles)
-                .min(self.out_channels / 32)
-                .max(1)
-        };
-        let tile_cols = self.out_channels.div_ceil(col_tiles).next_multiple_of(16);
-        let col_tiles = self.out_channels.div_ceil(tile_cols);
+        let (col_tiles, tile_cols) = column_split(row_tiles, self.out_channels);
         (0..row_tiles * col_tiles).into_par_iter().for_each(|t| {
             let r0 = (t / col_tiles) * tile_rows;
             let rs = r0..(r0 + tile_rows).min(rows);
@@ -550,6 +541,23 @@ impl MapElement for bf16 {
         left[m * row_len..].fill(bf16::ZERO);
         Some(weights.multiply(left, m, cols, &mut scratch.bf16, &mut scratch.product))
     }
+}
+
+/// How `columns` output columns are shared out when `row_tasks` tasks of rows alone are too few to
+/// keep the pool busy (batch 1, the 7x7 stage): (column tasks, columns per task), each task a
+/// whole number of panels and at least two wide.
+pub(crate) fn column_split(row_tasks: usize, columns: usize) -> (usize, usize) {
+    let threads = rayon::current_num_threads();
+    let tasks = if row_tasks >= 2 * threads {
+        1
+    } else {
+        (2 * threads)
+            .div_ceil(row_tasks)
+            .min(columns / (2 * PANEL))
+            .max(1)
+    };
+    let per_task = columns.div_ceil(tasks).next_multiple_of(PANEL);
+    (columns.div_ceil(per_task), per_task)
 }
 
 /// Where each panel of the tile's columns goes in `targets`, into `out`; false if a panel spans

@@ -46,11 +46,22 @@ impl PackedWeights {
 
     /// A `[k, n]` matrix of zeros, to be filled row by row.
     pub fn zeros([k, n]: [usize; 2]) -> Self {
-        Self {
-            k,
-            n,
-            panels: vec![0.0; n.div_ceil(PANEL) * k * PANEL],
-        }
+        let mut zeros = Self {
+            k: 0,
+            n: 0,
+            panels: Vec::new(),
+        };
+        zeros.reset([k, n]);
+        zeros
+    }
+
+    /// Makes this a `[k, n]` matrix of zeros, keeping its memory (a training step repacks
+    /// matrices of many shapes into the same buffers).
+    pub fn reset(&mut self, [k, n]: [usize; 2]) {
+        self.k = k;
+        self.n = n;
+        self.panels.clear();
+        self.panels.resize(n.div_ceil(PANEL) * k * PANEL, 0.0);
     }
 
     /// Row `p` of the matrix (its `n` values).

@@ -16,8 +16,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::conv::Target;
-use super::map::{View, grow};
+use super::conv::{Target, column_split};
+use super::map::{Shape, View, grow};
 use super::packed::{PANEL, PackedWeights};
 
 /// Tiles whose products run together: 4 blocks of the kernel's 14 rows.
@@ -57,9 +57,9 @@ impl Winograd {
         slot
     }
 
-    /// The transform of `weights` in `slot`, reusing its buffers where the shape is the same
-    /// (the training step transforms its weights again at every call); `None` where the packed
-    /// kernel does not run.
+    /// The transform of `weights` in `slot`, reusing its buffers whatever the shape (the training
+    /// step transforms the weights of each of its convolutions again at every call); `None` where
+    /// the packed kernel does not run.
     pub fn reload<'s>(
         slot: &'s mut Option<Self>,
         weights: &[f32],
@@ -70,23 +70,24 @@ impl Winograd {
         if !super::packed::runs_here() {
             return None;
         }
-        let same_shape = |w: &Self| (w.in_channels, w.out_channels) == (in_channels, out_channels);
-        if !slot.as_ref().is_some_and(same_shape) {
-            let shape = [in_channels, out_channels];
-            *slot = Some(Self {
-                in_channels,
-                out_channels,
-                weights: (0..16).map(|_| PackedWeights::zeros(shape)).collect(),
-                rows: vec![0.0; 16 * out_channels],
-            });
+        let winograd = slot.get_or_insert_with(|| Self {
+            in_channels,
+            out_channels,
+            weights: (0..16).map(|_| PackedWeights::zeros([0, 0])).collect(),
+            rows: Vec::new(),
+        });
+        winograd.in_channels = in_channels;
+        winograd.out_channels = out_channels;
+        for packed in &mut winograd.weights {
+            packed.reset([in_channels, out_channels]);
         }
-        let winograd = slot.as_mut()?;
+        grow(&mut winograd.rows, 16 * out_channels);
         for c in 0..in_channels {
             let taps: [&[f32]; 9] = std::array::from_fn(|tap| {
                 &weights[(tap * in_channels + c) * out_channels..][..out_channels]
             });
             transform_weights(taps, &mut winograd.rows);
-            let rows = winograd.rows.chunks_exact(out_channels.max(1));
+            let rows = winograd.rows[..16 * out_channels].chunks_exact(out_channels.max(1));
             for (packed, row) in winograd.weights.iter_mut().zip(rows) {
                 packed.set_row(c, row);
             }
@@ -108,19 +109,7 @@ impl Winograd {
         let threads = rayon::current_num_threads();
         let tile_block = tiles.div_ceil(2 * threads).clamp(1, TILE_BLOCK);
         let row_tasks = tiles.div_ceil(tile_block);
-        let col_tasks = if row_tasks >= 2 * threads {
-            1
-        } else {
-            (2 * threads)
-                .div_ceil(row_tasks)
-                .min(self.out_channels / (2 * PANEL))
-                .max(1)
-        };
-        let task_cols = self
-            .out_channels
-            .div_ceil(col_tasks)
-            .next_multiple_of(PANEL);
-        let col_tasks = self.out_channels.div_ceil(task_cols);
+        let (col_tasks, task_cols) = column_split(row_tasks, self.out_channels);
         (0..row_tasks * col_tasks).into_par_iter().for_each(|task| {
             let t0 = task / col_tasks * tile_block;
             let c0 = task % col_tasks * task_cols;
@@ -166,9 +155,7 @@ impl Winograd {
                 let outputs = &mut scratch.outputs[..4 * stride];
                 transform_output(&scratch.products, i, count, stride, outputs);
                 let s = input.shape;
-                let (th, tw) = (s.h.div_ceil(2), s.w.div_ceil(2));
-                let image = t / (th * tw);
-                let (y0, x0) = (t / tw % th * 2, t % tw * 2);
+                let (image, y0, x0) = tile_corner(s, t);
                 for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
                     let (y, x) = (y0 + dy, x0 + dx);
                     if y >= s.h || x >= s.w {
@@ -192,6 +179,13 @@ impl Winograd {
             }
         }
     }
+}
+
+/// Tile `t` of map `s` (in (image, tile row, tile column) order): its image and the row and column
+/// of its top-left output pixel.
+fn tile_corner(s: Shape, t: usize) -> (usize, usize, usize) {
+    let (rows, cols) = (s.h.div_ceil(2), s.w.div_ceil(2));
+    (t / (rows * cols), t / cols % rows * 2, t % cols * 2)
 }
 
 /// `G g Gᵀ` of one input channel's 3x3 taps (each a row of `out` filters' weights) into the 16
@@ -230,9 +224,9 @@ fn transform_input(
 ) {
     let s = input.shape;
     let c = s.c;
-    let (th, tw) = (s.h.div_ceil(2), s.w.div_ceil(2));
-    let image = t / (th * tw);
-    let (y0, x0) = ((t / tw % th * 2) as isize - 1, (t % tw * 2) as isize - 1);
+    let (image, y, x) = tile_corner(s, t);
+    // The 4x4 input block starts one pixel above and left of the 2x2 output block.
+    let (y0, x0) = (y as isize - 1, x as isize - 1);
     let zeros = &zeros[..c];
     let d: [&[f32]; 16] = std::array::from_fn(|ab| {
         let (y, x) = (y0 + (ab / 4) as isize, x0 + (ab % 4) as isize);
