@@ -7,11 +7,12 @@
 //! no padding multiplies the input itself, in one product spread over the threads; larger kernels
 //! gather the patches one tile of output pixels at a time, so that a tile stays in cache, and
 //! spread the tiles over the threads. Where the CPU has AVX-512, 3x3 convolutions with stride 1
-//! and padding 1 run as Winograd's F(2x2, 3x3) instead (`engine/winograd.rs`, 2.25x fewer
+//! and padding 1 run as Winograd's F(2x2, 3x3) instead (`engine/winograd`, 2.25x fewer
 //! multiplications), their weights transformed at every call.
 //!
 //! Backward, with `dy = ∂L/∂y`:
-//! - `dw = patches(x)ᵀ · dy` sums over all pixels. The pixels are cut into a fixed number of
+//! - `dw = patches(x)ᵀ · dy` sums over all pixels (for a 3x3/1 convolution with padding 1, where
+//!   the CPU has AVX-512, through Winograd's F(2x2, 3x3) instead: `engine/winograd/weight_gradient.rs`). The pixels are cut into a fixed number of
 //!   groups (two per thread); each group re-gathers the patches of its tiles and accumulates
 //!   `patchesᵀ · dy_tile` into a partial `dw` of its own, and the partials are added at the end
 //!   in a fixed order: no two threads ever write the same float, and the sum does not depend on
@@ -37,7 +38,7 @@ use rayon::prelude::*;
 use super::super::conv::Target;
 use super::super::map::{Shape, View, grow};
 use super::super::matmul::matmul;
-use super::super::winograd::Winograd;
+use super::super::winograd::{self, WeightGradientScratch, Winograd};
 use input_gradient::{input_gradient_by_col2im, input_gradient_by_flipped_kernel};
 use weight_gradient::weight_gradient;
 use window::{Window, gather};
@@ -125,6 +126,8 @@ pub(crate) struct ConvScratch {
     weights: Vec<f32>,
     /// The weights of the current 3x3/1 convolution transformed for Winograd's F(2x2, 3x3).
     winograd: Option<Winograd>,
+    /// Buffers of the 3x3/1 weight gradients through Winograd's F(2x2, 3x3).
+    winograd_gradient: WeightGradientScratch,
 }
 
 /// Output pixels per tile for patches of `depth` floats: about `floats` floats of patches, at
@@ -196,7 +199,17 @@ pub(crate) fn backward(
         window.pixels() * conv.out_channels,
         "output gradient length"
     );
-    weight_gradient(&window, x, dy, conv.out_channels, dw, &mut scratch.slots);
+    let winograd_gradient = (conv.kernel, conv.stride, conv.pad) == (3, 1, 1)
+        && winograd::weight_gradient(
+            View::dense(x, xs),
+            dy,
+            conv.out_channels,
+            dw,
+            &mut scratch.winograd_gradient,
+        );
+    if !winograd_gradient {
+        weight_gradient(&window, x, dy, conv.out_channels, dw, &mut scratch.slots);
+    }
     if let Some(dx) = dx {
         assert_eq!(dx.len(), xs.len(), "input gradient length");
         if conv.stride == 1 && conv.pad < conv.kernel {

@@ -10,6 +10,11 @@
 //! vectorised along the channels: the input tile `d` becomes `Bᵀ d B`, the weights `g` (BatchNorm
 //! already folded) become `G g Gᵀ` once when the engine is built, and the 16 products `m` of a tile
 //! become its 2x2 outputs `Aᵀ m A`, to which the bias and the ReLU are applied as they are written.
+//! The training step also takes its 3x3 weight gradients this way (`weight_gradient.rs`).
+
+mod weight_gradient;
+
+pub(crate) use weight_gradient::{WeightGradientScratch, weight_gradient};
 
 use std::cell::RefCell;
 use std::ops::Range;
