@@ -231,38 +231,42 @@ fn transform_input(
     let c = s.c;
     let (image, y, x) = tile_corner(s, t);
     // The 4x4 input block starts one pixel above and left of the 2x2 output block.
-    let (y0, x0) = (y as isize - 1, x as isize - 1);
-    let zeros = &zeros[..c];
-    let d: [&[f32]; 16] = std::array::from_fn(|ab| {
-        let (y, x) = (y0 + (ab / 4) as isize, x0 + (ab % 4) as isize);
-        let inside = (0..s.h as isize).contains(&y) && (0..s.w as isize).contains(&x);
-        if inside {
-            &input.pixel(image, y as usize, x as usize)[..c]
-        } else {
-            zeros
-        }
-    });
-    let rows: [&mut [f32]; 16] = {
-        let mut rest = &mut out[..16 * count * c];
-        std::array::from_fn(|_| {
-            let (matrix, tail) = std::mem::take(&mut rest).split_at_mut(count * c);
-            rest = tail;
-            &mut matrix[i * c..][..c]
+    let d: [&[f32]; 16] = if y >= 1 && x >= 1 && y + 3 <= s.h && x + 3 <= s.w {
+        let corner = input.pixel(image, y - 1, x - 1).as_ptr();
+        let at = |ab: usize| (ab / 4 * s.w + ab % 4) * input.stride;
+        let last = input.pixel(image, y + 2, x + 2).as_ptr();
+        // SAFETY: the block lies inside the map: its 16 pixels lie between its first and last,
+        // both checked by `pixel`, and hold `c` values each.
+        assert_eq!(corner.wrapping_add(at(15)), last);
+        std::array::from_fn(|ab| unsafe { std::slice::from_raw_parts(corner.add(at(ab)), c) })
+    } else {
+        let (y0, x0) = (y as isize - 1, x as isize - 1);
+        let zeros = &zeros[..c];
+        std::array::from_fn(|ab| {
+            let (y, x) = (y0 + (ab / 4) as isize, x0 + (ab % 4) as isize);
+            let inside = (0..s.h as isize).contains(&y) && (0..s.w as isize).contains(&x);
+            if inside {
+                input.pixel(image, y as usize, x as usize)
+            } else {
+                zeros
+            }
         })
     };
-    // SAFETY: winograd weights exist only where the packed kernel, and so AVX-512F, runs; every
-    // slice holds `c` values.
-    unsafe { transform_input_avx512(d, rows, c) };
+    assert!(i < count && out.len() >= 16 * count * c);
+    // SAFETY: winograd weights exist only where the packed kernel, and so AVX-512F, runs; row `i`
+    // of each of the 16 `[count, c]` matrices lies inside `out`, and every `d` holds `c` values.
+    unsafe { transform_input_avx512(d, out.as_mut_ptr().add(i * c), count * c, c) };
 }
 
 /// Input transform of `c` channels, 16 at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transform_input_avx512(d: [&[f32]; 16], out: [&mut [f32]; 16], c: usize) {
+unsafe fn transform_input_avx512(d: [&[f32]; 16], out: *mut f32, matrix: usize, c: usize) {
     use std::arch::x86_64::*;
     for ch in (0..c).step_by(16) {
         let mask = lanes(c - ch);
-        // SAFETY: the loads and stores are masked to the `c - ch` channels left of each slice.
+        // SAFETY: the loads and stores are masked to the `c - ch` channels left of each row, and
+        // the caller vouches for the 16 rows of `c` values `matrix` floats apart from `out`.
         unsafe {
             let v: [__m512; 16] =
                 std::array::from_fn(|j| _mm512_maskz_loadu_ps(mask, d[j].as_ptr().add(ch)));
@@ -283,7 +287,8 @@ unsafe fn transform_input_avx512(d: [&[f32]; 16], out: [&mut [f32]; 16], c: usiz
                     _mm512_sub_ps(row[1], row[3]),
                 ];
                 for (b, value) in values.into_iter().enumerate() {
-                    _mm512_mask_storeu_ps(out[a * 4 + b].as_mut_ptr().add(ch), mask, value);
+                    let row = out.add((a * 4 + b) * matrix + ch);
+                    _mm512_mask_storeu_ps(row, mask, value);
                 }
             }
         }
@@ -336,7 +341,7 @@ fn lanes(n: usize) -> u16 {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_input_avx512(_: [&[f32]; 16], _: [&mut [f32]; 16], _: usize) {
+unsafe fn transform_input_avx512(_: [&[f32]; 16], _: *mut f32, _: usize, _: usize) {
     unreachable!("winograd weights exist only where AVX-512F runs")
 }
 
