@@ -40,7 +40,8 @@ unsafe fn max_window_avx512<T: Activation>(v: View<T>, window: &Window, p: usize
     max_window_portable(v, window, p, out);
 }
 
-/// Channels in blocks of 32 so that the running maxima stay in registers across the window.
+/// Channels in blocks of 32 so that the running maxima stay in registers across the window; the
+/// window's pixels are looked up once, [`TAPS`] at a time, not once per block.
 #[inline(always)]
 fn max_window_portable<T: Activation>(v: View<T>, window: &Window, p: usize, out: &mut [T]) {
     const BLOCK: usize = 32;
@@ -48,34 +49,56 @@ fn max_window_portable<T: Activation>(v: View<T>, window: &Window, p: usize, out
     let image = p / (oh * ow);
     let rows = window.span(0, p / ow % oh, v.shape.h);
     let cols = window.span(1, p % ow, v.shape.w);
-    let blocks = v.shape.c / BLOCK * BLOCK;
-    for start in (0..blocks).step_by(BLOCK) {
-        let mut best = [T::LOWEST; BLOCK];
-        for y in rows.clone() {
-            for x in cols.clone() {
-                let values = &v.pixel(image, y, x)[start..start + BLOCK];
+    let c = v.shape.c;
+    let blocks = c / BLOCK * BLOCK;
+    let mut pixels = rows.flat_map(|y| cols.clone().map(move |x| (y, x)));
+    let mut first = true;
+    loop {
+        let mut taps: [&[T]; TAPS] = [&[]; TAPS];
+        let mut count = 0;
+        for (tap, (y, x)) in taps.iter_mut().zip(pixels.by_ref()) {
+            *tap = v.pixel(image, y, x);
+            count += 1;
+        }
+        if count == 0 {
+            break;
+        }
+        let taps = &taps[..count];
+        for start in (0..blocks).step_by(BLOCK) {
+            let out: &mut [T; BLOCK] = (&mut out[start..start + BLOCK]).try_into().unwrap();
+            let mut best = if first {
+                [T::LOWEST; BLOCK]
+            } else {
+                out.map(T::key)
+            };
+            for tap in taps {
+                let values: &[T; BLOCK] = tap[start..start + BLOCK].try_into().unwrap();
                 for (b, &value) in best.iter_mut().zip(values) {
                     let value = value.key();
                     // A select vectorises to one max instruction (`f32::max` also handles NaN).
                     *b = if value > *b { value } else { *b };
                 }
             }
+            *out = best.map(T::from_key);
         }
-        for (o, &b) in out[start..start + BLOCK].iter_mut().zip(&best) {
-            *o = T::from_key(b);
-        }
-    }
-    for (c, o) in (blocks..v.shape.c).zip(&mut out[blocks..]) {
-        let mut best = T::LOWEST;
-        for y in rows.clone() {
-            for x in cols.clone() {
-                let value = v.pixel(image, y, x)[c].key();
+        for ch in blocks..c {
+            let mut best = if first { T::LOWEST } else { out[ch].key() };
+            for tap in taps {
+                let value = tap[ch].key();
                 best = if value > best { value } else { best };
             }
+            out[ch] = T::from_key(best);
         }
-        *o = T::from_key(best);
+        first = false;
+    }
+    if first {
+        // A window that covers no pixel of the map.
+        out[..c].fill(T::from_key(T::LOWEST));
     }
 }
+
+/// Window pixels looked up at a time: a 3x3 window, every max pool of the three variants.
+const TAPS: usize = 9;
 
 /// A max pool of the dense map `input` into `out` (dense, `[n, out_h, out_w, c]`).
 pub(crate) fn max_pool<T: Activation>(input: View<T>, window: &Window, out: &mut [T]) {
@@ -119,4 +142,70 @@ pub(crate) fn avg_pool<T: Activation>(input: View<T>, pool: Pool) -> Option<(Vec
         pixel.iter_mut().for_each(|o| *o /= count);
     }
     Some((out, shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use half::bf16;
+
+    use super::max_window;
+    use crate::engine::activation::Activation;
+    use crate::engine::map::{Shape, View};
+    use crate::engine::window::Window;
+
+    /// Every output of a max pool against the maximum taken directly, for windows of more pixels
+    /// than are looked up at a time, clipped at the borders, on channels past the last block.
+    fn check<T: Activation + PartialEq + std::fmt::Debug>(value: impl Fn(usize) -> T) {
+        let s = Shape {
+            n: 2,
+            h: 7,
+            w: 6,
+            c: 40,
+        };
+        let data: Vec<T> = (0..s.len()).map(|i| value(i * 7919 % 1009)).collect();
+        let v = View::dense(&data, s);
+        for (kernel, stride, pad) in [(3, 1, 1), (4, 2, 1), (5, 3, 2)] {
+            let out = [
+                (s.h + 2 * pad - kernel) / stride + 1,
+                (s.w + 2 * pad - kernel) / stride + 1,
+            ];
+            let window = Window {
+                kernel,
+                stride,
+                pad: [pad; 2],
+                out,
+            };
+            for p in 0..s.n * out[0] * out[1] {
+                let mut got = vec![value(0); s.c];
+                max_window(v, &window, p, &mut got);
+                let (image, oy, ox) = (p / (out[0] * out[1]), p / out[1] % out[0], p % out[1]);
+                for (ch, &got) in got.iter().enumerate() {
+                    let mut want: Option<T> = None;
+                    for y in
+                        (oy * stride).saturating_sub(pad)..(oy * stride + kernel - pad).min(s.h)
+                    {
+                        for x in
+                            (ox * stride).saturating_sub(pad)..(ox * stride + kernel - pad).min(s.w)
+                        {
+                            let candidate = v.pixel(image, y, x)[ch];
+                            if want.is_none_or(|w| candidate.key() > w.key()) {
+                                want = Some(candidate);
+                            }
+                        }
+                    }
+                    assert_eq!(
+                        Some(got),
+                        want,
+                        "{kernel}x{kernel}/{stride}: pixel {p} channel {ch}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn windows_of_any_size_give_the_maximum() {
+        check(|i| i as f32 / 100.0 - 5.0);
+        check(|i| bf16::from_f32(i as f32 / 100.0 - 5.0));
+    }
 }
