@@ -27,6 +27,7 @@ mod activation;
 mod amx;
 mod bf16;
 mod conv;
+mod groups;
 mod map;
 mod matmul;
 mod net;

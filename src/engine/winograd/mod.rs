@@ -356,40 +356,47 @@ mod tests {
     use crate::engine::conv::Target;
     use crate::engine::map::{Shape, View};
 
-    fn values(len: usize, seed: usize) -> Vec<f32> {
+    pub(super) fn values(len: usize, seed: usize) -> Vec<f32> {
         (0..len)
             .map(|i| ((i * 7919 + seed * 104729) % 251) as f32 / 125.0 - 1.0)
             .collect()
     }
 
-    /// relu(3x3/1 convolution, one pixel of zero padding, + bias) summed in f64.
-    fn direct(x: &[f32], s: Shape, w: &[f32], bias: &[f32], out: usize) -> Vec<f64> {
-        let mut y = vec![0.0; s.pixels() * out];
+    /// Calls `visit(p, q, tap)` for every output pixel `p` of a 3x3/1 window with one pixel of
+    /// zero padding on map `s`, every input pixel `q` under it and its tap `ky · 3 + kx`.
+    pub(super) fn window_taps(s: Shape, mut visit: impl FnMut(usize, usize, usize)) {
         for n in 0..s.n {
             for oy in 0..s.h {
                 for ox in 0..s.w {
                     let p = (n * s.h + oy) * s.w + ox;
-                    for o in 0..out {
-                        let mut sum = bias[o] as f64;
-                        for ky in 0..3 {
-                            for kx in 0..3 {
-                                let (iy, ix) = (oy + ky, ox + kx);
-                                if iy < 1 || ix < 1 || iy > s.h || ix > s.w {
-                                    continue;
-                                }
-                                let q = (n * s.h + iy - 1) * s.w + ix - 1;
-                                for c in 0..s.c {
-                                    let wi = ((ky * 3 + kx) * s.c + c) * out + o;
-                                    sum += x[q * s.c + c] as f64 * w[wi] as f64;
-                                }
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = (oy + ky, ox + kx);
+                            if iy < 1 || ix < 1 || iy > s.h || ix > s.w {
+                                continue;
                             }
+                            visit(p, (n * s.h + iy - 1) * s.w + ix - 1, ky * 3 + kx);
                         }
-                        y[p * out + o] = sum.max(0.0);
                     }
                 }
             }
         }
-        y
+    }
+
+    /// relu(3x3/1 convolution, one pixel of zero padding, + bias) summed in f64.
+    fn direct(x: &[f32], s: Shape, w: &[f32], bias: &[f32], out: usize) -> Vec<f64> {
+        let mut y: Vec<f64> = (0..s.pixels() * out)
+            .map(|i| bias[i % out] as f64)
+            .collect();
+        window_taps(s, |p, q, tap| {
+            for c in 0..s.c {
+                for o in 0..out {
+                    let wi = (tap * s.c + c) * out + o;
+                    y[p * out + o] += x[q * s.c + c] as f64 * w[wi] as f64;
+                }
+            }
+        });
+        y.iter().map(|v| v.max(0.0)).collect()
     }
 
     #[test]

@@ -14,6 +14,7 @@
 use rayon::prelude::*;
 
 use super::{lanes, tile_corner, transform_input};
+use crate::engine::groups::groups;
 use crate::engine::map::{Shape, View, grow};
 use crate::engine::matmul::matmul_tn;
 use crate::engine::packed::runs_here;
@@ -66,15 +67,13 @@ pub(crate) fn weight_gradient(
     let tiles = s.n * s.h.div_ceil(2) * s.w.div_ceil(2);
     if tiles == 0 {
         dw.fill(0.0);
+        return true;
     }
-    if tiles == 0 || dw.is_empty() {
+    if dw.is_empty() {
         return true;
     }
     let len = 16 * c * out;
-    let blocks = tiles.div_ceil(TILE_BLOCK);
-    let wanted = (GROUPS_PER_THREAD * rayon::current_num_threads()).clamp(1, blocks);
-    let per_group = blocks.div_ceil(wanted);
-    let count = blocks.div_ceil(per_group);
+    let (per_group, count) = groups(tiles.div_ceil(TILE_BLOCK), GROUPS_PER_THREAD);
     let groups = &mut scratch.groups;
     if groups.len() < count {
         groups.resize_with(count, Default::default);
@@ -170,17 +169,10 @@ fn transform_output_gradient(dy: View<f32>, t: usize, i: usize, count: usize, ou
         let (y, x) = (y + ab / 2, x + ab % 2);
         (y < s.h && x < s.w).then(|| &dy.pixel(image, y, x)[..n])
     });
-    let rows: [&mut [f32]; 16] = {
-        let mut rest = &mut out[..16 * count * n];
-        std::array::from_fn(|_| {
-            let (matrix, tail) = std::mem::take(&mut rest).split_at_mut(count * n);
-            rest = tail;
-            &mut matrix[i * n..][..n]
-        })
-    };
-    // SAFETY: weight_gradient runs only where the packed kernel, and so AVX-512F, runs; every
-    // slice holds `n` values.
-    unsafe { transform_output_gradient_avx512(d, rows, n) };
+    assert!(i < count && out.len() >= 16 * count * n);
+    // SAFETY: weight_gradient runs only where the packed kernel, and so AVX-512F, runs; row `i`
+    // of each of the 16 `[count, n]` matrices lies inside `out`, and every pixel holds `n` values.
+    unsafe { transform_output_gradient_avx512(d, out.as_mut_ptr().add(i * n), count * n, n) };
 }
 
 /// Gradient transform of `n` channels, 16 at a time; a missing pixel reads as zeros.
@@ -188,13 +180,15 @@ fn transform_output_gradient(dy: View<f32>, t: usize, i: usize, count: usize, ou
 #[target_feature(enable = "avx512f")]
 unsafe fn transform_output_gradient_avx512(
     d: [Option<&[f32]>; 4],
-    out: [&mut [f32]; 16],
+    out: *mut f32,
+    matrix: usize,
     n: usize,
 ) {
     use std::arch::x86_64::*;
     for ch in (0..n).step_by(16) {
         let mask = lanes(n - ch);
-        // SAFETY: the loads and stores are masked to the `n - ch` channels left of each slice.
+        // SAFETY: the loads and stores are masked to the `n - ch` channels left of each row, and
+        // the caller vouches for the 16 rows of `n` values `matrix` floats apart from `out`.
         unsafe {
             let v: [__m512; 4] = d.map(|pixel| match pixel {
                 Some(pixel) => _mm512_maskz_loadu_ps(mask, pixel.as_ptr().add(ch)),
@@ -217,7 +211,8 @@ unsafe fn transform_output_gradient_avx512(
                     _mm512_sub_ps(zero, q),
                 ];
                 for (b, value) in values.into_iter().enumerate() {
-                    _mm512_mask_storeu_ps(out[a * 4 + b].as_mut_ptr().add(ch), mask, value);
+                    let row = out.add((a * 4 + b) * matrix + ch);
+                    _mm512_mask_storeu_ps(row, mask, value);
                 }
             }
         }
@@ -225,46 +220,31 @@ unsafe fn transform_output_gradient_avx512(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_output_gradient_avx512(_: [Option<&[f32]>; 4], _: [&mut [f32]; 16], _: usize) {
+unsafe fn transform_output_gradient_avx512(
+    _: [Option<&[f32]>; 4],
+    _: *mut f32,
+    _: usize,
+    _: usize,
+) {
     unreachable!("the Winograd weight gradient runs only where AVX-512F runs")
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{values, window_taps};
     use super::{WeightGradientScratch, weight_gradient};
     use crate::engine::map::{Shape, View};
-
-    fn values(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| ((i * 7919 + seed * 104729) % 251) as f32 / 125.0 - 1.0)
-            .collect()
-    }
 
     /// `Σ_pixels x[pixel + (ky, kx) − 1, c] · dy[pixel, o]` in f64.
     fn direct(x: &[f32], s: Shape, dy: &[f32], out: usize) -> Vec<f64> {
         let mut dw = vec![0.0; 9 * s.c * out];
-        for n in 0..s.n {
-            for oy in 0..s.h {
-                for ox in 0..s.w {
-                    let p = (n * s.h + oy) * s.w + ox;
-                    for ky in 0..3 {
-                        for kx in 0..3 {
-                            let (iy, ix) = (oy + ky, ox + kx);
-                            if iy < 1 || ix < 1 || iy > s.h || ix > s.w {
-                                continue;
-                            }
-                            let q = (n * s.h + iy - 1) * s.w + ix - 1;
-                            for c in 0..s.c {
-                                for o in 0..out {
-                                    dw[((ky * 3 + kx) * s.c + c) * out + o] +=
-                                        x[q * s.c + c] as f64 * dy[p * out + o] as f64;
-                                }
-                            }
-                        }
-                    }
+        window_taps(s, |p, q, tap| {
+            for c in 0..s.c {
+                for o in 0..out {
+                    dw[(tap * s.c + c) * out + o] += x[q * s.c + c] as f64 * dy[p * out + o] as f64;
                 }
             }
-        }
+        });
         dw
     }
 

@@ -5,7 +5,8 @@
 use rayon::prelude::*;
 
 use super::window::{Window, scatter};
-use super::{ConvScratch, ConvShape, FORWARD_TILE_FLOATS, convolve, groups, tile_rows};
+use super::{ConvScratch, ConvShape, FORWARD_TILE_FLOATS, convolve, tile_rows};
+use crate::engine::groups::groups;
 use crate::engine::map::{Shape, grow};
 use crate::engine::matmul::matmul;
 

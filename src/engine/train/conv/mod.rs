@@ -36,6 +36,7 @@ mod window;
 use rayon::prelude::*;
 
 use super::super::conv::Target;
+use super::super::groups::groups;
 use super::super::map::{Shape, View, grow};
 use super::super::matmul::matmul;
 use super::super::winograd::{self, WeightGradientScratch, Winograd};
@@ -137,15 +138,6 @@ fn tile_rows(pixels: usize, depth: usize, floats: usize) -> usize {
     let by_cache = floats / depth.max(1);
     let by_balance = pixels.div_ceil(8 * threads);
     by_cache.min(by_balance).next_multiple_of(8).max(16)
-}
-
-/// Splits `items` into contiguous groups, `per_thread` per thread of the pool (fewer if there are
-/// fewer items): returns (items per group, groups). Groups are fixed by the item count and the
-/// pool size, never by timing, so that sums over them come out the same from run to run.
-fn groups(items: usize, per_thread: usize) -> (usize, usize) {
-    let wanted = (per_thread * rayon::current_num_threads()).clamp(1, items.max(1));
-    let size = items.div_ceil(wanted).max(1);
-    (size, items.div_ceil(size))
 }
 
 /// `y` (dense `[n, oh, ow, out]`, overwritten) = conv(`x`, `w`); `x` dense NHWC of shape `xs`.

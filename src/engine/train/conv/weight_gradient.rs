@@ -5,7 +5,8 @@
 use rayon::prelude::*;
 
 use super::window::{Window, gather};
-use super::{GRADIENT_TILE_FLOATS, Slot, groups, tile_rows};
+use super::{GRADIENT_TILE_FLOATS, Slot, tile_rows};
+use crate::engine::groups::groups;
 use crate::engine::map::grow;
 use crate::engine::matmul::matmul_tn;
 
