@@ -97,7 +97,7 @@ struct Report {
     engine: Engine,
     device: String,
     precision: Precision,
-    /// The fast engine's bf16 kernel (`amx` or `portable`) in bf16 inference; else null.
+    /// The fast engine's bf16 kernel (`amx` or `portable`; training needs `amx`) in bf16; else null.
     bf16_kernel: Option<&'static str>,
     batch: usize,
     threads: usize,
@@ -191,12 +191,16 @@ fn engine(args: &BenchModelArgs) -> Result<Engine> {
     let fast_fits = args.device == DeviceSpec::Cpu
         && match args.mode {
             Mode::Infer => args.precision != Precision::F16,
-            Mode::Train => args.precision == Precision::F32 && args.variant != Variant::KerasSeed,
+            Mode::Train => {
+                let bf16 = args.precision == Precision::Bf16 && Bf16Kernel::Amx.runs_here();
+                (args.precision == Precision::F32 || bf16) && args.variant != Variant::KerasSeed
+            }
         };
     match args.engine {
         Some(Engine::Fast) if !fast_fits => bail!(
             "--engine fast runs on cpu, infers in f32 or bf16 and trains the paper and torchvision \
-             variants in f32; use --engine burn for {} of {} on {} in {}",
+             variants in f32 (bf16 where the CPU has AMX tiles); use --engine burn for {} of {} \
+             on {} in {}",
             match args.mode {
                 Mode::Infer => "inference",
                 Mode::Train => "training",
@@ -256,7 +260,7 @@ fn make_step(args: &BenchModelArgs, engine: Engine) -> Result<Step> {
                 .map(|_| rng.random_range(0..args.classes as i64))
                 .collect();
             Ok(match engine {
-                Engine::Fast => fast_train_step(model, pixels, labels, shape, device)?,
+                Engine::Fast => fast_train_step(model, pixels, labels, shape, device, precision)?,
                 Engine::Burn => train_step(model, pixels, labels, shape, device, precision),
             })
         }
@@ -307,10 +311,11 @@ fn fast_train_step(
     labels: Vec<i64>,
     shape: [usize; 4],
     device: Device,
+    precision: Precision,
 ) -> Result<Step> {
     let loss = LossWeighting::paper();
     let fast = Some(TrainEngine::Fast);
-    let stepper = Stepper::new(&[], loss, Precision::F32, fast, &model, &device)?;
+    let stepper = Stepper::new(&[], loss, precision, fast, &model, &device)?;
     let host = HostBatch {
         images: pixels,
         labels,
@@ -323,7 +328,7 @@ fn fast_train_step(
         let m = model.take().expect("model is put back after every step");
         seed += 1;
         stepper.seed(&device, DropoutSeed::new(seed));
-        let (_, update) = stepper.forward_backward(&m, &host, loss, Precision::F32, &device)?;
+        let (_, update) = stepper.forward_backward(&m, &host, loss, precision, &device)?;
         model = Some(update.apply(0.01, &mut optim, m));
         Ok(())
     }))

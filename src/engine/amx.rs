@@ -90,15 +90,17 @@ pub(crate) struct Left {
     pub k_blocks: usize,
 }
 
-/// The result: `Left::row_blocks` x 16 rows of `col_blocks` x 16 f32, `row_bytes` apart.
+/// The result: `Left::row_blocks` x 16 rows of `col_blocks` x 16 f32, `row_bytes` apart,
+/// overwritten, or added to when `accumulate`.
 #[derive(Clone, Copy)]
 pub(crate) struct Product {
     pub ptr: *mut f32,
     pub row_bytes: usize,
     pub col_blocks: usize,
+    pub accumulate: bool,
 }
 
-/// `product = left · right`, where `right` holds `col_blocks` column blocks of `k_blocks`
+/// `product = left · right` (or `product += left · right`), where `right` holds `col_blocks` column blocks of `k_blocks`
 /// packed tiles each ([`B_TILE`] bf16 per tile, column block after column block).
 ///
 /// # Safety
@@ -141,13 +143,30 @@ unsafe fn block<const TWO_ROWS: bool, const TWO_COLS: bool>(
         let a1 = a0.add(tile_bytes);
         let b0 = right.add(cb * left.k_blocks * B_TILE) as *const u8;
         let b1 = b0.add(left.k_blocks * B_TILE * 2);
-        asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            options(nostack, nomem)
-        );
+        let c0 =
+            (product.ptr as *mut u8).add(rb * TILE_ROWS * product.row_bytes + cb * TILE_COLS * 4);
+        let c1 = c0.add(TILE_ROWS * product.row_bytes);
+        let stride = product.row_bytes;
+        if product.accumulate {
+            load::<0>(c0, stride);
+            if TWO_COLS {
+                load::<1>(c0.add(TILE_COLS * 4), stride);
+            }
+            if TWO_ROWS {
+                load::<2>(c1, stride);
+                if TWO_COLS {
+                    load::<3>(c1.add(TILE_COLS * 4), stride);
+                }
+            }
+        } else {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            );
+        }
         for kb in 0..left.k_blocks {
             let (a, b) = (kb * TILE_K * 2, kb * B_TILE * 2);
             load::<4>(a0.add(a), left.row_bytes);
@@ -165,10 +184,6 @@ unsafe fn block<const TWO_ROWS: bool, const TWO_COLS: bool>(
                 }
             }
         }
-        let c0 =
-            (product.ptr as *mut u8).add(rb * TILE_ROWS * product.row_bytes + cb * TILE_COLS * 4);
-        let c1 = c0.add(TILE_ROWS * product.row_bytes);
-        let stride = product.row_bytes;
         asm!("tilestored [{p} + {s}*1], tmm0", p = in(reg) c0, s = in(reg) stride, options(nostack));
         if TWO_COLS {
             let p = c0.add(TILE_COLS * 4);

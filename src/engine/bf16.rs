@@ -204,6 +204,7 @@ impl Bf16Weights {
                     ptr: product.as_mut_ptr(),
                     row_bytes: stride * 4,
                     col_blocks,
+                    accumulate: false,
                 },
             )
         };

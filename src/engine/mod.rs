@@ -26,6 +26,7 @@ mod activation;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod amx;
 mod bf16;
+mod bf16_pack;
 mod conv;
 mod groups;
 mod map;

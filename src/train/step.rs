@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::data_parallel::{DataParallel, DataParallelError};
 use super::loss::{LossKind, LossWeighting};
 use super::source::{HostBatch, mix};
-use crate::engine::{DropoutSeed, TrainLosses, TrainNet, TrainNetError};
+use crate::engine::{Bf16Kernel, DropoutSeed, TrainLosses, TrainNet, TrainNetError};
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetOutput, Variant};
 
@@ -33,9 +33,9 @@ pub struct StepValues {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TrainEngine {
-    /// Our NHWC CPU training path ([`TrainNet`]): the paper and torchvision variants, f32, one
-    /// CPU device, softmax cross-entropy. About 3x burn-flex's autodiff on the same CPU
-    /// (bench/RESULTS.md).
+    /// Our NHWC CPU training path ([`TrainNet`]): the paper and torchvision variants, f32 (or
+    /// bf16 products on AMX tiles), one CPU device, softmax cross-entropy. About 3x burn-flex's
+    /// autodiff on the same CPU (bench/RESULTS.md).
     Fast,
     /// burn's autodiff on any device, variant and precision.
     Burn,
@@ -107,6 +107,10 @@ impl Stepper {
             }
             (Some(TrainEngine::Fast) | None, None) => {
                 let net = TrainNet::from_model(model)?;
+                let net = match precision {
+                    Precision::Bf16 => net.with_bf16_products()?,
+                    _ => net,
+                };
                 return Ok(Stepper::Fast(Box::new(Mutex::new(FastStep {
                     net,
                     seed: DropoutSeed::default(),
@@ -245,8 +249,10 @@ pub fn fast_path_refusal(
         ))
     } else if *device != Device::flex() || replicas.len() > 1 {
         Some("it runs on one CPU device".into())
-    } else if precision != Precision::F32 {
-        Some(format!("it runs in f32, not {precision}"))
+    } else if precision == Precision::F16 {
+        Some(format!("it runs in f32 or bf16, not {precision}"))
+    } else if precision == Precision::Bf16 && !Bf16Kernel::Amx.runs_here() {
+        Some("its bf16 steps need AMX tiles (Intel Xeon since Sapphire Rapids)".into())
     } else if loss.kind != LossKind::SoftmaxCrossEntropy {
         Some(format!("it computes softmax cross-entropy, not {loss}"))
     } else {

@@ -9,7 +9,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
 use common::*;
-use googlenet::engine::{Bf16Kernel, InferenceNet};
+use googlenet::engine::{Bf16Kernel, DropoutSeed, InferenceNet, TrainNet, TrainNetError};
 use googlenet::model::precision::{self, Precision};
 use googlenet::model::{GoogLeNetConfig, Variant};
 
@@ -251,4 +251,81 @@ fn fast_engine_bf16_logits_agree_with_f32() {
         f16.to_string(),
         "the fast inference path does not support f16 (it computes in f32 or bf16)"
     );
+}
+
+/// The fast training path in bf16 (convolution products on AMX tiles, f32 elsewhere) on the same
+/// reference: its losses agree with f32's, and its gradients differ from the f32 step's about as
+/// much as PyTorch autocast's do from PyTorch's f32 step. Where the CPU has no AMX, the fast path
+/// refuses bf16 plainly.
+#[test]
+fn fast_training_step_in_bf16_is_like_pytorch_autocast() {
+    let device = Device::flex().autodiff();
+    let model = torchvision_reference(&device).without_dropout();
+    let r = reference("reference/torchvision/calibrated_train_nodropout.safetensors");
+    let input = values(&r, "input_nchw_imagenet");
+    let labels: Vec<usize> = values(&r, "labels").iter().map(|&x| x as usize).collect();
+    let net = TrainNet::from_model(&model).unwrap();
+    if !Bf16Kernel::Amx.runs_here() {
+        eprintln!("this CPU or OS has no AMX: the fast path's bf16 step is refused");
+        assert!(matches!(
+            net.with_bf16_products(),
+            Err(TrainNetError::Unsupported(_))
+        ));
+        return;
+    }
+    let step = |mut net: TrainNet| {
+        let losses = net
+            .forward_backward(&input, [4, 3, 224, 224], &labels, 0.3, DropoutSeed::new(0))
+            .unwrap();
+        (losses, net.gradients(&model))
+    };
+    let (f32_losses, f32_grads) = step(TrainNet::from_model(&model).unwrap());
+    let bf16_net = net.with_bf16_products().unwrap();
+    assert!(bf16_net.bf16_products());
+    let (bf16_losses, bf16_grads) = step(bf16_net);
+    let loss_err = (bf16_losses.total - f32_losses.total).abs() / f32_losses.total;
+    eprintln!(
+        "total loss: bf16 {} f32 {} (relative {loss_err:.3e})",
+        bf16_losses.total, f32_losses.total
+    );
+    assert!(loss_err < 0.02, "bf16 loss is {loss_err:e} from f32's");
+    let (_, _, pytorch_l2, pytorch) = PYTORCH_ERRORS[0];
+    let logits_err = relative_l2(
+        bf16_losses.logits[0].as_ref().unwrap(),
+        f32_losses.logits[0].as_ref().unwrap(),
+    );
+    assert_like_pytorch(
+        "fast bf16 step, main logits relative L2",
+        logits_err,
+        pytorch_l2,
+    );
+    let tensors = [
+        ("fc.weight", model.fc.weight.id, 2),
+        (
+            "aux1.fc2.weight",
+            model.aux1.as_ref().unwrap().fc2.weight.id,
+            2,
+        ),
+        (
+            "inception4e.branch1.conv.weight",
+            model.inception4e.branch1.conv.weight.id,
+            4,
+        ),
+        ("conv1.conv.weight", model.conv1.conv.weight.id, 4),
+    ];
+    for ((name, id, rank), pytorch) in tensors.into_iter().zip(pytorch) {
+        let get = |g: &GradientsParams| -> Vec<f32> {
+            if rank == 2 {
+                to_vec(g.get::<2>(id).unwrap())
+            } else {
+                to_vec(g.get::<4>(id).unwrap())
+            }
+        };
+        let err = relative_l2(&get(&bf16_grads), &get(&f32_grads));
+        assert_like_pytorch(
+            &format!("fast bf16 step, gradient of {name}, relative L2"),
+            err,
+            pytorch,
+        );
+    }
 }

@@ -14,6 +14,7 @@ use super::lrn;
 use super::norm::Layout;
 use super::pool::{self, MaxPoolShape};
 use super::unit::ConvBn;
+use crate::engine::Bf16Kernel;
 
 /// One step of the trunk, from the previous stage's output to its own.
 pub(crate) enum Stage {
@@ -151,6 +152,26 @@ impl TrainNet {
             grad: Default::default(),
             scratch: ConvScratch::default(),
         }
+    }
+
+    /// Runs the convolutions' products (forward, input and weight gradients) in bf16 on AMX
+    /// tiles, both operands rounded to bf16 and the sums kept in f32, as PyTorch's CPU autocast
+    /// does; weights, BatchNorm, pooling, the classifier and the loss stay f32. Refused where
+    /// the CPU or the OS gives no AMX tiles.
+    pub fn with_bf16_products(mut self) -> Result<Self, TrainNetError> {
+        if !Bf16Kernel::Amx.runs_here() {
+            return Err(TrainNetError::Unsupported(
+                "bf16 training steps on a CPU without AMX tiles (Intel Xeon since Sapphire Rapids)"
+                    .into(),
+            ));
+        }
+        self.scratch = ConvScratch::with_bf16(true);
+        Ok(self)
+    }
+
+    /// Whether the convolutions' products run in bf16 ([`Self::with_bf16_products`]).
+    pub fn bf16_products(&self) -> bool {
+        self.scratch.bf16()
     }
 
     /// Number of classes of the main classifier.

@@ -42,7 +42,17 @@ pub(super) fn input_gradient_by_flipped_kernel(
     };
     let flipped = &scratch.weights[..conv.weight_len()];
     let slots = &mut scratch.slots;
-    convolve(&back, dy, flipped, cin, dx, slots, &mut scratch.winograd);
+    let bf16 = scratch.bf16.then_some(&mut scratch.bf16_weights);
+    convolve(
+        &back,
+        dy,
+        flipped,
+        cin,
+        dx,
+        slots,
+        &mut scratch.winograd,
+        bf16,
+    );
 }
 
 /// `dx` for any stride and padding: `dpatches = dy · Wᵀ` tile by tile, each patch added back onto

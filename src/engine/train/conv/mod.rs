@@ -29,6 +29,7 @@
 //! Buffers (patch tiles, partial `dw`s, the rearranged weights) live in a [`ConvScratch`] that the
 //! caller keeps between calls.
 
+mod bf16;
 mod input_gradient;
 mod weight_gradient;
 mod window;
@@ -110,11 +111,15 @@ impl ConvShape {
     }
 }
 
-/// The buffers of one group of tiles: the current tile's patches and the group's partial `dw`.
+/// The buffers of one group of tiles: the current tile's patches and the group's partial `dw`
+/// (`dwᵀ` in bf16), and in bf16 the tile's operands rounded for AMX and its product.
 #[derive(Default)]
 struct Slot {
     patches: Vec<f32>,
     dw: Vec<f32>,
+    left: Vec<u16>,
+    right: Vec<u16>,
+    product: Vec<f32>,
 }
 
 /// Reusable buffers (im2col tiles, per-group weight-gradient partial sums, rearranged weights),
@@ -129,6 +134,30 @@ pub(crate) struct ConvScratch {
     winograd: Option<Winograd>,
     /// Buffers of the 3x3/1 weight gradients through Winograd's F(2x2, 3x3).
     winograd_gradient: WeightGradientScratch,
+    /// Whether the products run in bf16 on AMX tiles (`bf16.rs`) rather than f32.
+    bf16: bool,
+    /// The current convolution's weights rounded to bf16 in AMX's tiles.
+    bf16_weights: Vec<u16>,
+}
+
+impl ConvScratch {
+    /// Buffers for products in bf16 on AMX tiles (`bf16` true) or in f32. bf16 needs
+    /// [`Bf16Kernel::Amx`](crate::engine::Bf16Kernel::Amx) to run here.
+    pub fn with_bf16(bf16: bool) -> Self {
+        assert!(
+            !bf16 || crate::engine::Bf16Kernel::Amx.runs_here(),
+            "bf16 training products need AMX"
+        );
+        Self {
+            bf16,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the products run in bf16.
+    pub fn bf16(&self) -> bool {
+        self.bf16
+    }
 }
 
 /// Output pixels per tile for patches of `depth` floats: about `floats` floats of patches, at
@@ -157,6 +186,7 @@ pub(crate) fn forward(
         window.pixels() * conv.out_channels,
         "output length"
     );
+    let bf16 = scratch.bf16.then_some(&mut scratch.bf16_weights);
     let slots = &mut scratch.slots;
     convolve(
         &window,
@@ -166,6 +196,7 @@ pub(crate) fn forward(
         y,
         slots,
         &mut scratch.winograd,
+        bf16,
     );
 }
 
@@ -191,7 +222,11 @@ pub(crate) fn backward(
         window.pixels() * conv.out_channels,
         "output gradient length"
     );
-    let winograd_gradient = (conv.kernel, conv.stride, conv.pad) == (3, 1, 1)
+    if scratch.bf16 {
+        bf16::weight_gradient(&window, x, dy, conv.out_channels, dw, &mut scratch.slots);
+    }
+    let winograd_gradient = !scratch.bf16
+        && (conv.kernel, conv.stride, conv.pad) == (3, 1, 1)
         && winograd::weight_gradient(
             View::dense(x, xs),
             dy,
@@ -199,7 +234,7 @@ pub(crate) fn backward(
             dw,
             &mut scratch.winograd_gradient,
         );
-    if !winograd_gradient {
+    if !scratch.bf16 && !winograd_gradient {
         weight_gradient(&window, x, dy, conv.out_channels, dw, &mut scratch.slots);
     }
     if let Some(dx) = dx {
@@ -213,8 +248,10 @@ pub(crate) fn backward(
 }
 
 /// `y = patches(x) · w` for the window (the shared forward product), `w` being
-/// `[window depth, out_channels]`; a 3x3 window with stride 1 and padding 1 runs as Winograd's
+/// `[window depth, out_channels]`: in bf16 on AMX tiles when `bf16` holds the buffer for the
+/// rounded weights; else a 3x3 window with stride 1 and padding 1 runs as Winograd's
 /// F(2x2, 3x3) where the CPU has AVX-512, its transformed weights in `winograd`.
+#[allow(clippy::too_many_arguments)]
 fn convolve(
     window: &Window,
     x: &[f32],
@@ -223,7 +260,12 @@ fn convolve(
     y: &mut [f32],
     slots: &mut Vec<Slot>,
     winograd: &mut Option<Winograd>,
+    bf16: Option<&mut Vec<u16>>,
 ) {
+    if let Some(packed) = bf16 {
+        bf16::convolve(window, x, w, out_channels, y, slots, packed);
+        return;
+    }
     let pixels = window.pixels();
     let depth = window.depth();
     if depth == 0 {

@@ -210,3 +210,70 @@ fn scratch_is_reused_across_shapes_and_pools() {
     });
     check(conv(3, 1, 1, 5, 11), map(2, 6, 5, 5), &mut scratch);
 }
+
+/// `value` rounded to bf16, in f64.
+fn bf16_value(value: f32) -> f64 {
+    half::bf16::from_f32(value).to_f64()
+}
+
+/// [`check`] for products in bf16 on AMX tiles: y, dw and (for stride 1, whose `dx` is itself a
+/// convolution) dx against the direct convolution of the bf16-rounded operands, summed in f64.
+fn check_bf16(conv: ConvShape, xs: Shape, scratch: &mut ConvScratch) {
+    let ys = conv.output(xs).unwrap();
+    let x = values(4, xs.len());
+    let w = values(5, conv.weight_len());
+    let dy = values(6, ys.len());
+    let (mut y_want, mut y_mag) = (vec![0.0; ys.len()], vec![0.0; ys.len()]);
+    let (mut dw_want, mut dw_mag) = (vec![0.0; w.len()], vec![0.0; w.len()]);
+    let (mut dx_want, mut dx_mag) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    each_term(&conv, xs, |xi, wi, yi| {
+        let (xv, wv, dyv) = (bf16_value(x[xi]), bf16_value(w[wi]), bf16_value(dy[yi]));
+        y_want[yi] += xv * wv;
+        y_mag[yi] += (xv * wv).abs();
+        dw_want[wi] += xv * dyv;
+        dw_mag[wi] += (xv * dyv).abs();
+        dx_want[xi] += wv * dyv;
+        dx_mag[xi] += (wv * dyv).abs();
+    });
+    let mut y = vec![f32::NAN; ys.len()];
+    forward(&conv, &x, xs, &w, &mut y, scratch);
+    assert_close(&format!("bf16 {conv:?} y"), &y, &y_want, &y_mag);
+    let mut dw = vec![f32::NAN; w.len()];
+    let mut dx = vec![f32::NAN; x.len()];
+    backward(&conv, &x, xs, &w, &dy, &mut dw, Some(&mut dx), scratch);
+    assert_close(&format!("bf16 {conv:?} dw"), &dw, &dw_want, &dw_mag);
+    if conv.stride == 1 {
+        assert_close(&format!("bf16 {conv:?} dx"), &dx, &dx_want, &dx_mag);
+    }
+    let mut dw_again = vec![f32::NAN; w.len()];
+    backward(&conv, &x, xs, &w, &dy, &mut dw_again, None, scratch);
+    assert_eq!(
+        dw, dw_again,
+        "bf16 {conv:?}: dw without dx, or not reproducible"
+    );
+}
+
+/// On CPUs with AMX: products in bf16 against the sums of the rounded operands, for pointwise,
+/// padded, strided and 5x5 kernels; channels that fill no whole tile or several; more pixels
+/// than one weight-gradient tile (several groups, each with several tiles); odd output counts
+/// that leave a ragged last tile.
+#[test]
+fn bf16_products_are_the_sums_of_the_rounded_operands() {
+    if !crate::engine::Bf16Kernel::Amx.runs_here() {
+        eprintln!("this CPU or OS has no AMX: bf16 training products are not checked here");
+        return;
+    }
+    let mut scratch = ConvScratch::with_bf16(true);
+    check_bf16(conv(1, 1, 0, 7, 9), map(2, 5, 6, 7), &mut scratch);
+    check_bf16(conv(1, 1, 0, 64, 48), map(3, 9, 9, 64), &mut scratch);
+    check_bf16(conv(3, 1, 1, 13, 17), map(3, 12, 11, 13), &mut scratch);
+    check_bf16(conv(3, 1, 1, 24, 40), map(2, 14, 14, 24), &mut scratch);
+    check_bf16(conv(5, 1, 2, 6, 35), map(1, 9, 7, 6), &mut scratch);
+    check_bf16(conv(7, 2, 3, 3, 16), map(2, 11, 9, 3), &mut scratch);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| check_bf16(conv(1, 1, 0, 32, 33), map(3, 40, 30, 32), &mut scratch));
+    check_bf16(conv(3, 1, 1, 5, 11), map(0, 6, 5, 5), &mut scratch);
+}

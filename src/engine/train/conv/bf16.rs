@@ -1,0 +1,222 @@
+//! The convolutions' products in bf16 on AMX tiles, for a training step in bf16: both operands
+//! rounded to bf16 (nearest even) as each tile reads them, the sums kept in f32, as PyTorch's
+//! CPU autocast does for its convolutions (f32 master weights, f32 BatchNorm). Everything around
+//! the products (BatchNorm, ReLU, pooling, the classifier and the loss) stays f32.
+//!
+//! - Forward and the stride-1 input gradient: `y = patches(x) · W`, the weights packed once per
+//!   call into AMX's pair tiles, each tile of pixels rounded into rows of tiles.
+//! - Weight gradient: `dwᵀ = Σ dyᵀ · patches(x)` over tiles of pixels, so that both operands are
+//!   packed along the pixels they share (`dy`'s few channels transposed, the patches as pairs of
+//!   pixels), each group of tiles summing into a partial `dwᵀ` of its own held by the tiles'
+//!   accumulators; the partials are added in a fixed order and transposed into `dw`.
+
+use rayon::prelude::*;
+
+use super::window::{Window, gather};
+use super::{FORWARD_TILE_FLOATS, Slot, tile_rows};
+use crate::engine::bf16::{TILE_COLS, TILE_K, TILE_ROWS};
+use crate::engine::bf16_pack::{Matrix, left_layout, pack_left, pack_left_transposed, pack_right};
+use crate::engine::groups::groups;
+use crate::engine::map::grow;
+
+/// Pixels per weight-gradient tile: the tile's product adds into the whole partial `dwᵀ`, so
+/// tiles are long enough that reading and writing it back costs little next to the product.
+const GRADIENT_TILE_PIXELS: usize = 512;
+
+/// `y = patches(x) · w` for the window, `w` being `[window depth, out_channels]`; `packed` holds
+/// the rounded weights between calls.
+pub(super) fn convolve(
+    window: &Window,
+    x: &[f32],
+    w: &[f32],
+    out_channels: usize,
+    y: &mut [f32],
+    slots: &mut Vec<Slot>,
+    packed: &mut Vec<u16>,
+) {
+    let pixels = window.pixels();
+    let depth = window.depth();
+    if depth == 0 || out_channels == 0 {
+        y.fill(0.0);
+        return;
+    }
+    pack_right(Matrix::new(w, depth, out_channels, out_channels), packed);
+    let packed = &packed[..];
+    let rows = tile_rows(pixels, depth, FORWARD_TILE_FLOATS).next_multiple_of(2 * TILE_ROWS);
+    let (tiles_per_group, count) = groups(pixels.div_ceil(rows), 4);
+    if slots.len() < count {
+        slots.resize_with(count, Default::default);
+    }
+    let group_rows = tiles_per_group * rows;
+    y.par_chunks_mut(group_rows * out_channels)
+        .zip(slots.par_iter_mut())
+        .enumerate()
+        .for_each(|(g, (y_group, slot))| {
+            for (t, y_tile) in y_group.chunks_mut(rows * out_channels).enumerate() {
+                let r0 = g * group_rows + t * rows;
+                let m = y_tile.len() / out_channels;
+                let patches = if window.is_pointwise() {
+                    Matrix::new(&x[r0 * depth..], m, depth, depth)
+                } else {
+                    grow(&mut slot.patches, m * depth);
+                    gather(x, window, r0..r0 + m, &mut slot.patches[..m * depth]);
+                    Matrix::new(&slot.patches, m, depth, depth)
+                };
+                pack_left(patches, &mut slot.left);
+                let (padded, row_len) = left_layout(m, depth);
+                let col_blocks = out_channels.div_ceil(TILE_COLS);
+                let direct = padded == m && out_channels == col_blocks * TILE_COLS;
+                let stride = col_blocks * TILE_COLS;
+                if !direct {
+                    grow(&mut slot.product, padded * stride);
+                }
+                let product = if direct {
+                    &mut y_tile[..]
+                } else {
+                    &mut slot.product[..padded * stride]
+                };
+                // SAFETY: `slot.left` holds `padded` rows of `row_len` values, `packed` the
+                // weights' `col_blocks` x `row_len / 32` tiles, `product` `padded` rows of
+                // `stride` floats.
+                unsafe {
+                    multiply(
+                        &slot.left,
+                        [padded, row_len],
+                        packed,
+                        product,
+                        stride,
+                        false,
+                    )
+                };
+                if !direct {
+                    for (dst, src) in y_tile
+                        .chunks_exact_mut(out_channels)
+                        .zip(slot.product.chunks_exact(stride))
+                    {
+                        dst.copy_from_slice(&src[..out_channels]);
+                    }
+                }
+            }
+        });
+}
+
+/// `dw = patches(x)ᵀ · dy` (`dw` row-major `[depth, out_channels]`, overwritten), each group of
+/// pixel tiles summing `dyᵀ · patches` into its slot's partial, the partials then added in a
+/// fixed order.
+pub(super) fn weight_gradient(
+    window: &Window,
+    x: &[f32],
+    dy: &[f32],
+    out_channels: usize,
+    dw: &mut [f32],
+    slots: &mut Vec<Slot>,
+) {
+    let pixels = window.pixels();
+    let depth = window.depth();
+    if dw.is_empty() {
+        return;
+    }
+    if pixels == 0 {
+        dw.fill(0.0);
+        return;
+    }
+    let (rows, row_len_max) = left_layout(out_channels, GRADIENT_TILE_PIXELS);
+    let columns = depth.next_multiple_of(TILE_COLS);
+    let partial_len = rows * columns;
+    let (tiles_per_group, count) = groups(pixels.div_ceil(GRADIENT_TILE_PIXELS), 2);
+    if slots.len() < count {
+        slots.resize_with(count, Default::default);
+    }
+    let group_pixels = tiles_per_group * GRADIENT_TILE_PIXELS;
+    slots[..count]
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(g, slot)| {
+            grow(&mut slot.dw, partial_len);
+            let group = g * group_pixels..((g + 1) * group_pixels).min(pixels);
+            for (t, r0) in group.clone().step_by(GRADIENT_TILE_PIXELS).enumerate() {
+                let m = GRADIENT_TILE_PIXELS.min(group.end - r0);
+                let dy_tile = Matrix::new(&dy[r0 * out_channels..], m, out_channels, out_channels);
+                pack_left_transposed(dy_tile, &mut slot.left);
+                let patches = if window.is_pointwise() {
+                    Matrix::new(&x[r0 * depth..], m, depth, depth)
+                } else {
+                    grow(&mut slot.patches, m * depth);
+                    gather(x, window, r0..r0 + m, &mut slot.patches[..m * depth]);
+                    Matrix::new(&slot.patches, m, depth, depth)
+                };
+                pack_right(patches, &mut slot.right);
+                let row_len = m.next_multiple_of(TILE_K);
+                debug_assert!(row_len <= row_len_max);
+                // SAFETY: `slot.left` holds `rows` rows of `row_len` values (dyᵀ), `slot.right`
+                // the patches' `columns / 16` x `row_len / 32` tiles, `slot.dw` `rows` rows of
+                // `columns` floats.
+                unsafe {
+                    multiply(
+                        &slot.left,
+                        [rows, row_len],
+                        &slot.right,
+                        &mut slot.dw[..partial_len],
+                        columns,
+                        t > 0,
+                    )
+                };
+            }
+        });
+    let partials = &slots[..count];
+    let chunk_rows = depth.div_ceil(4 * rayon::current_num_threads()).max(1);
+    dw.par_chunks_mut(chunk_rows * out_channels)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            for (r, line) in chunk.chunks_exact_mut(out_channels).enumerate() {
+                let d = i * chunk_rows + r;
+                for (o, value) in line.iter_mut().enumerate() {
+                    *value = partials.iter().map(|slot| slot.dw[o * columns + d]).sum();
+                }
+            }
+        });
+}
+
+/// `product (+)= left · right` on AMX tiles: `left` is `[rows, row_len]` bf16 (rows a multiple
+/// of 16, row_len of 32), `right` the matching pair tiles for `stride / 16` column blocks,
+/// `product` `rows` rows of `stride` floats.
+///
+/// # Safety
+/// The operands must hold the sizes described, and `Bf16Kernel::Amx` must run here.
+unsafe fn multiply(
+    left: &[u16],
+    [rows, row_len]: [usize; 2],
+    right: &[u16],
+    product: &mut [f32],
+    stride: usize,
+    accumulate: bool,
+) {
+    assert!(rows.is_multiple_of(TILE_ROWS) && row_len.is_multiple_of(TILE_K));
+    assert!(stride.is_multiple_of(TILE_COLS));
+    assert!(left.len() >= rows * row_len && product.len() >= rows * stride);
+    let (k_blocks, col_blocks) = (row_len / TILE_K, stride / TILE_COLS);
+    assert!(right.len() >= col_blocks * k_blocks * crate::engine::bf16::B_TILE);
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    // SAFETY: the asserts above check the sizes `amx::multiply` reads and writes; the caller
+    // checked that AMX runs here.
+    unsafe {
+        use crate::engine::amx;
+        amx::multiply(
+            amx::Left {
+                ptr: left.as_ptr(),
+                row_bytes: row_len * 2,
+                row_blocks: rows / TILE_ROWS,
+                k_blocks,
+            },
+            right.as_ptr(),
+            amx::Product {
+                ptr: product.as_mut_ptr(),
+                row_bytes: stride * 4,
+                col_blocks,
+                accumulate,
+            },
+        )
+    };
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    unreachable!("bf16 training products on a platform without AMX ({accumulate})");
+}
