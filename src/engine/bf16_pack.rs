@@ -81,14 +81,16 @@ pub(crate) fn pack_left_transposed(a: Matrix, out: &mut Vec<u16>) {
     let (rows, row_len) = left_layout(m, k);
     grow(out, rows * row_len);
     let out = &mut out[..rows * row_len];
-    out.fill(0);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512bf16") {
-        // SAFETY: the CPU has the instructions; `out` holds `rows` rows of `row_len` values,
-        // rows >= m and row_len >= k rounded up to an even number.
-        unsafe { x86::round_transposed(a, row_len, out) };
+        let (columns, pad) = out.split_at_mut(m * row_len);
+        pad.fill(0);
+        // SAFETY: the CPU has the instructions; `columns` holds `m` rows of `row_len` values,
+        // `k` rounded up to 32.
+        unsafe { x86::round_transposed(a, row_len, columns) };
         return;
     }
+    out.fill(0);
     for p in 0..k {
         for (i, &v) in a.row(p).iter().enumerate() {
             out[i * row_len + p] = bf16::from_f32(v).to_bits();
@@ -99,25 +101,55 @@ pub(crate) fn pack_left_transposed(a: Matrix, out: &mut Vec<u16>) {
 /// `b` (`[k, n]`) as a right operand in `out`: column block after column block, each `k / 32`
 /// tiles of 16 rows of (k, k+1) pairs for 16 columns, zeros past its rows and columns.
 pub(crate) fn pack_right(b: Matrix, out: &mut Vec<u16>) {
-    let (k, n) = (b.rows, b.cols);
-    let k_blocks = k.div_ceil(TILE_K);
-    let len = right_len(k, n);
+    let len = right_len(b.rows, b.cols);
     grow(out, len);
-    let out = &mut out[..len];
+    pack_right_blocks(b, b.rows.div_ceil(TILE_K), 0, &mut out[..len]);
+}
+
+/// Rows `32 · first_block ..` of a right operand with `k_blocks` tiles per column block, whose
+/// values `b` holds (at most up to the last block): writes the tiles of the k blocks that `b`
+/// covers, zeros past its rows and columns.
+pub(crate) fn pack_right_blocks(b: Matrix, k_blocks: usize, first_block: usize, out: &mut [u16]) {
+    let blocks = b.rows.div_ceil(TILE_K);
+    assert!(
+        first_block + blocks <= k_blocks,
+        "rows past the last k block"
+    );
+    assert!(out.len() >= b.cols.div_ceil(TILE_COLS) * k_blocks * B_TILE);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512bf16") {
-        // SAFETY: the CPU has the instructions; `out` holds `right_len(k, n)` values.
-        unsafe { x86::round_pairs(b, k_blocks, out) };
+        // SAFETY: the CPU has the instructions; `out` holds the column blocks' tiles.
+        unsafe { x86::round_pairs(b, k_blocks, first_block, out) };
         return;
     }
-    out.fill(0);
-    for row in 0..k {
+    for cb in 0..b.cols.div_ceil(TILE_COLS) {
+        let start = (cb * k_blocks + first_block) * B_TILE;
+        out[start..][..blocks * B_TILE].fill(0);
+    }
+    for row in 0..b.rows {
         for (col, &v) in b.row(row).iter().enumerate() {
-            let tile = (col / TILE_COLS * k_blocks + row / TILE_K) * B_TILE;
+            let block = first_block + row / TILE_K;
+            let tile = (col / TILE_COLS * k_blocks + block) * B_TILE;
             let at = tile + (row % TILE_K / 2) * 2 * TILE_COLS + (col % TILE_COLS) * 2 + row % 2;
             out[at] = bf16::from_f32(v).to_bits();
         }
     }
+}
+
+/// `values` rounded into `out`, which has their length.
+pub(crate) fn round_slice(values: &[f32], out: &mut [u16]) {
+    assert_eq!(
+        values.len(),
+        out.len(),
+        "rounding into a slice of another length"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bf16") {
+        // SAFETY: the CPU has the instructions; the lengths match.
+        unsafe { x86::round_run(values, out) };
+        return;
+    }
+    round_into(values, out);
 }
 
 fn round_into(values: &[f32], out: &mut [u16]) {
@@ -153,6 +185,22 @@ mod x86 {
         _mm512_permutexvar_epi16(order, both)
     }
 
+    /// `values` rounded into `out` (the same length), 16 at a time.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub(super) unsafe fn round_run(values: &[f32], out: &mut [u16]) {
+        let n = values.len().min(out.len());
+        for at in (0..n).step_by(16) {
+            let left = (n - at).min(16);
+            let mask: __mmask16 = ((1u32 << left) - 1) as __mmask16;
+            // SAFETY: the masks touch only values[at..at + left] and out[at..at + left].
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(mask, values.as_ptr().add(at));
+                let b: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                _mm256_mask_storeu_epi16(out.as_mut_ptr().add(at) as *mut i16, mask, b);
+            }
+        }
+    }
+
     /// `row` rounded into `line`, zeros after it; `line` is at least `row` rounded up to 32.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn round_row(row: &[f32], line: &mut [u16]) {
@@ -167,50 +215,96 @@ mod x86 {
         }
     }
 
-    /// `aᵀ` rounded into the zeroed `out` (rows of `row_len`): two rows of `a` at a time become
-    /// (k, k+1) pairs scattered down 16 rows of `out`.
+    /// `aᵀ` rounded into `out`, `a`'s `m` columns becoming rows of `row_len` (`k` rounded up to
+    /// 32): for each block of 16 columns and 32 rows, the 16 (k, k+1) pairs of each row pair are
+    /// one vector of 16 32-bit lanes, and a 16x16 transpose of those lanes gives 16 whole rows.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn round_transposed(a: Matrix, row_len: usize, out: &mut [u16]) {
         let (k, m) = (a.rows, a.cols);
-        assert!(row_len.is_multiple_of(2) && row_len >= k && out.len() >= m * row_len);
-        let down = _mm512_mullo_epi32(
-            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-            _mm512_set1_epi32((row_len / 2) as i32),
-        );
+        assert!(row_len == k.next_multiple_of(TILE_K) && out.len() >= m * row_len);
         let zero = _mm512_setzero_ps();
-        for p in (0..k).step_by(2) {
-            let (lo_row, hi_row) = (a.row(p), (p + 1 < k).then(|| a.row(p + 1)));
-            for i0 in (0..m).step_by(16) {
-                let columns = (m - i0).min(16);
-                let mask: __mmask16 = ((1u32 << columns) - 1) as __mmask16;
-                // SAFETY: rows i0..i0 + columns of `out` exist (m rows), and pair p / 2 of each
-                // lies inside its row (row_len >= k rounded up to even).
-                unsafe {
-                    let lo = load16(lo_row, i0);
-                    let hi = hi_row.map_or(zero, |row| load16(row, i0));
-                    let base = out.as_mut_ptr().add(i0 * row_len + p) as *mut i32;
-                    _mm512_mask_i32scatter_epi32::<4>(base, mask, down, pairs(lo, hi));
+        for i0 in (0..m).step_by(16) {
+            for kb in 0..row_len / TILE_K {
+                let mut lanes = [_mm512_setzero_si512(); 16];
+                for (q, lane) in lanes.iter_mut().enumerate() {
+                    let p = kb * TILE_K + 2 * q;
+                    // SAFETY: rows past `k` are not read; loads past `m` read zeros.
+                    let lo = if p < k {
+                        unsafe { load16(a.row(p), i0) }
+                    } else {
+                        zero
+                    };
+                    let hi = if p + 1 < k {
+                        unsafe { load16(a.row(p + 1), i0) }
+                    } else {
+                        zero
+                    };
+                    *lane = pairs(lo, hi);
+                }
+                transpose16(&mut lanes);
+                for (j, lane) in lanes.iter().enumerate().take(m - i0) {
+                    // SAFETY: row i0 + j < m of `out`, values kb·32 .. kb·32 + 32 < row_len.
+                    unsafe {
+                        let dst = out.as_mut_ptr().add((i0 + j) * row_len + kb * TILE_K);
+                        _mm512_storeu_si512(dst as *mut __m512i, *lane);
+                    }
                 }
             }
         }
     }
 
-    /// `b` rounded into `out` as tiles of (k, k+1) pairs ([`super::pack_right`]).
+    /// Transposes the 16x16 matrix of 32-bit lanes whose row `i` is `r[i]`: pairs of rows
+    /// interleaved by 32 and 64 bits within each 128-bit lane, then 128-bit lanes exchanged
+    /// between rows 4 and 8 apart.
+    #[target_feature(enable = "avx512f")]
+    fn transpose16(r: &mut [__m512i; 16]) {
+        let mut t = [_mm512_setzero_si512(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+        }
+        for i in 0..4 {
+            r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+            r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+            r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+            r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+        }
+        for i in 0..2 {
+            for j in 0..4 {
+                let (a, b) = (r[8 * i + j], r[8 * i + 4 + j]);
+                t[8 * i + j] = _mm512_shuffle_i32x4::<0x88>(a, b);
+                t[8 * i + 4 + j] = _mm512_shuffle_i32x4::<0xdd>(a, b);
+            }
+        }
+        for j in 0..8 {
+            r[j] = _mm512_shuffle_i32x4::<0x88>(t[j], t[8 + j]);
+            r[8 + j] = _mm512_shuffle_i32x4::<0xdd>(t[j], t[8 + j]);
+        }
+    }
+
+    /// Rows of `b` rounded into the tiles of k blocks `first_block ..` as (k, k+1) pairs
+    /// ([`super::pack_right_blocks`]).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn round_pairs(b: Matrix, k_blocks: usize, out: &mut [u16]) {
+    pub(super) unsafe fn round_pairs(
+        b: Matrix,
+        k_blocks: usize,
+        first_block: usize,
+        out: &mut [u16],
+    ) {
         let (k, n) = (b.rows, b.cols);
         let col_blocks = n.div_ceil(TILE_COLS);
         assert!(out.len() >= col_blocks * k_blocks * B_TILE);
         let zero = _mm512_setzero_ps();
         let empty: &[f32] = &[];
-        for pair in 0..k_blocks * TILE_K / 2 {
+        for pair in 0..k.div_ceil(TILE_K) * TILE_K / 2 {
             let row = |r: usize| if r < k { b.row(r) } else { empty };
             let (lo_row, hi_row) = (row(2 * pair), row(2 * pair + 1));
-            let tile_row = (pair / TILE_ROWS * B_TILE) + pair % TILE_ROWS * 2 * TILE_COLS;
+            let block = first_block + pair / TILE_ROWS;
+            let tile_row = block * B_TILE + pair % TILE_ROWS * 2 * TILE_COLS;
             for cb in 0..col_blocks {
                 let at = cb * TILE_COLS;
-                // SAFETY: the destination is one row of 32 values of tile (cb, pair / 16),
-                // inside `out`.
+                // SAFETY: the destination is one row of 32 values of tile (cb, block), inside
+                // `out`.
                 unsafe {
                     let lo = if lo_row.is_empty() {
                         zero

@@ -12,10 +12,13 @@
 
 use rayon::prelude::*;
 
-use super::window::{Window, gather};
+use super::window::{Window, gather, gather_with};
 use super::{FORWARD_TILE_FLOATS, Slot, tile_rows};
 use crate::engine::bf16::{TILE_COLS, TILE_K, TILE_ROWS};
-use crate::engine::bf16_pack::{Matrix, left_layout, pack_left, pack_left_transposed, pack_right};
+use crate::engine::bf16_pack::{
+    Matrix, left_layout, pack_left, pack_left_transposed, pack_right, pack_right_blocks, right_len,
+    round_slice,
+};
 use crate::engine::groups::groups;
 use crate::engine::map::grow;
 
@@ -55,15 +58,19 @@ pub(super) fn convolve(
             for (t, y_tile) in y_group.chunks_mut(rows * out_channels).enumerate() {
                 let r0 = g * group_rows + t * rows;
                 let m = y_tile.len() / out_channels;
-                let patches = if window.is_pointwise() {
-                    Matrix::new(&x[r0 * depth..], m, depth, depth)
-                } else {
-                    grow(&mut slot.patches, m * depth);
-                    gather(x, window, r0..r0 + m, &mut slot.patches[..m * depth]);
-                    Matrix::new(&slot.patches, m, depth, depth)
-                };
-                pack_left(patches, &mut slot.left);
                 let (padded, row_len) = left_layout(m, depth);
+                if window.is_pointwise() {
+                    pack_left(
+                        Matrix::new(&x[r0 * depth..], m, depth, depth),
+                        &mut slot.left,
+                    );
+                } else {
+                    // Rounded as they are gathered: the patches are never stored in f32.
+                    grow(&mut slot.left, padded * row_len);
+                    let (patches, pad) = slot.left[..padded * row_len].split_at_mut(m * row_len);
+                    gather_with(x, window, r0..r0 + m, row_len, patches, round_slice);
+                    pad.fill(0);
+                }
                 let col_blocks = out_channels.div_ceil(TILE_COLS);
                 let direct = padded == m && out_channels == col_blocks * TILE_COLS;
                 let stride = col_blocks * TILE_COLS;
@@ -120,7 +127,7 @@ pub(super) fn weight_gradient(
         dw.fill(0.0);
         return;
     }
-    let (rows, row_len_max) = left_layout(out_channels, GRADIENT_TILE_PIXELS);
+    let rows = out_channels.next_multiple_of(TILE_ROWS);
     let columns = depth.next_multiple_of(TILE_COLS);
     let partial_len = rows * columns;
     let (tiles_per_group, count) = groups(pixels.div_ceil(GRADIENT_TILE_PIXELS), 2);
@@ -138,16 +145,25 @@ pub(super) fn weight_gradient(
                 let m = GRADIENT_TILE_PIXELS.min(group.end - r0);
                 let dy_tile = Matrix::new(&dy[r0 * out_channels..], m, out_channels, out_channels);
                 pack_left_transposed(dy_tile, &mut slot.left);
-                let patches = if window.is_pointwise() {
-                    Matrix::new(&x[r0 * depth..], m, depth, depth)
-                } else {
-                    grow(&mut slot.patches, m * depth);
-                    gather(x, window, r0..r0 + m, &mut slot.patches[..m * depth]);
-                    Matrix::new(&slot.patches, m, depth, depth)
-                };
-                pack_right(patches, &mut slot.right);
                 let row_len = m.next_multiple_of(TILE_K);
-                debug_assert!(row_len <= row_len_max);
+                let k_blocks = row_len / TILE_K;
+                let right = &mut slot.right;
+                grow(right, right_len(row_len, depth));
+                if window.is_pointwise() {
+                    let patches = Matrix::new(&x[r0 * depth..], m, depth, depth);
+                    pack_right_blocks(patches, k_blocks, 0, right);
+                } else {
+                    // 32 pixels at a time, so that the f32 patches stay in cache until rounded.
+                    for kb in 0..k_blocks {
+                        let p0 = r0 + kb * TILE_K;
+                        let count = TILE_K.min(r0 + m - p0);
+                        grow(&mut slot.patches, TILE_K * depth);
+                        let patches = &mut slot.patches[..count * depth];
+                        gather(x, window, p0..p0 + count, patches);
+                        let patches = Matrix::new(patches, count, depth, depth);
+                        pack_right_blocks(patches, k_blocks, kb, right);
+                    }
+                }
                 // SAFETY: `slot.left` holds `rows` rows of `row_len` values (dyᵀ), `slot.right`
                 // the patches' `columns / 16` x `row_len / 32` tiles, `slot.dw` `rows` rows of
                 // `columns` floats.

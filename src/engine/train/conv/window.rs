@@ -49,24 +49,42 @@ impl Window {
 /// Fills one row per output pixel in `rows` with its receptive field in (kernel row, kernel
 /// column, channel) order, zeros where the window hangs over the border.
 pub(super) fn gather(x: &[f32], window: &Window, rows: Range<usize>, out: &mut [f32]) {
+    let copy = |src: &[f32], dst: &mut [f32]| dst.copy_from_slice(src);
+    gather_with(x, window, rows, window.depth(), out, copy);
+}
+
+/// [`gather`] into rows `row_len` values apart (zeros after the receptive field), each run of
+/// input values moved by `copy` (a copy, or a rounding to bf16).
+pub(super) fn gather_with<T: Copy + Default>(
+    x: &[f32],
+    window: &Window,
+    rows: Range<usize>,
+    row_len: usize,
+    out: &mut [T],
+    copy: impl Fn(&[f32], &mut [T]),
+) {
     let Shape { h, w, c, .. } = window.input;
     let k = window.kernel;
-    for (p, patch) in rows.zip(out.chunks_exact_mut(window.depth())) {
+    let depth = window.depth();
+    assert!(row_len >= depth, "rows shorter than a patch");
+    for (p, row) in rows.zip(out.chunks_exact_mut(row_len)) {
+        let (patch, tail) = row.split_at_mut(depth);
+        tail.fill(T::default());
         let (image, y0, columns, first) = window.place(p);
         for ky in 0..k {
             let y = y0 + ky as isize;
             let line = &mut patch[ky * k * c..][..k * c];
             if y < 0 || y >= h as isize || columns.is_empty() {
-                line.fill(0.0);
+                line.fill(T::default());
                 continue;
             }
             // The window's columns inside the input lie side by side in NHWC: one copy.
             let start = ((image * h + y as usize) * w + columns.start) * c;
             let (before, rest) = line.split_at_mut(first * c);
             let (inside, after) = rest.split_at_mut(columns.len() * c);
-            before.fill(0.0);
-            inside.copy_from_slice(&x[start..][..columns.len() * c]);
-            after.fill(0.0);
+            before.fill(T::default());
+            copy(&x[start..][..columns.len() * c], inside);
+            after.fill(T::default());
         }
     }
 }
