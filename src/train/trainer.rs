@@ -248,8 +248,12 @@ pub fn train_session(
             options.precision
         ));
     } else if options.precision != Precision::F32 {
+        let products = match stepper.engine() {
+            TrainEngine::Fast => ", the convolutions' products on AMX tiles",
+            TrainEngine::Burn => "",
+        };
         say(format!(
-            "steps in {} (weights, BatchNorm and validation in f32)",
+            "steps in {}{products} (weights, BatchNorm and validation in f32)",
             options.precision
         ));
     }

@@ -179,6 +179,35 @@ fn the_engine_is_fast_where_it_applies_and_burn_on_request() {
             &["--variant", "keras-seed", "--input-size", "224", "--json"][..],
             "burn",
         ),
+        (
+            &[
+                "--variant",
+                "torchvision",
+                "--input-size",
+                "32",
+                "--precision",
+                "bf16",
+                "--json",
+            ][..],
+            // bf16 on the fast path needs AMX tiles.
+            if googlenet::engine::Bf16Kernel::Amx.runs_here() {
+                "fast"
+            } else {
+                "burn"
+            },
+        ),
+        (
+            &[
+                "--variant",
+                "torchvision",
+                "--input-size",
+                "32",
+                "--precision",
+                "f16",
+                "--json",
+            ][..],
+            "burn",
+        ),
     ] {
         let output = run(extra);
         let stdout = String::from_utf8_lossy(&output.stdout);

@@ -131,11 +131,13 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "device", value_parser = |s: &str| parse_device_list(s).map(DeviceList))]
     pub devices: Option<DeviceList>,
     /// Precision of the training steps: f32, bf16 or f16 (weights, optimizer state, BatchNorm
-    /// and validation stay f32; no loss scaling, so f16 gradients below 6e-8 vanish).
+    /// and validation stay f32; no loss scaling, so f16 gradients below 6e-8 vanish). bf16 runs
+    /// on the fast engine where the CPU has AMX tiles (its convolution products on the tiles).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
     /// Code that runs the steps: fast (our CPU training path: the paper and torchvision
-    /// variants, f32, one CPU device, softmax cross-entropy; about 3x burn's autodiff there) or
+    /// variants, f32 or bf16 with AMX, one CPU device, softmax cross-entropy; about 3x burn's
+    /// autodiff there) or
     /// burn (burn's autodiff, everywhere). Default: fast where it applies, else burn.
     #[arg(long, value_enum)]
     pub engine: Option<TrainEngine>,
