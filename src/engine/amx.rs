@@ -81,13 +81,15 @@ unsafe fn configure_thread() {
     }
 }
 
-/// The left operand: `row_blocks` x 16 rows of `k_blocks` x 32 bf16, `row_bytes` apart.
+/// The left operand: `row_blocks` x 16 rows of `k_blocks` x 32 bf16, `row_bytes` apart, or when
+/// `tiled` as whole tiles of 16 rows of 32 (1 KiB each, tile (row block, k block) after tile).
 #[derive(Clone, Copy)]
 pub(crate) struct Left {
     pub ptr: *const u16,
     pub row_bytes: usize,
     pub row_blocks: usize,
     pub k_blocks: usize,
+    pub tiled: bool,
 }
 
 /// The result: `Left::row_blocks` x 16 rows of `col_blocks` x 16 f32, `row_bytes` apart,
@@ -135,12 +137,18 @@ unsafe fn block<const TWO_ROWS: bool, const TWO_COLS: bool>(
     rb: usize,
     cb: usize,
 ) {
-    let tile_bytes = TILE_ROWS * left.row_bytes;
+    // Bytes between row blocks, between rows and between k blocks.
+    let tile = TILE_ROWS * TILE_K * 2;
+    let (block_bytes, row_bytes, k_bytes) = if left.tiled {
+        (left.k_blocks * tile, TILE_K * 2, tile)
+    } else {
+        (TILE_ROWS * left.row_bytes, left.row_bytes, TILE_K * 2)
+    };
     // SAFETY (whole function): the caller keeps every address inside the operands; tile
     // instructions touch no memory but the tile rows addressed.
     unsafe {
-        let a0 = (left.ptr as *const u8).add(rb * tile_bytes);
-        let a1 = a0.add(tile_bytes);
+        let a0 = (left.ptr as *const u8).add(rb * block_bytes);
+        let a1 = a0.add(block_bytes);
         let b0 = right.add(cb * left.k_blocks * B_TILE) as *const u8;
         let b1 = b0.add(left.k_blocks * B_TILE * 2);
         let c0 =
@@ -168,8 +176,8 @@ unsafe fn block<const TWO_ROWS: bool, const TWO_COLS: bool>(
             );
         }
         for kb in 0..left.k_blocks {
-            let (a, b) = (kb * TILE_K * 2, kb * B_TILE * 2);
-            load::<4>(a0.add(a), left.row_bytes);
+            let (a, b) = (kb * k_bytes, kb * B_TILE * 2);
+            load::<4>(a0.add(a), row_bytes);
             load::<6>(b0.add(b), 64);
             asm!("tdpbf16ps tmm0, tmm4, tmm6", options(nostack, nomem));
             if TWO_COLS {
@@ -177,7 +185,7 @@ unsafe fn block<const TWO_ROWS: bool, const TWO_COLS: bool>(
                 asm!("tdpbf16ps tmm1, tmm4, tmm7", options(nostack, nomem));
             }
             if TWO_ROWS {
-                load::<5>(a1.add(a), left.row_bytes);
+                load::<5>(a1.add(a), row_bytes);
                 asm!("tdpbf16ps tmm2, tmm5, tmm6", options(nostack, nomem));
                 if TWO_COLS {
                     asm!("tdpbf16ps tmm3, tmm5, tmm7", options(nostack, nomem));

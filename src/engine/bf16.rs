@@ -198,6 +198,7 @@ impl Bf16Weights {
                     row_bytes: row_len * 2,
                     row_blocks: rows / TILE_ROWS,
                     k_blocks,
+                    tiled: false,
                 },
                 right.as_ptr(),
                 super::amx::Product {

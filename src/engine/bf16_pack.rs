@@ -52,30 +52,34 @@ pub(crate) fn right_len(k: usize, n: usize) -> usize {
     n.div_ceil(TILE_COLS) * k.div_ceil(TILE_K) * B_TILE
 }
 
-/// `a` as a left operand ([`left_layout`]) in `out`, zeros past its rows and columns.
+/// `a` as a left operand ([`left_layout`]) in `out`, laid out as whole tiles ([`tiled_at`]),
+/// zeros past its rows and columns.
 pub(crate) fn pack_left(a: Matrix, out: &mut Vec<u16>) {
     let (rows, row_len) = left_layout(a.rows, a.cols);
     grow(out, rows * row_len);
     let out = &mut out[..rows * row_len];
-    for (r, line) in out.chunks_exact_mut(row_len).enumerate() {
-        if r >= a.rows {
+    let mut line = [0u16; TILE_K];
+    for r in 0..rows {
+        let row = if r < a.rows { a.row(r) } else { &[] };
+        for at in (0..row_len).step_by(TILE_K) {
+            let part = &row[at.min(row.len())..(at + TILE_K).min(row.len())];
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512bf16") {
+                let dst = &mut out[tiled_at(r, at, row_len)..][..TILE_K];
+                // SAFETY: the CPU has the instructions; `dst` holds one tile row of 32 values.
+                unsafe { x86::round_tile_row(part, dst) };
+                continue;
+            }
             line.fill(0);
-            continue;
+            round_into(part, &mut line[..part.len()]);
+            out[tiled_at(r, at, row_len)..][..TILE_K].copy_from_slice(&line);
         }
-        let row = a.row(r);
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512bf16") {
-            // SAFETY: the CPU has the instructions; `line` holds `row` rounded up to 32.
-            unsafe { x86::round_row(row, line) };
-            continue;
-        }
-        round_into(row, &mut line[..row.len()]);
-        line[row.len()..].fill(0);
     }
 }
 
-/// `aᵀ` (`a` being `[k, m]`) as a left operand of `m` rows of `k` values ([`left_layout`]) in
-/// `out`, zeros past its rows and columns.
+/// `aᵀ` (`a` being `[k, m]`) as a left operand of `m` rows of `k` values in `out`, laid out as
+/// whole tiles ([`tiled_at`]): each tile's 16 rows of 32 values lie together, so that AMX loads
+/// 1 KiB at a time. Zeros past its rows and columns; [`left_layout`] gives the padded sizes.
 pub(crate) fn pack_left_transposed(a: Matrix, out: &mut Vec<u16>) {
     let (k, m) = (a.rows, a.cols);
     let (rows, row_len) = left_layout(m, k);
@@ -83,19 +87,24 @@ pub(crate) fn pack_left_transposed(a: Matrix, out: &mut Vec<u16>) {
     let out = &mut out[..rows * row_len];
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512bf16") {
-        let (columns, pad) = out.split_at_mut(m * row_len);
-        pad.fill(0);
-        // SAFETY: the CPU has the instructions; `columns` holds `m` rows of `row_len` values,
-        // `k` rounded up to 32.
-        unsafe { x86::round_transposed(a, row_len, columns) };
+        // SAFETY: the CPU has the instructions; `out` holds `rows` x `row_len` values.
+        unsafe { x86::round_transposed(a, row_len, out) };
         return;
     }
     out.fill(0);
     for p in 0..k {
         for (i, &v) in a.row(p).iter().enumerate() {
-            out[i * row_len + p] = bf16::from_f32(v).to_bits();
+            out[tiled_at(i, p, row_len)] = bf16::from_f32(v).to_bits();
         }
     }
+}
+
+/// Where value `(row, col)` of a left operand with rows of `row_len` lies when laid out as whole
+/// tiles: tile (row / 16, col / 32) after tile, row block after row block.
+pub(crate) fn tiled_at(row: usize, col: usize, row_len: usize) -> usize {
+    let k_blocks = row_len / TILE_K;
+    let tile = row / TILE_ROWS * k_blocks + col / TILE_K;
+    tile * TILE_ROWS * TILE_K + row % TILE_ROWS * TILE_K + col % TILE_K
 }
 
 /// `b` (`[k, n]`) as a right operand in `out`: column block after column block, each `k / 32`
@@ -201,29 +210,29 @@ mod x86 {
         }
     }
 
-    /// `row` rounded into `line`, zeros after it; `line` is at least `row` rounded up to 32.
+    /// Up to 32 values rounded into one tile row of 32, zeros after them.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn round_row(row: &[f32], line: &mut [u16]) {
-        assert!(line.len() >= row.len().next_multiple_of(32));
-        for at in (0..line.len()).step_by(32) {
-            // SAFETY: `at + 32 <= line.len()`; loads past `row` read zeros.
-            unsafe {
-                let (lo, hi) = (load16(row, at), load16(row, at + 16));
-                let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-                _mm512_storeu_si512(line.as_mut_ptr().add(at) as *mut __m512i, v);
-            }
+    pub(super) unsafe fn round_tile_row(part: &[f32], dst: &mut [u16]) {
+        assert!(part.len() <= 32 && dst.len() >= 32);
+        // SAFETY: loads past `part` read zeros; `dst` holds 32 values.
+        unsafe {
+            let (lo, hi) = (load16(part, 0), load16(part, 16));
+            let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, v);
         }
     }
 
-    /// `aᵀ` rounded into `out`, `a`'s `m` columns becoming rows of `row_len` (`k` rounded up to
-    /// 32): for each block of 16 columns and 32 rows, the 16 (k, k+1) pairs of each row pair are
-    /// one vector of 16 32-bit lanes, and a 16x16 transpose of those lanes gives 16 whole rows.
+    /// `aᵀ` rounded into `out` as whole tiles ([`super::tiled_at`]), `a`'s `m` columns becoming
+    /// rows of `row_len` (`k` rounded up to 32): for each block of 16 columns and 32 rows, the 16
+    /// (k, k+1) pairs of each row pair are one vector of 16 32-bit lanes, and a 16x16 transpose
+    /// of those lanes gives the tile's 16 rows (zeros past `m`).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn round_transposed(a: Matrix, row_len: usize, out: &mut [u16]) {
         let (k, m) = (a.rows, a.cols);
-        assert!(row_len == k.next_multiple_of(TILE_K) && out.len() >= m * row_len);
+        assert!(row_len == k.next_multiple_of(TILE_K));
+        assert!(out.len() >= m.next_multiple_of(TILE_ROWS) * row_len);
         let zero = _mm512_setzero_ps();
-        for i0 in (0..m).step_by(16) {
+        for i0 in (0..m).step_by(TILE_ROWS) {
             for kb in 0..row_len / TILE_K {
                 let mut lanes = [_mm512_setzero_si512(); 16];
                 for (q, lane) in lanes.iter_mut().enumerate() {
@@ -242,10 +251,11 @@ mod x86 {
                     *lane = pairs(lo, hi);
                 }
                 transpose16(&mut lanes);
-                for (j, lane) in lanes.iter().enumerate().take(m - i0) {
-                    // SAFETY: row i0 + j < m of `out`, values kb·32 .. kb·32 + 32 < row_len.
+                let tile = super::tiled_at(i0, kb * TILE_K, row_len);
+                for (j, lane) in lanes.iter().enumerate() {
+                    // SAFETY: row j of the tile, inside `out` (whole tiles of 16 rows).
                     unsafe {
-                        let dst = out.as_mut_ptr().add((i0 + j) * row_len + kb * TILE_K);
+                        let dst = out.as_mut_ptr().add(tile + j * TILE_K);
                         _mm512_storeu_si512(dst as *mut __m512i, *lane);
                     }
                 }
@@ -348,7 +358,7 @@ mod tests {
     ];
 
     #[test]
-    fn left_rows_hold_the_rounded_rows_then_zeros() {
+    fn left_tiles_hold_the_rounded_rows_then_zeros() {
         for [rows, cols, stride] in SHAPES {
             let data = values(rows * stride);
             let mut out = vec![7u16; 3];
@@ -361,14 +371,15 @@ mod tests {
                     } else {
                         0
                     };
-                    assert_eq!(out[r * row_len + c], want, "{rows}x{cols}: ({r}, {c})");
+                    let at = tiled_at(r, c, row_len);
+                    assert_eq!(out[at], want, "{rows}x{cols}: ({r}, {c})");
                 }
             }
         }
     }
 
     #[test]
-    fn transposed_left_rows_hold_the_rounded_columns_then_zeros() {
+    fn transposed_left_tiles_hold_the_rounded_columns_then_zeros() {
         for [rows, cols, stride] in SHAPES {
             let data = values(rows * stride);
             let mut out = vec![7u16; 3];
@@ -381,7 +392,8 @@ mod tests {
                     } else {
                         0
                     };
-                    assert_eq!(out[i * row_len + p], want, "{rows}x{cols}: ({i}, {p})");
+                    let at = tiled_at(i, p, row_len);
+                    assert_eq!(out[at], want, "{rows}x{cols}: ({i}, {p})");
                 }
             }
         }

@@ -4,10 +4,11 @@
 //! the products (BatchNorm, ReLU, pooling, the classifier and the loss) stays f32.
 //!
 //! - Forward and the stride-1 input gradient: `y = patches(x) · W`, the weights packed once per
-//!   call into AMX's pair tiles, each tile of pixels rounded into rows of tiles.
+//!   call into AMX's pair tiles, each tile of pixels rounded as it is gathered (into whole tiles
+//!   where the pixels are the input itself, a 1x1 convolution).
 //! - Weight gradient: `dwᵀ = Σ dyᵀ · patches(x)` over tiles of pixels, so that both operands are
-//!   packed along the pixels they share (`dy`'s few channels transposed, the patches as pairs of
-//!   pixels), each group of tiles summing into a partial `dwᵀ` of its own held by the tiles'
+//!   packed along the pixels they share (`dy`'s few channels transposed into whole tiles, the
+//!   patches as pairs of pixels), each group of tiles summing into a partial `dwᵀ` of its own held by the tiles'
 //!   accumulators; the partials are added in a fixed order and transposed into `dw`.
 
 use rayon::prelude::*;
@@ -65,7 +66,9 @@ pub(super) fn convolve(
                         &mut slot.left,
                     );
                 } else {
-                    // Rounded as they are gathered: the patches are never stored in f32.
+                    // Rounded as they are gathered (the patches are never stored in f32), into
+                    // plain rows: whole tiles would need a second copy, which costs more than
+                    // the tiles save.
                     grow(&mut slot.left, padded * row_len);
                     let (patches, pad) = slot.left[..padded * row_len].split_at_mut(m * row_len);
                     gather_with(x, window, r0..r0 + m, row_len, patches, round_slice);
@@ -89,6 +92,7 @@ pub(super) fn convolve(
                     multiply(
                         &slot.left,
                         [padded, row_len],
+                        window.is_pointwise(),
                         packed,
                         product,
                         stride,
@@ -171,6 +175,7 @@ pub(super) fn weight_gradient(
                     multiply(
                         &slot.left,
                         [rows, row_len],
+                        true,
                         &slot.right,
                         &mut slot.dw[..partial_len],
                         columns,
@@ -194,14 +199,18 @@ pub(super) fn weight_gradient(
 }
 
 /// `product (+)= left · right` on AMX tiles: `left` is `[rows, row_len]` bf16 (rows a multiple
-/// of 16, row_len of 32), `right` the matching pair tiles for `stride / 16` column blocks,
-/// `product` `rows` rows of `stride` floats.
+/// of 16, row_len of 32), row-major or, when `tiled`, as whole tiles
+/// ([`crate::engine::bf16_pack::tiled_at`]: AMX loads a contiguous 1 KiB faster than 16 rows
+/// far apart); `right` the
+/// matching pair tiles for `stride / 16` column blocks; `product` `rows` rows of `stride`
+/// floats.
 ///
 /// # Safety
 /// The operands must hold the sizes described, and `Bf16Kernel::Amx` must run here.
 unsafe fn multiply(
     left: &[u16],
     [rows, row_len]: [usize; 2],
+    tiled: bool,
     right: &[u16],
     product: &mut [f32],
     stride: usize,
@@ -223,6 +232,7 @@ unsafe fn multiply(
                 row_bytes: row_len * 2,
                 row_blocks: rows / TILE_ROWS,
                 k_blocks,
+                tiled,
             },
             right.as_ptr(),
             amx::Product {
