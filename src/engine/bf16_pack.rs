@@ -58,18 +58,17 @@ pub(crate) fn pack_left(a: Matrix, out: &mut Vec<u16>) {
     let (rows, row_len) = left_layout(a.rows, a.cols);
     grow(out, rows * row_len);
     let out = &mut out[..rows * row_len];
-    let mut line = [0u16; TILE_K];
     for r in 0..rows {
         let row = if r < a.rows { a.row(r) } else { &[] };
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512bf16") {
+            // SAFETY: the CPU has the instructions; `out` holds `rows` x `row_len` values.
+            unsafe { x86::round_row_into_tiles(row, r, row_len, out) };
+            continue;
+        }
+        let mut line = [0u16; TILE_K];
         for at in (0..row_len).step_by(TILE_K) {
             let part = &row[at.min(row.len())..(at + TILE_K).min(row.len())];
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512bf16") {
-                let dst = &mut out[tiled_at(r, at, row_len)..][..TILE_K];
-                // SAFETY: the CPU has the instructions; `dst` holds one tile row of 32 values.
-                unsafe { x86::round_tile_row(part, dst) };
-                continue;
-            }
             line.fill(0);
             round_into(part, &mut line[..part.len()]);
             out[tiled_at(r, at, row_len)..][..TILE_K].copy_from_slice(&line);
@@ -210,15 +209,25 @@ mod x86 {
         }
     }
 
-    /// Up to 32 values rounded into one tile row of 32, zeros after them.
+    /// Row `r` of a left operand (`row`, at most `row_len` values) rounded into its tiles in
+    /// `out` ([`super::tiled_at`]), zeros after it.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn round_tile_row(part: &[f32], dst: &mut [u16]) {
-        assert!(part.len() <= 32 && dst.len() >= 32);
-        // SAFETY: loads past `part` read zeros; `dst` holds 32 values.
-        unsafe {
-            let (lo, hi) = (load16(part, 0), load16(part, 16));
-            let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-            _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, v);
+    pub(super) unsafe fn round_row_into_tiles(
+        row: &[f32],
+        r: usize,
+        row_len: usize,
+        out: &mut [u16],
+    ) {
+        assert!(row.len() <= row_len && out.len() >= (r / TILE_ROWS + 1) * TILE_ROWS * row_len);
+        for at in (0..row_len).step_by(TILE_K) {
+            // SAFETY: loads past `row` read zeros; the destination is one tile row of 32 values
+            // inside `out` (checked above).
+            unsafe {
+                let (lo, hi) = (load16(row, at), load16(row, at + 16));
+                let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                let dst = out.as_mut_ptr().add(super::tiled_at(r, at, row_len));
+                _mm512_storeu_si512(dst as *mut __m512i, v);
+            }
         }
     }
 

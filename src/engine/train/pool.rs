@@ -76,12 +76,32 @@ fn max_row(
     at: &mut [u32],
 ) {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, the only requirement of the function.
+        unsafe { max_row_avx512(pool, x, xs, [image, row], y, at) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, the only requirement of the function.
         unsafe { max_row_avx2(pool, x, xs, [image, row], y, at) };
         return;
     }
     max_row_portable(pool, x, xs, [image, row], y, at);
+}
+
+/// [`max_row`] compiled for 512-bit vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_row_avx512(
+    pool: &MaxPoolShape,
+    x: &[f32],
+    xs: Shape,
+    at_row: [usize; 2],
+    y: &mut [f32],
+    at: &mut [u32],
+) {
+    max_row_portable(pool, x, xs, at_row, y, at);
 }
 
 /// [`max_row`] compiled for 256-bit vectors.
