@@ -42,7 +42,7 @@ def parse_args():
     p.add_argument("--train-variants", nargs="+", default=["torchvision", "paper"],
                    choices=["torchvision", "paper"], help="variants whose training step is timed")
     p.add_argument("--train-precisions", nargs="+", default=["f32", "bf16"], choices=["f32", "bf16"],
-                   help="precisions of the timed training step (bf16: torchvision variant only)")
+                   help="precisions of the timed training step")
     p.add_argument("--iterations", type=int, default=5, help="timed iterations per process (training: half)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it compiles for minutes)")
@@ -183,8 +183,7 @@ def works_of(args):
     if "train" in args.modes:
         for precision in args.train_precisions:
             for variant in args.train_variants:
-                if precision == "f32" or variant == "torchvision":
-                    works.append(("train", args.train_batch, variant, precision))
+                works.append(("train", args.train_batch, variant, precision))
     return works
 
 
