@@ -366,71 +366,71 @@ mod tests {
         [40, 70, 75],
     ];
 
-    #[test]
-    fn left_tiles_hold_the_rounded_rows_then_zeros() {
+    /// Packs every one of [`SHAPES`] with `pack` and checks each value of the padded operand:
+    /// `place(rows, cols)` lists every position of the packed operand with the row and column
+    /// of the matrix it holds, which must be that value rounded, or zero outside the matrix.
+    fn check_packing(
+        pack: fn(Matrix, &mut Vec<u16>),
+        place: impl Fn(usize, usize) -> Vec<(usize, usize, usize)>,
+    ) {
         for [rows, cols, stride] in SHAPES {
             let data = values(rows * stride);
             let mut out = vec![7u16; 3];
-            pack_left(Matrix::new(&data, rows, cols, stride), &mut out);
-            let (padded, row_len) = left_layout(rows, cols);
-            for r in 0..padded {
-                for c in 0..row_len {
-                    let want = if r < rows && c < cols {
-                        bits(data[r * stride + c])
-                    } else {
-                        0
-                    };
-                    let at = tiled_at(r, c, row_len);
-                    assert_eq!(out[at], want, "{rows}x{cols}: ({r}, {c})");
-                }
+            pack(Matrix::new(&data, rows, cols, stride), &mut out);
+            let places = place(rows, cols);
+            assert!(
+                out.len() >= places.len(),
+                "{rows}x{cols}: operand too short"
+            );
+            for (at, row, col) in places {
+                let want = if row < rows && col < cols {
+                    bits(data[row * stride + col])
+                } else {
+                    0
+                };
+                assert_eq!(out[at], want, "{rows}x{cols}: ({row}, {col})");
             }
         }
+    }
+
+    #[test]
+    fn left_tiles_hold_the_rounded_rows_then_zeros() {
+        check_packing(pack_left, |rows, cols| {
+            let (padded, row_len) = left_layout(rows, cols);
+            let cells = (0..padded).flat_map(|r| (0..row_len).map(move |c| (r, c)));
+            cells
+                .map(|(r, c)| (tiled_at(r, c, row_len), r, c))
+                .collect()
+        });
     }
 
     #[test]
     fn transposed_left_tiles_hold_the_rounded_columns_then_zeros() {
-        for [rows, cols, stride] in SHAPES {
-            let data = values(rows * stride);
-            let mut out = vec![7u16; 3];
-            pack_left_transposed(Matrix::new(&data, rows, cols, stride), &mut out);
+        check_packing(pack_left_transposed, |rows, cols| {
             let (padded, row_len) = left_layout(cols, rows);
-            for i in 0..padded {
-                for p in 0..row_len {
-                    let want = if i < cols && p < rows {
-                        bits(data[p * stride + i])
-                    } else {
-                        0
-                    };
-                    let at = tiled_at(i, p, row_len);
-                    assert_eq!(out[at], want, "{rows}x{cols}: ({i}, {p})");
-                }
-            }
-        }
+            let cells = (0..padded).flat_map(|i| (0..row_len).map(move |p| (i, p)));
+            cells
+                .map(|(i, p)| (tiled_at(i, p, row_len), p, i))
+                .collect()
+        });
     }
 
     #[test]
     fn right_tiles_hold_the_rounded_pairs_then_zeros() {
-        for [rows, cols, stride] in SHAPES {
-            let data = values(rows * stride);
-            let mut out = vec![7u16; 3];
-            pack_right(Matrix::new(&data, rows, cols, stride), &mut out);
+        check_packing(pack_right, |rows, cols| {
             let k_blocks = rows.div_ceil(TILE_K);
-            assert!(out.len() >= right_len(rows, cols));
+            let mut places = Vec::new();
             for cb in 0..cols.div_ceil(TILE_COLS) {
                 for row in 0..k_blocks * TILE_K {
                     for j in 0..TILE_COLS {
-                        let col = cb * TILE_COLS + j;
                         let tile = (cb * k_blocks + row / TILE_K) * B_TILE;
                         let at = tile + (row % TILE_K / 2) * 2 * TILE_COLS + j * 2 + row % 2;
-                        let want = if row < rows && col < cols {
-                            bits(data[row * stride + col])
-                        } else {
-                            0
-                        };
-                        assert_eq!(out[at], want, "{rows}x{cols}: ({row}, {col})");
+                        places.push((at, row, cb * TILE_COLS + j));
                     }
                 }
             }
-        }
+            assert_eq!(places.len(), right_len(rows, cols));
+            places
+        });
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::common;
 
+use burn::module::ParamId;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -11,7 +12,7 @@ use burn::tensor::{DType, FloatDType};
 use common::*;
 use googlenet::engine::{Bf16Kernel, DropoutSeed, InferenceNet, TrainNet, TrainNetError};
 use googlenet::model::precision::{self, Precision};
-use googlenet::model::{GoogLeNetConfig, Variant};
+use googlenet::model::{GoogLeNet, GoogLeNetConfig, Variant};
 
 #[test]
 fn flex_computes_in_bf16_and_f16() {
@@ -62,6 +63,33 @@ const PYTORCH_ERRORS: [(Precision, f32, f32, [f32; 4]); 2] = [
         [0.007226, 0.002905, 0.2129, 0.3447],
     ),
 ];
+
+/// The gradients whose errors [`PYTORCH_ERRORS`] quotes, in its order: name, parameter, rank.
+fn quoted_gradients(model: &GoogLeNet) -> [(&'static str, ParamId, usize); 4] {
+    [
+        ("fc.weight", model.fc.weight.id, 2),
+        (
+            "aux1.fc2.weight",
+            model.aux1.as_ref().unwrap().fc2.weight.id,
+            2,
+        ),
+        (
+            "inception4e.branch1.conv.weight",
+            model.inception4e.branch1.conv.weight.id,
+            4,
+        ),
+        ("conv1.conv.weight", model.conv1.conv.weight.id, 4),
+    ]
+}
+
+/// The gradient of the parameter `id` of rank `rank` (2 or 4) in `grads`, as a matrix.
+fn gradient_2d(grads: &GradientsParams, id: ParamId, rank: usize) -> Tensor<2> {
+    if rank == 2 {
+        grads.get::<2>(id).unwrap()
+    } else {
+        grads.get::<4>(id).unwrap().flatten(1, 3)
+    }
+}
 
 /// Ours is within 1.5x PyTorch's error, and at least a quarter of it (so that the reduced
 /// precision really was used).
@@ -148,31 +176,11 @@ fn autocast_gradients_are_f32_and_like_pytorch_autocast() {
     for (p, _, _, pytorch) in PYTORCH_ERRORS {
         let reduced = grads_of(p);
         assert_eq!(reduced.len(), 187, "{p}");
-        let tensors = [
-            ("fc.weight", model.fc.weight.id, 2),
-            (
-                "aux1.fc2.weight",
-                model.aux1.as_ref().unwrap().fc2.weight.id,
-                2,
-            ),
-            (
-                "inception4e.branch1.conv.weight",
-                model.inception4e.branch1.conv.weight.id,
-                4,
-            ),
-            ("conv1.conv.weight", model.conv1.conv.weight.id, 4),
-        ];
-        for ((name, id, rank), pytorch) in tensors.into_iter().zip(pytorch) {
-            let get = |g: &GradientsParams| -> Tensor<2> {
-                if rank == 2 {
-                    g.get::<2>(id).unwrap()
-                } else {
-                    g.get::<4>(id).unwrap().flatten(1, 3)
-                }
-            };
-            let got = get(&reduced);
+        for ((name, id, rank), pytorch) in quoted_gradients(&model).into_iter().zip(pytorch) {
+            let got = gradient_2d(&reduced, id, rank);
             assert_eq!(got.dtype(), DType::F32, "{p} {name}");
-            let err = relative_l2(&to_vec(got), &to_vec(get(&reference)));
+            let want = gradient_2d(&reference, id, rank);
+            let err = relative_l2(&to_vec(got), &to_vec(want));
             assert_like_pytorch(
                 &format!("{p} gradient of {name}, relative L2"),
                 err,
@@ -299,29 +307,10 @@ fn fast_training_step_in_bf16_is_like_pytorch_autocast() {
         logits_err,
         pytorch_l2,
     );
-    let tensors = [
-        ("fc.weight", model.fc.weight.id, 2),
-        (
-            "aux1.fc2.weight",
-            model.aux1.as_ref().unwrap().fc2.weight.id,
-            2,
-        ),
-        (
-            "inception4e.branch1.conv.weight",
-            model.inception4e.branch1.conv.weight.id,
-            4,
-        ),
-        ("conv1.conv.weight", model.conv1.conv.weight.id, 4),
-    ];
-    for ((name, id, rank), pytorch) in tensors.into_iter().zip(pytorch) {
-        let get = |g: &GradientsParams| -> Vec<f32> {
-            if rank == 2 {
-                to_vec(g.get::<2>(id).unwrap())
-            } else {
-                to_vec(g.get::<4>(id).unwrap())
-            }
-        };
-        let err = relative_l2(&get(&bf16_grads), &get(&f32_grads));
+    for ((name, id, rank), pytorch) in quoted_gradients(&model).into_iter().zip(pytorch) {
+        let got = to_vec(gradient_2d(&bf16_grads, id, rank));
+        let want = to_vec(gradient_2d(&f32_grads, id, rank));
+        let err = relative_l2(&got, &want);
         assert_like_pytorch(
             &format!("fast bf16 step, gradient of {name}, relative L2"),
             err,

@@ -25,6 +25,7 @@ mod norm;
 mod params;
 mod plan;
 mod pool;
+mod simd;
 mod unit;
 
 pub use dense::DropoutSeed;

@@ -165,7 +165,7 @@ impl TrainNet {
                     .into(),
             ));
         }
-        self.scratch = ConvScratch::with_bf16(true);
+        self.scratch = ConvScratch::in_bf16();
         Ok(self)
     }
 

@@ -12,6 +12,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::simd::simd_kernel;
+
 /// Where a layer's output (and the gradient with respect to it) lives: channel `c` of pixel `p`
 /// is at `p·stride + offset + c` (a branch of an inception module writes its channels of the
 /// concatenated map this way; a dense map has stride = channels, offset 0).
@@ -63,45 +65,6 @@ pub(crate) struct BatchStats {
 /// task (a few tens of microseconds) and small enough to split even the 7x7 maps over threads.
 fn chunk_pixels(channels: usize) -> usize {
     (32 * 1024 / channels.max(1)).max(1)
-}
-
-/// Runs `$body` as a function compiled for AVX-512 or AVX2 when the CPU has them (the crate is
-/// built for baseline x86-64, whose SSE2 vectors are a quarter and half as wide), and as plain
-/// code otherwise. Every lane holds its own channel, so all three give the same bits.
-macro_rules! simd_kernel {
-    ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$attr])*
-        fn $name($($arg: $ty),*) {
-            /// The body, inlined into both versions so that each is compiled for its features.
-            #[inline(always)]
-            fn portable($($arg: $ty),*) $body
-            /// The body compiled for 256-bit vectors.
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2")]
-            unsafe fn avx2($($arg: $ty),*) {
-                portable($($arg),*)
-            }
-            /// The body compiled for 512-bit vectors.
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f")]
-            unsafe fn avx512($($arg: $ty),*) {
-                portable($($arg),*)
-            }
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F, the only requirement of the function.
-                unsafe { avx512($($arg),*) };
-                return;
-            }
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2, the only requirement of the function.
-                unsafe { avx2($($arg),*) };
-                return;
-            }
-            portable($($arg),*)
-        }
-    };
 }
 
 /// Channels per register block of the per-channel sums: 16 f64 sums of each of two kinds fill

@@ -8,6 +8,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::super::map::Shape;
+use super::simd::simd_kernel;
 
 /// A max pool as PyTorch's `MaxPool2d(kernel, stride, padding, ceil_mode=True)`: output per side
 /// `ceil((n + 2·pad − kernel) / stride) + 1`, minus one if the last window would start at or past
@@ -62,94 +63,44 @@ impl MaxPoolShape {
 /// Channels per register block in the max pool: 16 maxima and 16 indices fit in AVX2 registers.
 const BLOCK: usize = 16;
 
-/// Output row `row` of image `image` of the max pool: for every output pixel of the row and every
-/// channel, the maximum over its window into `y` and the index into `x` of the value taken into
-/// `at`. PyTorch's rule (`val > max || isnan(val)` in row-major window order, starting from −∞
-/// at the window's first pixel): the first maximum wins a tie, a NaN beats every number (the
-/// last NaN if several).
-fn max_row(
-    pool: &MaxPoolShape,
-    x: &[f32],
-    xs: Shape,
-    [image, row]: [usize; 2],
-    y: &mut [f32],
-    at: &mut [u32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, the only requirement of the function.
-        unsafe { max_row_avx512(pool, x, xs, [image, row], y, at) };
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, the only requirement of the function.
-        unsafe { max_row_avx2(pool, x, xs, [image, row], y, at) };
-        return;
-    }
-    max_row_portable(pool, x, xs, [image, row], y, at);
-}
-
-/// [`max_row`] compiled for 512-bit vectors.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn max_row_avx512(
-    pool: &MaxPoolShape,
-    x: &[f32],
-    xs: Shape,
-    at_row: [usize; 2],
-    y: &mut [f32],
-    at: &mut [u32],
-) {
-    max_row_portable(pool, x, xs, at_row, y, at);
-}
-
-/// [`max_row`] compiled for 256-bit vectors.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn max_row_avx2(
-    pool: &MaxPoolShape,
-    x: &[f32],
-    xs: Shape,
-    at_row: [usize; 2],
-    y: &mut [f32],
-    at: &mut [u32],
-) {
-    max_row_portable(pool, x, xs, at_row, y, at);
-}
-
-/// [`max_row`]'s body: per output pixel, channels in blocks of [`BLOCK`] so that the running
-/// maxima and their pixel numbers stay in registers across the window, then the remaining
-/// channels; pixel numbers become indices into `x` at the end.
-#[inline(always)]
-fn max_row_portable(
-    pool: &MaxPoolShape,
-    x: &[f32],
-    xs: Shape,
-    [image, row]: [usize; 2],
-    y: &mut [f32],
-    at: &mut [u32],
-) {
-    let c = xs.c;
-    let rows = pool.span(row, xs.h);
-    let outputs = y.chunks_exact_mut(c).zip(at.chunks_exact_mut(c));
-    for (col, (y, at)) in outputs.enumerate() {
-        let window = [rows.clone(), pool.span(col, xs.w)];
-        let first = ((image * xs.h + window[0].start) * xs.w + window[1].start) as u32;
-        let blocks = c / BLOCK * BLOCK;
-        for start in (0..blocks).step_by(BLOCK) {
-            let mut best = [f32::NEG_INFINITY; BLOCK];
-            let mut index = [first; BLOCK];
-            scan(x, xs, image, &window, start, &mut best, &mut index);
-            y[start..start + BLOCK].copy_from_slice(&best);
-            at[start..start + BLOCK].copy_from_slice(&index);
-        }
-        let (best, index) = (&mut y[blocks..], &mut at[blocks..]);
-        best.fill(f32::NEG_INFINITY);
-        index.fill(first);
-        scan(x, xs, image, &window, blocks, best, index);
-        for (ch, i) in at.iter_mut().enumerate() {
-            *i = *i * c as u32 + ch as u32;
+simd_kernel! {
+    /// Output row `row` of image `image` of the max pool: for every output pixel of the row and
+    /// every channel, the maximum over its window into `y` and the index into `x` of the value
+    /// taken into `at`. PyTorch's rule (`val > max || isnan(val)` in row-major window order,
+    /// starting from −∞ at the window's first pixel): the first maximum wins a tie, a NaN beats
+    /// every number (the last NaN if several). Per output pixel, channels go in blocks of
+    /// [`BLOCK`] so that the running maxima and their pixel numbers stay in registers across the
+    /// window, then the remaining channels; pixel numbers become indices into `x` at the end.
+    fn max_row(
+        pool: &MaxPoolShape,
+        x: &[f32],
+        xs: Shape,
+        at_row: [usize; 2],
+        y: &mut [f32],
+        at: &mut [u32],
+    ) {
+        let [image, row] = at_row;
+        let c = xs.c;
+        let rows = pool.span(row, xs.h);
+        let outputs = y.chunks_exact_mut(c).zip(at.chunks_exact_mut(c));
+        for (col, (y, at)) in outputs.enumerate() {
+            let window = [rows.clone(), pool.span(col, xs.w)];
+            let first = ((image * xs.h + window[0].start) * xs.w + window[1].start) as u32;
+            let blocks = c / BLOCK * BLOCK;
+            for start in (0..blocks).step_by(BLOCK) {
+                let mut best = [f32::NEG_INFINITY; BLOCK];
+                let mut index = [first; BLOCK];
+                scan(x, xs, image, &window, start, &mut best, &mut index);
+                y[start..start + BLOCK].copy_from_slice(&best);
+                at[start..start + BLOCK].copy_from_slice(&index);
+            }
+            let (best, index) = (&mut y[blocks..], &mut at[blocks..]);
+            best.fill(f32::NEG_INFINITY);
+            index.fill(first);
+            scan(x, xs, image, &window, blocks, best, index);
+            for (ch, i) in at.iter_mut().enumerate() {
+                *i = *i * c as u32 + ch as u32;
+            }
         }
     }
 }

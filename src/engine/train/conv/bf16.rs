@@ -14,13 +14,12 @@
 use rayon::prelude::*;
 
 use super::window::{Window, gather, gather_with};
-use super::{FORWARD_TILE_FLOATS, Slot, tile_rows};
+use super::{FORWARD_TILE_FLOATS, Slot, for_each_gradient_tile, for_each_output_tile, tile_rows};
 use crate::engine::bf16::{TILE_COLS, TILE_K, TILE_ROWS};
 use crate::engine::bf16_pack::{
     Matrix, left_layout, pack_left, pack_left_transposed, pack_right, pack_right_blocks, right_len,
     round_slice,
 };
-use crate::engine::groups::groups;
 use crate::engine::map::grow;
 
 /// Pixels per weight-gradient tile: the tile's product adds into the whole partial `dwᵀ`, so
@@ -47,68 +46,55 @@ pub(super) fn convolve(
     pack_right(Matrix::new(w, depth, out_channels, out_channels), packed);
     let packed = &packed[..];
     let rows = tile_rows(pixels, depth, FORWARD_TILE_FLOATS).next_multiple_of(2 * TILE_ROWS);
-    let (tiles_per_group, count) = groups(pixels.div_ceil(rows), 4);
-    if slots.len() < count {
-        slots.resize_with(count, Default::default);
-    }
-    let group_rows = tiles_per_group * rows;
-    y.par_chunks_mut(group_rows * out_channels)
-        .zip(slots.par_iter_mut())
-        .enumerate()
-        .for_each(|(g, (y_group, slot))| {
-            for (t, y_tile) in y_group.chunks_mut(rows * out_channels).enumerate() {
-                let r0 = g * group_rows + t * rows;
-                let m = y_tile.len() / out_channels;
-                let (padded, row_len) = left_layout(m, depth);
-                if window.is_pointwise() {
-                    pack_left(
-                        Matrix::new(&x[r0 * depth..], m, depth, depth),
-                        &mut slot.left,
-                    );
-                } else {
-                    // Rounded as they are gathered (the patches are never stored in f32), into
-                    // plain rows: whole tiles would need a second copy, which costs more than
-                    // the tiles save.
-                    grow(&mut slot.left, padded * row_len);
-                    let (patches, pad) = slot.left[..padded * row_len].split_at_mut(m * row_len);
-                    gather_with(x, window, r0..r0 + m, row_len, patches, round_slice);
-                    pad.fill(0);
-                }
-                let col_blocks = out_channels.div_ceil(TILE_COLS);
-                let direct = padded == m && out_channels == col_blocks * TILE_COLS;
-                let stride = col_blocks * TILE_COLS;
-                if !direct {
-                    grow(&mut slot.product, padded * stride);
-                }
-                let product = if direct {
-                    &mut y_tile[..]
-                } else {
-                    &mut slot.product[..padded * stride]
-                };
-                // SAFETY: `slot.left` holds `padded` rows of `row_len` values, `packed` the
-                // weights' `col_blocks` x `row_len / 32` tiles, `product` `padded` rows of
-                // `stride` floats.
-                unsafe {
-                    multiply(
-                        &slot.left,
-                        [padded, row_len],
-                        window.is_pointwise(),
-                        packed,
-                        product,
-                        stride,
-                        false,
-                    )
-                };
-                if !direct {
-                    for (dst, src) in y_tile
-                        .chunks_exact_mut(out_channels)
-                        .zip(slot.product.chunks_exact(stride))
-                    {
-                        dst.copy_from_slice(&src[..out_channels]);
-                    }
-                }
+    for_each_output_tile(y, out_channels, rows, slots, |slot, r0, y_tile| {
+        let m = y_tile.len() / out_channels;
+        let (padded, row_len) = left_layout(m, depth);
+        if window.is_pointwise() {
+            pack_left(
+                Matrix::new(&x[r0 * depth..], m, depth, depth),
+                &mut slot.left,
+            );
+        } else {
+            // Rounded as they are gathered (the patches are never stored in f32), into plain
+            // rows: whole tiles would need a second copy, which costs more than the tiles save.
+            grow(&mut slot.left, padded * row_len);
+            let (patches, pad) = slot.left[..padded * row_len].split_at_mut(m * row_len);
+            gather_with(x, window, r0..r0 + m, row_len, patches, round_slice);
+            pad.fill(0);
+        }
+        let col_blocks = out_channels.div_ceil(TILE_COLS);
+        let direct = padded == m && out_channels == col_blocks * TILE_COLS;
+        let stride = col_blocks * TILE_COLS;
+        if !direct {
+            grow(&mut slot.product, padded * stride);
+        }
+        let product = if direct {
+            &mut y_tile[..]
+        } else {
+            &mut slot.product[..padded * stride]
+        };
+        // SAFETY: `slot.left` holds `padded` rows of `row_len` values, `packed` the weights'
+        // `col_blocks` x `row_len / 32` tiles, `product` `padded` rows of `stride` floats.
+        unsafe {
+            multiply(
+                &slot.left,
+                [padded, row_len],
+                window.is_pointwise(),
+                packed,
+                product,
+                stride,
+                false,
+            )
+        };
+        if !direct {
+            for (dst, src) in y_tile
+                .chunks_exact_mut(out_channels)
+                .zip(slot.product.chunks_exact(stride))
+            {
+                dst.copy_from_slice(&src[..out_channels]);
             }
-        });
+        }
+    });
 }
 
 /// `dw = patches(x)ᵀ · dy` (`dw` row-major `[depth, out_channels]`, overwritten), each group of
@@ -134,56 +120,45 @@ pub(super) fn weight_gradient(
     let rows = out_channels.next_multiple_of(TILE_ROWS);
     let columns = depth.next_multiple_of(TILE_COLS);
     let partial_len = rows * columns;
-    let (tiles_per_group, count) = groups(pixels.div_ceil(GRADIENT_TILE_PIXELS), 2);
-    if slots.len() < count {
-        slots.resize_with(count, Default::default);
-    }
-    let group_pixels = tiles_per_group * GRADIENT_TILE_PIXELS;
-    slots[..count]
-        .par_iter_mut()
-        .enumerate()
-        .for_each(|(g, slot)| {
-            grow(&mut slot.dw, partial_len);
-            let group = g * group_pixels..((g + 1) * group_pixels).min(pixels);
-            for (t, r0) in group.clone().step_by(GRADIENT_TILE_PIXELS).enumerate() {
-                let m = GRADIENT_TILE_PIXELS.min(group.end - r0);
-                let dy_tile = Matrix::new(&dy[r0 * out_channels..], m, out_channels, out_channels);
-                pack_left_transposed(dy_tile, &mut slot.left);
-                let row_len = m.next_multiple_of(TILE_K);
-                let k_blocks = row_len / TILE_K;
-                let right = &mut slot.right;
-                grow(right, right_len(row_len, depth));
-                if window.is_pointwise() {
-                    let patches = Matrix::new(&x[r0 * depth..], m, depth, depth);
-                    pack_right_blocks(patches, k_blocks, 0, right);
-                } else {
-                    // 32 pixels at a time, so that the f32 patches stay in cache until rounded.
-                    for kb in 0..k_blocks {
-                        let p0 = r0 + kb * TILE_K;
-                        let count = TILE_K.min(r0 + m - p0);
-                        grow(&mut slot.patches, TILE_K * depth);
-                        let patches = &mut slot.patches[..count * depth];
-                        gather(x, window, p0..p0 + count, patches);
-                        let patches = Matrix::new(patches, count, depth, depth);
-                        pack_right_blocks(patches, k_blocks, kb, right);
-                    }
-                }
-                // SAFETY: `slot.left` holds `rows` rows of `row_len` values (dyᵀ), `slot.right`
-                // the patches' `columns / 16` x `row_len / 32` tiles, `slot.dw` `rows` rows of
-                // `columns` floats.
-                unsafe {
-                    multiply(
-                        &slot.left,
-                        [rows, row_len],
-                        true,
-                        &slot.right,
-                        &mut slot.dw[..partial_len],
-                        columns,
-                        t > 0,
-                    )
-                };
+    let count = for_each_gradient_tile(pixels, GRADIENT_TILE_PIXELS, slots, |slot, t, tile| {
+        grow(&mut slot.dw, partial_len);
+        let (r0, m) = (tile.start, tile.len());
+        let dy_tile = Matrix::new(&dy[r0 * out_channels..], m, out_channels, out_channels);
+        pack_left_transposed(dy_tile, &mut slot.left);
+        let row_len = m.next_multiple_of(TILE_K);
+        let k_blocks = row_len / TILE_K;
+        let right = &mut slot.right;
+        grow(right, right_len(row_len, depth));
+        if window.is_pointwise() {
+            let patches = Matrix::new(&x[r0 * depth..], m, depth, depth);
+            pack_right_blocks(patches, k_blocks, 0, right);
+        } else {
+            // 32 pixels at a time, so that the f32 patches stay in cache until rounded.
+            grow(&mut slot.patches, TILE_K * depth);
+            for kb in 0..k_blocks {
+                let p0 = r0 + kb * TILE_K;
+                let count = TILE_K.min(tile.end - p0);
+                let patches = &mut slot.patches[..count * depth];
+                gather(x, window, p0..p0 + count, patches);
+                let patches = Matrix::new(patches, count, depth, depth);
+                pack_right_blocks(patches, k_blocks, kb, right);
             }
-        });
+        }
+        // SAFETY: `slot.left` holds `rows` rows of `row_len` values (dyᵀ), `slot.right` the
+        // patches' `columns / 16` x `row_len / 32` tiles, `slot.dw` `rows` rows of `columns`
+        // floats.
+        unsafe {
+            multiply(
+                &slot.left,
+                [rows, row_len],
+                true,
+                &slot.right,
+                &mut slot.dw[..partial_len],
+                columns,
+                t > 0,
+            )
+        };
+    });
     let partials = &slots[..count];
     let chunk_rows = depth.div_ceil(4 * rayon::current_num_threads()).max(1);
     dw.par_chunks_mut(chunk_rows * out_channels)

@@ -34,6 +34,8 @@ mod input_gradient;
 mod weight_gradient;
 mod window;
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::super::conv::Target;
@@ -141,15 +143,15 @@ pub(crate) struct ConvScratch {
 }
 
 impl ConvScratch {
-    /// Buffers for products in bf16 on AMX tiles (`bf16` true) or in f32. bf16 needs
+    /// Buffers for products in bf16 on AMX tiles (the default runs them in f32), which needs
     /// [`Bf16Kernel::Amx`](crate::engine::Bf16Kernel::Amx) to run here.
-    pub fn with_bf16(bf16: bool) -> Self {
+    pub fn in_bf16() -> Self {
         assert!(
-            !bf16 || crate::engine::Bf16Kernel::Amx.runs_here(),
+            crate::engine::Bf16Kernel::Amx.runs_here(),
             "bf16 training products need AMX"
         );
         Self {
-            bf16,
+            bf16: true,
             ..Self::default()
         }
     }
@@ -293,10 +295,40 @@ fn convolve(
         );
         return;
     }
+    let rows = tile_rows(pixels, depth, FORWARD_TILE_FLOATS);
+    for_each_output_tile(y, out_channels, rows, slots, |slot, r0, y_tile| {
+        let m = y_tile.len() / out_channels;
+        grow(&mut slot.patches, m * depth);
+        let patches = &mut slot.patches[..m * depth];
+        gather(x, window, r0..r0 + m, patches);
+        let shape = [m, depth, out_channels];
+        matmul(
+            y_tile,
+            out_channels,
+            patches,
+            depth,
+            w,
+            out_channels,
+            shape,
+            false,
+        );
+    });
+}
+
+/// Cuts the output `y` (`out_channels` values per pixel) into tiles of `rows` pixels, shared out
+/// in a fixed number of groups (four per thread) that each have a slot of their own, and calls
+/// `tile(slot, first pixel, tile of y)` for every tile, the groups in parallel.
+fn for_each_output_tile(
+    y: &mut [f32],
+    out_channels: usize,
+    rows: usize,
+    slots: &mut Vec<Slot>,
+    tile: impl Fn(&mut Slot, usize, &mut [f32]) + Send + Sync,
+) {
     if y.is_empty() {
         return;
     }
-    let rows = tile_rows(pixels, depth, FORWARD_TILE_FLOATS);
+    let pixels = y.len() / out_channels;
     let (tiles_per_group, count) = groups(pixels.div_ceil(rows), 4);
     if slots.len() < count {
         slots.resize_with(count, Default::default);
@@ -307,24 +339,36 @@ fn convolve(
         .enumerate()
         .for_each(|(g, (y_group, slot))| {
             for (t, y_tile) in y_group.chunks_mut(rows * out_channels).enumerate() {
-                let r0 = g * group_rows + t * rows;
-                let m = y_tile.len() / out_channels;
-                grow(&mut slot.patches, m * depth);
-                let patches = &mut slot.patches[..m * depth];
-                gather(x, window, r0..r0 + m, patches);
-                let shape = [m, depth, out_channels];
-                matmul(
-                    y_tile,
-                    out_channels,
-                    patches,
-                    depth,
-                    w,
-                    out_channels,
-                    shape,
-                    false,
-                );
+                tile(slot, g * group_rows + t * rows, y_tile);
             }
         });
+}
+
+/// Cuts `pixels` into tiles of `rows` pixels, shared out in a fixed number of groups (two per
+/// thread) that each sum into a slot of their own, and calls `tile(slot, index of the tile in
+/// its group, its pixels)` for every tile, the groups in parallel. Returns the number of groups:
+/// the first that many slots hold the partial sums, to be added in order.
+fn for_each_gradient_tile(
+    pixels: usize,
+    rows: usize,
+    slots: &mut Vec<Slot>,
+    tile: impl Fn(&mut Slot, usize, Range<usize>) + Send + Sync,
+) -> usize {
+    let (tiles_per_group, count) = groups(pixels.div_ceil(rows), 2);
+    if slots.len() < count {
+        slots.resize_with(count, Default::default);
+    }
+    let group_pixels = tiles_per_group * rows;
+    slots[..count]
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(g, slot)| {
+            let group = g * group_pixels..((g + 1) * group_pixels).min(pixels);
+            for (t, r0) in group.clone().step_by(rows).enumerate() {
+                tile(slot, t, r0..(r0 + rows).min(group.end));
+            }
+        });
+    count
 }
 
 #[cfg(test)]

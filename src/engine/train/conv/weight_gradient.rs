@@ -5,8 +5,7 @@
 use rayon::prelude::*;
 
 use super::window::{Window, gather};
-use super::{GRADIENT_TILE_FLOATS, Slot, tile_rows};
-use crate::engine::groups::groups;
+use super::{GRADIENT_TILE_FLOATS, Slot, for_each_gradient_tile, tile_rows};
 use crate::engine::map::grow;
 use crate::engine::matmul::matmul_tn;
 
@@ -57,54 +56,30 @@ pub(super) fn weight_gradient(
     } else {
         tile_rows(pixels, depth, GRADIENT_TILE_FLOATS)
     };
-    let (tiles_per_group, count) = groups(pixels.div_ceil(rows), 2);
-    if slots.len() < count {
-        slots.resize_with(count, Default::default);
-    }
-    let group_rows = tiles_per_group * rows;
-    slots[..count]
-        .par_iter_mut()
-        .enumerate()
-        .for_each(|(g, slot)| {
-            grow(&mut slot.dw, len);
-            let group = g * group_rows..((g + 1) * group_rows).min(pixels);
-            for (t, r0) in group.clone().step_by(rows).enumerate() {
-                let m = rows.min(group.end - r0);
-                let dy_tile = &dy[r0 * out_channels..][..m * out_channels];
-                let dst = &mut slot.dw[..len];
-                let shape = [depth, m, out_channels];
-                let accumulate = t > 0;
-                if window.is_pointwise() {
-                    let x_tile = &x[r0 * depth..][..m * depth];
-                    matmul_tn(
-                        dst,
-                        out_channels,
-                        x_tile,
-                        depth,
-                        dy_tile,
-                        out_channels,
-                        shape,
-                        accumulate,
-                        false,
-                    );
-                } else {
-                    grow(&mut slot.patches, m * depth);
-                    let patches = &mut slot.patches[..m * depth];
-                    gather(x, window, r0..r0 + m, patches);
-                    matmul_tn(
-                        dst,
-                        out_channels,
-                        patches,
-                        depth,
-                        dy_tile,
-                        out_channels,
-                        shape,
-                        accumulate,
-                        false,
-                    );
-                }
-            }
-        });
+    let count = for_each_gradient_tile(pixels, rows, slots, |slot, t, tile| {
+        grow(&mut slot.dw, len);
+        let (r0, m) = (tile.start, tile.len());
+        let dy_tile = &dy[r0 * out_channels..][..m * out_channels];
+        // A pointwise convolution's patches are its input rows.
+        let patches = if window.is_pointwise() {
+            &x[r0 * depth..][..m * depth]
+        } else {
+            grow(&mut slot.patches, m * depth);
+            gather(x, window, tile, &mut slot.patches[..m * depth]);
+            &slot.patches[..m * depth]
+        };
+        matmul_tn(
+            &mut slot.dw[..len],
+            out_channels,
+            patches,
+            depth,
+            dy_tile,
+            out_channels,
+            [depth, m, out_channels],
+            t > 0,
+            false,
+        );
+    });
     let partials = &slots[..count];
     if pixels == 0 {
         dw.fill(0.0);
