@@ -242,5 +242,21 @@ fn the_engine_is_fast_where_it_applies_and_burn_on_request() {
             && stderr.contains("--engine burn"),
         "{stderr}"
     );
+    let output = run(&[
+        "--variant",
+        "torchvision",
+        "--input-size",
+        "32",
+        "--engine",
+        "fast",
+        "--precision",
+        "f16",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--engine fast does not apply: it runs in f32 or bf16, not f16"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
