@@ -97,7 +97,8 @@ struct Report {
     engine: Engine,
     device: String,
     precision: Precision,
-    /// The fast engine's bf16 kernel (`amx` or `portable`; training needs `amx`) in bf16; else null.
+    /// The fast engine's bf16 kernel (`amx`, `avx512-bf16` or `portable`; training needs `amx`)
+    /// in bf16; else null.
     bf16_kernel: Option<&'static str>,
     batch: usize,
     threads: usize,

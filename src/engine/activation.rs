@@ -20,6 +20,12 @@ pub(crate) trait Activation: Copy + Default + Send + Sync + 'static {
     fn key(self) -> Self::Key;
     /// The value of a key.
     fn from_key(key: Self::Key) -> Self;
+    /// `out[i] = max(out[i], taps[t][i] for every t)` (without `out[i]` when `first`): a max
+    /// pool's window, each tap a pixel's channels.
+    #[inline(always)]
+    fn max_taps(taps: &[&[Self]], first: bool, out: &mut [Self]) {
+        super::pool::max_taps_by_keys(taps, first, out);
+    }
 }
 
 impl Activation for f32 {
@@ -89,6 +95,17 @@ impl Activation for bf16 {
         f32::from_bits((self.to_bits() as u32) << 16)
     }
 
+    #[inline(always)]
+    fn max_taps(taps: &[&[bf16]], first: bool, out: &mut [bf16]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has AVX-512BW (and so AVX-512F), what the function needs.
+            unsafe { max_taps_bf16_avx512(taps, first, out) };
+            return;
+        }
+        super::pool::max_taps_by_keys(taps, first, out);
+    }
+
     fn bias_relu(dst: &mut [bf16], src: &[f32], bias: &[f32]) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512bf16") {
@@ -97,6 +114,43 @@ impl Activation for bf16 {
             return;
         }
         bias_relu_portable(dst, src, bias);
+    }
+}
+
+/// [`Activation::max_taps`] for bf16, 32 channels to a register, on the bits as signed 16-bit
+/// integers: among the non-negative numbers (sign bit clear) the larger bits are the larger
+/// number, among the negative ones the smaller; so the window's maximum is its largest bits where
+/// those are non-negative, else its smallest. Two instructions a tap instead of the keys' four.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn max_taps_bf16_avx512(taps: &[&[bf16]], first: bool, out: &mut [bf16]) {
+    use std::arch::x86_64::*;
+    let c = out.len();
+    assert!(taps.iter().all(|tap| tap.len() >= c));
+    for ch in (0..c).step_by(32) {
+        let mask: __mmask32 = if c - ch >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << (c - ch)) - 1
+        };
+        // SAFETY: every load and the store are masked to the `c - ch` channels left, inside `out`
+        // and each tap (asserted above).
+        unsafe {
+            let at = out.as_mut_ptr().add(ch) as *mut i16;
+            let (mut high, mut low) = if first {
+                (_mm512_set1_epi16(i16::MIN), _mm512_set1_epi16(i16::MAX))
+            } else {
+                let previous = _mm512_maskz_loadu_epi16(mask, at);
+                (previous, previous)
+            };
+            for tap in taps {
+                let bits = _mm512_maskz_loadu_epi16(mask, tap.as_ptr().add(ch) as *const i16);
+                high = _mm512_max_epi16(high, bits);
+                low = _mm512_min_epi16(low, bits);
+            }
+            let negative = _mm512_movepi16_mask(high);
+            _mm512_mask_storeu_epi16(at, mask, _mm512_mask_blend_epi16(negative, high, low));
+        }
     }
 }
 

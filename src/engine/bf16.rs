@@ -3,9 +3,10 @@
 //! been folded into them in f32; the activations stay f32 between layers and are rounded as each
 //! tile of a product reads them; bias and ReLU are applied in f32.
 //!
-//! Two kernels compute the same sums:
+//! Three kernels compute the same sums:
 //! - AMX tiles ([`super::amx`]) where the CPU and the OS allow them, the weights packed once into
 //!   the tiles' layout;
+//! - AVX512-BF16's dot products ([`super::bf16_dot`]) on CPUs without AMX, over the same packing;
 //! - elsewhere the f32 GEMM on the rounded values (a product of two bf16 numbers is exact in f32):
 //!   bf16's numbers at f32's speed.
 
@@ -14,6 +15,7 @@ use std::ops::Range;
 use half::bf16;
 
 use super::matmul::matmul;
+use super::packed::PanelOut;
 
 /// Rows of every AMX tile.
 pub(crate) const TILE_ROWS: usize = 16;
@@ -29,6 +31,8 @@ pub(crate) const B_TILE: usize = TILE_K * TILE_COLS;
 pub enum Bf16Kernel {
     /// Intel AMX tiles.
     Amx,
+    /// AVX512-BF16's `VDPBF16PS` dot products (AMD Zen 4 and later).
+    Avx512Bf16,
     /// The f32 GEMM on bf16-rounded operands.
     Portable,
 }
@@ -40,6 +44,9 @@ impl Bf16Kernel {
         if super::amx::available() {
             return Bf16Kernel::Amx;
         }
+        if super::bf16_dot::runs_here() {
+            return Bf16Kernel::Avx512Bf16;
+        }
         Bf16Kernel::Portable
     }
 
@@ -47,14 +54,16 @@ impl Bf16Kernel {
     pub fn runs_here(self) -> bool {
         match self {
             Bf16Kernel::Amx => Self::detect() == Bf16Kernel::Amx,
+            Bf16Kernel::Avx512Bf16 => super::bf16_dot::runs_here(),
             Bf16Kernel::Portable => true,
         }
     }
 
-    /// Its name in reports (`amx`, `portable`).
+    /// Its name in reports (`amx`, `avx512-bf16`, `portable`).
     pub fn name(self) -> &'static str {
         match self {
             Bf16Kernel::Amx => "amx",
+            Bf16Kernel::Avx512Bf16 => "avx512-bf16",
             Bf16Kernel::Portable => "portable",
         }
     }
@@ -69,8 +78,12 @@ pub(crate) struct Bf16Weights {
 
 enum Packed {
     /// Column blocks of 16, each `k_blocks` tiles of 16 rows of (k, k+1) pairs; zeros pad k to
-    /// a multiple of 32 and n to one of 16.
-    Tiles { values: Vec<u16>, k_blocks: usize },
+    /// a multiple of 32 and n to one of 16. AMX reads them as tiles, AVX512-BF16 as panels.
+    Tiles {
+        values: Vec<u16>,
+        k_blocks: usize,
+        amx: bool,
+    },
     /// Row-major `[k, n]`, each value rounded to bf16.
     Rounded(Vec<f32>),
 }
@@ -103,7 +116,7 @@ impl Bf16Weights {
         );
         let packed = match kernel {
             Bf16Kernel::Portable => Packed::Rounded(weights.iter().map(|&w| rounded(w)).collect()),
-            Bf16Kernel::Amx => {
+            Bf16Kernel::Amx | Bf16Kernel::Avx512Bf16 => {
                 let k_blocks = k.div_ceil(TILE_K);
                 let col_blocks = n.div_ceil(TILE_COLS);
                 let mut values = vec![0u16; col_blocks * k_blocks * B_TILE];
@@ -117,35 +130,130 @@ impl Bf16Weights {
                         values[at] = round(weights[row * n + col]);
                     }
                 }
-                Packed::Tiles { values, k_blocks }
+                Packed::Tiles {
+                    values,
+                    k_blocks,
+                    amx: kernel == Bf16Kernel::Amx,
+                }
             }
         };
         Self { k, n, packed }
     }
 
     /// The layout of [`Self::multiply`]'s left operand for `m` rows: its number of rows (`m`,
-    /// or `m` rounded up to whole tiles) and the values in each row (`k`, or `k` rounded up to
-    /// whole tiles). Rows and columns past `m` and `k` must be zero.
+    /// or for AMX `m` rounded up to whole tiles) and the values in each row (`k`; for AVX512-BF16
+    /// `k` rounded up to a whole pair, for AMX to whole tiles). Rows and columns past `m` and `k`
+    /// must be zero.
     pub fn left_layout(&self, m: usize) -> (usize, usize) {
         match &self.packed {
             Packed::Rounded(_) => (m, self.k),
-            Packed::Tiles { k_blocks, .. } => (m.next_multiple_of(TILE_ROWS), k_blocks * TILE_K),
+            Packed::Tiles { k_blocks, amx, .. } if *amx => {
+                (m.next_multiple_of(TILE_ROWS), k_blocks * TILE_K)
+            }
+            Packed::Tiles { .. } => (m, self.k.next_multiple_of(2)),
         }
     }
 
+    /// Whether [`Self::multiply_bias_relu`] runs on this kernel.
+    pub fn stores_activations(&self) -> bool {
+        matches!(self.packed, Packed::Tiles { amx: false, .. })
+    }
+
+    /// max(`left` · w + bias, 0) rounded to bf16 for the `m` rows of `left`, `row_len` (even)
+    /// values apart, each holding `k` values rounded up to a pair (zeros past `k`), and the
+    /// weight columns of `panels`, panel `i` being the 16 columns from `first_col + 16 i`
+    /// (`first_col` a multiple of 16), stored from `panels[i]`: the whole convolution epilogue in
+    /// the kernel's registers. Only where [`Self::stores_activations`].
+    ///
+    /// # Safety
+    /// Each panel's `m` rows of `lanes` values are writable and nothing else reads or writes them
+    /// during the call.
+    pub unsafe fn multiply_bias_relu(
+        &self,
+        left: &[bf16],
+        row_len: usize,
+        m: usize,
+        first_col: usize,
+        panels: &[PanelOut<bf16>],
+        bias: &[f32],
+    ) {
+        let Packed::Tiles {
+            values,
+            k_blocks,
+            amx: false,
+        } = &self.packed
+        else {
+            panic!("only the AVX512-BF16 kernel stores activations");
+        };
+        let pairs = self.k.div_ceil(2);
+        assert!(
+            row_len.is_multiple_of(2) && row_len >= 2 * pairs,
+            "rows of {row_len}"
+        );
+        let first = first_col / TILE_COLS;
+        assert!(
+            first_col.is_multiple_of(TILE_COLS)
+                && (first + panels.len()) * TILE_COLS <= self.n.next_multiple_of(TILE_COLS)
+        );
+        assert!(m == 0 || left.len() >= (m - 1) * row_len + 2 * pairs);
+        assert!(bias.len() >= self.n);
+        assert!(
+            panels
+                .iter()
+                .enumerate()
+                .all(|(i, p)| p.lanes <= (self.n - first_col - i * TILE_COLS).min(TILE_COLS))
+        );
+        let rows = super::bf16_dot::Rows {
+            ptr: left.as_ptr(),
+            row_len,
+            m,
+            pairs,
+        };
+        let store = |i: usize| super::bf16_dot::PanelStore::BiasRelu {
+            ptr: panels[i].ptr,
+            stride: panels[i].stride,
+            lanes: panels[i].lanes,
+            bias: bias[first_col + i * TILE_COLS..].as_ptr(),
+        };
+        // SAFETY: `Packed::Tiles` without AMX is only built where the kernel runs (`new`); the
+        // asserts bound the left rows and the panels (k_blocks tiles each), the bias loads are
+        // masked to the lanes, and the caller vouches for the stores.
+        unsafe {
+            super::bf16_dot::multiply(
+                rows,
+                values[first * k_blocks * B_TILE..].as_ptr(),
+                k_blocks * TILE_K / 2,
+                panels.len(),
+                store,
+            )
+        };
+    }
+
+    /// The floats [`Self::multiply`] writes for `m` rows of `columns` columns: its rows (as
+    /// [`Self::left_layout`]) of `columns` rounded up to a multiple of 16.
+    pub fn product_len(&self, m: usize, columns: usize) -> usize {
+        self.left_layout(m).0 * columns.next_multiple_of(TILE_COLS)
+    }
+
     /// `product[r, j] = Σ_p left[r, p] · w[p, cols.start + j]` for the `m` rows of `left` (laid
-    /// out as [`Self::left_layout`] says) and the columns `cols` (starting at a multiple of 16).
-    /// Returns the distance between the product's rows; `product` grows to fit.
+    /// out as [`Self::left_layout`] says) and the columns `cols` (starting at a multiple of 16),
+    /// into rows of `cols.len()` rounded up to a multiple of 16, which it returns; `product`
+    /// holds at least [`Self::product_len`] floats.
     pub fn multiply(
         &self,
         left: &[bf16],
         m: usize,
         cols: Range<usize>,
         scratch: &mut Bf16Scratch,
-        product: &mut Vec<f32>,
+        product: &mut [f32],
     ) -> usize {
         let (rows, row_len) = self.left_layout(m);
         assert!(cols.end <= self.n && left.len() >= rows * row_len);
+        assert!(
+            product.len() >= self.product_len(m, cols.len()),
+            "product too short"
+        );
+        let stride = cols.len().next_multiple_of(TILE_COLS);
         match &self.packed {
             Packed::Rounded(weights) => {
                 let (k, n) = (self.k, cols.len());
@@ -155,16 +263,62 @@ impl Bf16Weights {
                     .iter_mut()
                     .zip(&left[..m * k])
                     .for_each(|(o, v)| *o = v.to_f32());
-                super::map::grow(product, m * n);
                 let b = &weights[cols.start..];
                 let lhs = &scratch.rounded[..m * k];
-                matmul(product, n, lhs, k, b, self.n, [m, k, n], false);
-                n
+                matmul(product, stride, lhs, k, b, self.n, [m, k, n], false);
             }
-            Packed::Tiles { values, k_blocks } => {
-                Self::multiply_tiles(left, rows, row_len, cols, *k_blocks, values, product)
-            }
+            Packed::Tiles {
+                values,
+                k_blocks,
+                amx: true,
+            } => Self::multiply_tiles(left, rows, row_len, cols, *k_blocks, values, product),
+            Packed::Tiles {
+                values,
+                k_blocks,
+                amx: false,
+            } => self.multiply_panels(left, m, row_len, cols, *k_blocks, values, product),
         }
+        stride
+    }
+
+    /// [`Self::multiply`] on AVX512-BF16's dot products.
+    #[allow(clippy::too_many_arguments)]
+    fn multiply_panels(
+        &self,
+        left: &[bf16],
+        m: usize,
+        row_len: usize,
+        cols: Range<usize>,
+        k_blocks: usize,
+        values: &[u16],
+        product: &mut [f32],
+    ) {
+        assert!(
+            cols.start.is_multiple_of(TILE_COLS),
+            "columns start inside a panel"
+        );
+        let panels = cols.len().div_ceil(TILE_COLS);
+        let stride = panels * TILE_COLS;
+        assert!(product.len() >= m * stride);
+        let right = &values[cols.start / TILE_COLS * k_blocks * B_TILE..];
+        assert!(right.len() >= panels * k_blocks * B_TILE && left.len() >= m * row_len);
+        let base = product.as_mut_ptr();
+        let store = |i: usize| super::bf16_dot::PanelStore::Sums {
+            // SAFETY: panel i's first column lies inside each row of `stride` floats.
+            ptr: unsafe { base.add(i * TILE_COLS) },
+            stride,
+            lanes: TILE_COLS.min(cols.len() - i * TILE_COLS),
+        };
+        let rows = super::bf16_dot::Rows {
+            ptr: left.as_ptr(),
+            row_len,
+            m,
+            pairs: self.k.div_ceil(2),
+        };
+        let panel_pairs = k_blocks * TILE_K / 2;
+        // SAFETY: `Packed::Tiles` without AMX is only built where the kernel runs (`new`); the
+        // assert bounds the left rows and the panels, and `product` holds `m` rows of `stride`.
+        unsafe { super::bf16_dot::multiply(rows, right.as_ptr(), panel_pairs, panels, store) };
     }
 
     /// [`Self::multiply`] on AMX tiles.
@@ -175,15 +329,15 @@ impl Bf16Weights {
         cols: Range<usize>,
         k_blocks: usize,
         values: &[u16],
-        product: &mut Vec<f32>,
-    ) -> usize {
+        product: &mut [f32],
+    ) {
         assert!(
             cols.start.is_multiple_of(TILE_COLS),
             "columns start inside a tile"
         );
         let col_blocks = cols.len().div_ceil(TILE_COLS);
         let stride = col_blocks * TILE_COLS;
-        super::map::grow(product, rows * stride);
+        assert!(product.len() >= rows * stride);
         let right = &values[cols.start / TILE_COLS * k_blocks * B_TILE..];
         assert!(right.len() >= col_blocks * k_blocks * B_TILE);
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -211,7 +365,6 @@ impl Bf16Weights {
         };
         #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
         unreachable!("AMX tiles packed on a platform without AMX ({rows}, {row_len})");
-        stride
     }
 }
 
@@ -219,7 +372,7 @@ impl Bf16Weights {
 mod tests {
     use super::*;
 
-    /// The bf16 sums in f64, the reference both kernels approach.
+    /// The bf16 sums in f64, the reference the kernels approach.
     fn reference(a: &[f32], w: &[f32], [m, k, n]: [usize; 3]) -> Vec<f64> {
         let mut out = vec![0.0; m * n];
         for i in 0..m {
@@ -248,8 +401,9 @@ mod tests {
             }
         }
         let mut scratch = Bf16Scratch::default();
-        let mut product = Vec::new();
+        let mut product = vec![f32::NAN; weights.product_len(m, cols.len())];
         let stride = weights.multiply(&left, m, cols.clone(), &mut scratch, &mut product);
+        assert_eq!(stride, cols.len().next_multiple_of(16));
         let want = reference(&a, &w, [m, k, n]);
         for i in 0..m {
             for (j, col) in cols.clone().enumerate() {
@@ -282,12 +436,84 @@ mod tests {
         check(Bf16Kernel::Portable, [37, 147, 70], 16..70);
     }
 
+    /// On CPUs with AVX512-BF16, its dot products against the same sums: ragged rows and
+    /// panels, k that is not a multiple of 32, column ranges that start past panel 0.
+    #[test]
+    fn avx512_bf16_products_are_the_bf16_sums() {
+        if !Bf16Kernel::Avx512Bf16.runs_here() {
+            eprintln!("SKIPPED: this CPU has no AVX512-BF16, its kernel never runs here");
+            return;
+        }
+        check(Bf16Kernel::Avx512Bf16, [5, 7, 3], 0..3);
+        check(Bf16Kernel::Avx512Bf16, [37, 147, 70], 16..70);
+        check(Bf16Kernel::Avx512Bf16, [64, 528, 96], 0..96);
+        check(Bf16Kernel::Avx512Bf16, [29, 40, 24], 0..24);
+        check(Bf16Kernel::Avx512Bf16, [15, 64, 48], 32..48);
+    }
+
+    /// The fused epilogue: max(sum + bias, 0) rounded to nearest even, written only to each
+    /// panel's lanes of rows `stride` apart.
+    #[test]
+    fn avx512_bf16_epilogue_stores_rounded_activations() {
+        if !Bf16Kernel::Avx512Bf16.runs_here() {
+            eprintln!("SKIPPED: this CPU has no AVX512-BF16, its kernel never runs here");
+            return;
+        }
+        let [m, k, n] = [31, 70, 40];
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 53 % 89) as f32 - 44.0) / 23.0)
+            .collect();
+        let bias: Vec<f32> = (0..n).map(|j| (j as f32 - 20.0) * 0.7).collect();
+        let weights = Bf16Weights::new(&w, [k, n], Bf16Kernel::Avx512Bf16);
+        assert!(weights.stores_activations());
+        let (rows, row_len) = weights.left_layout(m);
+        assert_eq!((rows, row_len), (m, 70));
+        let mut left = vec![bf16::ZERO; rows * row_len];
+        for i in 0..m {
+            for p in 0..k {
+                left[i * row_len + p] = bf16::from_f32(a[i * k + p]);
+            }
+        }
+        // Columns 16..40 (two panels, the second of 8 lanes) into pixels of 30 values, from 3.
+        let stride = 30;
+        let sentinel = bf16::from_f32(-7.0);
+        let mut out = vec![sentinel; m * stride];
+        let panels: Vec<PanelOut<bf16>> = (0..2)
+            .map(|i| PanelOut {
+                ptr: out[3 + 16 * i..].as_mut_ptr(),
+                stride,
+                lanes: [16, 8][i],
+            })
+            .collect();
+        // SAFETY: the panels' 31 rows of 16 and 8 values lie inside `out`, apart.
+        unsafe { weights.multiply_bias_relu(&left, row_len, m, 16, &panels, &bias) };
+        let want = reference(&a, &w, [m, k, n]);
+        for i in 0..m {
+            for j in 0..stride {
+                let got = out[i * stride + j];
+                if !(3..27).contains(&j) {
+                    assert_eq!(got, sentinel, "({i}, {j}) written");
+                    continue;
+                }
+                let col = 16 + j - 3;
+                let exact = (want[i * n + col] + bias[col] as f64).max(0.0);
+                assert!(
+                    (got.to_f64() - exact).abs() <= exact.abs() / 256.0 + 1e-3,
+                    "({i}, {col}): {got} vs {exact}"
+                );
+            }
+        }
+    }
+
     /// On CPUs with AMX, its tiles against the same sums: ragged rows, k that is not a multiple
     /// of 32, odd and even numbers of column blocks, column ranges that start past block 0.
     #[test]
     fn amx_products_are_the_bf16_sums() {
         if Bf16Kernel::detect() != Bf16Kernel::Amx {
-            eprintln!("this CPU or OS has no AMX: only the portable kernel is checked");
+            eprintln!("SKIPPED: this CPU or OS has no AMX, its tiles never run here");
             return;
         }
         check(Bf16Kernel::Amx, [5, 7, 3], 0..3);

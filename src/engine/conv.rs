@@ -197,6 +197,8 @@ pub(crate) struct Scratch {
     product: Vec<f32>,
     /// Where the packed kernel writes each panel of the tile.
     panels: Vec<PanelOut>,
+    /// Where the bf16 kernel writes each panel of the tile, when it stores activations.
+    bf16_panels: Vec<PanelOut<bf16>>,
     bf16: Bf16Scratch,
 }
 
@@ -280,11 +282,15 @@ impl ConvGemm {
     }
 
     /// The same convolution with its products in bf16 on `kernel` (the folded weights rounded
-    /// once; bias and ReLU stay f32).
+    /// once, or for Winograd's path their transform; bias and ReLU stay f32). AMX tiles multiply
+    /// the 3x3 convolutions directly: at their speed the transforms would cost about what the
+    /// smaller products save.
     pub fn in_bf16(mut self, kernel: Bf16Kernel) -> Self {
         let k = self.kernel * self.kernel * self.in_channels;
         self.packed = None;
-        self.winograd = None;
+        self.winograd = (self.winograd.take())
+            .filter(|_| kernel != Bf16Kernel::Amx)
+            .and_then(|winograd| winograd.in_bf16(&self.weights, kernel));
         self.bf16 = Some(Bf16Weights::new(
             &self.weights,
             [k, self.out_channels],
@@ -501,8 +507,12 @@ impl MapElement for f32 {
 }
 
 impl MapElement for bf16 {
-    fn winograd(_: &ConvGemm, _: View<bf16>, _: &[Target<bf16>]) -> bool {
-        false
+    fn winograd(conv: &ConvGemm, input: View<bf16>, targets: &[Target<bf16>]) -> bool {
+        let Some(winograd) = &conv.winograd else {
+            return false;
+        };
+        winograd.run(input, Some(&conv.bias), targets);
+        true
     }
 
     fn product(
@@ -512,7 +522,7 @@ impl MapElement for bf16 {
         k: usize,
         rows: Range<usize>,
         cols: Range<usize>,
-        _targets: &[Target<bf16>],
+        targets: &[Target<bf16>],
         scratch: &mut Scratch,
     ) -> Option<usize> {
         let weights = conv
@@ -520,6 +530,21 @@ impl MapElement for bf16 {
             .as_ref()
             .expect("a bf16 map is only run through convolutions rounded to bf16");
         let m = rows.len();
+        let panels = &mut scratch.bf16_panels;
+        let fused = weights.stores_activations() && panel_outs(targets, &rows, &cols, panels);
+        if let Source::Pixels(v) = source
+            && fused
+            && k.is_multiple_of(2)
+            && v.stride.is_multiple_of(2)
+        {
+            // The pixels' channels are the rows as they lie: no copy.
+            let left = &v.data[rows.start * v.stride + v.offset..];
+            // SAFETY: as below; the rows of `left` hold k (even) values `v.stride` apart.
+            unsafe {
+                weights.multiply_bias_relu(left, v.stride, m, cols.start, panels, &conv.bias)
+            };
+            return None;
+        }
         let (padded_rows, row_len) = weights.left_layout(m);
         super::map::grow(&mut scratch.bf16_rows, padded_rows * row_len);
         let left = &mut scratch.bf16_rows[..padded_rows * row_len];
@@ -539,7 +564,16 @@ impl MapElement for bf16 {
             }
         }
         left[m * row_len..].fill(bf16::ZERO);
-        Some(weights.multiply(left, m, cols, &mut scratch.bf16, &mut scratch.product))
+        if fused {
+            let panels = &scratch.bf16_panels;
+            // SAFETY: `panel_outs` checked that each panel lies inside one target, whose
+            // `Target::new` checked the buffer; tiles cover disjoint (row, column) ranges.
+            unsafe { weights.multiply_bias_relu(left, row_len, m, cols.start, panels, &conv.bias) };
+            return None;
+        }
+        super::map::grow(&mut scratch.product, weights.product_len(m, cols.len()));
+        let product = &mut scratch.product;
+        Some(weights.multiply(left, m, cols, &mut scratch.bf16, product))
     }
 }
 
@@ -562,11 +596,11 @@ pub(crate) fn column_split(row_tasks: usize, columns: usize) -> (usize, usize) {
 
 /// Where each panel of the tile's columns goes in `targets`, into `out`; false if a panel spans
 /// two targets (its columns then go through the product buffer).
-fn panel_outs(
-    targets: &[Target<f32>],
+fn panel_outs<T>(
+    targets: &[Target<T>],
     rows: &Range<usize>,
     cols: &Range<usize>,
-    out: &mut Vec<PanelOut>,
+    out: &mut Vec<PanelOut<T>>,
 ) -> bool {
     out.clear();
     for c in cols.clone().step_by(PANEL) {

@@ -19,13 +19,16 @@
 //! call to the next.
 //!
 //! In bf16 ([`InferenceNet::with_precision`]) the convolutions' products round both operands to
-//! bf16 and sum in f32, on AMX tiles where the CPU has them (`bf16.rs`, `amx.rs`); BatchNorm is
-//! folded in f32 first, and activations, bias, ReLU, pooling and the classifier stay f32.
+//! bf16 and sum in f32, on AMX tiles where the CPU has them (`bf16.rs`, `amx.rs`), else on
+//! AVX512-BF16's dot products (`bf16_dot.rs`), where 3x3 stride-1 convolutions stay on
+//! Winograd's path, its transformed operands rounded. BatchNorm is folded in f32 first; the feature maps
+//! are bf16, and bias, ReLU and the classifier compute in f32.
 
 mod activation;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod amx;
 mod bf16;
+mod bf16_dot;
 mod bf16_pack;
 mod conv;
 mod groups;

@@ -180,10 +180,10 @@ impl PackedWeights {
 }
 
 /// Where one panel of a product goes: its row `r` to `ptr + r · stride`, the first `lanes` of its
-/// 16 columns.
+/// 16 columns (f32 sums, or bf16 activations from the bf16 kernels).
 #[derive(Clone, Copy)]
-pub(crate) struct PanelOut {
-    pub ptr: *mut f32,
+pub(crate) struct PanelOut<T = f32> {
+    pub ptr: *mut T,
     pub stride: usize,
     pub lanes: usize,
 }

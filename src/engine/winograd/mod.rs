@@ -11,6 +11,10 @@
 //! already folded) become `G g Gᵀ` once when the engine is built, and the 16 products `m` of a tile
 //! become its 2x2 outputs `Aᵀ m A`, to which the bias and the ReLU are applied as they are written.
 //! The training step also takes its 3x3 weight gradients this way (`weight_gradient.rs`).
+//!
+//! In bf16 inference the maps are bf16 and the products run on a bf16 kernel ([`super::bf16`]):
+//! both the transformed inputs `Bᵀ d B` (computed in f32) and the transformed weights `G g Gᵀ`
+//! are rounded to bf16, the sums and the output transform stay f32.
 
 mod weight_gradient;
 
@@ -21,6 +25,10 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use half::bf16;
+
+use super::activation::Activation;
+use super::bf16::{Bf16Kernel, Bf16Scratch, Bf16Weights};
 use super::conv::{Target, column_split};
 use super::map::{Shape, View, grow};
 use super::packed::{PANEL, PackedWeights};
@@ -36,15 +44,21 @@ pub(crate) struct Winograd {
     out_channels: usize,
     /// `(G g Gᵀ)[ξ]` for each of the 16 positions ξ of a 4x4 tile, as `[in, out]` matrices.
     weights: Vec<PackedWeights>,
+    /// The same rounded to bf16 for a bf16 kernel, when the maps are bf16.
+    bf16: Vec<Bf16Weights>,
     /// One input channel's 16 transformed rows while the weights are transformed.
     rows: Vec<f32>,
 }
 
-/// Per-thread buffers: zeros for the border, the transformed inputs, the 16 products and one tile's outputs.
+/// Per-thread buffers: zeros for the border, the transformed inputs (f32 or bf16), the 16
+/// products and one tile's outputs.
 #[derive(Default)]
-struct Scratch {
+pub(crate) struct Scratch {
     zeros: Vec<f32>,
     inputs: Vec<f32>,
+    bf16_zeros: Vec<bf16>,
+    bf16_inputs: Vec<bf16>,
+    bf16: Bf16Scratch,
     products: Vec<f32>,
     outputs: Vec<f32>,
 }
@@ -79,6 +93,7 @@ impl Winograd {
             in_channels,
             out_channels,
             weights: (0..16).map(|_| PackedWeights::zeros([0, 0])).collect(),
+            bf16: Vec::new(),
             rows: Vec::new(),
         });
         winograd.in_channels = in_channels;
@@ -100,10 +115,46 @@ impl Winograd {
         Some(winograd)
     }
 
+    /// The same convolution on bf16 maps: `weights` (as [`Self::new`] took them) transformed
+    /// again and rounded to bf16 for `kernel`, which must run here; `None` where the CPU lacks
+    /// the AVX-512BW and VL that the bf16 input transform needs.
+    pub fn in_bf16(mut self, weights: &[f32], kernel: Bf16Kernel) -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if !(std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl"))
+        {
+            return None;
+        }
+        let (c, n) = (self.in_channels, self.out_channels);
+        assert_eq!(weights.len(), 9 * c * n);
+        let mut matrices = vec![vec![0.0; c * n]; 16];
+        grow(&mut self.rows, 16 * n);
+        for ch in 0..c {
+            let taps: [&[f32]; 9] = std::array::from_fn(|tap| &weights[(tap * c + ch) * n..][..n]);
+            transform_weights(taps, &mut self.rows);
+            let rows = self.rows[..16 * n].chunks_exact(n.max(1));
+            for (matrix, row) in matrices.iter_mut().zip(rows) {
+                matrix[ch * n..][..n].copy_from_slice(row);
+            }
+        }
+        self.bf16 = matrices
+            .iter()
+            .map(|m| Bf16Weights::new(m, [c, n], kernel))
+            .collect();
+        self.weights.clear();
+        Some(self)
+    }
+
     /// The convolution of `input` into `targets`, which together cover every output channel
     /// once: relu(convolution + bias) with `bias_relu`'s bias, the convolution alone without it
-    /// (training, where BatchNorm follows); the output has the input's size.
-    pub fn run(&self, input: View<f32>, bias_relu: Option<&[f32]>, targets: &[Target<f32>]) {
+    /// (training, where BatchNorm follows); the output has the input's size. bf16 maps need
+    /// [`Self::in_bf16`]'s weights, f32 maps the others.
+    pub fn run<T: WinogradMap>(
+        &self,
+        input: View<T>,
+        bias_relu: Option<&[f32]>,
+        targets: &[Target<T>],
+    ) {
         let s = input.shape;
         assert_eq!(s.c, self.in_channels, "input channels");
         assert!(targets.iter().all(|t| t.pixels() >= s.pixels()));
@@ -126,39 +177,26 @@ impl Winograd {
         });
     }
 
-    fn task(
+    fn task<T: WinogradMap>(
         &self,
-        input: View<f32>,
+        input: View<T>,
         tiles: Range<usize>,
         cols: Range<usize>,
         bias_relu: Option<&[f32]>,
-        targets: &[Target<f32>],
+        targets: &[Target<T>],
         scratch: &mut Scratch,
     ) {
-        let c = self.in_channels;
         let count = tiles.len();
-        grow(&mut scratch.zeros, c);
-        grow(&mut scratch.inputs, 16 * count * c);
-        for (i, t) in tiles.clone().enumerate() {
-            transform_input(input, &scratch.zeros, t, i, count, &mut scratch.inputs);
-        }
+        let rows = T::transform_inputs(self, input, tiles.clone(), scratch);
         for start in cols.clone().step_by(COLUMN_BLOCK) {
             let block = start..(start + COLUMN_BLOCK).min(cols.end);
             let stride = block.len().next_multiple_of(PANEL);
-            grow(&mut scratch.products, 16 * count * stride);
+            grow(&mut scratch.products, 16 * rows * stride);
             grow(&mut scratch.outputs, 4 * stride);
-            for (xi, weights) in self.weights.iter().enumerate() {
-                weights.multiply(
-                    &scratch.inputs[xi * count * c..],
-                    c,
-                    count,
-                    block.clone(),
-                    &mut scratch.products[xi * count * stride..][..count * stride],
-                );
-            }
+            T::multiply(self, count, rows, block.clone(), scratch);
             for (i, t) in tiles.clone().enumerate() {
                 let outputs = &mut scratch.outputs[..4 * stride];
-                transform_output(&scratch.products, i, count, stride, outputs);
+                transform_output(&scratch.products, i, rows, stride, outputs);
                 let s = input.shape;
                 let (image, y0, x0) = tile_corner(s, t);
                 for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
@@ -182,6 +220,119 @@ impl Winograd {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A map format Winograd's path reads: how its tiles are transformed and multiplied.
+pub(crate) trait WinogradMap: Activation {
+    /// `Bᵀ d B` of `tiles`, row `i` of each of the 16 matrices for tile `tiles.start + i`, in
+    /// the scratch; returns the rows of each matrix (at least `tiles.len()`).
+    fn transform_inputs(
+        winograd: &Winograd,
+        input: View<Self>,
+        tiles: Range<usize>,
+        scratch: &mut Scratch,
+    ) -> usize;
+
+    /// The 16 products of the `count` transformed tiles (matrices of `rows` rows) and weight
+    /// columns `block`, into `scratch.products` as `[16][rows]` rows of `block.len()` rounded up
+    /// to 16.
+    fn multiply(
+        winograd: &Winograd,
+        count: usize,
+        rows: usize,
+        block: Range<usize>,
+        scratch: &mut Scratch,
+    );
+}
+
+impl WinogradMap for f32 {
+    fn transform_inputs(
+        winograd: &Winograd,
+        input: View<f32>,
+        tiles: Range<usize>,
+        scratch: &mut Scratch,
+    ) -> usize {
+        let c = winograd.in_channels;
+        let count = tiles.len();
+        grow(&mut scratch.zeros, c);
+        grow(&mut scratch.inputs, 16 * count * c);
+        for (i, t) in tiles.enumerate() {
+            transform_input(input, &scratch.zeros, t, i, count, &mut scratch.inputs);
+        }
+        count
+    }
+
+    fn multiply(
+        winograd: &Winograd,
+        count: usize,
+        rows: usize,
+        block: Range<usize>,
+        scratch: &mut Scratch,
+    ) {
+        let (c, stride) = (winograd.in_channels, block.len().next_multiple_of(PANEL));
+        assert_eq!(count, rows);
+        for (xi, weights) in winograd.weights.iter().enumerate() {
+            weights.multiply(
+                &scratch.inputs[xi * count * c..],
+                c,
+                count,
+                block.clone(),
+                &mut scratch.products[xi * count * stride..][..count * stride],
+            );
+        }
+    }
+}
+
+impl WinogradMap for bf16 {
+    fn transform_inputs(
+        winograd: &Winograd,
+        input: View<bf16>,
+        tiles: Range<usize>,
+        scratch: &mut Scratch,
+    ) -> usize {
+        let c = winograd.in_channels;
+        let weights = winograd
+            .bf16
+            .first()
+            .expect("bf16 maps need the weights of `Winograd::in_bf16`");
+        let (rows, row_len) = weights.left_layout(tiles.len());
+        let matrix = rows * row_len;
+        grow(&mut scratch.bf16_zeros, c);
+        grow(&mut scratch.bf16_inputs, 16 * matrix);
+        let inputs = &mut scratch.bf16_inputs[..16 * matrix];
+        if row_len > c || rows > tiles.len() {
+            // The rows' padding and the rows past the tiles, which the products read as zeros.
+            inputs.fill(bf16::ZERO);
+        }
+        for (i, t) in tiles.enumerate() {
+            let d = tile_pixels(input, &scratch.bf16_zeros, t);
+            // SAFETY: bf16 winograd weights exist only where AVX-512F (`Winograd::new`), BW and
+            // VL (`Winograd::in_bf16`) run; row `i` of each of the 16 `[rows, row_len]` matrices lies inside the inputs,
+            // and every `d` holds `c` values.
+            unsafe {
+                let out = inputs.as_mut_ptr().add(i * row_len);
+                transform_input_bf16_avx512(d, out, matrix, c)
+            };
+        }
+        rows
+    }
+
+    fn multiply(
+        winograd: &Winograd,
+        count: usize,
+        rows: usize,
+        block: Range<usize>,
+        scratch: &mut Scratch,
+    ) {
+        let stride = block.len().next_multiple_of(PANEL);
+        for (xi, weights) in winograd.bf16.iter().enumerate() {
+            let (rows_here, row_len) = weights.left_layout(count);
+            assert_eq!(rows_here, rows);
+            let left = &scratch.bf16_inputs[xi * rows * row_len..][..rows * row_len];
+            let product = &mut scratch.products[xi * rows * stride..][..rows * stride];
+            weights.multiply(left, count, block.clone(), &mut scratch.bf16, product);
         }
     }
 }
@@ -216,22 +367,14 @@ fn transform_weights(taps: [&[f32]; 9], out: &mut [f32]) {
     }
 }
 
-/// `Bᵀ d B` of tile `t` (in (image, tile row, tile column) order) into row `i` of each of the 16
-/// `[count, c]` matrices of `out`, reading `zeros` (at least `c` of them) where the 4x4 block
-/// hangs over the border.
-fn transform_input(
-    input: View<f32>,
-    zeros: &[f32],
-    t: usize,
-    i: usize,
-    count: usize,
-    out: &mut [f32],
-) {
+/// The 16 pixels of tile `t`'s 4x4 input block (in (image, tile row, tile column) order),
+/// `zeros` (at least `c` of them) where the block hangs over the border.
+fn tile_pixels<'a, T>(input: View<'a, T>, zeros: &'a [T], t: usize) -> [&'a [T]; 16] {
     let s = input.shape;
     let c = s.c;
     let (image, y, x) = tile_corner(s, t);
     // The 4x4 input block starts one pixel above and left of the 2x2 output block.
-    let d: [&[f32]; 16] = if y >= 1 && x >= 1 && y + 3 <= s.h && x + 3 <= s.w {
+    if y >= 1 && x >= 1 && y + 3 <= s.h && x + 3 <= s.w {
         let corner = input.pixel(image, y - 1, x - 1).as_ptr();
         let at = |ab: usize| (ab / 4 * s.w + ab % 4) * input.stride;
         let last = input.pixel(image, y + 2, x + 2).as_ptr();
@@ -251,7 +394,22 @@ fn transform_input(
                 zeros
             }
         })
-    };
+    }
+}
+
+/// `Bᵀ d B` of tile `t` (in (image, tile row, tile column) order) into row `i` of each of the 16
+/// `[count, c]` matrices of `out`, reading `zeros` (at least `c` of them) where the 4x4 block
+/// hangs over the border.
+fn transform_input(
+    input: View<f32>,
+    zeros: &[f32],
+    t: usize,
+    i: usize,
+    count: usize,
+    out: &mut [f32],
+) {
+    let c = input.shape.c;
+    let d = tile_pixels(input, zeros, t);
     assert!(i < count && out.len() >= 16 * count * c);
     // SAFETY: winograd weights exist only where the packed kernel, and so AVX-512F, runs; row `i`
     // of each of the 16 `[count, c]` matrices lies inside `out`, and every `d` holds `c` values.
@@ -270,37 +428,73 @@ unsafe fn transform_input_avx512(d: [&[f32]; 16], out: *mut f32, matrix: usize, 
         unsafe {
             let v: [__m512; 16] =
                 std::array::from_fn(|j| _mm512_maskz_loadu_ps(mask, d[j].as_ptr().add(ch)));
-            let at = |a: usize, b: usize| v[a * 4 + b];
-            // Bᵀ d: rows combined.
-            let r: [[__m512; 4]; 4] = [
-                std::array::from_fn(|b| _mm512_sub_ps(at(0, b), at(2, b))),
-                std::array::from_fn(|b| _mm512_add_ps(at(1, b), at(2, b))),
-                std::array::from_fn(|b| _mm512_sub_ps(at(2, b), at(1, b))),
-                std::array::from_fn(|b| _mm512_sub_ps(at(1, b), at(3, b))),
-            ];
-            // (Bᵀ d) B: columns combined.
-            for (a, row) in r.iter().enumerate() {
-                let values = [
-                    _mm512_sub_ps(row[0], row[2]),
-                    _mm512_add_ps(row[1], row[2]),
-                    _mm512_sub_ps(row[2], row[1]),
-                    _mm512_sub_ps(row[1], row[3]),
-                ];
-                for (b, value) in values.into_iter().enumerate() {
-                    let row = out.add((a * 4 + b) * matrix + ch);
-                    _mm512_mask_storeu_ps(row, mask, value);
-                }
+            for (ab, value) in input_transform(v).into_iter().enumerate() {
+                _mm512_mask_storeu_ps(out.add(ab * matrix + ch), mask, value);
             }
         }
     }
 }
 
-/// `Aᵀ m A` of the 16 products of tile `i` (rows of `stride` floats in `[16][count]` order) into
+/// Input transform of `c` bf16 channels, 16 at a time: widened to f32 (exact), transformed, and
+/// rounded back to bf16 (nearest even, as `bf16::from_f32` for finite values).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn transform_input_bf16_avx512(d: [&[bf16]; 16], out: *mut bf16, matrix: usize, c: usize) {
+    use std::arch::x86_64::*;
+    let (one, half) = (_mm512_set1_epi32(1), _mm512_set1_epi32(0x7fff));
+    for ch in (0..c).step_by(16) {
+        let mask = lanes(c - ch);
+        // SAFETY: the loads and stores are masked to the `c - ch` channels left of each row, and
+        // the caller vouches for the 16 rows of `c` values `matrix` values apart from `out`.
+        unsafe {
+            let v: [__m512; 16] = std::array::from_fn(|j| {
+                let bits = _mm256_maskz_loadu_epi16(mask, d[j].as_ptr().add(ch) as *const i16);
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits)))
+            });
+            for (ab, value) in input_transform(v).into_iter().enumerate() {
+                let bits = _mm512_castps_si512(value);
+                let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), one);
+                let rounded = _mm512_add_epi32(bits, _mm512_add_epi32(half, odd));
+                let high = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(rounded));
+                _mm256_mask_storeu_epi16(out.add(ab * matrix + ch) as *mut i16, mask, high);
+            }
+        }
+    }
+}
+
+/// `Bᵀ d B` of 16 lanes of a 4x4 block, with Bᵀ of F(2x2, 3x3):
+/// `[[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn input_transform(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+    use std::arch::x86_64::*;
+    // SAFETY: the callers enable AVX-512F.
+    unsafe {
+        let at = |a: usize, b: usize| v[a * 4 + b];
+        // Bᵀ d: rows combined.
+        let r: [[__m512; 4]; 4] = [
+            std::array::from_fn(|b| _mm512_sub_ps(at(0, b), at(2, b))),
+            std::array::from_fn(|b| _mm512_add_ps(at(1, b), at(2, b))),
+            std::array::from_fn(|b| _mm512_sub_ps(at(2, b), at(1, b))),
+            std::array::from_fn(|b| _mm512_sub_ps(at(1, b), at(3, b))),
+        ];
+        // (Bᵀ d) B: columns combined.
+        let mut out = [_mm512_setzero_ps(); 16];
+        for (a, row) in r.iter().enumerate() {
+            out[a * 4] = _mm512_sub_ps(row[0], row[2]);
+            out[a * 4 + 1] = _mm512_add_ps(row[1], row[2]);
+            out[a * 4 + 2] = _mm512_sub_ps(row[2], row[1]);
+            out[a * 4 + 3] = _mm512_sub_ps(row[1], row[3]);
+        }
+        out
+    }
+}
+
+/// `Aᵀ m A` of the 16 products of tile `i` (rows of `stride` floats in `[16][rows]` order) into
 /// the tile's 4 output pixels, `stride` floats apart in `out`.
-fn transform_output(products: &[f32], i: usize, count: usize, stride: usize, out: &mut [f32]) {
+fn transform_output(products: &[f32], i: usize, rows: usize, stride: usize, out: &mut [f32]) {
     assert!(stride.is_multiple_of(16));
-    let m: [&[f32]; 16] =
-        std::array::from_fn(|xi| &products[(xi * count + i) * stride..][..stride]);
+    let m: [&[f32]; 16] = std::array::from_fn(|xi| &products[(xi * rows + i) * stride..][..stride]);
     let (y0, rest) = out[..4 * stride].split_at_mut(stride);
     let (y1, rest) = rest.split_at_mut(stride);
     let (y2, y3) = rest.split_at_mut(stride);
@@ -346,13 +540,21 @@ unsafe fn transform_input_avx512(_: [&[f32]; 16], _: *mut f32, _: usize, _: usiz
 }
 
 #[cfg(not(target_arch = "x86_64"))]
+unsafe fn transform_input_bf16_avx512(_: [&[bf16]; 16], _: *mut bf16, _: usize, _: usize) {
+    unreachable!("winograd weights exist only where AVX-512F runs")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
 unsafe fn transform_output_avx512(_: [&[f32]; 16], _: [&mut [f32]; 4], _: usize) {
     unreachable!("winograd weights exist only where AVX-512F runs")
 }
 
 #[cfg(test)]
 mod tests {
+    use half::bf16;
+
     use super::Winograd;
+    use crate::engine::Bf16Kernel;
     use crate::engine::conv::Target;
     use crate::engine::map::{Shape, View};
 
@@ -446,6 +648,62 @@ mod tests {
                 }
                 let untouched = &first[p * first_stride..][..3];
                 assert!(untouched.iter().all(|v| v.is_nan()), "pixel {p}");
+            }
+        }
+    }
+
+    /// bf16 maps on each bf16 kernel that runs here: the direct convolution of the same bf16
+    /// inputs, within bf16's rounding of the transformed operands and of the output (each a
+    /// relative 2^-9, summed over terms no larger than the direct products' magnitudes times the
+    /// transforms' gains).
+    #[test]
+    fn bf16_maps_match_the_direct_convolution_within_bf16_rounding() {
+        let kernels: Vec<Bf16Kernel> = [
+            Bf16Kernel::Portable,
+            Bf16Kernel::Avx512Bf16,
+            Bf16Kernel::Amx,
+        ]
+        .into_iter()
+        .filter(|k| k.runs_here())
+        .collect();
+        for (n, h, w, c, out) in [(1, 7, 7, 24, 40), (2, 9, 6, 35, 150), (1, 1, 1, 3, 5)] {
+            let weights = values(9 * c * out, 1);
+            let s = Shape { n, h, w, c };
+            let x: Vec<bf16> = values(s.len(), 2).into_iter().map(bf16::from_f32).collect();
+            let wide: Vec<f32> = x.iter().map(|v| v.to_f32()).collect();
+            let bias = values(out, 3);
+            let want = direct(&wide, s, &weights, &bias, out);
+            let mut magnitude = vec![0.0f64; s.pixels() * out];
+            window_taps(s, |p, q, tap| {
+                for ch in 0..c {
+                    for o in 0..out {
+                        let term =
+                            wide[q * c + ch] as f64 * weights[(tap * c + ch) * out + o] as f64;
+                        magnitude[p * out + o] += term.abs();
+                    }
+                }
+            });
+            for &kernel in &kernels {
+                let Some(winograd) = Winograd::new(&weights, c, out)
+                    .and_then(|f32_path| f32_path.in_bf16(&weights, kernel))
+                else {
+                    eprintln!("SKIPPED: this CPU lacks AVX-512F, BW or VL: no bf16 Winograd path");
+                    return;
+                };
+                let mut y = vec![bf16::from_f32(f32::NAN); s.pixels() * out];
+                winograd.run(
+                    View::dense(&x, s),
+                    Some(&bias),
+                    &[Target::dense(&mut y, s.with_channels(out))],
+                );
+                for (i, (got, exact)) in y.iter().zip(&want).enumerate() {
+                    let bound = 4.0 * magnitude[i] / 512.0 + exact.abs() / 256.0 + 1e-6;
+                    let got = got.to_f64();
+                    assert!(
+                        (got - exact).abs() <= bound,
+                        "{kernel:?} [{n}, {h}, {w}, {c}] -> {out}: value {i}: {got} vs {exact}"
+                    );
+                }
             }
         }
     }
