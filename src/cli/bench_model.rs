@@ -97,8 +97,8 @@ struct Report {
     engine: Engine,
     device: String,
     precision: Precision,
-    /// The fast engine's bf16 kernel (`amx`, `avx512-bf16` or `portable`; training needs `amx`)
-    /// in bf16; else null.
+    /// The fast engine's bf16 kernel (`amx`, `avx512-bf16` or `portable`; training needs one of
+    /// the first two) in bf16; else null.
     bf16_kernel: Option<&'static str>,
     batch: usize,
     threads: usize,
@@ -193,14 +193,15 @@ fn engine(args: &BenchModelArgs) -> Result<Engine> {
         && match args.mode {
             Mode::Infer => args.precision != Precision::F16,
             Mode::Train => {
-                let bf16 = args.precision == Precision::Bf16 && Bf16Kernel::Amx.runs_here();
+                let bf16 =
+                    args.precision == Precision::Bf16 && Bf16Kernel::for_training().is_some();
                 (args.precision == Precision::F32 || bf16) && args.variant != Variant::KerasSeed
             }
         };
     match args.engine {
         Some(Engine::Fast) if !fast_fits => bail!(
             "--engine fast runs on cpu, infers in f32 or bf16 and trains the paper and torchvision \
-             variants in f32 (bf16 where the CPU has AMX tiles); use --engine burn for {} of {} \
+             variants in f32 (bf16 where the CPU has AMX tiles or AVX512-BF16); use --engine burn for {} of {} \
              on {} in {}",
             match args.mode {
                 Mode::Infer => "inference",

@@ -38,6 +38,12 @@ pub enum Bf16Kernel {
 }
 
 impl Bf16Kernel {
+    /// The kernel a bf16 training step's products run on here (AMX tiles, else AVX512-BF16's
+    /// dot products), or `None` where neither runs.
+    pub fn for_training() -> Option<Self> {
+        Some(Self::detect()).filter(|&kernel| kernel != Bf16Kernel::Portable)
+    }
+
     /// The fastest kernel this CPU and OS allow.
     pub fn detect() -> Self {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -308,6 +314,7 @@ impl Bf16Weights {
             ptr: unsafe { base.add(i * TILE_COLS) },
             stride,
             lanes: TILE_COLS.min(cols.len() - i * TILE_COLS),
+            accumulate: false,
         };
         let rows = super::bf16_dot::Rows {
             ptr: left.as_ptr(),

@@ -53,11 +53,12 @@ pub(crate) struct Rows {
 /// Where one panel of the product goes: row `r` to `ptr + r · stride`, its first `lanes` columns.
 #[derive(Clone, Copy)]
 pub(crate) enum PanelStore {
-    /// The f32 sums as they are.
+    /// The f32 sums as they are, or added to those there when `accumulate`.
     Sums {
         ptr: *mut f32,
         stride: usize,
         lanes: usize,
+        accumulate: bool,
     },
     /// max(sum + bias, 0) rounded to bf16 (nearest even): the epilogue of a convolution.
     BiasRelu {
@@ -79,10 +80,16 @@ impl PanelStore {
     fn at_row(self, r: usize) -> Self {
         // SAFETY (both arms): the caller keeps row `r` inside the store's rows.
         match self {
-            PanelStore::Sums { ptr, stride, lanes } => PanelStore::Sums {
+            PanelStore::Sums {
+                ptr,
+                stride,
+                lanes,
+                accumulate,
+            } => PanelStore::Sums {
                 ptr: unsafe { ptr.add(r * stride) },
                 stride,
                 lanes,
+                accumulate,
             },
             PanelStore::BiasRelu {
                 ptr,
@@ -173,6 +180,20 @@ impl Block {
         // keep the stores and the bias loads to each panel's lanes.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); P]; R];
+            for (p, store) in self.stores[..P].iter().enumerate() {
+                if let PanelStore::Sums {
+                    ptr,
+                    stride,
+                    lanes,
+                    accumulate: true,
+                } = *store
+                {
+                    let mask = ((1u32 << lanes) - 1) as __mmask16;
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        row[p] = _mm512_maskz_loadu_ps(mask, ptr.add(r * stride));
+                    }
+                }
+            }
             for q in 0..self.pairs {
                 let b: [__m512bh; P] = std::array::from_fn(|p| {
                     std::mem::transmute(_mm512_loadu_si512(

@@ -1,7 +1,8 @@
 //! f32 matrices rounded to bf16 (nearest even) into the layouts that AMX's tiles load
-//! ([`super::amx`]), for products whose operands both change at every call (the training step's):
-//! a left operand as whole tiles of rows, a right operand as tiles of (k, k+1) pairs, the same
-//! layout as the packed weights of [`super::bf16::Bf16Weights`].
+//! ([`super::amx`]) and AVX512-BF16's dot products read ([`super::bf16_dot`]), for products
+//! whose operands both change at every call (the training step's): a left operand as whole tiles
+//! of rows (AMX) or as plain rows, a right operand as tiles of (k, k+1) pairs, the same layout as
+//! the packed weights of [`super::bf16::Bf16Weights`].
 //!
 //! Where the CPU has AVX512-BF16, 16 or 32 values at a time are rounded with `VCVTNE2PS2BF16`;
 //! elsewhere one at a time with `half`, to the same bits.
@@ -52,9 +53,9 @@ pub(crate) fn right_len(k: usize, n: usize) -> usize {
     n.div_ceil(TILE_COLS) * k.div_ceil(TILE_K) * B_TILE
 }
 
-/// `a` as a left operand ([`left_layout`]) in `out`, laid out as whole tiles ([`tiled_at`]),
-/// zeros past its rows and columns.
-pub(crate) fn pack_left(a: Matrix, out: &mut Vec<u16>) {
+/// `a` as a left operand ([`left_layout`]) in `out`, laid out as whole tiles ([`tiled_at`]) when
+/// `tiled`, else as plain rows; zeros past its rows and columns.
+pub(crate) fn pack_left(a: Matrix, tiled: bool, out: &mut Vec<u16>) {
     let (rows, row_len) = left_layout(a.rows, a.cols);
     grow(out, rows * row_len);
     let out = &mut out[..rows * row_len];
@@ -63,7 +64,7 @@ pub(crate) fn pack_left(a: Matrix, out: &mut Vec<u16>) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512bf16") {
             // SAFETY: the CPU has the instructions; `out` holds `rows` x `row_len` values.
-            unsafe { x86::round_row_into_tiles(row, r, row_len, out) };
+            unsafe { x86::round_row_into(row, r, row_len, tiled, out) };
             continue;
         }
         let mut line = [0u16; TILE_K];
@@ -71,15 +72,16 @@ pub(crate) fn pack_left(a: Matrix, out: &mut Vec<u16>) {
             let part = &row[at.min(row.len())..(at + TILE_K).min(row.len())];
             line.fill(0);
             round_into(part, &mut line[..part.len()]);
-            out[tiled_at(r, at, row_len)..][..TILE_K].copy_from_slice(&line);
+            out[left_at(r, at, row_len, tiled)..][..TILE_K].copy_from_slice(&line);
         }
     }
 }
 
 /// `aᵀ` (`a` being `[k, m]`) as a left operand of `m` rows of `k` values in `out`, laid out as
-/// whole tiles ([`tiled_at`]): each tile's 16 rows of 32 values lie together, so that AMX loads
-/// 1 KiB at a time. Zeros past its rows and columns; [`left_layout`] gives the padded sizes.
-pub(crate) fn pack_left_transposed(a: Matrix, out: &mut Vec<u16>) {
+/// whole tiles ([`tiled_at`]) when `tiled` (each tile's 16 rows of 32 values lie together, so
+/// that AMX loads 1 KiB at a time), else as plain rows. Zeros past its rows and columns;
+/// [`left_layout`] gives the padded sizes.
+pub(crate) fn pack_left_transposed(a: Matrix, tiled: bool, out: &mut Vec<u16>) {
     let (k, m) = (a.rows, a.cols);
     let (rows, row_len) = left_layout(m, k);
     grow(out, rows * row_len);
@@ -87,14 +89,24 @@ pub(crate) fn pack_left_transposed(a: Matrix, out: &mut Vec<u16>) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512bf16") {
         // SAFETY: the CPU has the instructions; `out` holds `rows` x `row_len` values.
-        unsafe { x86::round_transposed(a, row_len, out) };
+        unsafe { x86::round_transposed(a, row_len, tiled, out) };
         return;
     }
     out.fill(0);
     for p in 0..k {
         for (i, &v) in a.row(p).iter().enumerate() {
-            out[tiled_at(i, p, row_len)] = bf16::from_f32(v).to_bits();
+            out[left_at(i, p, row_len, tiled)] = bf16::from_f32(v).to_bits();
         }
+    }
+}
+
+/// Where value `(row, col)` of a left operand with rows of `row_len` lies: as whole tiles when
+/// `tiled` ([`tiled_at`]), else in plain rows.
+pub(crate) fn left_at(row: usize, col: usize, row_len: usize, tiled: bool) -> usize {
+    if tiled {
+        tiled_at(row, col, row_len)
+    } else {
+        row * row_len + col
     }
 }
 
@@ -209,13 +221,14 @@ mod x86 {
         }
     }
 
-    /// Row `r` of a left operand (`row`, at most `row_len` values) rounded into its tiles in
-    /// `out` ([`super::tiled_at`]), zeros after it.
+    /// Row `r` of a left operand (`row`, at most `row_len` values) rounded into its place in
+    /// `out` ([`super::left_at`]), zeros after it.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn round_row_into_tiles(
+    pub(super) unsafe fn round_row_into(
         row: &[f32],
         r: usize,
         row_len: usize,
+        tiled: bool,
         out: &mut [u16],
     ) {
         assert!(row.len() <= row_len && out.len() >= (r / TILE_ROWS + 1) * TILE_ROWS * row_len);
@@ -225,18 +238,18 @@ mod x86 {
             unsafe {
                 let (lo, hi) = (load16(row, at), load16(row, at + 16));
                 let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-                let dst = out.as_mut_ptr().add(super::tiled_at(r, at, row_len));
+                let dst = out.as_mut_ptr().add(super::left_at(r, at, row_len, tiled));
                 _mm512_storeu_si512(dst as *mut __m512i, v);
             }
         }
     }
 
-    /// `aᵀ` rounded into `out` as whole tiles ([`super::tiled_at`]), `a`'s `m` columns becoming
-    /// rows of `row_len` (`k` rounded up to 32): for each block of 16 columns and 32 rows, the 16
+    /// `aᵀ` rounded into `out` ([`super::left_at`]), `a`'s `m` columns becoming rows of
+    /// `row_len` (`k` rounded up to 32): for each block of 16 columns and 32 rows, the 16
     /// (k, k+1) pairs of each row pair are one vector of 16 32-bit lanes, and a 16x16 transpose
-    /// of those lanes gives the tile's 16 rows (zeros past `m`).
+    /// of those lanes gives 32 values of 16 rows (zeros past `m`).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn round_transposed(a: Matrix, row_len: usize, out: &mut [u16]) {
+    pub(super) unsafe fn round_transposed(a: Matrix, row_len: usize, tiled: bool, out: &mut [u16]) {
         let (k, m) = (a.rows, a.cols);
         assert!(row_len == k.next_multiple_of(TILE_K));
         assert!(out.len() >= m.next_multiple_of(TILE_ROWS) * row_len);
@@ -260,11 +273,11 @@ mod x86 {
                     *lane = pairs(lo, hi);
                 }
                 transpose16(&mut lanes);
-                let tile = super::tiled_at(i0, kb * TILE_K, row_len);
                 for (j, lane) in lanes.iter().enumerate() {
-                    // SAFETY: row j of the tile, inside `out` (whole tiles of 16 rows).
+                    let at = super::left_at(i0 + j, kb * TILE_K, row_len, tiled);
+                    // SAFETY: 32 values of row i0 + j, inside `out` (whole blocks of 16 rows).
                     unsafe {
-                        let dst = out.as_mut_ptr().add(tile + j * TILE_K);
+                        let dst = out.as_mut_ptr().add(at);
                         _mm512_storeu_si512(dst as *mut __m512i, *lane);
                     }
                 }
@@ -370,7 +383,7 @@ mod tests {
     /// `place(rows, cols)` lists every position of the packed operand with the row and column
     /// of the matrix it holds, which must be that value rounded, or zero outside the matrix.
     fn check_packing(
-        pack: fn(Matrix, &mut Vec<u16>),
+        pack: impl Fn(Matrix, &mut Vec<u16>),
         place: impl Fn(usize, usize) -> Vec<(usize, usize, usize)>,
     ) {
         for [rows, cols, stride] in SHAPES {
@@ -394,25 +407,42 @@ mod tests {
     }
 
     #[test]
-    fn left_tiles_hold_the_rounded_rows_then_zeros() {
-        check_packing(pack_left, |rows, cols| {
-            let (padded, row_len) = left_layout(rows, cols);
-            let cells = (0..padded).flat_map(|r| (0..row_len).map(move |c| (r, c)));
-            cells
-                .map(|(r, c)| (tiled_at(r, c, row_len), r, c))
-                .collect()
-        });
+    fn left_operands_hold_the_rounded_rows_then_zeros() {
+        for tiled in [true, false] {
+            check_packing(
+                |a, out| pack_left(a, tiled, out),
+                |rows, cols| {
+                    let (padded, row_len) = left_layout(rows, cols);
+                    let cells = (0..padded).flat_map(|r| (0..row_len).map(move |c| (r, c)));
+                    cells
+                        .map(|(r, c)| (left_at(r, c, row_len, tiled), r, c))
+                        .collect()
+                },
+            );
+        }
     }
 
     #[test]
-    fn transposed_left_tiles_hold_the_rounded_columns_then_zeros() {
-        check_packing(pack_left_transposed, |rows, cols| {
-            let (padded, row_len) = left_layout(cols, rows);
-            let cells = (0..padded).flat_map(|i| (0..row_len).map(move |p| (i, p)));
-            cells
-                .map(|(i, p)| (tiled_at(i, p, row_len), p, i))
-                .collect()
-        });
+    fn transposed_left_operands_hold_the_rounded_columns_then_zeros() {
+        for tiled in [true, false] {
+            check_packing(
+                |a, out| pack_left_transposed(a, tiled, out),
+                |rows, cols| {
+                    let (padded, row_len) = left_layout(cols, rows);
+                    let cells = (0..padded).flat_map(|i| (0..row_len).map(move |p| (i, p)));
+                    cells
+                        .map(|(i, p)| (left_at(i, p, row_len, tiled), p, i))
+                        .collect()
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn tiles_lie_one_after_another() {
+        // Row 17, column 40 of rows of 64: tile (1, 1) of 2 per row block, its row 1, column 8.
+        assert_eq!(tiled_at(17, 40, 64), 3 * 512 + 32 + 8);
+        assert_eq!(left_at(17, 40, 64, false), 17 * 64 + 40);
     }
 
     #[test]

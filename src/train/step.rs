@@ -34,7 +34,7 @@ pub struct StepValues {
 #[serde(rename_all = "lowercase")]
 pub enum TrainEngine {
     /// Our NHWC CPU training path ([`TrainNet`]): the paper and torchvision variants, f32 (or
-    /// bf16 products on AMX tiles), one CPU device, softmax cross-entropy. About 3x burn-flex's
+    /// bf16 products on AMX tiles or AVX512-BF16), one CPU device, softmax cross-entropy. About 3x burn-flex's
     /// autodiff on the same CPU (bench/RESULTS.md).
     Fast,
     /// burn's autodiff on any device, variant and precision.
@@ -251,8 +251,8 @@ pub fn fast_path_refusal(
         Some("it runs on one CPU device".into())
     } else if precision == Precision::F16 {
         Some(format!("it runs in f32 or bf16, not {precision}"))
-    } else if precision == Precision::Bf16 && !Bf16Kernel::Amx.runs_here() {
-        Some("its bf16 steps need AMX tiles (Intel Xeon since Sapphire Rapids)".into())
+    } else if precision == Precision::Bf16 && Bf16Kernel::for_training().is_none() {
+        Some("its bf16 steps need AMX tiles or AVX512-BF16 (Intel Xeon since Sapphire Rapids, AMD since Zen 4)".into())
     } else if loss.kind != LossKind::SoftmaxCrossEntropy {
         Some(format!("it computes softmax cross-entropy, not {loss}"))
     } else {

@@ -249,7 +249,7 @@ pub fn train_session(
         ));
     } else if options.precision != Precision::F32 {
         let products = match stepper.engine() {
-            TrainEngine::Fast => ", the convolutions' products on AMX tiles",
+            TrainEngine::Fast => ", the convolutions' products on AMX tiles or AVX512-BF16",
             TrainEngine::Burn => "",
         };
         say(format!(

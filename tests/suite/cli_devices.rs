@@ -203,8 +203,8 @@ fn devices_this_build_lacks_name_the_feature_to_enable() {
         &["bench", "model", "--engine", "fast", "--precision", "f16"],
         "use --engine burn for inference of torchvision on cpu in f16",
     );
-    // The fast path trains in bf16 only on AMX tiles.
-    if !googlenet::engine::Bf16Kernel::Amx.runs_here() {
+    // The fast path trains in bf16 only on AMX tiles or AVX512-BF16.
+    if googlenet::engine::Bf16Kernel::for_training().is_none() {
         expect_error(
             &[
                 "bench",
@@ -238,7 +238,7 @@ fn bench_model_reports_device_and_precision() {
         "0",
         "--json",
     ];
-    let bf16_trainer = if googlenet::engine::Bf16Kernel::Amx.runs_here() {
+    let bf16_trainer = if googlenet::engine::Bf16Kernel::for_training().is_some() {
         "fast"
     } else {
         "burn"

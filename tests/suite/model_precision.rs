@@ -269,10 +269,10 @@ fn fast_engine_bf16_logits_agree_with_f32() {
     );
 }
 
-/// The fast training path in bf16 (convolution products on AMX tiles, f32 elsewhere) on the same
-/// reference: its losses agree with f32's, and its gradients differ from the f32 step's about as
-/// much as PyTorch autocast's do from PyTorch's f32 step. Where the CPU has no AMX, the fast path
-/// refuses bf16 plainly.
+/// The fast training path in bf16 (convolution products on AMX tiles or AVX512-BF16, f32
+/// elsewhere) on the same reference: its losses agree with f32's, and its gradients differ from
+/// the f32 step's about as much as PyTorch autocast's do from PyTorch's f32 step. Where the CPU
+/// has neither, the fast path refuses bf16 plainly.
 #[test]
 fn fast_training_step_in_bf16_is_like_pytorch_autocast() {
     let device = Device::flex().autodiff();
@@ -281,8 +281,8 @@ fn fast_training_step_in_bf16_is_like_pytorch_autocast() {
     let input = values(&r, "input_nchw_imagenet");
     let labels: Vec<usize> = values(&r, "labels").iter().map(|&x| x as usize).collect();
     let net = TrainNet::from_model(&model).unwrap();
-    if !Bf16Kernel::Amx.runs_here() {
-        eprintln!("this CPU or OS has no AMX: the fast path's bf16 step is refused");
+    if Bf16Kernel::for_training().is_none() {
+        eprintln!("this CPU has neither AMX nor AVX512-BF16: the fast path's bf16 step is refused");
         assert!(matches!(
             net.with_bf16_products(),
             Err(TrainNetError::Unsupported(_))

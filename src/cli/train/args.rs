@@ -132,7 +132,8 @@ pub struct TrainArgs {
     pub devices: Option<DeviceList>,
     /// Precision of the training steps: f32, bf16 or f16 (weights, optimizer state, BatchNorm
     /// and validation stay f32; no loss scaling, so f16 gradients below 6e-8 vanish). bf16 runs
-    /// on the fast engine where the CPU has AMX tiles (its convolution products on the tiles).
+    /// on the fast engine where the CPU has AMX tiles or AVX512-BF16 (its convolution products
+    /// in bf16 there).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
     /// Code that runs the steps: fast (our CPU training path: the paper and torchvision

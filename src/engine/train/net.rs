@@ -155,13 +155,14 @@ impl TrainNet {
     }
 
     /// Runs the convolutions' products (forward, input and weight gradients) in bf16 on AMX
-    /// tiles, both operands rounded to bf16 and the sums kept in f32, as PyTorch's CPU autocast
-    /// does; weights, BatchNorm, pooling, the classifier and the loss stay f32. Refused where
-    /// the CPU or the OS gives no AMX tiles.
+    /// tiles or AVX512-BF16's dot products, both operands rounded to bf16 and the sums kept in
+    /// f32, as PyTorch's CPU autocast does; weights, BatchNorm, pooling, the classifier and the
+    /// loss stay f32. Refused where the CPU has neither (or the OS gives no AMX tiles).
     pub fn with_bf16_products(mut self) -> Result<Self, TrainNetError> {
-        if !Bf16Kernel::Amx.runs_here() {
+        if Bf16Kernel::for_training().is_none() {
             return Err(TrainNetError::Unsupported(
-                "bf16 training steps on a CPU without AMX tiles (Intel Xeon since Sapphire Rapids)"
+                "bf16 training steps on a CPU without AMX tiles or AVX512-BF16 (Intel Xeon since \
+                 Sapphire Rapids, AMD since Zen 4)"
                     .into(),
             ));
         }

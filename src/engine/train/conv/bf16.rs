@@ -1,10 +1,11 @@
-//! The convolutions' products in bf16 on AMX tiles, for a training step in bf16: both operands
-//! rounded to bf16 (nearest even) as each tile reads them, the sums kept in f32, as PyTorch's
-//! CPU autocast does for its convolutions (f32 master weights, f32 BatchNorm). Everything around
-//! the products (BatchNorm, ReLU, pooling, the classifier and the loss) stays f32.
+//! The convolutions' products in bf16 on AMX tiles, or on AVX512-BF16's dot products where there
+//! are none, for a training step in bf16: both operands rounded to bf16 (nearest even) as each
+//! tile reads them, the sums kept in f32, as PyTorch's CPU autocast does for its convolutions
+//! (f32 master weights, f32 BatchNorm). Everything around the products (BatchNorm, ReLU,
+//! pooling, the classifier and the loss) stays f32.
 //!
 //! - Forward and the stride-1 input gradient: `y = patches(x) · W`, the weights packed once per
-//!   call into AMX's pair tiles, each tile of pixels rounded as it is gathered (into whole tiles
+//!   call into pair tiles, each tile of pixels rounded as it is gathered (for AMX into whole tiles
 //!   where the pixels are the input itself, a 1x1 convolution).
 //! - Weight gradient: `dwᵀ = Σ dyᵀ · patches(x)` over tiles of pixels, so that both operands are
 //!   packed along the pixels they share (`dy`'s few channels transposed into whole tiles, the
@@ -15,6 +16,7 @@ use rayon::prelude::*;
 
 use super::window::{Window, gather, gather_with};
 use super::{FORWARD_TILE_FLOATS, Slot, for_each_gradient_tile, for_each_output_tile, tile_rows};
+use crate::engine::Bf16Kernel;
 use crate::engine::bf16::{TILE_COLS, TILE_K, TILE_ROWS};
 use crate::engine::bf16_pack::{
     Matrix, left_layout, pack_left, pack_left_transposed, pack_right, pack_right_blocks, right_len,
@@ -45,6 +47,7 @@ pub(super) fn convolve(
     }
     pack_right(Matrix::new(w, depth, out_channels, out_channels), packed);
     let packed = &packed[..];
+    let amx = Bf16Kernel::Amx.runs_here();
     let rows = tile_rows(pixels, depth, FORWARD_TILE_FLOATS).next_multiple_of(2 * TILE_ROWS);
     for_each_output_tile(y, out_channels, rows, slots, |slot, r0, y_tile| {
         let m = y_tile.len() / out_channels;
@@ -52,6 +55,7 @@ pub(super) fn convolve(
         if window.is_pointwise() {
             pack_left(
                 Matrix::new(&x[r0 * depth..], m, depth, depth),
+                amx,
                 &mut slot.left,
             );
         } else {
@@ -79,7 +83,7 @@ pub(super) fn convolve(
             multiply(
                 &slot.left,
                 [padded, row_len],
-                window.is_pointwise(),
+                amx && window.is_pointwise(),
                 packed,
                 product,
                 stride,
@@ -120,11 +124,12 @@ pub(super) fn weight_gradient(
     let rows = out_channels.next_multiple_of(TILE_ROWS);
     let columns = depth.next_multiple_of(TILE_COLS);
     let partial_len = rows * columns;
+    let amx = Bf16Kernel::Amx.runs_here();
     let count = for_each_gradient_tile(pixels, GRADIENT_TILE_PIXELS, slots, |slot, t, tile| {
         grow(&mut slot.dw, partial_len);
         let (r0, m) = (tile.start, tile.len());
         let dy_tile = Matrix::new(&dy[r0 * out_channels..], m, out_channels, out_channels);
-        pack_left_transposed(dy_tile, &mut slot.left);
+        pack_left_transposed(dy_tile, amx, &mut slot.left);
         let row_len = m.next_multiple_of(TILE_K);
         let k_blocks = row_len / TILE_K;
         let right = &mut slot.right;
@@ -151,7 +156,7 @@ pub(super) fn weight_gradient(
             multiply(
                 &slot.left,
                 [rows, row_len],
-                true,
+                amx,
                 &slot.right,
                 &mut slot.dw[..partial_len],
                 columns,
@@ -173,15 +178,15 @@ pub(super) fn weight_gradient(
         });
 }
 
-/// `product (+)= left · right` on AMX tiles: `left` is `[rows, row_len]` bf16 (rows a multiple
-/// of 16, row_len of 32), row-major or, when `tiled`, as whole tiles
-/// ([`crate::engine::bf16_pack::tiled_at`]: AMX loads a contiguous 1 KiB faster than 16 rows
-/// far apart); `right` the
-/// matching pair tiles for `stride / 16` column blocks; `product` `rows` rows of `stride`
-/// floats.
+/// `product (+)= left · right` on AMX tiles or AVX512-BF16's dot products: `left` is
+/// `[rows, row_len]` bf16 (rows a multiple of 16, row_len of 32), row-major or, when `tiled`
+/// (AMX only), as whole tiles ([`crate::engine::bf16_pack::tiled_at`]: AMX loads a contiguous
+/// 1 KiB faster than 16 rows far apart); `right` the matching pair tiles for `stride / 16`
+/// column blocks; `product` `rows` rows of `stride` floats.
 ///
 /// # Safety
-/// The operands must hold the sizes described, and `Bf16Kernel::Amx` must run here.
+/// The operands must hold the sizes described, and a kernel of
+/// [`Bf16Kernel::for_training`] must run here.
 unsafe fn multiply(
     left: &[u16],
     [rows, row_len]: [usize; 2],
@@ -196,6 +201,28 @@ unsafe fn multiply(
     assert!(left.len() >= rows * row_len && product.len() >= rows * stride);
     let (k_blocks, col_blocks) = (row_len / TILE_K, stride / TILE_COLS);
     assert!(right.len() >= col_blocks * k_blocks * crate::engine::bf16::B_TILE);
+    if !Bf16Kernel::Amx.runs_here() {
+        assert!(!tiled, "tiled left operands are AMX's");
+        use crate::engine::bf16_dot::{PanelStore, Rows, multiply as dot_products};
+        let rows = Rows {
+            ptr: left.as_ptr() as *const half::bf16,
+            row_len,
+            m: rows,
+            pairs: row_len / 2,
+        };
+        let base = product.as_mut_ptr();
+        let store = |i: usize| PanelStore::Sums {
+            // SAFETY: column block i lies inside each row of `stride` floats.
+            ptr: unsafe { base.add(i * TILE_COLS) },
+            stride,
+            lanes: TILE_COLS,
+            accumulate,
+        };
+        // SAFETY: the asserts above check the sizes the kernel reads and writes; the caller
+        // checked that a training kernel runs here, and without AMX that is AVX512-BF16's.
+        unsafe { dot_products(rows, right.as_ptr(), row_len / 2, col_blocks, store) };
+        return;
+    }
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     // SAFETY: the asserts above check the sizes `amx::multiply` reads and writes; the caller
     // checked that AMX runs here.

@@ -136,19 +136,19 @@ pub(crate) struct ConvScratch {
     winograd: Option<Winograd>,
     /// Buffers of the 3x3/1 weight gradients through Winograd's F(2x2, 3x3).
     winograd_gradient: WeightGradientScratch,
-    /// Whether the products run in bf16 on AMX tiles (`bf16.rs`) rather than f32.
+    /// Whether the products run in bf16 (`bf16.rs`) rather than f32.
     bf16: bool,
-    /// The current convolution's weights rounded to bf16 in AMX's tiles.
+    /// The current convolution's weights rounded to bf16 in pair tiles.
     bf16_weights: Vec<u16>,
 }
 
 impl ConvScratch {
-    /// Buffers for products in bf16 on AMX tiles (the default runs them in f32), which needs
-    /// [`Bf16Kernel::Amx`](crate::engine::Bf16Kernel::Amx) to run here.
+    /// Buffers for products in bf16 (the default runs them in f32), which needs a kernel of
+    /// [`Bf16Kernel::for_training`](crate::engine::Bf16Kernel::for_training) to run here.
     pub fn in_bf16() -> Self {
         assert!(
-            crate::engine::Bf16Kernel::Amx.runs_here(),
-            "bf16 training products need AMX"
+            crate::engine::Bf16Kernel::for_training().is_some(),
+            "bf16 training products need AMX or AVX512-BF16"
         );
         Self {
             bf16: true,
