@@ -155,26 +155,27 @@ def run_json(cmd, env=None):
 
 def contenders(work, args):
     """(name, kind, config) of everyone timed on `work`. PyTorch's torch.compile runs torchvision's
-    f32 model only; our fast engine's bf16 step needs AMX tiles, so without them a bf16 step is
-    burn-flex's alone."""
+    f32 model only; our fast engine's bf16 step needs AMX tiles or AVX512-BF16, so without them a
+    bf16 step is burn-flex's alone."""
     mode, _, variant, precision = work
     torch_configs = [c for c in TORCH_CONFIGS if not (args.no_compile and c == "compile")]
     if (variant, precision) != ("torchvision", "f32"):
         torch_configs = [c for c in torch_configs if c != "compile"]
     rust = [("googlenet fast", "fast"), ("googlenet burn-flex", "burn")]
-    if mode == "train" and precision == "bf16" and not cpu_has_amx():
+    if mode == "train" and precision == "bf16" and not cpu_has_bf16_products():
         rust = rust[1:]
     prefix = "pytorch autocast " if precision == "bf16" else "pytorch "
     return [(prefix + c, "torch", c) for c in torch_configs] + [(name, "rust", e) for name, e in rust]
 
 
-def cpu_has_amx():
-    """Whether this CPU reports AMX-BF16 (Linux /proc/cpuinfo)."""
+def cpu_has_bf16_products():
+    """Whether this CPU reports AMX-BF16 or AVX512-BF16 (Linux /proc/cpuinfo)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return "amx_bf16" in f.read()
+            flags = f.read().split()
     except OSError:
         return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def works_of(args):
