@@ -146,6 +146,35 @@ impl Bf16Weights {
         Self { k, n, packed }
     }
 
+    /// The kernel it is packed for.
+    pub fn kernel(&self) -> Bf16Kernel {
+        match self.packed {
+            Packed::Rounded(_) => Bf16Kernel::Portable,
+            Packed::Tiles { amx: true, .. } => Bf16Kernel::Amx,
+            Packed::Tiles { amx: false, .. } => Bf16Kernel::Avx512Bf16,
+        }
+    }
+
+    /// `weights` (row-major `[k, n]`) in place of these, for the same kernel, reusing the
+    /// buffers (the training step's weights change at every call).
+    pub fn reload(&mut self, weights: &[f32], [k, n]: [usize; 2]) {
+        assert_eq!(weights.len(), k * n, "weights are not [k, n]");
+        (self.k, self.n) = (k, n);
+        match &mut self.packed {
+            Packed::Rounded(values) => {
+                values.clear();
+                values.extend(weights.iter().map(|&w| rounded(w)));
+            }
+            Packed::Tiles {
+                values, k_blocks, ..
+            } => {
+                *k_blocks = k.div_ceil(TILE_K);
+                let matrix = super::bf16_pack::Matrix::new(weights, k, n, n.max(1));
+                super::bf16_pack::pack_right(matrix, values);
+            }
+        }
+    }
+
     /// The layout of [`Self::multiply`]'s left operand for `m` rows: its number of rows (`m`,
     /// or for AMX `m` rounded up to whole tiles) and the values in each row (`k`; for AVX512-BF16
     /// `k` rounded up to a whole pair, for AMX to whole tiles). Rows and columns past `m` and `k`

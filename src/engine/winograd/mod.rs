@@ -44,10 +44,13 @@ pub(crate) struct Winograd {
     out_channels: usize,
     /// `(G g Gᵀ)[ξ]` for each of the 16 positions ξ of a 4x4 tile, as `[in, out]` matrices.
     weights: Vec<PackedWeights>,
-    /// The same rounded to bf16 for a bf16 kernel, when the maps are bf16.
+    /// The same rounded to bf16 for a bf16 kernel, when the products run in bf16 (and then
+    /// `weights` is empty).
     bf16: Vec<Bf16Weights>,
     /// One input channel's 16 transformed rows while the weights are transformed.
     rows: Vec<f32>,
+    /// The 16 transformed `[in, out]` matrices while they are rounded to bf16.
+    matrices: Vec<f32>,
 }
 
 /// Per-thread buffers: zeros for the border, the transformed inputs (f32 or bf16), the 16
@@ -89,15 +92,13 @@ impl Winograd {
         if !super::packed::runs_here() {
             return None;
         }
-        let winograd = slot.get_or_insert_with(|| Self {
-            in_channels,
-            out_channels,
-            weights: (0..16).map(|_| PackedWeights::zeros([0, 0])).collect(),
-            bf16: Vec::new(),
-            rows: Vec::new(),
-        });
+        let winograd = slot.get_or_insert_with(|| Self::empty(in_channels, out_channels));
         winograd.in_channels = in_channels;
         winograd.out_channels = out_channels;
+        winograd.bf16.clear();
+        if winograd.weights.len() != 16 {
+            winograd.weights = (0..16).map(|_| PackedWeights::zeros([0, 0])).collect();
+        }
         for packed in &mut winograd.weights {
             packed.reset([in_channels, out_channels]);
         }
@@ -115,34 +116,73 @@ impl Winograd {
         Some(winograd)
     }
 
-    /// The same convolution on bf16 maps: `weights` (as [`Self::new`] took them) transformed
-    /// again and rounded to bf16 for `kernel`, which must run here; `None` where the CPU lacks
-    /// the AVX-512BW and VL that the bf16 input transform needs.
+    fn empty(in_channels: usize, out_channels: usize) -> Self {
+        Self {
+            in_channels,
+            out_channels,
+            weights: Vec::new(),
+            bf16: Vec::new(),
+            rows: Vec::new(),
+            matrices: Vec::new(),
+        }
+    }
+
+    /// The same convolution with its products in bf16: `weights` (as [`Self::new`] took them)
+    /// transformed again and rounded to bf16 for `kernel`, which must run here; `None` where the
+    /// CPU lacks the AVX-512BW and VL that the bf16 input transform needs.
     pub fn in_bf16(mut self, weights: &[f32], kernel: Bf16Kernel) -> Option<Self> {
-        #[cfg(target_arch = "x86_64")]
-        if !(std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl"))
-        {
+        if !bf16_transform_runs_here() {
             return None;
         }
+        self.round_weights(weights, kernel);
+        self.weights.clear();
+        Some(self)
+    }
+
+    /// [`Self::reload`] with the products in bf16 on `kernel` (which must run here), on f32 maps
+    /// as on bf16 ones: the transformed weights rounded to bf16, and the transformed inputs as
+    /// each tile is transformed (the training step's bf16 products). `None` where the packed
+    /// kernel or the bf16 input transform does not run.
+    pub fn reload_bf16<'s>(
+        slot: &'s mut Option<Self>,
+        weights: &[f32],
+        in_channels: usize,
+        out_channels: usize,
+        kernel: Bf16Kernel,
+    ) -> Option<&'s Self> {
+        assert_eq!(weights.len(), 9 * in_channels * out_channels);
+        if !super::packed::runs_here() || !bf16_transform_runs_here() {
+            return None;
+        }
+        let winograd = slot.get_or_insert_with(|| Self::empty(in_channels, out_channels));
+        winograd.in_channels = in_channels;
+        winograd.out_channels = out_channels;
+        winograd.weights.clear();
+        winograd.round_weights(weights, kernel);
+        Some(winograd)
+    }
+
+    /// `G g Gᵀ` of `weights` rounded to bf16 for `kernel` into `self.bf16`, reusing its buffers.
+    fn round_weights(&mut self, weights: &[f32], kernel: Bf16Kernel) {
         let (c, n) = (self.in_channels, self.out_channels);
         assert_eq!(weights.len(), 9 * c * n);
-        let mut matrices = vec![vec![0.0; c * n]; 16];
         grow(&mut self.rows, 16 * n);
+        grow(&mut self.matrices, 16 * c * n);
         for ch in 0..c {
             let taps: [&[f32]; 9] = std::array::from_fn(|tap| &weights[(tap * c + ch) * n..][..n]);
             transform_weights(taps, &mut self.rows);
-            let rows = self.rows[..16 * n].chunks_exact(n.max(1));
-            for (matrix, row) in matrices.iter_mut().zip(rows) {
-                matrix[ch * n..][..n].copy_from_slice(row);
+            for (xi, row) in self.rows[..16 * n].chunks_exact(n.max(1)).enumerate() {
+                self.matrices[(xi * c + ch) * n..][..n].copy_from_slice(row);
             }
         }
-        self.bf16 = matrices
-            .iter()
-            .map(|m| Bf16Weights::new(m, [c, n], kernel))
-            .collect();
-        self.weights.clear();
-        Some(self)
+        if self.bf16.len() != 16 || self.bf16[0].kernel() != kernel {
+            self.bf16 = (0..16)
+                .map(|_| Bf16Weights::new(&[], [0, 0], kernel))
+                .collect();
+        }
+        for (xi, rounded) in self.bf16.iter_mut().enumerate() {
+            rounded.reload(&self.matrices[xi * c * n..][..c * n], [c, n]);
+        }
     }
 
     /// The convolution of `input` into `targets`, which together cover every output channel
@@ -187,13 +227,13 @@ impl Winograd {
         scratch: &mut Scratch,
     ) {
         let count = tiles.len();
-        let rows = T::transform_inputs(self, input, tiles.clone(), scratch);
+        let rows = self.transform_inputs(input, tiles.clone(), scratch);
         for start in cols.clone().step_by(COLUMN_BLOCK) {
             let block = start..(start + COLUMN_BLOCK).min(cols.end);
             let stride = block.len().next_multiple_of(PANEL);
             grow(&mut scratch.products, 16 * rows * stride);
             grow(&mut scratch.outputs, 4 * stride);
-            T::multiply(self, count, rows, block.clone(), scratch);
+            self.multiply(count, rows, block.clone(), scratch);
             for (i, t) in tiles.clone().enumerate() {
                 let outputs = &mut scratch.outputs[..4 * stride];
                 transform_output(&scratch.products, i, rows, stride, outputs);
@@ -224,56 +264,107 @@ impl Winograd {
     }
 }
 
-/// A map format Winograd's path reads: how its tiles are transformed and multiplied.
+/// A map format Winograd's path reads: how its tiles are transformed for f32 or bf16 products.
 pub(crate) trait WinogradMap: Activation {
+    /// The map as f32, for f32 products; `None` for a format only bf16 products read.
+    fn as_f32(view: View<Self>) -> Option<View<f32>>;
+
+    /// Zeros of this format for the border, at least `c` of them, from the scratch.
+    fn zeros(scratch: &mut Scratch, c: usize) -> &[Self];
+
+    /// `Bᵀ d B` of the 16 pixels `d` (`c` values each), rounded to bf16 into row `out`, `out +
+    /// matrix`, … of the 16 matrices.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F, BW and VL; the 16 rows of `c` values `matrix` apart from `out` are
+    /// writable.
+    unsafe fn transform_rounded(d: [&[Self]; 16], out: *mut bf16, matrix: usize, c: usize);
+}
+
+impl WinogradMap for f32 {
+    fn as_f32(view: View<f32>) -> Option<View<f32>> {
+        Some(view)
+    }
+
+    fn zeros(scratch: &mut Scratch, c: usize) -> &[f32] {
+        grow(&mut scratch.zeros, c);
+        &scratch.zeros
+    }
+
+    unsafe fn transform_rounded(d: [&[f32]; 16], out: *mut bf16, matrix: usize, c: usize) {
+        // SAFETY: the caller's guarantees.
+        unsafe { transform_input_f32_to_bf16_avx512(d, out, matrix, c) }
+    }
+}
+
+impl WinogradMap for bf16 {
+    fn as_f32(_: View<bf16>) -> Option<View<f32>> {
+        None
+    }
+
+    fn zeros(scratch: &mut Scratch, c: usize) -> &[bf16] {
+        grow(&mut scratch.bf16_zeros, c);
+        &scratch.bf16_zeros
+    }
+
+    unsafe fn transform_rounded(d: [&[bf16]; 16], out: *mut bf16, matrix: usize, c: usize) {
+        // SAFETY: the caller's guarantees.
+        unsafe { transform_input_bf16_avx512(d, out, matrix, c) }
+    }
+}
+
+impl Winograd {
     /// `Bᵀ d B` of `tiles`, row `i` of each of the 16 matrices for tile `tiles.start + i`, in
-    /// the scratch; returns the rows of each matrix (at least `tiles.len()`).
-    fn transform_inputs(
-        winograd: &Winograd,
-        input: View<Self>,
+    /// the scratch (f32, or rounded to bf16 when the products run in bf16); returns the rows of
+    /// each matrix (at least `tiles.len()`).
+    fn transform_inputs<T: WinogradMap>(
+        &self,
+        input: View<T>,
         tiles: Range<usize>,
         scratch: &mut Scratch,
-    ) -> usize;
+    ) -> usize {
+        let c = self.in_channels;
+        let Some(weights) = self.bf16.first() else {
+            let input =
+                T::as_f32(input).expect("bf16 maps need the weights of `Winograd::in_bf16`");
+            let count = tiles.len();
+            grow(&mut scratch.zeros, c);
+            grow(&mut scratch.inputs, 16 * count * c);
+            for (i, t) in tiles.enumerate() {
+                transform_input(input, &scratch.zeros, t, i, count, &mut scratch.inputs);
+            }
+            return count;
+        };
+        let (rows, row_len) = weights.left_layout(tiles.len());
+        let matrix = rows * row_len;
+        T::zeros(scratch, c);
+        grow(&mut scratch.bf16_inputs, 16 * matrix);
+        if row_len > c || rows > tiles.len() {
+            // The rows' padding and the rows past the tiles, which the products read as zeros.
+            scratch.bf16_inputs[..16 * matrix].fill(bf16::ZERO);
+        }
+        let zeros = T::zeros(scratch, c) as *const [T];
+        for (i, t) in tiles.enumerate() {
+            // SAFETY: `zeros` points into the scratch's zeros, which nothing resizes or writes
+            // during the loop (only `bf16_inputs` is written).
+            let d = tile_pixels(input, unsafe { &*zeros }, t);
+            let inputs = &mut scratch.bf16_inputs[..16 * matrix];
+            // SAFETY: rounded weights exist only where AVX-512F (`new`, `reload_bf16`), BW and
+            // VL (`in_bf16`, `reload_bf16`) run; row `i` of each of the 16 `[rows, row_len]`
+            // matrices lies inside the inputs, and every `d` holds `c` values.
+            unsafe { T::transform_rounded(d, inputs.as_mut_ptr().add(i * row_len), matrix, c) };
+        }
+        rows
+    }
 
     /// The 16 products of the `count` transformed tiles (matrices of `rows` rows) and weight
     /// columns `block`, into `scratch.products` as `[16][rows]` rows of `block.len()` rounded up
     /// to 16.
-    fn multiply(
-        winograd: &Winograd,
-        count: usize,
-        rows: usize,
-        block: Range<usize>,
-        scratch: &mut Scratch,
-    );
-}
-
-impl WinogradMap for f32 {
-    fn transform_inputs(
-        winograd: &Winograd,
-        input: View<f32>,
-        tiles: Range<usize>,
-        scratch: &mut Scratch,
-    ) -> usize {
-        let c = winograd.in_channels;
-        let count = tiles.len();
-        grow(&mut scratch.zeros, c);
-        grow(&mut scratch.inputs, 16 * count * c);
-        for (i, t) in tiles.enumerate() {
-            transform_input(input, &scratch.zeros, t, i, count, &mut scratch.inputs);
-        }
-        count
-    }
-
-    fn multiply(
-        winograd: &Winograd,
-        count: usize,
-        rows: usize,
-        block: Range<usize>,
-        scratch: &mut Scratch,
-    ) {
-        let (c, stride) = (winograd.in_channels, block.len().next_multiple_of(PANEL));
-        assert_eq!(count, rows);
-        for (xi, weights) in winograd.weights.iter().enumerate() {
+    fn multiply(&self, count: usize, rows: usize, block: Range<usize>, scratch: &mut Scratch) {
+        let stride = block.len().next_multiple_of(PANEL);
+        let c = self.in_channels;
+        for (xi, weights) in self.weights.iter().enumerate() {
+            assert_eq!(count, rows);
             weights.multiply(
                 &scratch.inputs[xi * count * c..],
                 c,
@@ -282,58 +373,26 @@ impl WinogradMap for f32 {
                 &mut scratch.products[xi * count * stride..][..count * stride],
             );
         }
-    }
-}
-
-impl WinogradMap for bf16 {
-    fn transform_inputs(
-        winograd: &Winograd,
-        input: View<bf16>,
-        tiles: Range<usize>,
-        scratch: &mut Scratch,
-    ) -> usize {
-        let c = winograd.in_channels;
-        let weights = winograd
-            .bf16
-            .first()
-            .expect("bf16 maps need the weights of `Winograd::in_bf16`");
-        let (rows, row_len) = weights.left_layout(tiles.len());
-        let matrix = rows * row_len;
-        grow(&mut scratch.bf16_zeros, c);
-        grow(&mut scratch.bf16_inputs, 16 * matrix);
-        let inputs = &mut scratch.bf16_inputs[..16 * matrix];
-        if row_len > c || rows > tiles.len() {
-            // The rows' padding and the rows past the tiles, which the products read as zeros.
-            inputs.fill(bf16::ZERO);
-        }
-        for (i, t) in tiles.enumerate() {
-            let d = tile_pixels(input, &scratch.bf16_zeros, t);
-            // SAFETY: bf16 winograd weights exist only where AVX-512F (`Winograd::new`), BW and
-            // VL (`Winograd::in_bf16`) run; row `i` of each of the 16 `[rows, row_len]` matrices lies inside the inputs,
-            // and every `d` holds `c` values.
-            unsafe {
-                let out = inputs.as_mut_ptr().add(i * row_len);
-                transform_input_bf16_avx512(d, out, matrix, c)
-            };
-        }
-        rows
-    }
-
-    fn multiply(
-        winograd: &Winograd,
-        count: usize,
-        rows: usize,
-        block: Range<usize>,
-        scratch: &mut Scratch,
-    ) {
-        let stride = block.len().next_multiple_of(PANEL);
-        for (xi, weights) in winograd.bf16.iter().enumerate() {
+        for (xi, weights) in self.bf16.iter().enumerate() {
             let (rows_here, row_len) = weights.left_layout(count);
             assert_eq!(rows_here, rows);
             let left = &scratch.bf16_inputs[xi * rows * row_len..][..rows * row_len];
             let product = &mut scratch.products[xi * rows * stride..][..rows * stride];
             weights.multiply(left, count, block.clone(), &mut scratch.bf16, product);
         }
+    }
+}
+
+/// Whether the CPU has the AVX-512BW and VL that the bf16 input transform needs.
+fn bf16_transform_runs_here() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -421,44 +480,93 @@ fn transform_input(
 #[target_feature(enable = "avx512f")]
 unsafe fn transform_input_avx512(d: [&[f32]; 16], out: *mut f32, matrix: usize, c: usize) {
     use std::arch::x86_64::*;
-    for ch in (0..c).step_by(16) {
-        let mask = lanes(c - ch);
-        // SAFETY: the loads and stores are masked to the `c - ch` channels left of each row, and
-        // the caller vouches for the 16 rows of `c` values `matrix` floats apart from `out`.
-        unsafe {
-            let v: [__m512; 16] =
-                std::array::from_fn(|j| _mm512_maskz_loadu_ps(mask, d[j].as_ptr().add(ch)));
-            for (ab, value) in input_transform(v).into_iter().enumerate() {
-                _mm512_mask_storeu_ps(out.add(ab * matrix + ch), mask, value);
-            }
-        }
+    // SAFETY (both closures): masked to the channels left of each row; the caller vouches for
+    // the 16 rows of `c` values `matrix` floats apart from `out`.
+    unsafe {
+        transform_channels(
+            c,
+            |j, ch, mask| _mm512_maskz_loadu_ps(mask, d[j].as_ptr().add(ch)),
+            |ab, ch, mask, value| _mm512_mask_storeu_ps(out.add(ab * matrix + ch), mask, value),
+        )
     }
 }
 
 /// Input transform of `c` bf16 channels, 16 at a time: widened to f32 (exact), transformed, and
-/// rounded back to bf16 (nearest even, as `bf16::from_f32` for finite values).
+/// rounded back to bf16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn transform_input_bf16_avx512(d: [&[bf16]; 16], out: *mut bf16, matrix: usize, c: usize) {
     use std::arch::x86_64::*;
-    let (one, half) = (_mm512_set1_epi32(1), _mm512_set1_epi32(0x7fff));
-    for ch in (0..c).step_by(16) {
-        let mask = lanes(c - ch);
-        // SAFETY: the loads and stores are masked to the `c - ch` channels left of each row, and
-        // the caller vouches for the 16 rows of `c` values `matrix` values apart from `out`.
-        unsafe {
-            let v: [__m512; 16] = std::array::from_fn(|j| {
+    // SAFETY (both closures): masked to the channels left of each row; the caller vouches for
+    // the 16 rows of `c` values `matrix` values apart from `out`.
+    unsafe {
+        transform_channels(
+            c,
+            |j, ch, mask| {
                 let bits = _mm256_maskz_loadu_epi16(mask, d[j].as_ptr().add(ch) as *const i16);
                 _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits)))
-            });
-            for (ab, value) in input_transform(v).into_iter().enumerate() {
-                let bits = _mm512_castps_si512(value);
-                let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), one);
-                let rounded = _mm512_add_epi32(bits, _mm512_add_epi32(half, odd));
-                let high = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(rounded));
-                _mm256_mask_storeu_epi16(out.add(ab * matrix + ch) as *mut i16, mask, high);
-            }
+            },
+            |ab, ch, mask, value| store_rounded(out.add(ab * matrix + ch), mask, value),
+        )
+    }
+}
+
+/// Input transform of `c` f32 channels, 16 at a time, rounded to bf16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn transform_input_f32_to_bf16_avx512(
+    d: [&[f32]; 16],
+    out: *mut bf16,
+    matrix: usize,
+    c: usize,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY (both closures): masked to the channels left of each row; the caller vouches for
+    // the 16 rows of `c` values `matrix` values apart from `out`.
+    unsafe {
+        transform_channels(
+            c,
+            |j, ch, mask| _mm512_maskz_loadu_ps(mask, d[j].as_ptr().add(ch)),
+            |ab, ch, mask, value| store_rounded(out.add(ab * matrix + ch), mask, value),
+        )
+    }
+}
+
+/// `Bᵀ d B` of `c` channels, 16 at a time: `load(j, ch, mask)` gives pixel `j`'s channels `ch..`
+/// (the lanes of `mask`), `store(ab, ch, mask, value)` takes position `ab`'s.
+///
+/// # Safety
+/// The callers enable AVX-512F; `load` and `store` are safe for the arguments given.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transform_channels(
+    c: usize,
+    load: impl Fn(usize, usize, u16) -> std::arch::x86_64::__m512,
+    store: impl Fn(usize, usize, u16, std::arch::x86_64::__m512),
+) {
+    for ch in (0..c).step_by(16) {
+        let mask = lanes(c - ch);
+        let v = std::array::from_fn(|j| load(j, ch, mask));
+        // SAFETY: the callers enable AVX-512F.
+        for (ab, value) in unsafe { input_transform(v) }.into_iter().enumerate() {
+            store(ab, ch, mask, value);
         }
+    }
+}
+
+/// The lanes of `mask` of `value` rounded to bf16 (nearest even, as `bf16::from_f32` for finite
+/// values) and stored at `out`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store_rounded(out: *mut bf16, mask: u16, value: std::arch::x86_64::__m512) {
+    use std::arch::x86_64::*;
+    // SAFETY: the callers enable AVX-512F, BW and VL, and vouch for the masked lanes of `out`.
+    unsafe {
+        let bits = _mm512_castps_si512(value);
+        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+        let rounded = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
+        let high = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(rounded));
+        _mm256_mask_storeu_epi16(out as *mut i16, mask, high);
     }
 }
 
@@ -541,6 +649,11 @@ unsafe fn transform_input_avx512(_: [&[f32]; 16], _: *mut f32, _: usize, _: usiz
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn transform_input_bf16_avx512(_: [&[bf16]; 16], _: *mut bf16, _: usize, _: usize) {
+    unreachable!("winograd weights exist only where AVX-512F runs")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn transform_input_f32_to_bf16_avx512(_: [&[f32]; 16], _: *mut bf16, _: usize, _: usize) {
     unreachable!("winograd weights exist only where AVX-512F runs")
 }
 

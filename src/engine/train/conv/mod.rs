@@ -250,9 +250,10 @@ pub(crate) fn backward(
 }
 
 /// `y = patches(x) · w` for the window (the shared forward product), `w` being
-/// `[window depth, out_channels]`: in bf16 on AMX tiles when `bf16` holds the buffer for the
-/// rounded weights; else a 3x3 window with stride 1 and padding 1 runs as Winograd's
-/// F(2x2, 3x3) where the CPU has AVX-512, its transformed weights in `winograd`.
+/// `[window depth, out_channels]`: in bf16 when `bf16` holds the buffer for the rounded weights,
+/// else in f32. A 3x3 window with stride 1 and padding 1 runs as Winograd's F(2x2, 3x3), its
+/// transformed weights in `winograd`, in f32 where the CPU has AVX-512, in bf16 where its products
+/// run on AVX512-BF16's dot products (AMX tiles multiply it directly, as in inference).
 #[allow(clippy::too_many_arguments)]
 fn convolve(
     window: &Window,
@@ -264,7 +265,19 @@ fn convolve(
     winograd: &mut Option<Winograd>,
     bf16: Option<&mut Vec<u16>>,
 ) {
+    let winograd_window = (window.kernel, window.stride, window.pad) == (3, 1, 1);
     if let Some(packed) = bf16 {
+        let kernel = crate::engine::Bf16Kernel::Avx512Bf16;
+        if winograd_window
+            && crate::engine::Bf16Kernel::detect() == kernel
+            && let Some(winograd) =
+                Winograd::reload_bf16(winograd, w, window.input.c, out_channels, kernel)
+        {
+            let output = window.input.with_channels(out_channels);
+            let targets = [Target::dense(y, output)];
+            winograd.run(View::dense(x, window.input), None, &targets);
+            return;
+        }
         bf16::convolve(window, x, w, out_channels, y, slots, packed);
         return;
     }
@@ -274,7 +287,7 @@ fn convolve(
         y.fill(0.0);
         return;
     }
-    if (window.kernel, window.stride, window.pad) == (3, 1, 1)
+    if winograd_window
         && let Some(winograd) = Winograd::reload(winograd, w, window.input.c, out_channels)
     {
         let output = window.input.with_channels(out_channels);

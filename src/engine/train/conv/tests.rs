@@ -50,11 +50,16 @@ fn each_term(conv: &ConvShape, xs: Shape, mut visit: impl FnMut(usize, usize, us
 /// Checks `got` against f64 sums `want`, each within 1e-4 of the sum of its terms' magnitudes
 /// (f32 rounding grows with that, not with the possibly cancelling sum itself).
 fn assert_close(what: &str, got: &[f32], want: &[f64], magnitude: &[f64]) {
+    assert_close_within(what, got, want, magnitude, 1e-4);
+}
+
+/// [`assert_close`] within `relative` of the terms' magnitudes.
+fn assert_close_within(what: &str, got: &[f32], want: &[f64], magnitude: &[f64], relative: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, ((&g, &w), &m)) in got.iter().zip(want).zip(magnitude).enumerate() {
         let err = (g as f64 - w).abs();
         assert!(
-            err <= 1e-4 * m + 1e-7,
+            err <= relative * m + 1e-7,
             "{what}[{i}]: got {g}, want {w} (terms {m})"
         );
     }
@@ -66,18 +71,21 @@ fn check(conv: ConvShape, xs: Shape, scratch: &mut ConvScratch) {
     check_with(conv, xs, scratch, Operands::F32);
 }
 
-/// The operands a check's direct convolution multiplies: as given, or rounded to bf16 first.
-#[derive(Clone, Copy, Debug)]
+/// The operands a check's direct convolution multiplies: as given, or rounded to bf16 first;
+/// `Bf16Winograd` where the convolution's output and input gradient go through Winograd's
+/// transforms in bf16, which round the transformed operands instead.
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Operands {
     F32,
     Bf16,
+    Bf16Winograd,
 }
 
 impl Operands {
     fn value(self, v: f32) -> f64 {
         match self {
             Operands::F32 => v as f64,
-            Operands::Bf16 => half::bf16::from_f32(v).to_f64(),
+            Operands::Bf16 | Operands::Bf16Winograd => half::bf16::from_f32(v).to_f64(),
         }
     }
 
@@ -85,7 +93,17 @@ impl Operands {
     fn first_seed(self) -> u64 {
         match self {
             Operands::F32 => 1,
-            Operands::Bf16 => 4,
+            Operands::Bf16 | Operands::Bf16Winograd => 4,
+        }
+    }
+
+    /// How far from the sums of these operands `y` and `dx` may lie, relative to their terms'
+    /// magnitudes: f32's rounding, or bf16's (2^-9) on operands that Winograd's transforms
+    /// combine (the measured worst is about twice that).
+    fn tolerance(self) -> f64 {
+        match self {
+            Operands::F32 | Operands::Bf16 => 1e-4,
+            Operands::Bf16Winograd => 4.0 / 512.0,
         }
     }
 }
@@ -117,13 +135,14 @@ fn check_with(conv: ConvShape, xs: Shape, scratch: &mut ConvScratch, operands: O
     let what = format!("{operands:?} {conv:?}");
     let mut y = vec![f32::NAN; ys.len()];
     forward(&conv, &x, xs, &w, &mut y, scratch);
-    assert_close(&format!("{what} y"), &y, &y_want, &y_mag);
+    let tolerance = operands.tolerance();
+    assert_close_within(&format!("{what} y"), &y, &y_want, &y_mag, tolerance);
     let mut dw = vec![f32::NAN; w.len()];
     let mut dx = vec![f32::NAN; x.len()];
     backward(&conv, &x, xs, &w, &dy, &mut dw, Some(&mut dx), scratch);
     assert_close(&format!("{what} dw"), &dw, &dw_want, &dw_mag);
     if matches!(operands, Operands::F32) || conv.stride == 1 {
-        assert_close(&format!("{what} dx"), &dx, &dx_want, &dx_mag);
+        assert_close_within(&format!("{what} dx"), &dx, &dx_want, &dx_mag, tolerance);
     }
     let mut dw_again = vec![f32::NAN; w.len()];
     backward(&conv, &x, xs, &w, &dy, &mut dw_again, None, scratch);
@@ -249,10 +268,17 @@ fn scratch_is_reused_across_shapes_and_pools() {
     check(conv(3, 1, 1, 5, 11), map(2, 6, 5, 5), &mut scratch);
 }
 
-/// [`check`] for products in bf16 on AMX tiles: against the direct convolution of the
-/// bf16-rounded operands, summed in f64.
+/// [`check`] for products in bf16: against the direct convolution of the bf16-rounded operands,
+/// summed in f64 (3x3/1 convolutions on AVX512-BF16 through Winograd's transforms).
 fn check_bf16(conv: ConvShape, xs: Shape, scratch: &mut ConvScratch) {
-    check_with(conv, xs, scratch, Operands::Bf16);
+    let winograd = (conv.kernel, conv.stride, conv.pad) == (3, 1, 1)
+        && crate::engine::Bf16Kernel::detect() == crate::engine::Bf16Kernel::Avx512Bf16;
+    let operands = if winograd {
+        Operands::Bf16Winograd
+    } else {
+        Operands::Bf16
+    };
+    check_with(conv, xs, scratch, operands);
 }
 
 /// On CPUs with AMX or AVX512-BF16: products in bf16 against the sums of the rounded operands, for pointwise,
