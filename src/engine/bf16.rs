@@ -14,6 +14,7 @@ use std::ops::Range;
 
 use half::bf16;
 
+use super::bf16_dot::{PanelStore, Store};
 use super::matmul::matmul;
 use super::packed::PanelOut;
 
@@ -212,56 +213,36 @@ impl Bf16Weights {
         panels: &[PanelOut<bf16>],
         bias: &[f32],
     ) {
-        let Packed::Tiles {
-            values,
-            k_blocks,
-            amx: false,
-        } = &self.packed
-        else {
-            panic!("only the AVX512-BF16 kernel stores activations");
-        };
-        let pairs = self.k.div_ceil(2);
         assert!(
-            row_len.is_multiple_of(2) && row_len >= 2 * pairs,
-            "rows of {row_len}"
+            self.stores_activations(),
+            "only the AVX512-BF16 kernel stores activations"
         );
-        let first = first_col / TILE_COLS;
-        assert!(
-            first_col.is_multiple_of(TILE_COLS)
-                && (first + panels.len()) * TILE_COLS <= self.n.next_multiple_of(TILE_COLS)
+        let cols = first_col..(first_col + panels.len() * TILE_COLS).min(self.n);
+        assert_eq!(
+            cols.len().div_ceil(TILE_COLS),
+            panels.len(),
+            "panels past the weights' columns"
         );
-        assert!(m == 0 || left.len() >= (m - 1) * row_len + 2 * pairs);
+        let right = self.right_panels(&cols);
         assert!(bias.len() >= self.n);
         assert!(
             panels
                 .iter()
                 .enumerate()
-                .all(|(i, p)| p.lanes <= (self.n - first_col - i * TILE_COLS).min(TILE_COLS))
+                .all(|(i, p)| p.lanes <= (cols.len() - i * TILE_COLS).min(TILE_COLS))
         );
-        let rows = super::bf16_dot::Rows {
-            ptr: left.as_ptr(),
-            row_len,
-            m,
-            pairs,
-        };
-        let store = |i: usize| super::bf16_dot::PanelStore::BiasRelu {
-            ptr: panels[i].ptr,
+        let store = |i: usize| PanelStore {
             stride: panels[i].stride,
             lanes: panels[i].lanes,
-            bias: bias[first_col + i * TILE_COLS..].as_ptr(),
+            to: Store::BiasRelu {
+                ptr: panels[i].ptr,
+                bias: bias[first_col + i * TILE_COLS..].as_ptr(),
+            },
         };
-        // SAFETY: `Packed::Tiles` without AMX is only built where the kernel runs (`new`); the
-        // asserts bound the left rows and the panels (k_blocks tiles each), the bias loads are
+        // SAFETY: `Packed::Tiles` without AMX is only built where the kernel runs (`new`);
+        // `dot_rows` bounds the left rows and `right_panels` the panels, the bias loads are
         // masked to the lanes, and the caller vouches for the stores.
-        unsafe {
-            super::bf16_dot::multiply(
-                rows,
-                values[first * k_blocks * B_TILE..].as_ptr(),
-                k_blocks * TILE_K / 2,
-                panels.len(),
-                store,
-            )
-        };
+        unsafe { self.dot_products(left, row_len, m, right, panels.len(), store) };
     }
 
     /// The floats [`Self::multiply`] writes for `m` rows of `columns` columns: its rows (as
@@ -302,79 +283,95 @@ impl Bf16Weights {
                 let lhs = &scratch.rounded[..m * k];
                 matmul(product, stride, lhs, k, b, self.n, [m, k, n], false);
             }
-            Packed::Tiles {
-                values,
-                k_blocks,
-                amx: true,
-            } => Self::multiply_tiles(left, rows, row_len, cols, *k_blocks, values, product),
-            Packed::Tiles {
-                values,
-                k_blocks,
-                amx: false,
-            } => self.multiply_panels(left, m, row_len, cols, *k_blocks, values, product),
+            Packed::Tiles { amx: true, .. } => {
+                let right = self.right_panels(&cols);
+                Self::multiply_tiles(left, rows, row_len, right, product, stride)
+            }
+            Packed::Tiles { amx: false, .. } => {
+                let right = self.right_panels(&cols);
+                let base = product.as_mut_ptr();
+                let store = |i: usize| PanelStore {
+                    stride,
+                    lanes: TILE_COLS.min(cols.len() - i * TILE_COLS),
+                    // SAFETY: panel i's first column lies inside each row of `stride` floats.
+                    to: Store::Sums {
+                        ptr: unsafe { base.add(i * TILE_COLS) },
+                        accumulate: false,
+                    },
+                };
+                let panels = cols.len().div_ceil(TILE_COLS);
+                // SAFETY: `Packed::Tiles` without AMX is only built where the kernel runs
+                // (`new`); `dot_rows` bounds the left rows, `right_panels` the panels, and the
+                // assert above `product`'s `m` rows of `stride` floats.
+                unsafe { self.dot_products(left, row_len, m, right, panels, store) };
+            }
         }
         stride
     }
 
-    /// [`Self::multiply`] on AVX512-BF16's dot products.
-    #[allow(clippy::too_many_arguments)]
-    fn multiply_panels(
+    /// The packed tiles of the column blocks that `cols` covers (`cols.start` a multiple of 16),
+    /// each `k_blocks` tiles.
+    fn right_panels(&self, cols: &Range<usize>) -> &[u16] {
+        let Packed::Tiles {
+            values, k_blocks, ..
+        } = &self.packed
+        else {
+            panic!("the portable kernel has no tiles");
+        };
+        assert!(
+            cols.start.is_multiple_of(TILE_COLS) && cols.end <= self.n,
+            "columns {cols:?} of {}",
+            self.n
+        );
+        let blocks = cols.len().div_ceil(TILE_COLS);
+        &values[cols.start / TILE_COLS * k_blocks * B_TILE..][..blocks * k_blocks * B_TILE]
+    }
+
+    /// `left · right` on AVX512-BF16's dot products for the `m` rows of `left`, `row_len` (even)
+    /// values apart, each holding `k` values rounded up to a pair, and the `panels` column
+    /// blocks of `right` ([`Self::right_panels`]), panel `i` stored by `store(i)`.
+    ///
+    /// # Safety
+    /// The kernel runs here, and `store` covers what [`super::bf16_dot::multiply`] asks of it.
+    unsafe fn dot_products(
         &self,
         left: &[bf16],
-        m: usize,
         row_len: usize,
-        cols: Range<usize>,
-        k_blocks: usize,
-        values: &[u16],
-        product: &mut [f32],
+        m: usize,
+        right: &[u16],
+        panels: usize,
+        store: impl Fn(usize) -> PanelStore,
     ) {
+        let pairs = self.k.div_ceil(2);
+        let panel_pairs = self.k.div_ceil(TILE_K) * TILE_K / 2;
         assert!(
-            cols.start.is_multiple_of(TILE_COLS),
-            "columns start inside a panel"
+            row_len.is_multiple_of(2) && row_len >= 2 * pairs,
+            "rows of {row_len}"
         );
-        let panels = cols.len().div_ceil(TILE_COLS);
-        let stride = panels * TILE_COLS;
-        assert!(product.len() >= m * stride);
-        let right = &values[cols.start / TILE_COLS * k_blocks * B_TILE..];
-        assert!(right.len() >= panels * k_blocks * B_TILE && left.len() >= m * row_len);
-        let base = product.as_mut_ptr();
-        let store = |i: usize| super::bf16_dot::PanelStore::Sums {
-            // SAFETY: panel i's first column lies inside each row of `stride` floats.
-            ptr: unsafe { base.add(i * TILE_COLS) },
-            stride,
-            lanes: TILE_COLS.min(cols.len() - i * TILE_COLS),
-            accumulate: false,
-        };
+        assert!(m == 0 || left.len() >= (m - 1) * row_len + 2 * pairs);
+        assert!(right.len() >= panels * panel_pairs * 2 * TILE_COLS);
         let rows = super::bf16_dot::Rows {
             ptr: left.as_ptr(),
             row_len,
             m,
-            pairs: self.k.div_ceil(2),
+            pairs,
         };
-        let panel_pairs = k_blocks * TILE_K / 2;
-        // SAFETY: `Packed::Tiles` without AMX is only built where the kernel runs (`new`); the
-        // assert bounds the left rows and the panels, and `product` holds `m` rows of `stride`.
+        // SAFETY: the asserts bound the left rows and the panels; the caller the rest.
         unsafe { super::bf16_dot::multiply(rows, right.as_ptr(), panel_pairs, panels, store) };
     }
 
-    /// [`Self::multiply`] on AMX tiles.
+    /// [`Self::multiply`] on AMX tiles: `rows` (a multiple of 16) rows of `row_len` (of 32) and
+    /// the column blocks of `right`, into rows of `stride` floats.
     fn multiply_tiles(
         left: &[bf16],
         rows: usize,
         row_len: usize,
-        cols: Range<usize>,
-        k_blocks: usize,
-        values: &[u16],
+        right: &[u16],
         product: &mut [f32],
+        stride: usize,
     ) {
-        assert!(
-            cols.start.is_multiple_of(TILE_COLS),
-            "columns start inside a tile"
-        );
-        let col_blocks = cols.len().div_ceil(TILE_COLS);
-        let stride = col_blocks * TILE_COLS;
+        let (k_blocks, col_blocks) = (row_len / TILE_K, stride / TILE_COLS);
         assert!(product.len() >= rows * stride);
-        let right = &values[cols.start / TILE_COLS * k_blocks * B_TILE..];
         assert!(right.len() >= col_blocks * k_blocks * B_TILE);
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         // SAFETY: `new` packs tiles only where `Bf16Kernel::Amx.runs_here()`, that is after

@@ -17,12 +17,7 @@ use std::arch::x86_64::*;
 
 use half::bf16;
 
-/// Columns of one panel: 16 f32 sums, one zmm register.
-const PANEL: usize = 16;
-/// Rows of a block whose sums stay in registers.
-const BLOCK_ROWS: usize = 14;
-/// Panels a block covers side by side.
-const BLOCK_PANELS: usize = 2;
+use super::packed::{BLOCK_PANELS, BLOCK_ROWS, PANEL};
 
 /// Whether this CPU runs the kernel (AVX512-BF16 with AVX512F, BW and VL).
 pub(crate) fn runs_here() -> bool {
@@ -52,58 +47,19 @@ pub(crate) struct Rows {
 
 /// Where one panel of the product goes: row `r` to `ptr + r · stride`, its first `lanes` columns.
 #[derive(Clone, Copy)]
-pub(crate) enum PanelStore {
-    /// The f32 sums as they are, or added to those there when `accumulate`.
-    Sums {
-        ptr: *mut f32,
-        stride: usize,
-        lanes: usize,
-        accumulate: bool,
-    },
-    /// max(sum + bias, 0) rounded to bf16 (nearest even): the epilogue of a convolution.
-    BiasRelu {
-        ptr: *mut bf16,
-        stride: usize,
-        lanes: usize,
-        bias: *const f32,
-    },
+pub(crate) struct PanelStore {
+    pub stride: usize,
+    pub lanes: usize,
+    pub to: Store,
 }
 
-impl PanelStore {
-    fn lanes(self) -> usize {
-        match self {
-            PanelStore::Sums { lanes, .. } | PanelStore::BiasRelu { lanes, .. } => lanes,
-        }
-    }
-
-    /// The same store from row `r` on.
-    fn at_row(self, r: usize) -> Self {
-        // SAFETY (both arms): the caller keeps row `r` inside the store's rows.
-        match self {
-            PanelStore::Sums {
-                ptr,
-                stride,
-                lanes,
-                accumulate,
-            } => PanelStore::Sums {
-                ptr: unsafe { ptr.add(r * stride) },
-                stride,
-                lanes,
-                accumulate,
-            },
-            PanelStore::BiasRelu {
-                ptr,
-                stride,
-                lanes,
-                bias,
-            } => PanelStore::BiasRelu {
-                ptr: unsafe { ptr.add(r * stride) },
-                stride,
-                lanes,
-                bias,
-            },
-        }
-    }
+/// What a panel's rows hold, and where the first one lies.
+#[derive(Clone, Copy)]
+pub(crate) enum Store {
+    /// The f32 sums as they are, or added to those there when `accumulate`.
+    Sums { ptr: *mut f32, accumulate: bool },
+    /// max(sum + bias, 0) rounded to bf16 (nearest even): the epilogue of a convolution.
+    BiasRelu { ptr: *mut bf16, bias: *const f32 },
 }
 
 /// `left · right` for `panels` panels of `right` (each `panel_pairs` pairs of 64 bytes, panel
@@ -129,7 +85,7 @@ pub(crate) unsafe fn multiply(
         // SAFETY: panels `pair` and `pair + 1` (or `pair` twice) lie inside `right`.
         let b = [0, 1].map(|i| unsafe { right.add(local(i) * panel_pairs * 2 * PANEL) });
         let stores = [0, 1].map(|i| store(local(i)));
-        assert!(stores.iter().all(|s| s.lanes() <= PANEL));
+        assert!(stores.iter().all(|s| s.lanes <= PANEL));
         for r0 in (0..rows.m).step_by(BLOCK_ROWS) {
             let block = Block {
                 // SAFETY: row r0 lies inside the left operand.
@@ -137,7 +93,8 @@ pub(crate) unsafe fn multiply(
                 a_stride: rows.row_len / 2,
                 b,
                 pairs: rows.pairs,
-                stores: stores.map(|s| s.at_row(r0)),
+                stores,
+                first_row: r0,
             };
             // SAFETY: the caller's guarantees bound every address the block touches.
             unsafe { block.run(BLOCK_ROWS.min(rows.m - r0), count) };
@@ -154,22 +111,16 @@ struct Block {
     b: [*const u16; BLOCK_PANELS],
     pairs: usize,
     stores: [PanelStore; BLOCK_PANELS],
+    /// The row of the stores the block's first row goes to.
+    first_row: usize,
 }
 
 impl Block {
     /// # Safety
     /// As [`multiply`], for `rows` rows and `panels` panels of this block.
     unsafe fn run(&self, rows: usize, panels: usize) {
-        macro_rules! dispatch {
-            ($($r:literal)*) => {
-                match (rows, panels) {
-                    $(($r, 1) => self.sums::<$r, 1>(), ($r, _) => self.sums::<$r, 2>(),)*
-                    _ => unreachable!("at most {BLOCK_ROWS} rows"),
-                }
-            };
-        }
         // SAFETY: the caller's guarantees are `sums`' requirements.
-        unsafe { dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14) }
+        unsafe { super::packed::dispatch_block!(self, rows, panels) }
     }
 
     /// The `R` x `P` panels' sums in registers, then stored.
@@ -180,17 +131,17 @@ impl Block {
         // keep the stores and the bias loads to each panel's lanes.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); P]; R];
-            for (p, store) in self.stores[..P].iter().enumerate() {
-                if let PanelStore::Sums {
+            let mask = |p: usize| ((1u32 << self.stores[p].lanes) - 1) as __mmask16;
+            // Where row `r` of the block lies in panel `p`'s store, from its first row.
+            let row = |p: usize, r: usize| (self.first_row + r) * self.stores[p].stride;
+            for p in 0..P {
+                if let Store::Sums {
                     ptr,
-                    stride,
-                    lanes,
                     accumulate: true,
-                } = *store
+                } = self.stores[p].to
                 {
-                    let mask = ((1u32 << lanes) - 1) as __mmask16;
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        row[p] = _mm512_maskz_loadu_ps(mask, ptr.add(r * stride));
+                    for (r, sums) in acc.iter_mut().enumerate() {
+                        sums[p] = _mm512_maskz_loadu_ps(mask(p), ptr.add(row(p, r)));
                     }
                 }
             }
@@ -209,23 +160,20 @@ impl Block {
                 }
             }
             for p in 0..P {
-                let mask = ((1u32 << self.stores[p].lanes()) - 1) as __mmask16;
-                match self.stores[p] {
-                    PanelStore::Sums { ptr, stride, .. } => {
-                        for (r, row) in acc.iter().enumerate() {
-                            _mm512_mask_storeu_ps(ptr.add(r * stride), mask, row[p]);
+                match self.stores[p].to {
+                    Store::Sums { ptr, .. } => {
+                        for (r, sums) in acc.iter().enumerate() {
+                            _mm512_mask_storeu_ps(ptr.add(row(p, r)), mask(p), sums[p]);
                         }
                     }
-                    PanelStore::BiasRelu {
-                        ptr, stride, bias, ..
-                    } => {
-                        let bias = _mm512_maskz_loadu_ps(mask, bias);
+                    Store::BiasRelu { ptr, bias } => {
+                        let bias = _mm512_maskz_loadu_ps(mask(p), bias);
                         let zero = _mm512_setzero_ps();
-                        for (r, row) in acc.iter().enumerate() {
-                            let v = _mm512_max_ps(_mm512_add_ps(row[p], bias), zero);
+                        for (r, sums) in acc.iter().enumerate() {
+                            let v = _mm512_max_ps(_mm512_add_ps(sums[p], bias), zero);
                             let v: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
-                            let at = ptr.add(r * stride) as *mut i16;
-                            _mm256_mask_storeu_epi16(at, mask, v);
+                            let at = ptr.add(row(p, r)) as *mut i16;
+                            _mm256_mask_storeu_epi16(at, mask(p), v);
                         }
                     }
                 }

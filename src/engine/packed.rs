@@ -15,9 +15,24 @@ use std::arch::x86_64::*;
 /// Columns of one panel: 16 floats, one zmm register.
 pub(crate) const PANEL: usize = 16;
 /// Rows of a block whose sums stay in registers.
-const BLOCK_ROWS: usize = 14;
+pub(crate) const BLOCK_ROWS: usize = 14;
 /// Panels a block covers side by side.
-const BLOCK_PANELS: usize = 2;
+pub(crate) const BLOCK_PANELS: usize = 2;
+
+/// Calls `$block.sums::<R, P>()` for a block of `$rows` rows (1 to [`BLOCK_ROWS`]) and `$panels`
+/// panels (1 or 2): the register blocks a kernel compiles, each with its sizes as constants.
+macro_rules! dispatch_block {
+    ($block:expr, $rows:expr, $panels:expr) => {
+        $crate::engine::packed::dispatch_block!(@ $block, $rows, $panels; 1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+    };
+    (@ $block:expr, $rows:expr, $panels:expr; $($r:literal)*) => {
+        match ($rows, $panels) {
+            $(($r, 1) => $block.sums::<$r, 1>(), ($r, _) => $block.sums::<$r, 2>(),)*
+            _ => unreachable!("at most {} rows", $crate::engine::packed::BLOCK_ROWS),
+        }
+    };
+}
+pub(crate) use dispatch_block;
 /// Longest run along k between passes over the rows: 2 panels x 192 x 4 bytes = 24 KiB of L1.
 const K_BLOCK: usize = 192;
 
@@ -220,16 +235,8 @@ impl Block {
     /// AVX-512F runs here, and `rows` rows of `a`, `kc` rows of the first `panels` panels and
     /// `rows` rows of `lanes` floats of each output are readable (and the outputs writable).
     unsafe fn run(&self, rows: usize, panels: usize) {
-        macro_rules! dispatch {
-            ($($r:literal)*) => {
-                match (rows, panels) {
-                    $(($r, 1) => self.sums::<$r, 1>(), ($r, _) => self.sums::<$r, 2>(),)*
-                    _ => unreachable!("at most {BLOCK_ROWS} rows"),
-                }
-            };
-        }
         // SAFETY: the caller's guarantees are `sums`' requirements.
-        unsafe { dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14) }
+        unsafe { dispatch_block!(self, rows, panels) }
     }
 
     /// The `R` x `P` panels' sums in registers.

@@ -102,17 +102,17 @@ impl Winograd {
         for packed in &mut winograd.weights {
             packed.reset([in_channels, out_channels]);
         }
-        grow(&mut winograd.rows, 16 * out_channels);
-        for c in 0..in_channels {
-            let taps: [&[f32]; 9] = std::array::from_fn(|tap| {
-                &weights[(tap * in_channels + c) * out_channels..][..out_channels]
-            });
-            transform_weights(taps, &mut winograd.rows);
-            let rows = winograd.rows[..16 * out_channels].chunks_exact(out_channels.max(1));
-            for (packed, row) in winograd.weights.iter_mut().zip(rows) {
-                packed.set_row(c, row);
-            }
-        }
+        let packed = &mut winograd.weights;
+        each_channel_transformed(
+            weights,
+            [in_channels, out_channels],
+            &mut winograd.rows,
+            |c, rows| {
+                for (packed, row) in packed.iter_mut().zip(rows) {
+                    packed.set_row(c, row);
+                }
+            },
+        );
         Some(winograd)
     }
 
@@ -165,16 +165,13 @@ impl Winograd {
     /// `G g Gᵀ` of `weights` rounded to bf16 for `kernel` into `self.bf16`, reusing its buffers.
     fn round_weights(&mut self, weights: &[f32], kernel: Bf16Kernel) {
         let (c, n) = (self.in_channels, self.out_channels);
-        assert_eq!(weights.len(), 9 * c * n);
-        grow(&mut self.rows, 16 * n);
         grow(&mut self.matrices, 16 * c * n);
-        for ch in 0..c {
-            let taps: [&[f32]; 9] = std::array::from_fn(|tap| &weights[(tap * c + ch) * n..][..n]);
-            transform_weights(taps, &mut self.rows);
-            for (xi, row) in self.rows[..16 * n].chunks_exact(n.max(1)).enumerate() {
-                self.matrices[(xi * c + ch) * n..][..n].copy_from_slice(row);
+        let matrices = &mut self.matrices;
+        each_channel_transformed(weights, [c, n], &mut self.rows, |ch, rows| {
+            for (xi, row) in rows.enumerate() {
+                matrices[(xi * c + ch) * n..][..n].copy_from_slice(row);
             }
-        }
+        });
         if self.bf16.len() != 16 || self.bf16[0].kernel() != kernel {
             self.bf16 = (0..16)
                 .map(|_| Bf16Weights::new(&[], [0, 0], kernel))
@@ -269,8 +266,9 @@ pub(crate) trait WinogradMap: Activation {
     /// The map as f32, for f32 products; `None` for a format only bf16 products read.
     fn as_f32(view: View<Self>) -> Option<View<f32>>;
 
-    /// Zeros of this format for the border, at least `c` of them, from the scratch.
-    fn zeros(scratch: &mut Scratch, c: usize) -> &[Self];
+    /// Zeros of this format for the border, at least `c` of them, beside the rounded inputs'
+    /// buffer, both from the scratch.
+    fn zeros_and_inputs(scratch: &mut Scratch, c: usize) -> (&[Self], &mut Vec<bf16>);
 
     /// `Bᵀ d B` of the 16 pixels `d` (`c` values each), rounded to bf16 into row `out`, `out +
     /// matrix`, … of the 16 matrices.
@@ -286,9 +284,9 @@ impl WinogradMap for f32 {
         Some(view)
     }
 
-    fn zeros(scratch: &mut Scratch, c: usize) -> &[f32] {
+    fn zeros_and_inputs(scratch: &mut Scratch, c: usize) -> (&[f32], &mut Vec<bf16>) {
         grow(&mut scratch.zeros, c);
-        &scratch.zeros
+        (&scratch.zeros, &mut scratch.bf16_inputs)
     }
 
     unsafe fn transform_rounded(d: [&[f32]; 16], out: *mut bf16, matrix: usize, c: usize) {
@@ -302,9 +300,9 @@ impl WinogradMap for bf16 {
         None
     }
 
-    fn zeros(scratch: &mut Scratch, c: usize) -> &[bf16] {
+    fn zeros_and_inputs(scratch: &mut Scratch, c: usize) -> (&[bf16], &mut Vec<bf16>) {
         grow(&mut scratch.bf16_zeros, c);
-        &scratch.bf16_zeros
+        (&scratch.bf16_zeros, &mut scratch.bf16_inputs)
     }
 
     unsafe fn transform_rounded(d: [&[bf16]; 16], out: *mut bf16, matrix: usize, c: usize) {
@@ -337,18 +335,15 @@ impl Winograd {
         };
         let (rows, row_len) = weights.left_layout(tiles.len());
         let matrix = rows * row_len;
-        T::zeros(scratch, c);
-        grow(&mut scratch.bf16_inputs, 16 * matrix);
+        let (zeros, inputs) = T::zeros_and_inputs(scratch, c);
+        grow(inputs, 16 * matrix);
+        let inputs = &mut inputs[..16 * matrix];
         if row_len > c || rows > tiles.len() {
             // The rows' padding and the rows past the tiles, which the products read as zeros.
-            scratch.bf16_inputs[..16 * matrix].fill(bf16::ZERO);
+            inputs.fill(bf16::ZERO);
         }
-        let zeros = T::zeros(scratch, c) as *const [T];
         for (i, t) in tiles.enumerate() {
-            // SAFETY: `zeros` points into the scratch's zeros, which nothing resizes or writes
-            // during the loop (only `bf16_inputs` is written).
-            let d = tile_pixels(input, unsafe { &*zeros }, t);
-            let inputs = &mut scratch.bf16_inputs[..16 * matrix];
+            let d = tile_pixels(input, zeros, t);
             // SAFETY: rounded weights exist only where AVX-512F (`new`, `reload_bf16`), BW and
             // VL (`in_bf16`, `reload_bf16`) run; row `i` of each of the 16 `[rows, row_len]`
             // matrices lies inside the inputs, and every `d` holds `c` values.
@@ -401,6 +396,24 @@ fn bf16_transform_runs_here() -> bool {
 fn tile_corner(s: Shape, t: usize) -> (usize, usize, usize) {
     let (rows, cols) = (s.h.div_ceil(2), s.w.div_ceil(2));
     (t / (rows * cols), t / cols % rows * 2, t % cols * 2)
+}
+
+/// `G g Gᵀ` of `[3 · 3 · c, n]` weights (rows in (kernel row, kernel column, channel) order), one
+/// input channel at a time into `buffer`: `put(channel, rows)` takes its 16 rows of `n` values,
+/// position ξ = 4i + j of the 4x4 tile after position.
+fn each_channel_transformed(
+    weights: &[f32],
+    [c, n]: [usize; 2],
+    buffer: &mut Vec<f32>,
+    mut put: impl FnMut(usize, std::slice::ChunksExact<'_, f32>),
+) {
+    assert_eq!(weights.len(), 9 * c * n);
+    grow(buffer, 16 * n);
+    for ch in 0..c {
+        let taps: [&[f32]; 9] = std::array::from_fn(|tap| &weights[(tap * c + ch) * n..][..n]);
+        transform_weights(taps, buffer);
+        put(ch, buffer[..16 * n].chunks_exact(n.max(1)));
+    }
 }
 
 /// `G g Gᵀ` of one input channel's 3x3 taps (each a row of `out` filters' weights) into the 16

@@ -203,7 +203,7 @@ unsafe fn multiply(
     assert!(right.len() >= col_blocks * k_blocks * crate::engine::bf16::B_TILE);
     if !Bf16Kernel::Amx.runs_here() {
         assert!(!tiled, "tiled left operands are AMX's");
-        use crate::engine::bf16_dot::{PanelStore, Rows, multiply as dot_products};
+        use crate::engine::bf16_dot::{PanelStore, Rows, Store, multiply as dot_products};
         let rows = Rows {
             ptr: left.as_ptr() as *const half::bf16,
             row_len,
@@ -211,12 +211,14 @@ unsafe fn multiply(
             pairs: row_len / 2,
         };
         let base = product.as_mut_ptr();
-        let store = |i: usize| PanelStore::Sums {
-            // SAFETY: column block i lies inside each row of `stride` floats.
-            ptr: unsafe { base.add(i * TILE_COLS) },
+        let store = |i: usize| PanelStore {
             stride,
             lanes: TILE_COLS,
-            accumulate,
+            to: Store::Sums {
+                // SAFETY: column block i lies inside each row of `stride` floats.
+                ptr: unsafe { base.add(i * TILE_COLS) },
+                accumulate,
+            },
         };
         // SAFETY: the asserts above check the sizes the kernel reads and writes; the caller
         // checked that a training kernel runs here, and without AMX that is AVX512-BF16's.
