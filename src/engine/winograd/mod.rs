@@ -18,7 +18,9 @@
 
 mod weight_gradient;
 
-pub(crate) use weight_gradient::{WeightGradientScratch, weight_gradient};
+#[cfg(test)]
+pub(crate) use weight_gradient::MIN_CHANNELS;
+pub(crate) use weight_gradient::{F32Products, Products, WeightGradientScratch, weight_gradient};
 
 use std::cell::RefCell;
 use std::ops::Range;

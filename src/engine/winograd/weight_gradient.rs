@@ -9,7 +9,10 @@
 //!
 //! The tiles are cut into a fixed number of groups, each summing into a partial `∂L/∂U` of its own;
 //! the partials are added in a fixed order, so the result does not depend on which thread ran
-//! what (the same pool size gives the same bits).
+//! what (the same pool size gives the same bits). The 16 products run in f32 on gemm
+//! ([`F32Products`]) or, for a training step in bf16, on whatever [`Products`] the caller brings.
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -24,7 +27,7 @@ const TILE_BLOCK: usize = 64;
 
 /// Fewest input channels for which the transforms cost less than the multiplications they save
 /// (GoogLeNet's narrow 3x3s on the "5x5" branches, 16 to 48 channels in, stay on im2col).
-const MIN_CHANNELS: usize = 64;
+pub(crate) const MIN_CHANNELS: usize = 64;
 
 /// Groups of tiles per thread, each with a partial sum.
 const GROUPS_PER_THREAD: usize = 2;
@@ -33,11 +36,68 @@ const GROUPS_PER_THREAD: usize = 2;
 /// then `Gᵀ · G`): 16 rows of them stay in L1.
 const SUM_CHUNK: usize = 512;
 
-/// The buffers of one group: a block's transformed inputs and gradients, its partial `∂L/∂U`.
+/// The buffers of one group: a block's transformed inputs and gradients (and the two operands
+/// rounded, for products in bf16), its partial `∂L/∂U`.
 #[derive(Default)]
 struct Group {
     transformed: Vec<f32>,
+    rounded: [Vec<u16>; 2],
     partial: Vec<f32>,
+}
+
+/// How a group multiplies a block's transformed inputs and gradients, and where the sums of
+/// (channel, filter) pairs lie in its partial `∂L/∂U`.
+pub(crate) trait Products: Sync {
+    /// Floats of one position's partial for `c` channels and `out` filters.
+    fn partial_len(&self, c: usize, out: usize) -> usize;
+
+    /// `partial (+)= inputsᵀ · gradients` for one position ξ of the 4x4 tile: `inputs` is the
+    /// block's `[m, c]` transformed inputs, `gradients` its `[m, out]` transformed gradients;
+    /// `rounded` holds buffers for operands in another format.
+    #[allow(clippy::too_many_arguments)]
+    fn multiply(
+        &self,
+        inputs: &[f32],
+        gradients: &[f32],
+        mco: [usize; 3],
+        partial: &mut [f32],
+        accumulate: bool,
+        rounded: &mut [Vec<u16>; 2],
+    );
+
+    /// Adds to `u` the sums of the (channel, filter) pairs `pairs`, numbered `channel · out +
+    /// filter`, from one position's partial.
+    fn add_sums(&self, partial: &[f32], co: [usize; 2], pairs: Range<usize>, u: &mut [f32]);
+}
+
+/// f32 products on gemm, each position's partial a row-major `[c, out]`.
+pub(crate) struct F32Products;
+
+impl Products for F32Products {
+    fn partial_len(&self, c: usize, out: usize) -> usize {
+        c * out
+    }
+
+    fn multiply(
+        &self,
+        inputs: &[f32],
+        gradients: &[f32],
+        [m, c, out]: [usize; 3],
+        partial: &mut [f32],
+        accumulate: bool,
+        _: &mut [Vec<u16>; 2],
+    ) {
+        let shape = [c, m, out];
+        matmul_tn(
+            partial, out, inputs, c, gradients, out, shape, accumulate, false,
+        );
+    }
+
+    fn add_sums(&self, partial: &[f32], _: [usize; 2], pairs: Range<usize>, u: &mut [f32]) {
+        u.iter_mut()
+            .zip(&partial[pairs])
+            .for_each(|(u, &p)| *u += p);
+    }
 }
 
 /// Reusable buffers, grown on demand and kept between calls.
@@ -48,14 +108,16 @@ pub(crate) struct WeightGradientScratch {
 
 /// `dw` (`[3 · 3 · in, out]`, rows in (kernel row, kernel column, channel) order, overwritten) =
 /// ∂L/∂w of the 3x3/1 convolution with padding 1 of `input` whose output gradient is `dy` (dense
-/// `[pixels, out]`, the input's pixels). Returns false, leaving `dw` alone, where the packed
-/// kernel's AVX-512 does not run or the input has fewer than [`MIN_CHANNELS`] channels.
+/// `[pixels, out]`, the input's pixels), the products run by `products`. Returns false, leaving
+/// `dw` alone, where the packed kernel's AVX-512 does not run or the input has fewer than
+/// [`MIN_CHANNELS`] channels.
 pub(crate) fn weight_gradient(
     input: View<f32>,
     dy: &[f32],
     out: usize,
     dw: &mut [f32],
     scratch: &mut WeightGradientScratch,
+    products: &impl Products,
 ) -> bool {
     let s = input.shape;
     let c = s.c;
@@ -72,7 +134,8 @@ pub(crate) fn weight_gradient(
     if dw.is_empty() {
         return true;
     }
-    let len = 16 * c * out;
+    let partial_len = products.partial_len(c, out);
+    let len = 16 * partial_len;
     let (per_group, count) = groups(tiles.div_ceil(TILE_BLOCK), GROUPS_PER_THREAD);
     let groups = &mut scratch.groups;
     if groups.len() < count {
@@ -98,16 +161,13 @@ pub(crate) fn weight_gradient(
                     transform_output_gradient(View::dense(dy, output), t, i, m, gradients);
                 }
                 for xi in 0..16 {
-                    matmul_tn(
-                        &mut group.partial[xi * c * out..][..c * out],
-                        out,
+                    products.multiply(
                         &inputs[xi * m * c..][..m * c],
-                        c,
                         &gradients[xi * m * out..][..m * out],
-                        out,
-                        [c, m, out],
+                        [m, c, out],
+                        &mut group.partial[xi * partial_len..][..partial_len],
                         b > 0,
-                        false,
+                        &mut group.rounded,
                     );
                 }
             }
@@ -131,8 +191,8 @@ pub(crate) fn weight_gradient(
             let mut u = vec![0.0f32; 16 * len];
             for partial in partials {
                 for (xi, u) in u.chunks_exact_mut(len).enumerate() {
-                    let p = &partial.partial[xi * taps + offset..][..len];
-                    u.iter_mut().zip(p).for_each(|(u, &p)| *u += p);
+                    let p = &partial.partial[xi * partial_len..][..partial_len];
+                    products.add_sums(p, [c, out], offset..offset + len, u);
                 }
             }
             for (tap, d) in chunk.iter_mut().enumerate() {
@@ -232,7 +292,7 @@ unsafe fn transform_output_gradient_avx512(
 #[cfg(test)]
 mod tests {
     use super::super::tests::{values, window_taps};
-    use super::{WeightGradientScratch, weight_gradient};
+    use super::{F32Products, WeightGradientScratch, weight_gradient};
     use crate::engine::map::{Shape, View};
 
     /// `Σ_pixels x[pixel + (ky, kx) − 1, c] · dy[pixel, o]` in f64.
@@ -268,8 +328,16 @@ mod tests {
             let x = values(s.len(), 1);
             let dy = values(s.pixels() * out, 2);
             let mut dw = vec![f32::NAN; 9 * c * out];
-            let ran = pool
-                .install(|| weight_gradient(View::dense(&x, s), &dy, out, &mut dw, &mut scratch));
+            let ran = pool.install(|| {
+                weight_gradient(
+                    View::dense(&x, s),
+                    &dy,
+                    out,
+                    &mut dw,
+                    &mut scratch,
+                    &F32Products,
+                )
+            });
             if !ran {
                 eprintln!(
                     "SKIPPED: this CPU has no AVX-512F, the Winograd gradient never runs here"

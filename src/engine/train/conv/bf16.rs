@@ -11,6 +11,11 @@
 //!   packed along the pixels they share (`dy`'s few channels transposed into whole tiles, the
 //!   patches as pairs of pixels), each group of tiles summing into a partial `dwᵀ` of its own held by the tiles'
 //!   accumulators; the partials are added in a fixed order and transposed into `dw`.
+//! - On AVX512-BF16's dot products, 3x3/1 convolutions run all three through Winograd's
+//!   F(2x2, 3x3): the forward and input-gradient products through `Winograd::reload_bf16`, the
+//!   weight gradient's 16 products per block of tiles through [`WinogradProducts`].
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -23,6 +28,7 @@ use crate::engine::bf16_pack::{
     round_slice,
 };
 use crate::engine::map::grow;
+use crate::engine::winograd::Products;
 
 /// Pixels per weight-gradient tile: the tile's product adds into the whole partial `dwᵀ`, so
 /// tiles are long enough that reading and writing it back costs little next to the product.
@@ -176,6 +182,80 @@ pub(super) fn weight_gradient(
                 }
             }
         });
+}
+
+/// The 16 products of Winograd's 3x3 weight gradient (`engine/winograd/weight_gradient.rs`) in
+/// bf16: each position's `∂L/∂U = Vᵀ · (A dY Aᵀ)` over a block of tiles, both operands packed
+/// along the tiles they share as [`weight_gradient`] packs pixels, into a partial of `c` rows
+/// (rounded up to a tile) of `out` columns (rounded up to a column block).
+pub(super) struct WinogradProducts;
+
+impl WinogradProducts {
+    /// Rows and columns of a position's partial `∂L/∂U`.
+    fn partial_shape(c: usize, out: usize) -> [usize; 2] {
+        [
+            c.next_multiple_of(TILE_ROWS),
+            out.next_multiple_of(TILE_COLS),
+        ]
+    }
+}
+
+impl Products for WinogradProducts {
+    fn partial_len(&self, c: usize, out: usize) -> usize {
+        let [rows, columns] = Self::partial_shape(c, out);
+        rows * columns
+    }
+
+    fn multiply(
+        &self,
+        inputs: &[f32],
+        gradients: &[f32],
+        [m, c, out]: [usize; 3],
+        partial: &mut [f32],
+        accumulate: bool,
+        [left, right]: &mut [Vec<u16>; 2],
+    ) {
+        let [rows, columns] = Self::partial_shape(c, out);
+        pack_left_transposed(Matrix::new(inputs, m, c, c), false, left);
+        let row_len = m.next_multiple_of(TILE_K);
+        grow(right, right_len(row_len, out));
+        pack_right_blocks(
+            Matrix::new(gradients, m, out, out),
+            row_len / TILE_K,
+            0,
+            right,
+        );
+        assert!(partial.len() >= rows * columns, "partial too short");
+        // SAFETY: `left` holds `rows` rows of `row_len` values (the inputs transposed), `right`
+        // the gradients' `columns / 16` x `row_len / 32` tiles, `partial` `rows` rows of
+        // `columns` floats; `backward` takes these products only where AVX512-BF16's dot
+        // products run.
+        unsafe {
+            multiply(
+                left,
+                [rows, row_len],
+                false,
+                right,
+                partial,
+                columns,
+                accumulate,
+            )
+        };
+    }
+
+    fn add_sums(&self, partial: &[f32], [c, out]: [usize; 2], pairs: Range<usize>, u: &mut [f32]) {
+        let [_, columns] = Self::partial_shape(c, out);
+        let mut pair = pairs.start;
+        let mut rest = &mut u[..pairs.len()];
+        while !rest.is_empty() {
+            let (channel, filter) = (pair / out, pair % out);
+            let (run, tail) = rest.split_at_mut((out - filter).min(rest.len()));
+            let sums = &partial[channel * columns + filter..][..run.len()];
+            run.iter_mut().zip(sums).for_each(|(u, &p)| *u += p);
+            pair += run.len();
+            rest = tail;
+        }
+    }
 }
 
 /// `product (+)= left · right` on AMX tiles or AVX512-BF16's dot products: `left` is

@@ -12,7 +12,9 @@
 //!
 //! Backward, with `dy = ∂L/∂y`:
 //! - `dw = patches(x)ᵀ · dy` sums over all pixels (for a 3x3/1 convolution with padding 1, where
-//!   the CPU has AVX-512, through Winograd's F(2x2, 3x3) instead: `engine/winograd/weight_gradient.rs`). The pixels are cut into a fixed number of
+//!   the CPU has AVX-512, through Winograd's F(2x2, 3x3) instead:
+//!   `engine/winograd/weight_gradient.rs`, its products in bf16 where a bf16 step runs on
+//!   AVX512-BF16's dot products). The pixels are cut into a fixed number of
 //!   groups (two per thread); each group re-gathers the patches of its tiles and accumulates
 //!   `patchesᵀ · dy_tile` into a partial `dw` of its own, and the partials are added at the end
 //!   in a fixed order: no two threads ever write the same float, and the sum does not depend on
@@ -38,6 +40,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::super::Bf16Kernel;
 use super::super::conv::Target;
 use super::super::groups::groups;
 use super::super::map::{Shape, View, grow};
@@ -224,20 +227,39 @@ pub(crate) fn backward(
         window.pixels() * conv.out_channels,
         "output gradient length"
     );
-    if scratch.bf16 {
-        bf16::weight_gradient(&window, x, dy, conv.out_channels, dw, &mut scratch.slots);
-    }
-    let winograd_gradient = !scratch.bf16
-        && (conv.kernel, conv.stride, conv.pad) == (3, 1, 1)
-        && winograd::weight_gradient(
-            View::dense(x, xs),
-            dy,
-            conv.out_channels,
-            dw,
-            &mut scratch.winograd_gradient,
-        );
-    if !scratch.bf16 && !winograd_gradient {
-        weight_gradient(&window, x, dy, conv.out_channels, dw, &mut scratch.slots);
+    let (input, out) = (View::dense(x, xs), conv.out_channels);
+    let winograd_gradient = (conv.kernel, conv.stride, conv.pad) == (3, 1, 1)
+        && match scratch.bf16 {
+            false => {
+                let products = &winograd::F32Products;
+                winograd::weight_gradient(
+                    input,
+                    dy,
+                    out,
+                    dw,
+                    &mut scratch.winograd_gradient,
+                    products,
+                )
+            }
+            true => {
+                Bf16Kernel::detect() == Bf16Kernel::Avx512Bf16 && {
+                    let products = &bf16::WinogradProducts;
+                    winograd::weight_gradient(
+                        input,
+                        dy,
+                        out,
+                        dw,
+                        &mut scratch.winograd_gradient,
+                        products,
+                    )
+                }
+            }
+        };
+    if !winograd_gradient {
+        match scratch.bf16 {
+            false => weight_gradient(&window, x, dy, out, dw, &mut scratch.slots),
+            true => bf16::weight_gradient(&window, x, dy, out, dw, &mut scratch.slots),
+        }
     }
     if let Some(dx) = dx {
         assert_eq!(dx.len(), xs.len(), "input gradient length");
@@ -267,9 +289,9 @@ fn convolve(
 ) {
     let winograd_window = (window.kernel, window.stride, window.pad) == (3, 1, 1);
     if let Some(packed) = bf16 {
-        let kernel = crate::engine::Bf16Kernel::Avx512Bf16;
+        let kernel = Bf16Kernel::Avx512Bf16;
         if winograd_window
-            && crate::engine::Bf16Kernel::detect() == kernel
+            && Bf16Kernel::detect() == kernel
             && let Some(winograd) =
                 Winograd::reload_bf16(winograd, w, window.input.c, out_channels, kernel)
         {
