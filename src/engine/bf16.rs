@@ -156,21 +156,22 @@ impl Bf16Weights {
         }
     }
 
-    /// `weights` (row-major `[k, n]`) in place of these, for the same kernel, reusing the
-    /// buffers (the training step's weights change at every call).
-    pub fn reload(&mut self, weights: &[f32], [k, n]: [usize; 2]) {
-        assert_eq!(weights.len(), k * n, "weights are not [k, n]");
+    /// `weights` (`[k, n]`, its rows `stride` values apart) in place of these, for the same
+    /// kernel, reusing the buffers (the training step's weights change at every call).
+    pub fn reload(&mut self, weights: &[f32], [k, n]: [usize; 2], stride: usize) {
+        let matrix = super::bf16_pack::Matrix::new(weights, k, n, stride);
         (self.k, self.n) = (k, n);
         match &mut self.packed {
             Packed::Rounded(values) => {
                 values.clear();
-                values.extend(weights.iter().map(|&w| rounded(w)));
+                for row in (0..k).map(|r| &weights[r * stride..][..n]) {
+                    values.extend(row.iter().map(|&w| rounded(w)));
+                }
             }
             Packed::Tiles {
                 values, k_blocks, ..
             } => {
                 *k_blocks = k.div_ceil(TILE_K);
-                let matrix = super::bf16_pack::Matrix::new(weights, k, n, n.max(1));
                 super::bf16_pack::pack_right(matrix, values);
             }
         }

@@ -49,10 +49,9 @@ pub(crate) struct Winograd {
     /// The same rounded to bf16 for a bf16 kernel, when the products run in bf16 (and then
     /// `weights` is empty).
     bf16: Vec<Bf16Weights>,
-    /// One input channel's 16 transformed rows while the weights are transformed.
+    /// The transformed weights while they are packed: each input channel's 16 rows of `out`
+    /// values, one after the other.
     rows: Vec<f32>,
-    /// The 16 transformed `[in, out]` matrices while they are rounded to bf16.
-    matrices: Vec<f32>,
 }
 
 /// Per-thread buffers: zeros for the border, the transformed inputs (f32 or bf16), the 16
@@ -101,20 +100,19 @@ impl Winograd {
         if winograd.weights.len() != 16 {
             winograd.weights = (0..16).map(|_| PackedWeights::zeros([0, 0])).collect();
         }
-        for packed in &mut winograd.weights {
-            packed.reset([in_channels, out_channels]);
-        }
-        let packed = &mut winograd.weights;
-        each_channel_transformed(
-            weights,
-            [in_channels, out_channels],
-            &mut winograd.rows,
-            |c, rows| {
-                for (packed, row) in packed.iter_mut().zip(rows) {
-                    packed.set_row(c, row);
+        let (c, n) = (in_channels, out_channels);
+        transform_all_weights(weights, [c, n], &mut winograd.rows);
+        let rows = &winograd.rows;
+        winograd
+            .weights
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(xi, packed)| {
+                packed.reset([c, n]);
+                for ch in 0..c {
+                    packed.set_row(ch, &rows[(ch * 16 + xi) * n..][..n]);
                 }
-            },
-        );
+            });
         Some(winograd)
     }
 
@@ -125,7 +123,6 @@ impl Winograd {
             weights: Vec::new(),
             bf16: Vec::new(),
             rows: Vec::new(),
-            matrices: Vec::new(),
         }
     }
 
@@ -167,21 +164,17 @@ impl Winograd {
     /// `G g Gᵀ` of `weights` rounded to bf16 for `kernel` into `self.bf16`, reusing its buffers.
     fn round_weights(&mut self, weights: &[f32], kernel: Bf16Kernel) {
         let (c, n) = (self.in_channels, self.out_channels);
-        grow(&mut self.matrices, 16 * c * n);
-        let matrices = &mut self.matrices;
-        each_channel_transformed(weights, [c, n], &mut self.rows, |ch, rows| {
-            for (xi, row) in rows.enumerate() {
-                matrices[(xi * c + ch) * n..][..n].copy_from_slice(row);
-            }
-        });
+        transform_all_weights(weights, [c, n], &mut self.rows);
         if self.bf16.len() != 16 || self.bf16[0].kernel() != kernel {
             self.bf16 = (0..16)
                 .map(|_| Bf16Weights::new(&[], [0, 0], kernel))
                 .collect();
         }
-        for (xi, rounded) in self.bf16.iter_mut().enumerate() {
-            rounded.reload(&self.matrices[xi * c * n..][..c * n], [c, n]);
-        }
+        let rows = &self.rows;
+        self.bf16
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(xi, rounded)| rounded.reload(&rows[xi * n..], [c, n], 16 * n));
     }
 
     /// The convolution of `input` into `targets`, which together cover every output channel
@@ -400,22 +393,22 @@ fn tile_corner(s: Shape, t: usize) -> (usize, usize, usize) {
     (t / (rows * cols), t / cols % rows * 2, t % cols * 2)
 }
 
-/// `G g Gᵀ` of `[3 · 3 · c, n]` weights (rows in (kernel row, kernel column, channel) order), one
-/// input channel at a time into `buffer`: `put(channel, rows)` takes its 16 rows of `n` values,
-/// position ξ = 4i + j of the 4x4 tile after position.
-fn each_channel_transformed(
-    weights: &[f32],
-    [c, n]: [usize; 2],
-    buffer: &mut Vec<f32>,
-    mut put: impl FnMut(usize, std::slice::ChunksExact<'_, f32>),
-) {
+/// `G g Gᵀ` of `[3 · 3 · c, n]` weights (rows in (kernel row, kernel column, channel) order) into
+/// `rows`: each input channel's 16 rows of `n` values, position ξ = 4i + j of the 4x4 tile after
+/// position (row `ch · 16 + ξ`), the channels spread over the threads.
+fn transform_all_weights(weights: &[f32], [c, n]: [usize; 2], rows: &mut Vec<f32>) {
     assert_eq!(weights.len(), 9 * c * n);
-    grow(buffer, 16 * n);
-    for ch in 0..c {
-        let taps: [&[f32]; 9] = std::array::from_fn(|tap| &weights[(tap * c + ch) * n..][..n]);
-        transform_weights(taps, buffer);
-        put(ch, buffer[..16 * n].chunks_exact(n.max(1)));
+    grow(rows, 16 * c * n);
+    if n == 0 {
+        return;
     }
+    rows[..16 * c * n]
+        .par_chunks_mut(16 * n)
+        .enumerate()
+        .for_each(|(ch, out)| {
+            let taps: [&[f32]; 9] = std::array::from_fn(|tap| &weights[(tap * c + ch) * n..][..n]);
+            transform_weights(taps, out);
+        });
 }
 
 /// `G g Gᵀ` of one input channel's 3x3 taps (each a row of `out` filters' weights) into the 16
