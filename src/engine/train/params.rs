@@ -6,6 +6,7 @@ use burn::module::Param;
 use burn::nn::Linear;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use rayon::prelude::*;
 
 use super::super::tensor_values;
 use super::TrainNetError;
@@ -25,21 +26,25 @@ impl TrainNet {
                 "a model of another layout than the one planned".into(),
             ));
         }
-        for (dst, parts) in units.into_iter().zip(sources) {
-            load_conv(dst, &parts)?;
-        }
+        units
+            .into_par_iter()
+            .zip(sources)
+            .try_for_each(|(dst, parts)| load_conv(dst, &parts))?;
         let sources = linear_sources(model);
-        for ((dst, rows_from_chw), src) in self.dense_mut().into_iter().zip(sources) {
-            dst.weight = values(&src.weight)?;
-            if let Some(channels) = rows_from_chw {
-                dst.weight = chw_rows_to_hwc(&dst.weight, channels, dst.outputs);
-            }
-            dst.bias = match &src.bias {
-                Some(b) => values(b)?,
-                None => vec![0.0; dst.outputs],
-            };
-        }
-        Ok(())
+        self.dense_mut()
+            .into_par_iter()
+            .zip(sources)
+            .try_for_each(|((dst, rows_from_chw), src)| {
+                dst.weight = values(&src.weight)?;
+                if let Some(channels) = rows_from_chw {
+                    dst.weight = chw_rows_to_hwc(&dst.weight, channels, dst.outputs);
+                }
+                dst.bias = match &src.bias {
+                    Some(b) => values(b)?,
+                    None => vec![0.0; dst.outputs],
+                };
+                Ok(())
+            })
     }
 
     /// The gradients of the last [`TrainNet::forward_backward`] for burn's optimiser, keyed by
@@ -47,46 +52,51 @@ impl TrainNet {
     pub fn gradients(&self, model: &GoogLeNet) -> GradientsParams {
         let device = model.fc.weight.val().device().inner();
         let mut grads = GradientsParams::new();
-        for (src, parts) in self.conv_units().into_iter().zip(conv_sources(model)) {
-            let mut col = 0;
-            for part in parts {
-                let [out, inputs, k, _] = part.conv.weight.dims();
-                let mut w = vec![0.0; out * inputs * k * k];
-                let total = src.conv.out_channels;
-                for_each_weight([out, inputs, k], total, col, |engine, torch| {
-                    w[torch] = src.weight_grad[engine];
-                });
-                register(&mut grads, &part.conv.weight, w, &device);
-                if let Some(bias) = &part.conv.bias {
-                    register(
-                        &mut grads,
-                        bias,
-                        src.beta_grad[col..col + out].to_vec(),
-                        &device,
-                    );
-                }
-                if let Some(bn) = &part.bn {
-                    register(
-                        &mut grads,
-                        &bn.weight,
-                        src.gamma_grad[col..col + out].to_vec(),
-                        &device,
-                    );
-                    register(
-                        &mut grads,
-                        &bn.bias,
-                        src.beta_grad[col..col + out].to_vec(),
-                        &device,
-                    );
-                }
-                col += out;
+        // The weights are rearranged in parallel, then registered in order.
+        let convs: Vec<_> = (self.conv_units().into_par_iter())
+            .zip(conv_sources(model))
+            .flat_map_iter(|(src, parts)| {
+                let mut col = 0;
+                parts.into_iter().map(move |part| {
+                    let [out, inputs, k, _] = part.conv.weight.dims();
+                    let mut w = vec![0.0; out * inputs * k * k];
+                    let total = src.conv.out_channels;
+                    for_each_weight([out, inputs, k], total, col, |engine, torch| {
+                        w[torch] = src.weight_grad[engine];
+                    });
+                    let span = col..col + out;
+                    col += out;
+                    (part, w, src, span)
+                })
+            })
+            .collect();
+        for (part, w, src, span) in convs {
+            register(&mut grads, &part.conv.weight, w, &device);
+            if let Some(bias) = &part.conv.bias {
+                register(
+                    &mut grads,
+                    bias,
+                    src.beta_grad[span.clone()].to_vec(),
+                    &device,
+                );
+            }
+            if let Some(bn) = &part.bn {
+                let gamma = src.gamma_grad[span.clone()].to_vec();
+                register(&mut grads, &bn.weight, gamma, &device);
+                register(&mut grads, &bn.bias, src.beta_grad[span].to_vec(), &device);
             }
         }
-        for ((src, rows_from_chw), dst) in self.dense().into_iter().zip(linear_sources(model)) {
-            let w = match rows_from_chw {
-                Some(channels) => hwc_rows_to_chw(&src.weight_grad, channels, src.outputs),
-                None => src.weight_grad.clone(),
-            };
+        let dense: Vec<_> = (self.dense().into_par_iter())
+            .zip(linear_sources(model))
+            .map(|((src, rows_from_chw), dst)| {
+                let w = match rows_from_chw {
+                    Some(channels) => hwc_rows_to_chw(&src.weight_grad, channels, src.outputs),
+                    None => src.weight_grad.clone(),
+                };
+                (src, w, dst)
+            })
+            .collect();
+        for (src, w, dst) in dense {
             register(&mut grads, &dst.weight, w, &device);
             if let Some(b) = &dst.bias {
                 register(&mut grads, b, src.bias_grad.clone(), &device);
