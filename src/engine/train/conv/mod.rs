@@ -228,33 +228,17 @@ pub(crate) fn backward(
         "output gradient length"
     );
     let (input, out) = (View::dense(x, xs), conv.out_channels);
-    let winograd_gradient = (conv.kernel, conv.stride, conv.pad) == (3, 1, 1)
-        && match scratch.bf16 {
-            false => {
-                let products = &winograd::F32Products;
-                winograd::weight_gradient(
-                    input,
-                    dy,
-                    out,
-                    dw,
-                    &mut scratch.winograd_gradient,
-                    products,
-                )
-            }
+    let winograd_gradient = (conv.kernel, conv.stride, conv.pad) == (3, 1, 1) && {
+        let buffers = &mut scratch.winograd_gradient;
+        match scratch.bf16 {
+            false => winograd::weight_gradient(input, dy, out, dw, buffers, &winograd::F32Products),
             true => {
-                Bf16Kernel::detect() == Bf16Kernel::Avx512Bf16 && {
-                    let products = &bf16::WinogradProducts;
-                    winograd::weight_gradient(
-                        input,
-                        dy,
-                        out,
-                        dw,
-                        &mut scratch.winograd_gradient,
-                        products,
-                    )
-                }
+                let products = &bf16::WinogradProducts;
+                Bf16Kernel::detect() == Bf16Kernel::Avx512Bf16
+                    && winograd::weight_gradient(input, dy, out, dw, buffers, products)
             }
-        };
+        }
+    };
     if !winograd_gradient {
         match scratch.bf16 {
             false => weight_gradient(&window, x, dy, out, dw, &mut scratch.slots),
