@@ -93,9 +93,7 @@ impl Winograd {
         if !super::packed::runs_here() {
             return None;
         }
-        let winograd = slot.get_or_insert_with(|| Self::empty(in_channels, out_channels));
-        winograd.in_channels = in_channels;
-        winograd.out_channels = out_channels;
+        let winograd = Self::refit(slot, in_channels, out_channels);
         winograd.bf16.clear();
         if winograd.weights.len() != 16 {
             winograd.weights = (0..16).map(|_| PackedWeights::zeros([0, 0])).collect();
@@ -116,14 +114,19 @@ impl Winograd {
         Some(winograd)
     }
 
-    fn empty(in_channels: usize, out_channels: usize) -> Self {
-        Self {
+    /// The convolution in `slot` (made there if there is none) set to these channels, its
+    /// buffers kept for the weights to be loaded.
+    fn refit(slot: &mut Option<Self>, in_channels: usize, out_channels: usize) -> &mut Self {
+        let winograd = slot.get_or_insert_with(|| Self {
             in_channels,
             out_channels,
             weights: Vec::new(),
             bf16: Vec::new(),
             rows: Vec::new(),
-        }
+        });
+        winograd.in_channels = in_channels;
+        winograd.out_channels = out_channels;
+        winograd
     }
 
     /// The same convolution with its products in bf16: `weights` (as [`Self::new`] took them)
@@ -153,9 +156,7 @@ impl Winograd {
         if !super::packed::runs_here() || !bf16_transform_runs_here() {
             return None;
         }
-        let winograd = slot.get_or_insert_with(|| Self::empty(in_channels, out_channels));
-        winograd.in_channels = in_channels;
-        winograd.out_channels = out_channels;
+        let winograd = Self::refit(slot, in_channels, out_channels);
         winograd.weights.clear();
         winograd.round_weights(weights, kernel);
         Some(winograd)

@@ -234,7 +234,7 @@ pub(crate) fn backward(
             false => winograd::weight_gradient(input, dy, out, dw, buffers, &winograd::F32Products),
             true => {
                 let products = &bf16::WinogradProducts;
-                Bf16Kernel::detect() == Bf16Kernel::Avx512Bf16
+                bf16_winograd_runs_here()
                     && winograd::weight_gradient(input, dy, out, dw, buffers, products)
             }
         }
@@ -271,34 +271,29 @@ fn convolve(
     winograd: &mut Option<Winograd>,
     bf16: Option<&mut Vec<u16>>,
 ) {
-    let winograd_window = (window.kernel, window.stride, window.pad) == (3, 1, 1);
-    if let Some(packed) = bf16 {
-        let kernel = Bf16Kernel::Avx512Bf16;
-        if winograd_window
-            && Bf16Kernel::detect() == kernel
-            && let Some(winograd) =
-                Winograd::reload_bf16(winograd, w, window.input.c, out_channels, kernel)
-        {
-            let output = window.input.with_channels(out_channels);
-            let targets = [Target::dense(y, output)];
-            winograd.run(View::dense(x, window.input), None, &targets);
-            return;
-        }
-        bf16::convolve(window, x, w, out_channels, y, slots, packed);
-        return;
-    }
     let pixels = window.pixels();
     let depth = window.depth();
     if depth == 0 {
         y.fill(0.0);
         return;
     }
-    if winograd_window
-        && let Some(winograd) = Winograd::reload(winograd, w, window.input.c, out_channels)
-    {
+    let c = window.input.c;
+    let transformed = match bf16 {
+        _ if (window.kernel, window.stride, window.pad) != (3, 1, 1) => None,
+        None => Winograd::reload(winograd, w, c, out_channels),
+        Some(_) if bf16_winograd_runs_here() => {
+            Winograd::reload_bf16(winograd, w, c, out_channels, Bf16Kernel::Avx512Bf16)
+        }
+        Some(_) => None,
+    };
+    if let Some(winograd) = transformed {
         let output = window.input.with_channels(out_channels);
         let targets = [Target::dense(y, output)];
         winograd.run(View::dense(x, window.input), None, &targets);
+        return;
+    }
+    if let Some(packed) = bf16 {
+        bf16::convolve(window, x, w, out_channels, y, slots, packed);
         return;
     }
     if window.is_pointwise() {
@@ -332,6 +327,12 @@ fn convolve(
             false,
         );
     });
+}
+
+/// Whether a bf16 step's 3x3/1 convolutions go through Winograd's F(2x2, 3x3): where their
+/// products run on AVX512-BF16's dot products (AMX tiles multiply them directly, as in inference).
+fn bf16_winograd_runs_here() -> bool {
+    Bf16Kernel::detect() == Bf16Kernel::Avx512Bf16
 }
 
 /// Cuts the output `y` (`out_channels` values per pixel) into tiles of `rows` pixels, shared out
