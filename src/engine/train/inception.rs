@@ -11,7 +11,7 @@
 use super::super::map::{Shape, grow};
 use super::conv::ConvScratch;
 use super::norm::Layout;
-use super::pool::{self, MaxPoolShape};
+use super::pool::{self, GradientWrite, MaxPoolShape};
 use super::unit::ConvBn;
 
 pub(crate) struct InceptionTrain {
@@ -246,6 +246,7 @@ impl InceptionTrain {
             &self.pooled_grad[..xs.len()],
             &self.argmax,
             dx,
+            GradientWrite::Accumulate,
         );
     }
 }

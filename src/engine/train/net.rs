@@ -12,7 +12,7 @@ use super::inception::InceptionTrain;
 use super::loss::softmax_cross_entropy;
 use super::lrn;
 use super::norm::Layout;
-use super::pool::{self, MaxPoolShape};
+use super::pool::{self, GradientWrite, MaxPoolShape};
 use super::unit::ConvBn;
 use crate::engine::Bf16Kernel;
 
@@ -79,8 +79,7 @@ impl Stage {
             }
             Stage::MaxPool(pool, argmax) => {
                 if let Some(dx) = dx {
-                    dx.fill(0.0);
-                    pool::max_backward(pool, xs, dy, argmax, dx);
+                    pool::max_backward(pool, xs, dy, argmax, dx, GradientWrite::Overwrite);
                 }
             }
             Stage::LocalResponse => {

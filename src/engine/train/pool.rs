@@ -163,16 +163,27 @@ pub(crate) fn max_forward(
         .for_each(|(r, (y, at))| max_row(pool, x, xs, [r / ys.h, r % ys.h], y, at));
 }
 
-/// `dx[argmax[i]] += dy[i]` — ACCUMULATES into `dx` (the caller zeroes it or has already written
-/// another branch's gradient there). Race-free in parallel: split over images (windows never
-/// cross images, so every index of an image's outputs falls in that image's part of `dx`).
-/// Only the first `xs.len()` floats of `dx` are touched.
+/// What [`max_backward`] does with the values `dx` already holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GradientWrite {
+    /// `dx` is the pool's input gradient alone: zeroed, then the gradients added.
+    Overwrite,
+    /// Another branch's gradient is already in `dx`: the gradients are added to it.
+    Accumulate,
+}
+
+/// `dx[argmax[i]] += dy[i]`, onto zeros or onto what `dx` held (`write`). Race-free in parallel:
+/// split over images (windows never cross images, so every index of an image's outputs falls in
+/// that image's part of `dx`). To overwrite, each image zeroes its input rows just before the
+/// first output row whose window reaches them, so the rows are still in cache when the gradients
+/// land. Only the first `xs.len()` floats of `dx` are touched.
 pub(crate) fn max_backward(
     pool: &MaxPoolShape,
     xs: Shape,
     dy: &[f32],
     argmax: &[u32],
     dx: &mut [f32],
+    write: GradientWrite,
 ) {
     let ys = pool.output(xs).expect("max pool input too small");
     assert!(
@@ -187,6 +198,7 @@ pub(crate) fn max_backward(
     if image_in == 0 || image_out == 0 {
         return;
     }
+    let (row_in, row_out) = (xs.w * xs.c, ys.w * ys.c);
     dx[..xs.len()]
         .par_chunks_mut(image_in)
         .zip(dy[..ys.len()].par_chunks(image_out))
@@ -194,9 +206,25 @@ pub(crate) fn max_backward(
         .enumerate()
         .for_each(|(image, ((dx, dy), argmax))| {
             let base = image * image_in;
-            for (&g, &i) in dy.iter().zip(argmax) {
-                // Panics (rather than race) for an index outside this image.
-                dx[i as usize - base] += g;
+            let mut zeroed = 0;
+            let rows = dy.chunks(row_out).zip(argmax.chunks(row_out));
+            for (o, (dy, argmax)) in rows.enumerate() {
+                if write == GradientWrite::Overwrite {
+                    // Output row o reads input rows up to its window's end, and no further.
+                    let end = pool.span(o, xs.h).end;
+                    if end > zeroed {
+                        dx[zeroed * row_in..end * row_in].fill(0.0);
+                        zeroed = end;
+                    }
+                }
+                for (&g, &i) in dy.iter().zip(argmax) {
+                    // Panics (rather than race) for an index outside this image.
+                    dx[i as usize - base] += g;
+                }
+            }
+            if write == GradientWrite::Overwrite {
+                // Rows below the last window take no gradient.
+                dx[zeroed * row_in..].fill(0.0);
             }
         });
 }

@@ -112,8 +112,8 @@ fn naive_max(p: &MaxPoolShape, x: &[f32], xs: Shape) -> (Vec<f32>, Vec<u32>) {
 
 /// Values and indices against the plain version, bit for bit, with many ties (values from
 /// {−1, 0, 1}), some −∞ and NaN, on channel counts below, at and across the register block,
-/// with every pool shape torchvision uses and a padded stride-2 one; then the backward pass
-/// accumulating onto what `dx` already held, against a plain scatter.
+/// with every pool shape torchvision uses and a padded stride-2 one; then the backward pass,
+/// accumulating onto what `dx` already held and overwriting it, against a plain scatter.
 #[test]
 fn max_pool_matches_naive() {
     let mut rng = Lcg(7);
@@ -141,8 +141,16 @@ fn max_pool_matches_naive() {
             for (&g, &i) in dy.iter().zip(&want_at) {
                 want[i as usize] += g;
             }
-            max_backward(&p, xs, &dy, &at, &mut dx);
+            max_backward(&p, xs, &dy, &at, &mut dx, GradientWrite::Accumulate);
             assert_eq!(dx, want, "gradient, {p:?}, {c} channels");
+
+            let mut fresh: Vec<f32> = (0..xs.len()).map(|_| rng.float()).collect();
+            let mut want = vec![0.0; xs.len()];
+            for (&g, &i) in dy.iter().zip(&want_at) {
+                want[i as usize] += g;
+            }
+            max_backward(&p, xs, &dy, &at, &mut fresh, GradientWrite::Overwrite);
+            assert_eq!(fresh, want, "overwritten gradient, {p:?}, {c} channels");
         }
     }
 }
