@@ -164,8 +164,8 @@ impl Bf16Weights {
         match &mut self.packed {
             Packed::Rounded(values) => {
                 values.clear();
-                for row in (0..k).map(|r| &weights[r * stride..][..n]) {
-                    values.extend(row.iter().map(|&w| rounded(w)));
+                for r in 0..k {
+                    values.extend(matrix.row(r).iter().map(|&w| rounded(w)));
                 }
             }
             Packed::Tiles {

@@ -36,7 +36,8 @@ impl<'a> Matrix<'a> {
         }
     }
 
-    fn row(&self, r: usize) -> &'a [f32] {
+    /// Row `r`'s `cols` values.
+    pub(super) fn row(&self, r: usize) -> &'a [f32] {
         &self.data[r * self.stride..][..self.cols]
     }
 }
