@@ -10,12 +10,14 @@
 //!
 //! Where the CPU has AVX-512, the products run on our kernel over weights packed once
 //! ([`super::packed`]), which applies the bias and the ReLU in registers and stores straight into
-//! the targets, and 3x3 stride-1 convolutions run as Winograd's F(2x2, 3x3) ([`super::winograd`]):
-//! 2.25x fewer multiplications, no im2col. Elsewhere the products run on the `gemm` crate.
+//! the targets, and 3x3 stride-1 convolutions run as Winograd's minimal filtering
+//! ([`super::winograd`]), no im2col: F(2x2, 3x3), 2.25x fewer multiplications, or in f32 on maps
+//! with enough tiles F(4x4, 3x3), 4x fewer. Elsewhere the products run on the `gemm` crate.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use burn::nn::PaddingConfig2d;
 use half::bf16;
@@ -27,7 +29,7 @@ use super::map::{Shape, View};
 use super::matmul::matmul;
 use super::packed::{PANEL, PackedWeights, PanelOut};
 use super::window::Window;
-use super::winograd::Winograd;
+use super::winograd::{Tiling, Winograd};
 use super::{InferenceError, tensor_values};
 use crate::model::conv_unit::ConvUnit;
 use crate::model::pool::same_padding;
@@ -59,6 +61,8 @@ pub(crate) struct ConvGemm {
     packed: Option<PackedWeights>,
     /// A 3x3/1 convolution's weights for Winograd's F(2x2, 3x3), where the packed kernel runs.
     winograd: Option<Winograd>,
+    /// The same for F(4x4, 3x3) in f32, transformed on the first map large enough for it.
+    winograd_f4x4: OnceLock<Option<Winograd>>,
     bias: Vec<f32>,
     /// The weights rounded to bf16 for its kernel, when the products run in bf16.
     bf16: Option<Bf16Weights>,
@@ -261,7 +265,7 @@ impl ConvGemm {
         }
         let pads_one = matches!(padding, Padding::Same | Padding::Explicit(1));
         let winograd = (k == 3 && conv.stride[0] == 1 && pads_one)
-            .then(|| Winograd::new(&weights, in_channels, out_channels))
+            .then(|| Winograd::new(&weights, in_channels, out_channels, Tiling::F2x2))
             .flatten();
         let packed = match winograd {
             Some(_) => None,
@@ -276,6 +280,7 @@ impl ConvGemm {
             weights,
             packed,
             winograd,
+            winograd_f4x4: OnceLock::new(),
             bias,
             bf16: None,
         })
@@ -323,6 +328,7 @@ impl ConvGemm {
             out_channels,
             packed: PackedWeights::for_this_cpu(&weights, [rows, out_channels]),
             winograd: None,
+            winograd_f4x4: OnceLock::new(),
             weights,
             bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
             bf16: None,
@@ -437,7 +443,8 @@ pub(crate) trait MapElement: Activation {
         scratch: &mut Scratch,
     ) -> Option<usize>;
 
-    /// Runs the convolution as Winograd's F(2x2, 3x3) where it has those weights; false if not.
+    /// Runs the convolution through Winograd's minimal filtering where it has those weights; false
+    /// if not.
     fn winograd(conv: &ConvGemm, input: View<Self>, targets: &[Target<Self>]) -> bool;
 }
 
@@ -446,7 +453,16 @@ impl MapElement for f32 {
         let Some(winograd) = &conv.winograd else {
             return false;
         };
-        winograd.run(input, Some(&conv.bias), targets);
+        let f4x4 = (Tiling::for_f32_inference(input.shape) == Tiling::F4x4)
+            .then(|| {
+                conv.winograd_f4x4.get_or_init(|| {
+                    let (c, n) = (conv.in_channels, conv.out_channels);
+                    Winograd::new(&conv.weights, c, n, Tiling::F4x4)
+                })
+            })
+            .and_then(Option::as_ref);
+        f4x4.unwrap_or(winograd)
+            .run(input, Some(&conv.bias), targets);
         true
     }
 

@@ -11,7 +11,8 @@
 //! what its extension points allow. Here, at load time, BatchNorm is folded into the convolution
 //! weights and bias; activations stay NHWC so that every convolution is a matrix product over
 //! pixels with bias and ReLU in its epilogue (on AVX-512 our own kernel over weights packed once,
-//! `packed.rs`, and 3x3 stride-1 convolutions as Winograd's F(2x2, 3x3), `winograd/`; elsewhere
+//! `packed.rs`, and 3x3 stride-1 convolutions as Winograd's F(2x2, 3x3), or F(4x4, 3x3) for f32
+//! products on larger maps, `winograd/`; elsewhere
 //! `gemm`, the crate burn-flex uses); the three 1x1
 //! convolutions that read an inception module's input run as one wider product ("horizontal
 //! fusion"); every branch writes straight into its channels of the concatenated output; the

@@ -12,10 +12,15 @@
 //! become its 2x2 outputs `Aᵀ m A`, to which the bias and the ReLU are applied as they are written.
 //! The training step also takes its 3x3 weight gradients this way (`weight_gradient.rs`).
 //!
+//! f32 products run F(4x4, 3x3) instead on maps of [`Tiling::F4X4_SIDE`] pixels or more (in
+//! inference, with enough tiles to share out: `Tiling::for_f32_inference`) (`f4x4.rs`): 4x4 output blocks from 6x6 input blocks, 36 products,
+//! 4x fewer multiplications than the direct convolution.
+//!
 //! In bf16 inference the maps are bf16 and the products run on a bf16 kernel ([`super::bf16`]):
 //! both the transformed inputs `Bᵀ d B` (computed in f32) and the transformed weights `G g Gᵀ`
 //! are rounded to bf16, the sums and the output transform stay f32.
 
+mod f4x4;
 mod weight_gradient;
 
 #[cfg(test)]
@@ -40,17 +45,82 @@ const TILE_BLOCK: usize = 56;
 /// Output columns transformed per pass over the 16 products, so that they stay in L2.
 const COLUMN_BLOCK: usize = 128;
 
+/// Which of Winograd's minimal filterings a convolution runs (Lavin and Gray, section 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tiling {
+    /// F(2x2, 3x3): 2x2 output blocks from 4x4 input blocks, 16 products.
+    F2x2,
+    /// F(4x4, 3x3): 4x4 output blocks from 6x6 input blocks, 36 products.
+    F4x4,
+}
+
+impl Tiling {
+    /// The smallest map side on which f32 products run F(4x4, 3x3): on GoogLeNet's 7x7 maps its
+    /// 8x8 blocks would compute 64 pixels for 49.
+    pub const F4X4_SIDE: usize = 14;
+
+    /// The fewest tiles of F(4x4, 3x3) on a map for inference to run it there: fewer leave each
+    /// thread's products too few rows (at batch 1 only the 56x56 map has more).
+    const F4X4_TILES: usize = 128;
+
+    /// The tiling of the training step's f32 products on map `s`, by its side alone: a batch and
+    /// its shards (the ranks of data-parallel training) compute alike.
+    pub fn for_f32_map(s: Shape) -> Self {
+        match s.h.min(s.w) >= Self::F4X4_SIDE {
+            true => Self::F4x4,
+            false => Self::F2x2,
+        }
+    }
+
+    /// The tiling of f32 inference on map `s`: F(4x4, 3x3) where the training step would run it
+    /// and the map has [`Self::F4X4_TILES`] of its tiles.
+    pub fn for_f32_inference(s: Shape) -> Self {
+        match Self::for_f32_map(s) {
+            Self::F4x4 if Self::F4x4.tiles(s) >= Self::F4X4_TILES => Self::F4x4,
+            _ => Self::F2x2,
+        }
+    }
+
+    /// Side of an output block.
+    const fn side(self) -> usize {
+        match self {
+            Self::F2x2 => 2,
+            Self::F4x4 => 4,
+        }
+    }
+
+    /// Positions of an input block, one product each.
+    const fn positions(self) -> usize {
+        (self.side() + 2) * (self.side() + 2)
+    }
+
+    /// Tiles of map `s`, in (image, tile row, tile column) order.
+    fn tiles(self, s: Shape) -> usize {
+        s.n * s.h.div_ceil(self.side()) * s.w.div_ceil(self.side())
+    }
+
+    /// Tiles whose products run together: 4 blocks of the kernel's 14 rows for F(2x2, 3x3), 2
+    /// for F(4x4, 3x3), whose tiles have 36 positions.
+    const fn tile_block(self) -> usize {
+        match self {
+            Self::F2x2 => TILE_BLOCK,
+            Self::F4x4 => TILE_BLOCK / 2,
+        }
+    }
+}
+
 /// A 3x3 convolution with stride 1 and one pixel of zero padding, its weights transformed.
 pub(crate) struct Winograd {
     in_channels: usize,
     out_channels: usize,
-    /// `(G g Gᵀ)[ξ]` for each of the 16 positions ξ of a 4x4 tile, as `[in, out]` matrices.
+    tiling: Tiling,
+    /// `(G g Gᵀ)[ξ]` for each position ξ of an input block, as `[in, out]` matrices.
     weights: Vec<PackedWeights>,
     /// The same rounded to bf16 for a bf16 kernel, when the products run in bf16 (and then
     /// `weights` is empty).
     bf16: Vec<Bf16Weights>,
-    /// The transformed weights while they are packed: each input channel's 16 rows of `out`
-    /// values, one after the other.
+    /// The transformed weights while they are packed: each input channel's rows of `out`
+    /// values, one per position, one after the other.
     rows: Vec<f32>,
 }
 
@@ -73,10 +143,15 @@ thread_local! {
 
 impl Winograd {
     /// Transforms `[3 · 3 · in, out]` weights (rows in (kernel row, kernel column, channel)
-    /// order); `None` where the packed kernel does not run.
-    pub fn new(weights: &[f32], in_channels: usize, out_channels: usize) -> Option<Self> {
+    /// order) for `tiling`; `None` where the packed kernel does not run.
+    pub fn new(
+        weights: &[f32],
+        in_channels: usize,
+        out_channels: usize,
+        tiling: Tiling,
+    ) -> Option<Self> {
         let mut slot = None;
-        Self::reload(&mut slot, weights, in_channels, out_channels)?;
+        Self::reload(&mut slot, weights, in_channels, out_channels, tiling)?;
         slot
     }
 
@@ -88,18 +163,22 @@ impl Winograd {
         weights: &[f32],
         in_channels: usize,
         out_channels: usize,
+        tiling: Tiling,
     ) -> Option<&'s Self> {
         assert_eq!(weights.len(), 9 * in_channels * out_channels);
         if !super::packed::runs_here() {
             return None;
         }
-        let winograd = Self::refit(slot, in_channels, out_channels);
+        let winograd = Self::refit(slot, in_channels, out_channels, tiling);
         winograd.bf16.clear();
-        if winograd.weights.len() != 16 {
-            winograd.weights = (0..16).map(|_| PackedWeights::zeros([0, 0])).collect();
+        let positions = tiling.positions();
+        if winograd.weights.len() != positions {
+            winograd.weights = (0..positions)
+                .map(|_| PackedWeights::zeros([0, 0]))
+                .collect();
         }
         let (c, n) = (in_channels, out_channels);
-        transform_all_weights(weights, [c, n], &mut winograd.rows);
+        transform_all_weights(tiling, weights, [c, n], &mut winograd.rows);
         let rows = &winograd.rows;
         winograd
             .weights
@@ -108,7 +187,7 @@ impl Winograd {
             .for_each(|(xi, packed)| {
                 packed.reset([c, n]);
                 for ch in 0..c {
-                    packed.set_row(ch, &rows[(ch * 16 + xi) * n..][..n]);
+                    packed.set_row(ch, &rows[(ch * positions + xi) * n..][..n]);
                 }
             });
         Some(winograd)
@@ -116,24 +195,32 @@ impl Winograd {
 
     /// The convolution in `slot` (made there if there is none) set to these channels, its
     /// buffers kept for the weights to be loaded.
-    fn refit(slot: &mut Option<Self>, in_channels: usize, out_channels: usize) -> &mut Self {
+    fn refit(
+        slot: &mut Option<Self>,
+        in_channels: usize,
+        out_channels: usize,
+        tiling: Tiling,
+    ) -> &mut Self {
         let winograd = slot.get_or_insert_with(|| Self {
             in_channels,
             out_channels,
+            tiling,
             weights: Vec::new(),
             bf16: Vec::new(),
             rows: Vec::new(),
         });
         winograd.in_channels = in_channels;
         winograd.out_channels = out_channels;
+        winograd.tiling = tiling;
         winograd
     }
 
     /// The same convolution with its products in bf16: `weights` (as [`Self::new`] took them)
     /// transformed again and rounded to bf16 for `kernel`, which must run here; `None` where the
-    /// CPU lacks the AVX-512BW and VL that the bf16 input transform needs.
+    /// CPU lacks the AVX-512BW and VL that the bf16 input transform needs, or the convolution
+    /// runs F(4x4, 3x3), which has no bf16 path.
     pub fn in_bf16(mut self, weights: &[f32], kernel: Bf16Kernel) -> Option<Self> {
-        if !bf16_transform_runs_here() {
+        if !bf16_transform_runs_here() || self.tiling != Tiling::F2x2 {
             return None;
         }
         self.round_weights(weights, kernel);
@@ -141,7 +228,8 @@ impl Winograd {
         Some(self)
     }
 
-    /// [`Self::reload`] with the products in bf16 on `kernel` (which must run here), on f32 maps
+    /// [`Self::reload`] for F(2x2, 3x3) with the products in bf16 on `kernel` (which must run
+    /// here), on f32 maps
     /// as on bf16 ones: the transformed weights rounded to bf16, and the transformed inputs as
     /// each tile is transformed (the training step's bf16 products). `None` where the packed
     /// kernel or the bf16 input transform does not run.
@@ -156,7 +244,7 @@ impl Winograd {
         if !super::packed::runs_here() || !bf16_transform_runs_here() {
             return None;
         }
-        let winograd = Self::refit(slot, in_channels, out_channels);
+        let winograd = Self::refit(slot, in_channels, out_channels, Tiling::F2x2);
         winograd.weights.clear();
         winograd.round_weights(weights, kernel);
         Some(winograd)
@@ -165,7 +253,7 @@ impl Winograd {
     /// `G g Gᵀ` of `weights` rounded to bf16 for `kernel` into `self.bf16`, reusing its buffers.
     fn round_weights(&mut self, weights: &[f32], kernel: Bf16Kernel) {
         let (c, n) = (self.in_channels, self.out_channels);
-        transform_all_weights(weights, [c, n], &mut self.rows);
+        transform_all_weights(Tiling::F2x2, weights, [c, n], &mut self.rows);
         if self.bf16.len() != 16 || self.bf16[0].kernel() != kernel {
             self.bf16 = (0..16)
                 .map(|_| Bf16Weights::new(&[], [0, 0], kernel))
@@ -191,12 +279,14 @@ impl Winograd {
         let s = input.shape;
         assert_eq!(s.c, self.in_channels, "input channels");
         assert!(targets.iter().all(|t| t.pixels() >= s.pixels()));
-        let tiles = s.n * s.h.div_ceil(2) * s.w.div_ceil(2);
+        let tiles = self.tiling.tiles(s);
         if tiles == 0 || self.out_channels == 0 {
             return;
         }
         let threads = rayon::current_num_threads();
-        let tile_block = tiles.div_ceil(2 * threads).clamp(1, TILE_BLOCK);
+        let tile_block = tiles
+            .div_ceil(2 * threads)
+            .clamp(1, self.tiling.tile_block());
         let row_tasks = tiles.div_ceil(tile_block);
         let (col_tasks, task_cols) = column_split(row_tasks, self.out_channels);
         (0..row_tasks * col_tasks).into_par_iter().for_each(|task| {
@@ -220,25 +310,26 @@ impl Winograd {
         scratch: &mut Scratch,
     ) {
         let count = tiles.len();
+        let (side, tiling) = (self.tiling.side(), self.tiling);
         let rows = self.transform_inputs(input, tiles.clone(), scratch);
         for start in cols.clone().step_by(COLUMN_BLOCK) {
             let block = start..(start + COLUMN_BLOCK).min(cols.end);
             let stride = block.len().next_multiple_of(PANEL);
-            grow(&mut scratch.products, 16 * rows * stride);
-            grow(&mut scratch.outputs, 4 * stride);
+            grow(&mut scratch.products, tiling.positions() * rows * stride);
+            grow(&mut scratch.outputs, side * side * stride);
             self.multiply(count, rows, block.clone(), scratch);
             for (i, t) in tiles.clone().enumerate() {
-                let outputs = &mut scratch.outputs[..4 * stride];
-                transform_output(&scratch.products, i, rows, stride, outputs);
+                let outputs = &mut scratch.outputs[..side * side * stride];
+                transform_output(tiling, &scratch.products, i, rows, stride, outputs);
                 let s = input.shape;
-                let (image, y0, x0) = tile_corner(s, t);
-                for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let (image, y0, x0) = tile_corner(s, t, side);
+                for (dy, dx) in (0..side).flat_map(|dy| (0..side).map(move |dx| (dy, dx))) {
                     let (y, x) = (y0 + dy, x0 + dx);
                     if y >= s.h || x >= s.w {
                         continue;
                     }
                     let pixel = (image * s.h + y) * s.w + x;
-                    let values = &outputs[(dy * 2 + dx) * stride..][..block.len()];
+                    let values = &outputs[(dy * side + dx) * stride..][..block.len()];
                     for target in targets {
                         // SAFETY: tasks cover disjoint (tile, column) ranges and a tile's
                         // pixels belong to it alone, so no two threads write the same value.
@@ -308,7 +399,7 @@ impl WinogradMap for bf16 {
 }
 
 impl Winograd {
-    /// `Bᵀ d B` of `tiles`, row `i` of each of the 16 matrices for tile `tiles.start + i`, in
+    /// `Bᵀ d B` of `tiles`, row `i` of each position's matrix for tile `tiles.start + i`, in
     /// the scratch (f32, or rounded to bf16 when the products run in bf16); returns the rows of
     /// each matrix (at least `tiles.len()`).
     fn transform_inputs<T: WinogradMap>(
@@ -323,9 +414,10 @@ impl Winograd {
                 T::as_f32(input).expect("bf16 maps need the weights of `Winograd::in_bf16`");
             let count = tiles.len();
             grow(&mut scratch.zeros, c);
-            grow(&mut scratch.inputs, 16 * count * c);
+            grow(&mut scratch.inputs, self.tiling.positions() * count * c);
             for (i, t) in tiles.enumerate() {
-                transform_input(input, &scratch.zeros, t, i, count, &mut scratch.inputs);
+                let inputs = &mut scratch.inputs;
+                transform_input(self.tiling, input, &scratch.zeros, t, i, count, inputs);
             }
             return count;
         };
@@ -339,7 +431,7 @@ impl Winograd {
             inputs.fill(bf16::ZERO);
         }
         for (i, t) in tiles.enumerate() {
-            let d = tile_pixels(input, zeros, t);
+            let d = tile_pixels(input, zeros, t, 2);
             // SAFETY: rounded weights exist only where AVX-512F (`new`, `reload_bf16`), BW and
             // VL (`in_bf16`, `reload_bf16`) run; row `i` of each of the 16 `[rows, row_len]`
             // matrices lies inside the inputs, and every `d` holds `c` values.
@@ -348,9 +440,9 @@ impl Winograd {
         rows
     }
 
-    /// The 16 products of the `count` transformed tiles (matrices of `rows` rows) and weight
-    /// columns `block`, into `scratch.products` as `[16][rows]` rows of `block.len()` rounded up
-    /// to 16.
+    /// The products of the `count` transformed tiles (matrices of `rows` rows) and weight
+    /// columns `block`, one per position, into `scratch.products` as `[positions][rows]` rows of
+    /// `block.len()` rounded up to 16.
     fn multiply(&self, count: usize, rows: usize, block: Range<usize>, scratch: &mut Scratch) {
         let stride = block.len().next_multiple_of(PANEL);
         let c = self.in_channels;
@@ -387,28 +479,32 @@ fn bf16_transform_runs_here() -> bool {
     }
 }
 
-/// Tile `t` of map `s` (in (image, tile row, tile column) order): its image and the row and column
-/// of its top-left output pixel.
-fn tile_corner(s: Shape, t: usize) -> (usize, usize, usize) {
-    let (rows, cols) = (s.h.div_ceil(2), s.w.div_ceil(2));
-    (t / (rows * cols), t / cols % rows * 2, t % cols * 2)
+/// Tile `t` of map `s` (in (image, tile row, tile column) order) of output blocks `side` pixels
+/// wide: its image and the row and column of its top-left output pixel.
+fn tile_corner(s: Shape, t: usize, side: usize) -> (usize, usize, usize) {
+    let (rows, cols) = (s.h.div_ceil(side), s.w.div_ceil(side));
+    (t / (rows * cols), t / cols % rows * side, t % cols * side)
 }
 
 /// `G g Gᵀ` of `[3 · 3 · c, n]` weights (rows in (kernel row, kernel column, channel) order) into
-/// `rows`: each input channel's 16 rows of `n` values, position ξ = 4i + j of the 4x4 tile after
-/// position (row `ch · 16 + ξ`), the channels spread over the threads.
-fn transform_all_weights(weights: &[f32], [c, n]: [usize; 2], rows: &mut Vec<f32>) {
+/// `rows`: each input channel's rows of `n` values, one per position ξ = a·i + j of the a x a
+/// input block (row `ch · a² + ξ`), the channels spread over the threads.
+fn transform_all_weights(tiling: Tiling, weights: &[f32], [c, n]: [usize; 2], rows: &mut Vec<f32>) {
     assert_eq!(weights.len(), 9 * c * n);
-    grow(rows, 16 * c * n);
+    let positions = tiling.positions();
+    grow(rows, positions * c * n);
     if n == 0 {
         return;
     }
-    rows[..16 * c * n]
-        .par_chunks_mut(16 * n)
+    rows[..positions * c * n]
+        .par_chunks_mut(positions * n)
         .enumerate()
         .for_each(|(ch, out)| {
             let taps: [&[f32]; 9] = std::array::from_fn(|tap| &weights[(tap * c + ch) * n..][..n]);
-            transform_weights(taps, out);
+            match tiling {
+                Tiling::F2x2 => transform_weights(taps, out),
+                Tiling::F4x4 => f4x4::transform_weights(taps, out),
+            }
         });
 }
 
@@ -435,26 +531,34 @@ fn transform_weights(taps: [&[f32]; 9], out: &mut [f32]) {
     }
 }
 
-/// The 16 pixels of tile `t`'s 4x4 input block (in (image, tile row, tile column) order),
-/// `zeros` (at least `c` of them) where the block hangs over the border.
-fn tile_pixels<'a, T>(input: View<'a, T>, zeros: &'a [T], t: usize) -> [&'a [T]; 16] {
+/// The `P` pixels of tile `t`'s input block (in (image, tile row, tile column) order of output
+/// blocks `side` pixels wide, `P = (side + 2)²`), `zeros` (at least `c` of them) where the block
+/// hangs over the border.
+fn tile_pixels<'a, T, const P: usize>(
+    input: View<'a, T>,
+    zeros: &'a [T],
+    t: usize,
+    side: usize,
+) -> [&'a [T]; P] {
     let s = input.shape;
     let c = s.c;
-    let (image, y, x) = tile_corner(s, t);
-    // The 4x4 input block starts one pixel above and left of the 2x2 output block.
-    if y >= 1 && x >= 1 && y + 3 <= s.h && x + 3 <= s.w {
+    let a = side + 2;
+    assert_eq!(a * a, P, "positions of a block");
+    let (image, y, x) = tile_corner(s, t, side);
+    // The input block starts one pixel above and left of the output block.
+    if y >= 1 && x >= 1 && y + a - 1 <= s.h && x + a - 1 <= s.w {
         let corner = input.pixel(image, y - 1, x - 1).as_ptr();
-        let at = |ab: usize| (ab / 4 * s.w + ab % 4) * input.stride;
-        let last = input.pixel(image, y + 2, x + 2).as_ptr();
-        // SAFETY: the block lies inside the map: its 16 pixels lie between its first and last,
+        let at = |ab: usize| (ab / a * s.w + ab % a) * input.stride;
+        let last = input.pixel(image, y + a - 2, x + a - 2).as_ptr();
+        // SAFETY: the block lies inside the map: its pixels lie between its first and last,
         // both checked by `pixel`, and hold `c` values each.
-        assert_eq!(corner.wrapping_add(at(15)), last);
+        assert_eq!(corner.wrapping_add(at(P - 1)), last);
         std::array::from_fn(|ab| unsafe { std::slice::from_raw_parts(corner.add(at(ab)), c) })
     } else {
         let (y0, x0) = (y as isize - 1, x as isize - 1);
         let zeros = &zeros[..c];
         std::array::from_fn(|ab| {
-            let (y, x) = (y0 + (ab / 4) as isize, x0 + (ab % 4) as isize);
+            let (y, x) = (y0 + (ab / a) as isize, x0 + (ab % a) as isize);
             let inside = (0..s.h as isize).contains(&y) && (0..s.w as isize).contains(&x);
             if inside {
                 input.pixel(image, y as usize, x as usize)
@@ -465,10 +569,11 @@ fn tile_pixels<'a, T>(input: View<'a, T>, zeros: &'a [T], t: usize) -> [&'a [T];
     }
 }
 
-/// `Bᵀ d B` of tile `t` (in (image, tile row, tile column) order) into row `i` of each of the 16
-/// `[count, c]` matrices of `out`, reading `zeros` (at least `c` of them) where the 4x4 block
-/// hangs over the border.
+/// `Bᵀ d B` of tile `t` (in (image, tile row, tile column) order) into row `i` of each
+/// position's `[count, c]` matrix of `out`, reading `zeros` (at least `c` of them) where the
+/// input block hangs over the border.
 fn transform_input(
+    tiling: Tiling,
     input: View<f32>,
     zeros: &[f32],
     t: usize,
@@ -477,22 +582,37 @@ fn transform_input(
     out: &mut [f32],
 ) {
     let c = input.shape.c;
-    let d = tile_pixels(input, zeros, t);
-    assert!(i < count && out.len() >= 16 * count * c);
-    // SAFETY: winograd weights exist only where the packed kernel, and so AVX-512F, runs; row `i`
-    // of each of the 16 `[count, c]` matrices lies inside `out`, and every `d` holds `c` values.
-    unsafe { transform_input_avx512(d, out.as_mut_ptr().add(i * c), count * c, c) };
+    assert!(i < count && out.len() >= tiling.positions() * count * c);
+    let out = out[i * c..].as_mut_ptr();
+    // SAFETY (both): winograd weights exist only where the packed kernel, and so AVX-512F, runs;
+    // row `i` of each position's `[count, c]` matrix lies inside `out`, and every `d` holds `c`
+    // values.
+    match tiling {
+        Tiling::F2x2 => unsafe {
+            let d = tile_pixels::<f32, 16>(input, zeros, t, 2);
+            transform_input_avx512(d, out, count * c, c)
+        },
+        Tiling::F4x4 => unsafe {
+            let d = tile_pixels::<f32, 36>(input, zeros, t, 4);
+            transform_input_avx512(d, out, count * c, c)
+        },
+    }
 }
 
-/// Input transform of `c` channels, 16 at a time.
+/// Input transform of `c` channels, 16 at a time, for the tiling of `P` positions.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transform_input_avx512(d: [&[f32]; 16], out: *mut f32, matrix: usize, c: usize) {
+unsafe fn transform_input_avx512<const P: usize>(
+    d: [&[f32]; P],
+    out: *mut f32,
+    matrix: usize,
+    c: usize,
+) {
     use std::arch::x86_64::*;
     // SAFETY (both closures): masked to the channels left of each row; the caller vouches for
-    // the 16 rows of `c` values `matrix` floats apart from `out`.
+    // the P rows of `c` values `matrix` floats apart from `out`.
     unsafe {
-        transform_channels(
+        transform_channels::<P>(
             c,
             |j, ch, mask| _mm512_maskz_loadu_ps(mask, d[j].as_ptr().add(ch)),
             |ab, ch, mask, value| _mm512_mask_storeu_ps(out.add(ab * matrix + ch), mask, value),
@@ -509,7 +629,7 @@ unsafe fn transform_input_bf16_avx512(d: [&[bf16]; 16], out: *mut bf16, matrix: 
     // SAFETY (both closures): masked to the channels left of each row; the caller vouches for
     // the 16 rows of `c` values `matrix` values apart from `out`.
     unsafe {
-        transform_channels(
+        transform_channels::<16>(
             c,
             |j, ch, mask| {
                 let bits = _mm256_maskz_loadu_epi16(mask, d[j].as_ptr().add(ch) as *const i16);
@@ -533,7 +653,7 @@ unsafe fn transform_input_f32_to_bf16_avx512(
     // SAFETY (both closures): masked to the channels left of each row; the caller vouches for
     // the 16 rows of `c` values `matrix` values apart from `out`.
     unsafe {
-        transform_channels(
+        transform_channels::<16>(
             c,
             |j, ch, mask| _mm512_maskz_loadu_ps(mask, d[j].as_ptr().add(ch)),
             |ab, ch, mask, value| store_rounded(out.add(ab * matrix + ch), mask, value),
@@ -541,26 +661,42 @@ unsafe fn transform_input_f32_to_bf16_avx512(
     }
 }
 
-/// `Bᵀ d B` of `c` channels, 16 at a time: `load(j, ch, mask)` gives pixel `j`'s channels `ch..`
-/// (the lanes of `mask`), `store(ab, ch, mask, value)` takes position `ab`'s.
+/// `Bᵀ d B` of `c` channels, 16 at a time, for the tiling of `P` positions: `load(j, ch, mask)`
+/// gives pixel `j`'s channels `ch..` (the lanes of `mask`), `store(ab, ch, mask, value)` takes
+/// position `ab`'s.
 ///
 /// # Safety
 /// The callers enable AVX-512F; `load` and `store` are safe for the arguments given.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn transform_channels(
+unsafe fn transform_channels<const P: usize>(
     c: usize,
     load: impl Fn(usize, usize, u16) -> std::arch::x86_64::__m512,
     store: impl Fn(usize, usize, u16, std::arch::x86_64::__m512),
 ) {
     for ch in (0..c).step_by(16) {
         let mask = lanes(c - ch);
-        let v = std::array::from_fn(|j| load(j, ch, mask));
+        let v: [_; P] = std::array::from_fn(|j| load(j, ch, mask));
         // SAFETY: the callers enable AVX-512F.
-        for (ab, value) in unsafe { input_transform(v) }.into_iter().enumerate() {
+        let transformed: [_; P] = unsafe {
+            match P {
+                16 => resized(input_transform(resized(v))),
+                36 => resized(f4x4::input(resized(v))),
+                _ => unreachable!("a tiling of {P} positions"),
+            }
+        };
+        for (ab, value) in transformed.into_iter().enumerate() {
             store(ab, ch, mask, value);
         }
     }
+}
+
+/// `v` as an array of `B` values, `A` and `B` being equal (a tiling's positions in a generic
+/// function).
+#[inline(always)]
+fn resized<T: Copy, const A: usize, const B: usize>(v: [T; A]) -> [T; B] {
+    assert_eq!(A, B);
+    std::array::from_fn(|i| v[i])
 }
 
 /// The lanes of `mask` of `value` rounded to bf16 (nearest even, as `bf16::from_f32` for finite
@@ -608,40 +744,91 @@ unsafe fn input_transform(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86
 }
 
 /// `Aᵀ m A` of the 16 products of tile `i` (rows of `stride` floats in `[16][rows]` order) into
-/// the tile's 4 output pixels, `stride` floats apart in `out`.
-fn transform_output(products: &[f32], i: usize, rows: usize, stride: usize, out: &mut [f32]) {
+/// `Aᵀ m A` of tile `i`'s products (rows of `stride` floats in `[positions][rows]` order) into
+/// the tile's output pixels, `stride` floats apart in `out`.
+fn transform_output(
+    tiling: Tiling,
+    products: &[f32],
+    i: usize,
+    rows: usize,
+    stride: usize,
+    out: &mut [f32],
+) {
     assert!(stride.is_multiple_of(16));
-    let m: [&[f32]; 16] = std::array::from_fn(|xi| &products[(xi * rows + i) * stride..][..stride]);
-    let (y0, rest) = out[..4 * stride].split_at_mut(stride);
-    let (y1, rest) = rest.split_at_mut(stride);
-    let (y2, y3) = rest.split_at_mut(stride);
-    // SAFETY: as for the input transform; every slice holds `stride` values, a multiple of 16.
-    unsafe { transform_output_avx512(m, [y0, y1, y2, y3], stride) };
+    let side = tiling.side();
+    let out = &mut out[..side * side * stride];
+    // SAFETY (both): as for the input transform; every product row holds `stride` values, a
+    // multiple of 16, and `out` the block's pixels' `stride` values each.
+    match tiling {
+        Tiling::F2x2 => unsafe {
+            let m: [&[f32]; 16] = product_rows(products, i, rows, stride);
+            transform_output_avx512::<16, 4>(m, out.as_mut_ptr(), stride)
+        },
+        Tiling::F4x4 => unsafe {
+            let m: [&[f32]; 36] = product_rows(products, i, rows, stride);
+            transform_output_avx512::<36, 16>(m, out.as_mut_ptr(), stride)
+        },
+    }
 }
 
-/// Output transform of `stride` columns, 16 at a time.
+/// Row `i` of each position's `[rows, stride]` product.
+fn product_rows<const P: usize>(
+    products: &[f32],
+    i: usize,
+    rows: usize,
+    stride: usize,
+) -> [&[f32]; P] {
+    std::array::from_fn(|xi| &products[(xi * rows + i) * stride..][..stride])
+}
+
+/// Output transform of `stride` columns, 16 at a time, from the `P` products of a tiling to its
+/// `Q` output pixels, `stride` floats apart from `out`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transform_output_avx512(m: [&[f32]; 16], y: [&mut [f32]; 4], stride: usize) {
+unsafe fn transform_output_avx512<const P: usize, const Q: usize>(
+    m: [&[f32]; P],
+    out: *mut f32,
+    stride: usize,
+) {
     use std::arch::x86_64::*;
     for k in (0..stride).step_by(16) {
-        // SAFETY: `k + 16 <= stride`, the length of every slice.
+        // SAFETY: `k + 16 <= stride`, the length of every slice; the caller vouches for the `Q`
+        // pixels at `out`.
         unsafe {
-            let v: [__m512; 16] = std::array::from_fn(|j| _mm512_loadu_ps(m[j].as_ptr().add(k)));
-            let at = |a: usize, b: usize| v[a * 4 + b];
-            // Aᵀ m: rows combined.
-            let r: [[__m512; 4]; 2] = [
-                std::array::from_fn(|b| _mm512_add_ps(_mm512_add_ps(at(0, b), at(1, b)), at(2, b))),
-                std::array::from_fn(|b| _mm512_sub_ps(_mm512_sub_ps(at(1, b), at(2, b)), at(3, b))),
-            ];
-            // (Aᵀ m) A: columns combined.
-            for (a, row) in r.iter().enumerate() {
-                let first = _mm512_add_ps(_mm512_add_ps(row[0], row[1]), row[2]);
-                let second = _mm512_sub_ps(_mm512_sub_ps(row[1], row[2]), row[3]);
-                _mm512_storeu_ps(y[a * 2].as_mut_ptr().add(k), first);
-                _mm512_storeu_ps(y[a * 2 + 1].as_mut_ptr().add(k), second);
+            let v: [__m512; P] = std::array::from_fn(|j| _mm512_loadu_ps(m[j].as_ptr().add(k)));
+            let y: [__m512; Q] = match P {
+                16 => resized(output_transform(resized(v))),
+                36 => resized(f4x4::output(resized(v))),
+                _ => unreachable!("a tiling of {P} positions"),
+            };
+            for (q, value) in y.into_iter().enumerate() {
+                _mm512_storeu_ps(out.add(q * stride + k), value);
             }
         }
+    }
+}
+
+/// `Aᵀ m A` of 16 lanes of the 16 products into a 2x2 block, with `Aᵀ = [[1, 1, 1, 0], [0, 1,
+/// −1, −1]]`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn output_transform(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 4] {
+    use std::arch::x86_64::*;
+    // SAFETY: the callers enable AVX-512F.
+    unsafe {
+        let at = |a: usize, b: usize| v[a * 4 + b];
+        // Aᵀ m: rows combined.
+        let r: [[__m512; 4]; 2] = [
+            std::array::from_fn(|b| _mm512_add_ps(_mm512_add_ps(at(0, b), at(1, b)), at(2, b))),
+            std::array::from_fn(|b| _mm512_sub_ps(_mm512_sub_ps(at(1, b), at(2, b)), at(3, b))),
+        ];
+        // (Aᵀ m) A: columns combined.
+        let mut y = [_mm512_setzero_ps(); 4];
+        for (a, row) in r.iter().enumerate() {
+            y[a * 2] = _mm512_add_ps(_mm512_add_ps(row[0], row[1]), row[2]);
+            y[a * 2 + 1] = _mm512_sub_ps(_mm512_sub_ps(row[1], row[2]), row[3]);
+        }
+        y
     }
 }
 
@@ -652,7 +839,7 @@ fn lanes(n: usize) -> u16 {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_input_avx512(_: [&[f32]; 16], _: *mut f32, _: usize, _: usize) {
+unsafe fn transform_input_avx512<const P: usize>(_: [&[f32]; P], _: *mut f32, _: usize, _: usize) {
     unreachable!("winograd weights exist only where AVX-512F runs")
 }
 
@@ -667,7 +854,11 @@ unsafe fn transform_input_f32_to_bf16_avx512(_: [&[f32]; 16], _: *mut bf16, _: u
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_output_avx512(_: [&[f32]; 16], _: [&mut [f32]; 4], _: usize) {
+unsafe fn transform_output_avx512<const P: usize, const Q: usize>(
+    _: [&[f32]; P],
+    _: *mut f32,
+    _: usize,
+) {
     unreachable!("winograd weights exist only where AVX-512F runs")
 }
 
@@ -675,7 +866,7 @@ unsafe fn transform_output_avx512(_: [&[f32]; 16], _: [&mut [f32]; 4], _: usize)
 mod tests {
     use half::bf16;
 
-    use super::Winograd;
+    use super::{Tiling, Winograd};
     use crate::engine::Bf16Kernel;
     use crate::engine::conv::Target;
     use crate::engine::map::{Shape, View};
@@ -728,14 +919,19 @@ mod tests {
         // Odd sides (tiles past the border), one pixel, more tiles than a block, channels and
         // filters not multiples of 16, more filters than a column block, two targets splitting
         // the filters inside a panel.
-        for (n, h, w, c, out) in [
+        for ((n, h, w, c, out), tiling) in [
             (1, 7, 7, 24, 40),
             (2, 17, 17, 16, 150),
             (1, 1, 1, 3, 5),
             (3, 14, 9, 64, 33),
             (2, 5, 4, 0, 7),
-        ] {
-            let Some(winograd) = Winograd::new(&values(9 * c * out, 1), c, out) else {
+            (2, 18, 13, 40, 24),
+        ]
+        .into_iter()
+        .flat_map(|shape| [Tiling::F2x2, Tiling::F4x4].map(|tiling| (shape, tiling)))
+        {
+            let weights = values(9 * c * out, 1);
+            let Some(winograd) = Winograd::new(&weights, c, out, tiling) else {
                 eprintln!("SKIPPED: this CPU has no AVX-512F, Winograd's path never runs here");
                 return;
             };
@@ -765,7 +961,7 @@ mod tests {
                     let exact = want[p * out + o];
                     assert!(
                         (got - exact).abs() < 1e-4 * (1.0 + exact.abs()),
-                        "[{n}, {h}, {w}, {c}] -> {out}: pixel {p} filter {o}: {got} vs {exact}"
+                        "{tiling:?} [{n}, {h}, {w}, {c}] -> {out}: pixel {p} filter {o}: {got} vs {exact}"
                     );
                 }
                 let untouched = &first[p * first_stride..][..3];
@@ -806,7 +1002,7 @@ mod tests {
                 }
             });
             for &kernel in &kernels {
-                let Some(winograd) = Winograd::new(&weights, c, out)
+                let Some(winograd) = Winograd::new(&weights, c, out, Tiling::F2x2)
                     .and_then(|f32_path| f32_path.in_bf16(&weights, kernel))
                 else {
                     eprintln!("SKIPPED: this CPU lacks AVX-512F, BW or VL: no bf16 Winograd path");

@@ -1,28 +1,29 @@
 //! The weight gradient of a 3x3 stride-1 convolution with one pixel of zero padding, through
-//! F(2x2, 3x3) as well (Lavin and Gray, section 5: the same transforms serve the backward pass).
+//! F(2x2, 3x3) or F(4x4, 3x3) as well (Lavin and Gray, section 5: the same transforms serve the
+//! backward pass).
 //!
 //! A tile's outputs are `Aᵀ [U ⊙ V] A` with `U = G g Gᵀ` and `V = Bᵀ d B`, linear in `U`. So
-//! with `dY` the tile's 2x2 output gradient, `∂L/∂U[ξ] = Σ_tiles V[ξ]ᵀ · (A dY Aᵀ)[ξ]` (16 matrix
-//! products `[in, tiles] · [tiles, out]`, 2.25x fewer multiplications than im2col's
-//! `[9 · in, pixels] · [pixels, out]`) and `∂L/∂g = Gᵀ (∂L/∂U) G`. Output pixels past the map's
+//! with `dY` the tile's output gradient, `∂L/∂U[ξ] = Σ_tiles V[ξ]ᵀ · (A dY Aᵀ)[ξ]` (one matrix
+//! product `[in, tiles] · [tiles, out]` per position ξ, 2.25x or 4x fewer multiplications than
+//! im2col's `[9 · in, pixels] · [pixels, out]`) and `∂L/∂g = Gᵀ (∂L/∂U) G`. Output pixels past the map's
 //! border take a zero gradient, which is exact: they were never outputs.
 //!
 //! The tiles are cut into a fixed number of groups, each summing into a partial `∂L/∂U` of its own;
 //! the partials are added in a fixed order, so the result does not depend on which thread ran
-//! what (the same pool size gives the same bits). The 16 products run in f32 on gemm
+//! what (the same pool size gives the same bits). The products run in f32 on gemm
 //! ([`F32Products`]) or, for a training step in bf16, on whatever [`Products`] the caller brings.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{lanes, tile_corner, transform_input};
+use super::{Tiling, f4x4, lanes, resized, tile_corner, transform_input};
 use crate::engine::groups::groups;
 use crate::engine::map::{Shape, View, grow};
 use crate::engine::matmul::matmul_tn;
 use crate::engine::packed::runs_here;
 
-/// Tiles transformed together before their 16 products.
+/// Tiles transformed together before their products: the reduction dimension of each product.
 const TILE_BLOCK: usize = 64;
 
 /// Fewest input channels for which the transforms cost less than the multiplications they save
@@ -51,7 +52,7 @@ pub(crate) trait Products: Sync {
     /// Floats of one position's partial for `c` channels and `out` filters.
     fn partial_len(&self, c: usize, out: usize) -> usize;
 
-    /// `partial (+)= inputsᵀ · gradients` for one position ξ of the 4x4 tile: `inputs` is the
+    /// `partial (+)= inputsᵀ · gradients` for one position ξ of the input block: `inputs` is the
     /// block's `[m, c]` transformed inputs, `gradients` its `[m, out]` transformed gradients;
     /// `rounded` holds buffers for operands in another format.
     #[allow(clippy::too_many_arguments)]
@@ -108,9 +109,9 @@ pub(crate) struct WeightGradientScratch {
 
 /// `dw` (`[3 · 3 · in, out]`, rows in (kernel row, kernel column, channel) order, overwritten) =
 /// ∂L/∂w of the 3x3/1 convolution with padding 1 of `input` whose output gradient is `dy` (dense
-/// `[pixels, out]`, the input's pixels), the products run by `products`. Returns false, leaving
-/// `dw` alone, where the packed kernel's AVX-512 does not run or the input has fewer than
-/// [`MIN_CHANNELS`] channels.
+/// `[pixels, out]`, the input's pixels), through `tiling`, the products run by `products`.
+/// Returns false, leaving `dw` alone, where the packed kernel's AVX-512 does not run or the input
+/// has fewer than [`MIN_CHANNELS`] channels.
 pub(crate) fn weight_gradient(
     input: View<f32>,
     dy: &[f32],
@@ -118,6 +119,7 @@ pub(crate) fn weight_gradient(
     dw: &mut [f32],
     scratch: &mut WeightGradientScratch,
     products: &impl Products,
+    tiling: Tiling,
 ) -> bool {
     let s = input.shape;
     let c = s.c;
@@ -126,7 +128,7 @@ pub(crate) fn weight_gradient(
     }
     assert_eq!(dy.len(), s.pixels() * out, "output gradient length");
     assert_eq!(dw.len(), 9 * c * out, "weight gradient length");
-    let tiles = s.n * s.h.div_ceil(2) * s.w.div_ceil(2);
+    let tiles = tiling.tiles(s);
     if tiles == 0 {
         dw.fill(0.0);
         return true;
@@ -135,8 +137,10 @@ pub(crate) fn weight_gradient(
         return true;
     }
     let partial_len = products.partial_len(c, out);
-    let len = 16 * partial_len;
-    let (per_group, count) = groups(tiles.div_ceil(TILE_BLOCK), GROUPS_PER_THREAD);
+    let positions = tiling.positions();
+    let len = positions * partial_len;
+    let block = TILE_BLOCK;
+    let (per_group, count) = groups(tiles.div_ceil(block), GROUPS_PER_THREAD);
     let groups = &mut scratch.groups;
     if groups.len() < count {
         groups.resize_with(count, Default::default);
@@ -147,20 +151,21 @@ pub(crate) fn weight_gradient(
         .enumerate()
         .for_each(|(g, group)| {
             grow(&mut group.partial, len);
-            let first = g * per_group * TILE_BLOCK;
-            let last = ((g + 1) * per_group * TILE_BLOCK).min(tiles);
-            for (b, t0) in (first..last).step_by(TILE_BLOCK).enumerate() {
-                let m = TILE_BLOCK.min(last - t0);
-                grow(&mut group.transformed, 16 * m * (c + out) + c);
-                let (inputs, rest) = group.transformed.split_at_mut(16 * m * c);
-                let (gradients, zeros) = rest.split_at_mut(16 * m * out);
+            let first = g * per_group * block;
+            let last = ((g + 1) * per_group * block).min(tiles);
+            for (b, t0) in (first..last).step_by(block).enumerate() {
+                let m = block.min(last - t0);
+                grow(&mut group.transformed, positions * m * (c + out) + c);
+                let (inputs, rest) = group.transformed.split_at_mut(positions * m * c);
+                let (gradients, zeros) = rest.split_at_mut(positions * m * out);
                 let zeros = &mut zeros[..c];
                 zeros.fill(0.0);
+                let dy = View::dense(dy, output);
                 for (i, t) in (t0..t0 + m).enumerate() {
-                    transform_input(input, zeros, t, i, m, inputs);
-                    transform_output_gradient(View::dense(dy, output), t, i, m, gradients);
+                    transform_input(tiling, input, zeros, t, i, m, inputs);
+                    transform_output_gradient(tiling, dy, t, i, m, gradients);
                 }
-                for xi in 0..16 {
+                for xi in 0..positions {
                     products.multiply(
                         &inputs[xi * m * c..][..m * c],
                         &gradients[xi * m * out..][..m * out],
@@ -174,7 +179,13 @@ pub(crate) fn weight_gradient(
         });
     let partials = &groups[..count];
     // Each task finishes a chunk of (channel, filter) pairs in all 9 taps: the partials summed
-    // into the chunk's 16 values of ∂L/∂U, then ∂L/∂g[ky, kx] = Σ_ξν G[ξ, ky] · G[ν, kx] · ∂L/∂U[ξν].
+    // into the chunk's values of ∂L/∂U, one per position, then
+    // ∂L/∂g[ky, kx] = Σ_ξν G[ξ, ky] · G[ν, kx] · ∂L/∂U[ξν].
+    let g_columns: [&[f32]; 3] = match tiling {
+        Tiling::F2x2 => G_COLUMNS.each_ref().map(|c| c.as_slice()),
+        Tiling::F4x4 => f4x4::G_COLUMNS.each_ref().map(|c| c.as_slice()),
+    };
+    let side = g_columns[0].len();
     let taps = c * out;
     let mut tap_chunks: Vec<_> = dw
         .chunks_mut(taps)
@@ -188,7 +199,7 @@ pub(crate) fn weight_gradient(
         .enumerate()
         .for_each(|(i, mut chunk)| {
             let (offset, len) = (i * SUM_CHUNK, chunk[0].len());
-            let mut u = vec![0.0f32; 16 * len];
+            let mut u = vec![0.0f32; positions * len];
             for partial in partials {
                 for (xi, u) in u.chunks_exact_mut(len).enumerate() {
                     let p = &partial.partial[xi * partial_len..][..partial_len];
@@ -197,11 +208,11 @@ pub(crate) fn weight_gradient(
             }
             for (tap, d) in chunk.iter_mut().enumerate() {
                 d.fill(0.0);
-                for (xi, &row) in G_COLUMNS[tap / 3].iter().enumerate() {
-                    for (nu, &col) in G_COLUMNS[tap % 3].iter().enumerate() {
+                for (xi, &row) in g_columns[tap / 3].iter().enumerate() {
+                    for (nu, &col) in g_columns[tap % 3].iter().enumerate() {
                         let weight = row * col;
                         if weight != 0.0 {
-                            let u = &u[(xi * 4 + nu) * len..][..len];
+                            let u = &u[(xi * side + nu) * len..][..len];
                             d.iter_mut().zip(u).for_each(|(d, &u)| *d += weight * u);
                         }
                     }
@@ -219,27 +230,50 @@ const G_COLUMNS: [[f32; 4]; 3] = [
     [0.0, 0.5, 0.5, 1.0],
 ];
 
-/// `A dY Aᵀ` of tile `t`'s 2x2 output gradient (zero past the border) into row `i` of each of the
-/// 16 `[count, out]` matrices of `out`, with `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`.
-fn transform_output_gradient(dy: View<f32>, t: usize, i: usize, count: usize, out: &mut [f32]) {
+/// `A dY Aᵀ` of tile `t`'s output gradient (zero past the border) into row `i` of each position's
+/// `[count, out]` matrix of `out`.
+fn transform_output_gradient(
+    tiling: Tiling,
+    dy: View<f32>,
+    t: usize,
+    i: usize,
+    count: usize,
+    out: &mut [f32],
+) {
     let s: Shape = dy.shape;
     let n = s.c;
-    let (image, y, x) = tile_corner(s, t);
-    let d: [Option<&[f32]>; 4] = std::array::from_fn(|ab| {
-        let (y, x) = (y + ab / 2, x + ab % 2);
+    let side = tiling.side();
+    let (image, y, x) = tile_corner(s, t, side);
+    let pixel = |q: usize| {
+        let (y, x) = (y + q / side, x + q % side);
         (y < s.h && x < s.w).then(|| &dy.pixel(image, y, x)[..n])
-    });
-    assert!(i < count && out.len() >= 16 * count * n);
-    // SAFETY: weight_gradient runs only where the packed kernel, and so AVX-512F, runs; row `i`
-    // of each of the 16 `[count, n]` matrices lies inside `out`, and every pixel holds `n` values.
-    unsafe { transform_output_gradient_avx512(d, out.as_mut_ptr().add(i * n), count * n, n) };
+    };
+    assert!(i < count && out.len() >= tiling.positions() * count * n);
+    let out = out[i * n..].as_mut_ptr();
+    // SAFETY (both): weight_gradient runs only where the packed kernel, and so AVX-512F, runs;
+    // row `i` of each position's `[count, n]` matrix lies inside `out`, and every pixel holds `n`
+    // values.
+    match tiling {
+        Tiling::F2x2 => unsafe {
+            transform_output_gradient_avx512::<4, 16>(std::array::from_fn(pixel), out, count * n, n)
+        },
+        Tiling::F4x4 => unsafe {
+            transform_output_gradient_avx512::<16, 36>(
+                std::array::from_fn(pixel),
+                out,
+                count * n,
+                n,
+            )
+        },
+    }
 }
 
-/// Gradient transform of `n` channels, 16 at a time; a missing pixel reads as zeros.
+/// Gradient transform of `n` channels, 16 at a time, from a tiling's `Q` output pixels to its
+/// `P` positions; a missing pixel reads as zeros.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transform_output_gradient_avx512(
-    d: [Option<&[f32]>; 4],
+unsafe fn transform_output_gradient_avx512<const Q: usize, const P: usize>(
+    d: [Option<&[f32]>; Q],
     out: *mut f32,
     matrix: usize,
     n: usize,
@@ -248,40 +282,57 @@ unsafe fn transform_output_gradient_avx512(
     for ch in (0..n).step_by(16) {
         let mask = lanes(n - ch);
         // SAFETY: the loads and stores are masked to the `n - ch` channels left of each row, and
-        // the caller vouches for the 16 rows of `n` values `matrix` floats apart from `out`.
+        // the caller vouches for the P rows of `n` values `matrix` floats apart from `out`.
         unsafe {
-            let v: [__m512; 4] = d.map(|pixel| match pixel {
-                Some(pixel) => _mm512_maskz_loadu_ps(mask, pixel.as_ptr().add(ch)),
-                None => _mm512_setzero_ps(),
-            });
-            let zero = _mm512_setzero_ps();
-            // A dY: rows combined (dY[a][b] is v[2a + b]).
-            let r = [
-                [v[0], v[1]],
-                [_mm512_add_ps(v[0], v[2]), _mm512_add_ps(v[1], v[3])],
-                [_mm512_sub_ps(v[0], v[2]), _mm512_sub_ps(v[1], v[3])],
-                [_mm512_sub_ps(zero, v[2]), _mm512_sub_ps(zero, v[3])],
-            ];
-            // (A dY) Aᵀ: columns combined.
-            for (a, [p, q]) in r.into_iter().enumerate() {
-                let values = [
-                    p,
-                    _mm512_add_ps(p, q),
-                    _mm512_sub_ps(p, q),
-                    _mm512_sub_ps(zero, q),
-                ];
-                for (b, value) in values.into_iter().enumerate() {
-                    let row = out.add((a * 4 + b) * matrix + ch);
-                    _mm512_mask_storeu_ps(row, mask, value);
+            let mut v = [_mm512_setzero_ps(); Q];
+            for (v, pixel) in v.iter_mut().zip(d) {
+                if let Some(pixel) = pixel {
+                    *v = _mm512_maskz_loadu_ps(mask, pixel.as_ptr().add(ch));
                 }
+            }
+            let values: [__m512; P] = match Q {
+                4 => resized(gradient_transform(resized(v))),
+                16 => resized(f4x4::gradient(resized(v))),
+                _ => unreachable!("a tiling of {Q} output pixels"),
+            };
+            for (ab, value) in values.into_iter().enumerate() {
+                _mm512_mask_storeu_ps(out.add(ab * matrix + ch), mask, value);
             }
         }
     }
 }
 
+/// `A dY Aᵀ` of 16 lanes of a 2x2 output gradient into the 16 positions of F(2x2, 3x3), with
+/// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn gradient_transform(v: [std::arch::x86_64::__m512; 4]) -> [std::arch::x86_64::__m512; 16] {
+    use std::arch::x86_64::*;
+    // SAFETY: the callers enable AVX-512F.
+    unsafe {
+        let zero = _mm512_setzero_ps();
+        // A dY: rows combined (dY[a][b] is v[2a + b]).
+        let r = [
+            [v[0], v[1]],
+            [_mm512_add_ps(v[0], v[2]), _mm512_add_ps(v[1], v[3])],
+            [_mm512_sub_ps(v[0], v[2]), _mm512_sub_ps(v[1], v[3])],
+            [_mm512_sub_ps(zero, v[2]), _mm512_sub_ps(zero, v[3])],
+        ];
+        // (A dY) Aᵀ: columns combined.
+        let mut out = [zero; 16];
+        for (a, [p, q]) in r.into_iter().enumerate() {
+            out[a * 4] = p;
+            out[a * 4 + 1] = _mm512_add_ps(p, q);
+            out[a * 4 + 2] = _mm512_sub_ps(p, q);
+            out[a * 4 + 3] = _mm512_sub_ps(zero, q);
+        }
+        out
+    }
+}
+
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_output_gradient_avx512(
-    _: [Option<&[f32]>; 4],
+unsafe fn transform_output_gradient_avx512<const Q: usize, const P: usize>(
+    _: [Option<&[f32]>; Q],
     _: *mut f32,
     _: usize,
     _: usize,
@@ -294,6 +345,7 @@ mod tests {
     use super::super::tests::{values, window_taps};
     use super::{F32Products, WeightGradientScratch, weight_gradient};
     use crate::engine::map::{Shape, View};
+    use crate::engine::winograd::Tiling;
 
     /// `Σ_pixels x[pixel + (ky, kx) − 1, c] · dy[pixel, o]` in f64.
     fn direct(x: &[f32], s: Shape, dy: &[f32], out: usize) -> Vec<f64> {
@@ -317,13 +369,17 @@ mod tests {
             .build()
             .unwrap();
         let mut scratch = WeightGradientScratch::default();
-        for (n, h, w, c, out) in [
+        for ((n, h, w, c, out), tiling) in [
             (1, 7, 7, 64, 40),
             (3, 17, 17, 72, 50),
             (1, 1, 1, 64, 5),
             (2, 14, 9, 97, 17),
             (2, 5, 4, 64, 0),
-        ] {
+            (2, 22, 15, 64, 33),
+        ]
+        .into_iter()
+        .flat_map(|shape| [Tiling::F2x2, Tiling::F4x4].map(|tiling| (shape, tiling)))
+        {
             let s = Shape { n, h, w, c };
             let x = values(s.len(), 1);
             let dy = values(s.pixels() * out, 2);
@@ -336,6 +392,7 @@ mod tests {
                     &mut dw,
                     &mut scratch,
                     &F32Products,
+                    tiling,
                 )
             });
             if !ran {
@@ -349,7 +406,7 @@ mod tests {
             for (i, (&got, &exact)) in dw.iter().zip(&want).enumerate() {
                 assert!(
                     (got as f64 - exact).abs() < 1e-5 * scale,
-                    "[{n}, {h}, {w}, {c}] -> {out}: weight {i}: {got} vs {exact}"
+                    "{tiling:?} [{n}, {h}, {w}, {c}] -> {out}: weight {i}: {got} vs {exact}"
                 );
             }
         }

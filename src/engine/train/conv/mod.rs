@@ -7,12 +7,13 @@
 //! no padding multiplies the input itself, in one product spread over the threads; larger kernels
 //! gather the patches one tile of output pixels at a time, so that a tile stays in cache, and
 //! spread the tiles over the threads. Where the CPU has AVX-512, 3x3 convolutions with stride 1
-//! and padding 1 run as Winograd's F(2x2, 3x3) instead (`engine/winograd`, 2.25x fewer
-//! multiplications), their weights transformed at every call.
+//! and padding 1 run as Winograd's minimal filtering instead (`engine/winograd`), their weights
+//! transformed at every call: F(4x4, 3x3) in f32 on maps of 14 pixels or more (4x fewer
+//! multiplications), F(2x2, 3x3) on smaller maps and in bf16 (2.25x fewer).
 //!
 //! Backward, with `dy = ∂L/∂y`:
 //! - `dw = patches(x)ᵀ · dy` sums over all pixels (for a 3x3/1 convolution with padding 1, where
-//!   the CPU has AVX-512, through Winograd's F(2x2, 3x3) instead:
+//!   the CPU has AVX-512, through the same tiling as the forward pass instead:
 //!   `engine/winograd/weight_gradient.rs`, its products in bf16 where a bf16 step runs on
 //!   AVX512-BF16's dot products). The pixels are cut into a fixed number of
 //!   groups (two per thread); each group re-gathers the patches of its tiles and accumulates
@@ -45,7 +46,7 @@ use super::super::conv::Target;
 use super::super::groups::groups;
 use super::super::map::{Shape, View, grow};
 use super::super::matmul::matmul;
-use super::super::winograd::{self, WeightGradientScratch, Winograd};
+use super::super::winograd::{self, Tiling, WeightGradientScratch, Winograd};
 use input_gradient::{input_gradient_by_col2im, input_gradient_by_flipped_kernel};
 use weight_gradient::weight_gradient;
 use window::{Window, gather};
@@ -135,9 +136,9 @@ pub(crate) struct ConvScratch {
     slots: Vec<Slot>,
     /// The kernel flipped and transposed (stride-1 `dx`) or transposed (col2im `dx`).
     weights: Vec<f32>,
-    /// The weights of the current 3x3/1 convolution transformed for Winograd's F(2x2, 3x3).
+    /// The weights of the current 3x3/1 convolution transformed for Winograd's tiling.
     winograd: Option<Winograd>,
-    /// Buffers of the 3x3/1 weight gradients through Winograd's F(2x2, 3x3).
+    /// Buffers of the 3x3/1 weight gradients through Winograd's tiling.
     winograd_gradient: WeightGradientScratch,
     /// Whether the products run in bf16 (`bf16.rs`) rather than f32.
     bf16: bool,
@@ -231,11 +232,22 @@ pub(crate) fn backward(
     let winograd_gradient = (conv.kernel, conv.stride, conv.pad) == (3, 1, 1) && {
         let buffers = &mut scratch.winograd_gradient;
         match scratch.bf16 {
-            false => winograd::weight_gradient(input, dy, out, dw, buffers, &winograd::F32Products),
+            false => {
+                let (products, tiling) = (&winograd::F32Products, Tiling::for_f32_map(xs));
+                winograd::weight_gradient(input, dy, out, dw, buffers, products, tiling)
+            }
             true => {
                 let products = &bf16::WinogradProducts;
                 bf16_winograd_runs_here()
-                    && winograd::weight_gradient(input, dy, out, dw, buffers, products)
+                    && winograd::weight_gradient(
+                        input,
+                        dy,
+                        out,
+                        dw,
+                        buffers,
+                        products,
+                        Tiling::F2x2,
+                    )
             }
         }
     };
@@ -257,9 +269,10 @@ pub(crate) fn backward(
 
 /// `y = patches(x) · w` for the window (the shared forward product), `w` being
 /// `[window depth, out_channels]`: in bf16 when `bf16` holds the buffer for the rounded weights,
-/// else in f32. A 3x3 window with stride 1 and padding 1 runs as Winograd's F(2x2, 3x3), its
-/// transformed weights in `winograd`, in f32 where the CPU has AVX-512, in bf16 where its products
-/// run on AVX512-BF16's dot products (AMX tiles multiply it directly, as in inference).
+/// else in f32. A 3x3 window with stride 1 and padding 1 runs as Winograd's minimal filtering,
+/// its transformed weights in `winograd`: in f32 where the CPU has AVX-512, F(4x4, 3x3) or
+/// F(2x2, 3x3) by the map's size ([`Tiling::for_f32_map`]); F(2x2, 3x3) in bf16 where its
+/// products run on AVX512-BF16's dot products (AMX tiles multiply it directly, as in inference).
 #[allow(clippy::too_many_arguments)]
 fn convolve(
     window: &Window,
@@ -280,7 +293,10 @@ fn convolve(
     let c = window.input.c;
     let transformed = match bf16 {
         _ if (window.kernel, window.stride, window.pad) != (3, 1, 1) => None,
-        None => Winograd::reload(winograd, w, c, out_channels),
+        None => {
+            let tiling = Tiling::for_f32_map(window.input);
+            Winograd::reload(winograd, w, c, out_channels, tiling)
+        }
         Some(_) if bf16_winograd_runs_here() => {
             Winograd::reload_bf16(winograd, w, c, out_channels, Bf16Kernel::Avx512Bf16)
         }
