@@ -336,6 +336,18 @@ impl ConvGemm {
         }
     }
 
+    /// The weights for F(4x4, 3x3), transformed on the first call. The transform (itself a
+    /// parallel loop) runs outside the cell's lock: a thread of the pool that steals a job of
+    /// another forward pass while it transforms never waits on itself; two concurrent first
+    /// calls both transform, and one keeps its result.
+    fn winograd_f4x4(&self) -> Option<&Winograd> {
+        if self.winograd_f4x4.get().is_none() {
+            let (c, n) = (self.in_channels, self.out_channels);
+            let _ = (self.winograd_f4x4).set(Winograd::new(&self.weights, c, n, Tiling::F4x4));
+        }
+        self.winograd_f4x4.get().and_then(Option::as_ref)
+    }
+
     /// Where the window lies on an `h` x `w` input, or `None` if the input is too small.
     pub fn window(&self, [h, w]: [usize; 2]) -> Option<Window> {
         let (k, s) = (self.kernel, self.stride);
@@ -454,13 +466,8 @@ impl MapElement for f32 {
             return false;
         };
         let f4x4 = (Tiling::for_f32_inference(input.shape) == Tiling::F4x4)
-            .then(|| {
-                conv.winograd_f4x4.get_or_init(|| {
-                    let (c, n) = (conv.in_channels, conv.out_channels);
-                    Winograd::new(&conv.weights, c, n, Tiling::F4x4)
-                })
-            })
-            .and_then(Option::as_ref);
+            .then(|| conv.winograd_f4x4())
+            .flatten();
         f4x4.unwrap_or(winograd)
             .run(input, Some(&conv.bias), targets);
         true

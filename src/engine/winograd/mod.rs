@@ -12,9 +12,9 @@
 //! become its 2x2 outputs `Aᵀ m A`, to which the bias and the ReLU are applied as they are written.
 //! The training step also takes its 3x3 weight gradients this way (`weight_gradient.rs`).
 //!
-//! f32 products run F(4x4, 3x3) instead on maps of [`Tiling::F4X4_SIDE`] pixels or more (in
-//! inference, with enough tiles to share out: `Tiling::for_f32_inference`) (`f4x4.rs`): 4x4 output blocks from 6x6 input blocks, 36 products,
-//! 4x fewer multiplications than the direct convolution.
+//! f32 products run F(4x4, 3x3) instead (`f4x4.rs`) on maps of [`Tiling::F4X4_SIDE`] pixels or
+//! more, in inference only where the map has enough tiles to share out: 4x4 output blocks from
+//! 6x6 input blocks, 36 products, 4x fewer multiplications than the direct convolution.
 //!
 //! In bf16 inference the maps are bf16 and the products run on a bf16 kernel ([`super::bf16`]):
 //! both the transformed inputs `Bᵀ d B` (computed in f32) and the transformed weights `G g Gᵀ`
@@ -42,7 +42,7 @@ use super::packed::{PANEL, PackedWeights};
 
 /// Tiles whose products run together: 4 blocks of the kernel's 14 rows.
 const TILE_BLOCK: usize = 56;
-/// Output columns transformed per pass over the 16 products, so that they stay in L2.
+/// Output columns transformed per pass over the products, so that they stay in L2.
 const COLUMN_BLOCK: usize = 128;
 
 /// Which of Winograd's minimal filterings a convolution runs (Lavin and Gray, section 4).
@@ -229,10 +229,9 @@ impl Winograd {
     }
 
     /// [`Self::reload`] for F(2x2, 3x3) with the products in bf16 on `kernel` (which must run
-    /// here), on f32 maps
-    /// as on bf16 ones: the transformed weights rounded to bf16, and the transformed inputs as
-    /// each tile is transformed (the training step's bf16 products). `None` where the packed
-    /// kernel or the bf16 input transform does not run.
+    /// here), on f32 maps as on bf16 ones: the transformed weights rounded to bf16, and the
+    /// transformed inputs as each tile is transformed (the training step's bf16 products).
+    /// `None` where the packed kernel or the bf16 input transform does not run.
     pub fn reload_bf16<'s>(
         slot: &'s mut Option<Self>,
         weights: &[f32],
@@ -743,7 +742,6 @@ unsafe fn input_transform(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86
     }
 }
 
-/// `Aᵀ m A` of the 16 products of tile `i` (rows of `stride` floats in `[16][rows]` order) into
 /// `Aᵀ m A` of tile `i`'s products (rows of `stride` floats in `[positions][rows]` order) into
 /// the tile's output pixels, `stride` floats apart in `out`.
 fn transform_output(
