@@ -83,18 +83,30 @@ mod avx512 {
         ]
     }
 
+    /// `T v Tᵀ` of a square block of `I x I` values (`II` of them) into `O x O` (`OO`), where
+    /// `column` is `T` of one column: along the block's columns, then along its rows.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn separable<const I: usize, const O: usize, const II: usize, const OO: usize>(
+        v: [__m512; II],
+        column: impl Fn([__m512; I]) -> [__m512; O],
+    ) -> [__m512; OO] {
+        assert!(I * I == II && O * O == OO, "square blocks");
+        let columns: [[__m512; O]; I] =
+            std::array::from_fn(|b| column(std::array::from_fn(|a| v[a * I + b])));
+        let mut out = [_mm512_setzero_ps(); OO];
+        for a in 0..O {
+            let row = column(std::array::from_fn(|b| columns[b][a]));
+            out[a * O..][..O].copy_from_slice(&row);
+        }
+        out
+    }
+
     /// `Bᵀ d B` of 16 lanes of a 6x6 block.
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub(in super::super) fn input(v: [__m512; 36]) -> [__m512; 36] {
-        let columns: [[__m512; 6]; 6] =
-            std::array::from_fn(|b| input_column(std::array::from_fn(|a| v[a * 6 + b])));
-        let mut out = [_mm512_setzero_ps(); 36];
-        for a in 0..6 {
-            let row = input_column(std::array::from_fn(|b| columns[b][a]));
-            out[a * 6..][..6].copy_from_slice(&row);
-        }
-        out
+        separable(v, |d| input_column(d))
     }
 
     /// `Aᵀ m` of one column of six.
@@ -115,14 +127,7 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub(in super::super) fn output(m: [__m512; 36]) -> [__m512; 16] {
-        let columns: [[__m512; 4]; 6] =
-            std::array::from_fn(|b| output_column(std::array::from_fn(|a| m[a * 6 + b])));
-        let mut out = [_mm512_setzero_ps(); 16];
-        for a in 0..4 {
-            let row = output_column(std::array::from_fn(|b| columns[b][a]));
-            out[a * 4..][..4].copy_from_slice(&row);
-        }
-        out
+        separable(m, |m| output_column(m))
     }
 
     /// `A y` of one column of four.
@@ -146,14 +151,7 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub(in super::super) fn gradient(dy: [__m512; 16]) -> [__m512; 36] {
-        let columns: [[__m512; 6]; 4] =
-            std::array::from_fn(|b| gradient_column(std::array::from_fn(|a| dy[a * 4 + b])));
-        let mut out = [_mm512_setzero_ps(); 36];
-        for a in 0..6 {
-            let row = gradient_column(std::array::from_fn(|b| columns[b][a]));
-            out[a * 6..][..6].copy_from_slice(&row);
-        }
-        out
+        separable(dy, |y| gradient_column(y))
     }
 }
 
