@@ -5,8 +5,8 @@
 //! A tile's outputs are `Aᵀ [U ⊙ V] A` with `U = G g Gᵀ` and `V = Bᵀ d B`, linear in `U`. So
 //! with `dY` the tile's output gradient, `∂L/∂U[ξ] = Σ_tiles V[ξ]ᵀ · (A dY Aᵀ)[ξ]` (one matrix
 //! product `[in, tiles] · [tiles, out]` per position ξ, 2.25x or 4x fewer multiplications than
-//! im2col's `[9 · in, pixels] · [pixels, out]`) and `∂L/∂g = Gᵀ (∂L/∂U) G`. Output pixels past the map's
-//! border take a zero gradient, which is exact: they were never outputs.
+//! im2col's `[9 · in, pixels] · [pixels, out]`) and `∂L/∂g = Gᵀ (∂L/∂U) G`. Output pixels past
+//! the map's border take a zero gradient, which is exact: they were never outputs.
 //!
 //! The tiles are cut into a fixed number of groups, each summing into a partial `∂L/∂U` of its own;
 //! the partials are added in a fixed order, so the result does not depend on which thread ran
@@ -139,8 +139,7 @@ pub(crate) fn weight_gradient(
     let partial_len = products.partial_len(c, out);
     let positions = tiling.positions();
     let len = positions * partial_len;
-    let block = TILE_BLOCK;
-    let (per_group, count) = groups(tiles.div_ceil(block), GROUPS_PER_THREAD);
+    let (per_group, count) = groups(tiles.div_ceil(TILE_BLOCK), GROUPS_PER_THREAD);
     let groups = &mut scratch.groups;
     if groups.len() < count {
         groups.resize_with(count, Default::default);
@@ -151,10 +150,10 @@ pub(crate) fn weight_gradient(
         .enumerate()
         .for_each(|(g, group)| {
             grow(&mut group.partial, len);
-            let first = g * per_group * block;
-            let last = ((g + 1) * per_group * block).min(tiles);
-            for (b, t0) in (first..last).step_by(block).enumerate() {
-                let m = block.min(last - t0);
+            let first = g * per_group * TILE_BLOCK;
+            let last = ((g + 1) * per_group * TILE_BLOCK).min(tiles);
+            for (b, t0) in (first..last).step_by(TILE_BLOCK).enumerate() {
+                let m = TILE_BLOCK.min(last - t0);
                 grow(&mut group.transformed, positions * m * (c + out) + c);
                 let (inputs, rest) = group.transformed.split_at_mut(positions * m * c);
                 let (gradients, zeros) = rest.split_at_mut(positions * m * out);
