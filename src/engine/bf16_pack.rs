@@ -184,6 +184,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{B_TILE, Matrix, TILE_COLS, TILE_K, TILE_ROWS};
+    use crate::engine::transpose::x86::transpose16;
 
     /// Up to 16 values from `values[at..]`, zeros past its end.
     #[inline(always)]
@@ -283,35 +284,6 @@ mod x86 {
                     }
                 }
             }
-        }
-    }
-
-    /// Transposes the 16x16 matrix of 32-bit lanes whose row `i` is `r[i]`: pairs of rows
-    /// interleaved by 32 and 64 bits within each 128-bit lane, then 128-bit lanes exchanged
-    /// between rows 4 and 8 apart.
-    #[target_feature(enable = "avx512f")]
-    fn transpose16(r: &mut [__m512i; 16]) {
-        let mut t = [_mm512_setzero_si512(); 16];
-        for i in 0..8 {
-            t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-        }
-        for i in 0..4 {
-            r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-            r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-            r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-            r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-        }
-        for i in 0..2 {
-            for j in 0..4 {
-                let (a, b) = (r[8 * i + j], r[8 * i + 4 + j]);
-                t[8 * i + j] = _mm512_shuffle_i32x4::<0x88>(a, b);
-                t[8 * i + 4 + j] = _mm512_shuffle_i32x4::<0xdd>(a, b);
-            }
-        }
-        for j in 0..8 {
-            r[j] = _mm512_shuffle_i32x4::<0x88>(t[j], t[8 + j]);
-            r[8 + j] = _mm512_shuffle_i32x4::<0xdd>(t[j], t[8 + j]);
         }
     }
 

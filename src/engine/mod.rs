@@ -39,7 +39,9 @@ mod net;
 mod norm;
 mod packed;
 mod pool;
+mod simd;
 mod train;
+mod transpose;
 mod window;
 mod winograd;
 
@@ -125,7 +127,6 @@ pub enum InferenceError {
 fn tensor_values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, InferenceError> {
     tensor
         .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| InferenceError::Weights(format!("{e:?}")))
 }

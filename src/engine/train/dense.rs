@@ -9,6 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::super::matmul::affine;
+use super::super::simd::simd_kernel;
+use super::super::transpose::transpose;
 use crate::train::source::mix;
 
 /// A fully connected layer with its gradients.
@@ -52,38 +54,55 @@ impl Dense {
     pub fn backward(&mut self, x: &[f32], batch: usize, dy: &[f32], dx: Option<&mut Vec<f32>>) {
         let (inputs, outputs) = (self.inputs, self.outputs);
         // ∂L/∂W[i, o] = Σ_b x[b, i] · dy[b, o]: one row of W per input feature.
+        let rows = &dy[..batch * outputs];
         self.weight_grad
             .par_chunks_mut(outputs)
             .enumerate()
-            .for_each(|(i, row)| {
-                row.fill(0.0);
-                for b in 0..batch {
-                    let xi = x[b * inputs + i];
-                    if xi != 0.0 {
-                        let g = &dy[b * outputs..][..outputs];
-                        row.iter_mut().zip(g).for_each(|(w, &g)| *w += xi * g);
-                    }
-                }
-            });
+            .for_each(|(i, row)| weight_gradient_row(row, x, inputs, i, rows));
         self.bias_grad.fill(0.0);
         for g in dy.chunks_exact(outputs).take(batch) {
             self.bias_grad.iter_mut().zip(g).for_each(|(d, &g)| *d += g);
         }
         if let Some(dx) = dx {
             dx.resize(batch * inputs, 0.0);
-            // dx[b, i] = Σ_o dy[b, o] · W[i, o]: a dot product with a contiguous row of W.
-            dx.par_chunks_mut(inputs).enumerate().for_each(|(b, row)| {
-                let g = &dy[b * outputs..][..outputs];
-                for (i, d) in row.iter_mut().enumerate() {
-                    let w = &self.weight[i * outputs..][..outputs];
-                    *d = dot(w, g);
-                }
-            });
+            // dx[b, i] = Σ_o dy[b, o] · W[i, o]: each row of W is read once and dotted with
+            // every row of dy, into dxᵀ.
+            let mut columns = vec![0.0; inputs * batch];
+            columns
+                .par_chunks_mut(batch.max(1))
+                .zip(self.weight.par_chunks(outputs.max(1)))
+                .for_each(|(column, w)| input_gradient_column(column, w, rows));
+            transpose(&columns, inputs, batch, dx);
+        }
+    }
+}
+
+simd_kernel! {
+    /// Row `i` of ∂L/∂W (overwritten): `Σ_b x[b, i] · dy[b, ..]` over the rows of `dy`, skipping
+    /// the inputs that are zero (ReLU's and dropout's zeros, most of the heads' inputs).
+    fn weight_gradient_row(row: &mut [f32], x: &[f32], inputs: usize, i: usize, dy: &[f32]) {
+        row.fill(0.0);
+        for (b, g) in dy.chunks_exact(row.len()).enumerate() {
+            let xi = x[b * inputs + i];
+            if xi != 0.0 {
+                row.iter_mut().zip(g).for_each(|(w, &g)| *w += xi * g);
+            }
+        }
+    }
+}
+
+simd_kernel! {
+    /// Column `i` of ∂L/∂x (overwritten): `dx[b, i] = Σ_o dy[b, o] · W[i, o]` for every row `b`
+    /// of `dy`, given row `i` of `W`.
+    fn input_gradient_column(column: &mut [f32], w: &[f32], dy: &[f32]) {
+        for (d, g) in column.iter_mut().zip(dy.chunks_exact(w.len())) {
+            *d = dot(w, g);
         }
     }
 }
 
 /// `Σ a[i] · b[i]` in eight lanes, so that the compiler vectorises it.
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (a8, a_rest) = a.split_at(a.len() / 8 * 8);

@@ -25,7 +25,6 @@ mod norm;
 mod params;
 mod plan;
 mod pool;
-mod simd;
 mod unit;
 
 pub use dense::DropoutSeed;

@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::simd::simd_kernel;
+use super::super::simd::simd_kernel;
 
 /// Where a layer's output (and the gradient with respect to it) lives: channel `c` of pixel `p`
 /// is at `p·stride + offset + c` (a branch of an inception module writes its channels of the

@@ -56,6 +56,7 @@ impl TrainNet {
         let convs: Vec<_> = (self.conv_units().into_par_iter())
             .zip(conv_sources(model))
             .flat_map_iter(|(src, parts)| {
+                let device = &device;
                 let mut col = 0;
                 parts.into_iter().map(move |part| {
                     let [out, inputs, k, _] = part.conv.weight.dims();
@@ -66,12 +67,12 @@ impl TrainNet {
                     });
                     let span = col..col + out;
                     col += out;
-                    (part, w, src, span)
+                    (part, tensor(&part.conv.weight, w, device), src, span)
                 })
             })
             .collect();
         for (part, w, src, span) in convs {
-            register(&mut grads, &part.conv.weight, w, &device);
+            grads.register(part.conv.weight.id, w);
             if let Some(bias) = &part.conv.bias {
                 register(
                     &mut grads,
@@ -93,11 +94,11 @@ impl TrainNet {
                     Some(channels) => hwc_rows_to_chw(&src.weight_grad, channels, src.outputs),
                     None => src.weight_grad.clone(),
                 };
-                (src, w, dst)
+                (src, tensor(&dst.weight, w, &device), dst)
             })
             .collect();
         for (src, w, dst) in dense {
-            register(&mut grads, &dst.weight, w, &device);
+            grads.register(dst.weight.id, w);
             if let Some(b) = &dst.bias {
                 register(&mut grads, b, src.bias_grad.clone(), &device);
             }
@@ -291,11 +292,16 @@ fn register<const D: usize>(
     values: Vec<f32>,
     device: &Device,
 ) {
-    let shape = param.dims();
-    grads.register(
-        param.id,
-        Tensor::<D>::from_data(TensorData::new(values, shape), device),
-    );
+    grads.register(param.id, tensor(param, values, device));
+}
+
+/// `values` as a tensor of `param`'s shape on `device`.
+fn tensor<const D: usize>(
+    param: &Param<Tensor<D>>,
+    values: Vec<f32>,
+    device: &Device,
+) -> Tensor<D> {
+    Tensor::<D>::from_data(TensorData::new(values, param.dims()), device)
 }
 
 /// FC rows in torchvision's flatten order (channel, then position) to the engine's NHWC order

@@ -8,7 +8,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::super::map::Shape;
-use super::simd::simd_kernel;
+use super::super::simd::simd_kernel;
 
 /// A max pool as PyTorch's `MaxPool2d(kernel, stride, padding, ceil_mode=True)`: output per side
 /// `ceil((n + 2·pad − kernel) / stride) + 1`, minus one if the last window would start at or past

@@ -25,7 +25,9 @@ mod weight_gradient;
 
 #[cfg(test)]
 pub(crate) use weight_gradient::MIN_CHANNELS;
-pub(crate) use weight_gradient::{F32Products, Products, WeightGradientScratch, weight_gradient};
+pub(crate) use weight_gradient::{
+    F32Products, Products, WeightGradientScratch, add_scaled, weight_gradient,
+};
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -39,6 +41,7 @@ use super::bf16::{Bf16Kernel, Bf16Scratch, Bf16Weights};
 use super::conv::{Target, column_split};
 use super::map::{Shape, View, grow};
 use super::packed::{PANEL, PackedWeights};
+use super::simd::simd_kernel;
 
 /// Tiles whose products run together: 4 blocks of the kernel's 14 rows.
 const TILE_BLOCK: usize = 56;
@@ -507,24 +510,26 @@ fn transform_all_weights(tiling: Tiling, weights: &[f32], [c, n]: [usize; 2], ro
         });
 }
 
-/// `G g Gᵀ` of one input channel's 3x3 taps (each a row of `out` filters' weights) into the 16
-/// rows of `out` (position ξ = 4i + j of the 4x4 tile), with G of F(2x2, 3x3):
-/// `[[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
-fn transform_weights(taps: [&[f32]; 9], out: &mut [f32]) {
-    let n = taps[0].len();
-    let g = |y: usize, x: usize, o: usize| taps[y * 3 + x][o];
-    for o in 0..n {
-        // G g: rows combined, gg[x][i] for column x of the kernel.
-        let gg = [0, 1, 2].map(|x| {
-            let [g0, g1, g2] = [0, 1, 2].map(|y| g(y, x, o));
-            [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]
-        });
-        // (G g) Gᵀ: columns combined.
-        for i in 0..4 {
-            let [r0, r1, r2] = [gg[0][i], gg[1][i], gg[2][i]];
-            let u = [r0, 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2];
-            for (j, value) in u.into_iter().enumerate() {
-                out[(i * 4 + j) * n + o] = value;
+simd_kernel! {
+    /// `G g Gᵀ` of one input channel's 3x3 taps (each a row of `out` filters' weights) into the 16
+    /// rows of `out` (position ξ = 4i + j of the 4x4 tile), with G of F(2x2, 3x3):
+    /// `[[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
+    fn transform_weights(taps: [&[f32]; 9], out: &mut [f32]) {
+        let n = taps[0].len();
+        let g = |y: usize, x: usize, o: usize| taps[y * 3 + x][o];
+        for o in 0..n {
+            // G g: rows combined, gg[x][i] for column x of the kernel.
+            let gg = [0, 1, 2].map(|x| {
+                let [g0, g1, g2] = [0, 1, 2].map(|y| g(y, x, o));
+                [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]
+            });
+            // (G g) Gᵀ: columns combined.
+            for i in 0..4 {
+                let [r0, r1, r2] = [gg[0][i], gg[1][i], gg[2][i]];
+                let u = [r0, 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2];
+                for (j, value) in u.into_iter().enumerate() {
+                    out[(i * 4 + j) * n + o] = value;
+                }
             }
         }
     }

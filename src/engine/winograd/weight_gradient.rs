@@ -22,6 +22,7 @@ use crate::engine::groups::groups;
 use crate::engine::map::{Shape, View, grow};
 use crate::engine::matmul::matmul_tn;
 use crate::engine::packed::runs_here;
+use crate::engine::simd::simd_kernel;
 
 /// Tiles transformed together before their products: the reduction dimension of each product.
 const TILE_BLOCK: usize = 64;
@@ -95,9 +96,14 @@ impl Products for F32Products {
     }
 
     fn add_sums(&self, partial: &[f32], _: [usize; 2], pairs: Range<usize>, u: &mut [f32]) {
-        u.iter_mut()
-            .zip(&partial[pairs])
-            .for_each(|(u, &p)| *u += p);
+        add_scaled(u, 1.0, &partial[pairs]);
+    }
+}
+
+simd_kernel! {
+    /// `sum += weight · part`, element by element over `sum` (a weight of 1 adds `part` exactly).
+    pub(crate) fn add_scaled(sum: &mut [f32], weight: f32, part: &[f32]) {
+        sum.iter_mut().zip(part).for_each(|(s, &p)| *s += weight * p);
     }
 }
 
@@ -196,9 +202,10 @@ pub(crate) fn weight_gradient(
     chunks
         .into_par_iter()
         .enumerate()
-        .for_each(|(i, mut chunk)| {
+        .for_each_init(Vec::new, |u, (i, mut chunk)| {
             let (offset, len) = (i * SUM_CHUNK, chunk[0].len());
-            let mut u = vec![0.0f32; positions * len];
+            u.clear();
+            u.resize(positions * len, 0.0);
             for partial in partials {
                 for (xi, u) in u.chunks_exact_mut(len).enumerate() {
                     let p = &partial.partial[xi * partial_len..][..partial_len];
@@ -211,8 +218,7 @@ pub(crate) fn weight_gradient(
                     for (nu, &col) in g_columns[tap % 3].iter().enumerate() {
                         let weight = row * col;
                         if weight != 0.0 {
-                            let u = &u[(xi * side + nu) * len..][..len];
-                            d.iter_mut().zip(u).for_each(|(d, &u)| *d += weight * u);
+                            add_scaled(d, weight, &u[(xi * side + nu) * len..][..len]);
                         }
                     }
                 }

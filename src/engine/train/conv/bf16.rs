@@ -28,7 +28,7 @@ use crate::engine::bf16_pack::{
     round_slice,
 };
 use crate::engine::map::grow;
-use crate::engine::winograd::Products;
+use crate::engine::winograd::{Products, add_scaled};
 
 /// Pixels per weight-gradient tile: the tile's product adds into the whole partial `dwᵀ`, so
 /// tiles are long enough that reading and writing it back costs little next to the product.
@@ -251,7 +251,7 @@ impl Products for WinogradProducts {
             let (channel, filter) = (pair / out, pair % out);
             let (run, tail) = rest.split_at_mut((out - filter).min(rest.len()));
             let sums = &partial[channel * columns + filter..][..run.len()];
-            run.iter_mut().zip(sums).for_each(|(u, &p)| *u += p);
+            add_scaled(run, 1.0, sums);
             pair += run.len();
             rest = tail;
         }

@@ -9,6 +9,7 @@ use super::{ConvScratch, ConvShape, FORWARD_TILE_FLOATS, convolve, tile_rows};
 use crate::engine::groups::groups;
 use crate::engine::map::{Shape, grow};
 use crate::engine::matmul::matmul;
+use crate::engine::transpose::transpose;
 
 /// Stride-1 `dx`: the forward convolution of `dy` (padding `k − 1 − pad`) with the flipped,
 /// transposed kernel `W'[(ky, kx, o), c] = W[(k−1−ky, k−1−kx, c), o]`.
@@ -104,30 +105,6 @@ pub(super) fn input_gradient_by_col2im(
                         patches, depth, dy_tile, cout, transposed, depth, shape, false,
                     );
                     scatter(dx_image, &image, r0..r0 + m, patches);
-                }
-            }
-        });
-}
-
-/// `dst[cols, rows] = srcᵀ` for a row-major `src[rows, cols]`, one band of 16 destination rows
-/// (16 source columns) at a time so that the band stays in cache while it is written, bands
-/// spread over the threads.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const BLOCK: usize = 16;
-    assert_eq!(src.len(), rows * cols, "transpose source");
-    assert_eq!(dst.len(), rows * cols, "transpose destination");
-    if dst.is_empty() {
-        return;
-    }
-    dst.par_chunks_mut(BLOCK * rows)
-        .enumerate()
-        .for_each(|(b, band)| {
-            let c0 = b * BLOCK;
-            let width = band.len() / rows;
-            for r in 0..rows {
-                let line = &src[r * cols + c0..][..width];
-                for (j, &v) in line.iter().enumerate() {
-                    band[j * rows + r] = v;
                 }
             }
         });

@@ -1,12 +1,12 @@
-//! Passes over feature maps compiled for the widest vectors the CPU has.
+//! Passes over maps, weights and gradients compiled for the widest vectors the CPU has.
 
 /// Runs `$body` as a function compiled for AVX-512 or AVX2 when the CPU has them (the crate is
 /// built for baseline x86-64, whose SSE2 vectors are a quarter and half as wide), and as plain
 /// code otherwise. Every lane holds its own channel, so all three give the same bits.
 macro_rules! simd_kernel {
-    ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$attr])*
-        fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             /// The body, inlined into both versions so that each is compiled for its features.
             #[inline(always)]
             fn portable($($arg: $ty),*) $body
