@@ -69,6 +69,8 @@ fn weight_column([g0, g1, g2]: [[f32; LANES]; 3]) -> [[f32; LANES]; 6] {
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use super::super::separable;
+
     /// `Bᵀ d` of one column of six.
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -86,25 +88,6 @@ mod avx512 {
             _mm512_sub_ps(t2, t3),
             _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5)),
         ]
-    }
-
-    /// `T v Tᵀ` of a square block of `I x I` values (`II` of them) into `O x O` (`OO`), where
-    /// `column` is `T` of one column: along the block's columns, then along its rows.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn separable<const I: usize, const O: usize, const II: usize, const OO: usize>(
-        v: [__m512; II],
-        column: impl Fn([__m512; I]) -> [__m512; O],
-    ) -> [__m512; OO] {
-        assert!(I * I == II && O * O == OO, "square blocks");
-        let columns: [[__m512; O]; I] =
-            std::array::from_fn(|b| column(std::array::from_fn(|a| v[a * I + b])));
-        let mut out = [_mm512_setzero_ps(); OO];
-        for a in 0..O {
-            let row = column(std::array::from_fn(|b| columns[b][a]));
-            out[a * O..][..O].copy_from_slice(&row);
-        }
-        out
     }
 
     /// `Bᵀ d B` of 16 lanes of a 6x6 block.

@@ -719,32 +719,50 @@ unsafe fn store_rounded(out: *mut bf16, mask: u16, value: std::arch::x86_64::__m
     }
 }
 
-/// `Bᵀ d B` of 16 lanes of a 4x4 block, with Bᵀ of F(2x2, 3x3):
+/// `T v Tᵀ` of a square block of `I x I` values (`II` of them) into `O x O` (`OO`), where
+/// `column` is `T` of one column: along the block's columns, then along its rows.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn separable<const I: usize, const O: usize, const II: usize, const OO: usize>(
+    v: [std::arch::x86_64::__m512; II],
+    column: impl Fn([std::arch::x86_64::__m512; I]) -> [std::arch::x86_64::__m512; O],
+) -> [std::arch::x86_64::__m512; OO] {
+    use std::arch::x86_64::*;
+    assert!(I * I == II && O * O == OO, "square blocks");
+    let columns: [[__m512; O]; I] =
+        std::array::from_fn(|b| column(std::array::from_fn(|a| v[a * I + b])));
+    let mut out = [_mm512_setzero_ps(); OO];
+    for a in 0..O {
+        let row = column(std::array::from_fn(|b| columns[b][a]));
+        out[a * O..][..O].copy_from_slice(&row);
+    }
+    out
+}
+
+/// `Bᵀ d` of one column of four, with Bᵀ of F(2x2, 3x3):
 /// `[[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn input_transform(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn input_column(
+    [d0, d1, d2, d3]: [std::arch::x86_64::__m512; 4],
+) -> [std::arch::x86_64::__m512; 4] {
     use std::arch::x86_64::*;
-    // SAFETY: the callers enable AVX-512F.
-    unsafe {
-        let at = |a: usize, b: usize| v[a * 4 + b];
-        // Bᵀ d: rows combined.
-        let r: [[__m512; 4]; 4] = [
-            std::array::from_fn(|b| _mm512_sub_ps(at(0, b), at(2, b))),
-            std::array::from_fn(|b| _mm512_add_ps(at(1, b), at(2, b))),
-            std::array::from_fn(|b| _mm512_sub_ps(at(2, b), at(1, b))),
-            std::array::from_fn(|b| _mm512_sub_ps(at(1, b), at(3, b))),
-        ];
-        // (Bᵀ d) B: columns combined.
-        let mut out = [_mm512_setzero_ps(); 16];
-        for (a, row) in r.iter().enumerate() {
-            out[a * 4] = _mm512_sub_ps(row[0], row[2]);
-            out[a * 4 + 1] = _mm512_add_ps(row[1], row[2]);
-            out[a * 4 + 2] = _mm512_sub_ps(row[2], row[1]);
-            out[a * 4 + 3] = _mm512_sub_ps(row[1], row[3]);
-        }
-        out
-    }
+    [
+        _mm512_sub_ps(d0, d2),
+        _mm512_add_ps(d1, d2),
+        _mm512_sub_ps(d2, d1),
+        _mm512_sub_ps(d1, d3),
+    ]
+}
+
+/// `Bᵀ d B` of 16 lanes of a 4x4 block.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn input_transform(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+    separable(v, |d| input_column(d))
 }
 
 /// `Aᵀ m A` of tile `i`'s products (rows of `stride` floats in `[positions][rows]` order) into
@@ -811,28 +829,26 @@ unsafe fn transform_output_avx512<const P: usize, const Q: usize>(
     }
 }
 
-/// `Aᵀ m A` of 16 lanes of the 16 products into a 2x2 block, with `Aᵀ = [[1, 1, 1, 0], [0, 1,
-/// −1, −1]]`.
+/// `Aᵀ m` of one column of four, with `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn output_transform(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 4] {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn output_column(
+    [m0, m1, m2, m3]: [std::arch::x86_64::__m512; 4],
+) -> [std::arch::x86_64::__m512; 2] {
     use std::arch::x86_64::*;
-    // SAFETY: the callers enable AVX-512F.
-    unsafe {
-        let at = |a: usize, b: usize| v[a * 4 + b];
-        // Aᵀ m: rows combined.
-        let r: [[__m512; 4]; 2] = [
-            std::array::from_fn(|b| _mm512_add_ps(_mm512_add_ps(at(0, b), at(1, b)), at(2, b))),
-            std::array::from_fn(|b| _mm512_sub_ps(_mm512_sub_ps(at(1, b), at(2, b)), at(3, b))),
-        ];
-        // (Aᵀ m) A: columns combined.
-        let mut y = [_mm512_setzero_ps(); 4];
-        for (a, row) in r.iter().enumerate() {
-            y[a * 2] = _mm512_add_ps(_mm512_add_ps(row[0], row[1]), row[2]);
-            y[a * 2 + 1] = _mm512_sub_ps(_mm512_sub_ps(row[1], row[2]), row[3]);
-        }
-        y
-    }
+    [
+        _mm512_add_ps(_mm512_add_ps(m0, m1), m2),
+        _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3),
+    ]
+}
+
+/// `Aᵀ m A` of 16 lanes of the 16 products into a 2x2 block.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn output_transform(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 4] {
+    separable(v, |m| output_column(m))
 }
 
 /// The first `n` of 16 lanes (all of them from 16 on).

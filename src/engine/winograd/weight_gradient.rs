@@ -17,6 +17,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::separable;
 use super::{Tiling, f4x4, lanes, resized, tile_corner, transform_input};
 use crate::engine::groups::groups;
 use crate::engine::map::{Shape, View, grow};
@@ -307,32 +309,27 @@ unsafe fn transform_output_gradient_avx512<const Q: usize, const P: usize>(
     }
 }
 
-/// `A dY Aᵀ` of 16 lanes of a 2x2 output gradient into the 16 positions of F(2x2, 3x3), with
-/// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`.
+/// `A y` of one column of two, with `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]` of F(2x2, 3x3).
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn gradient_transform(v: [std::arch::x86_64::__m512; 4]) -> [std::arch::x86_64::__m512; 16] {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn gradient_column([y0, y1]: [std::arch::x86_64::__m512; 2]) -> [std::arch::x86_64::__m512; 4] {
     use std::arch::x86_64::*;
-    // SAFETY: the callers enable AVX-512F.
-    unsafe {
-        let zero = _mm512_setzero_ps();
-        // A dY: rows combined (dY[a][b] is v[2a + b]).
-        let r = [
-            [v[0], v[1]],
-            [_mm512_add_ps(v[0], v[2]), _mm512_add_ps(v[1], v[3])],
-            [_mm512_sub_ps(v[0], v[2]), _mm512_sub_ps(v[1], v[3])],
-            [_mm512_sub_ps(zero, v[2]), _mm512_sub_ps(zero, v[3])],
-        ];
-        // (A dY) Aᵀ: columns combined.
-        let mut out = [zero; 16];
-        for (a, [p, q]) in r.into_iter().enumerate() {
-            out[a * 4] = p;
-            out[a * 4 + 1] = _mm512_add_ps(p, q);
-            out[a * 4 + 2] = _mm512_sub_ps(p, q);
-            out[a * 4 + 3] = _mm512_sub_ps(zero, q);
-        }
-        out
-    }
+    let zero = _mm512_setzero_ps();
+    [
+        y0,
+        _mm512_add_ps(y0, y1),
+        _mm512_sub_ps(y0, y1),
+        _mm512_sub_ps(zero, y1),
+    ]
+}
+
+/// `A dY Aᵀ` of 16 lanes of a 2x2 output gradient into the 16 positions of F(2x2, 3x3).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn gradient_transform(v: [std::arch::x86_64::__m512; 4]) -> [std::arch::x86_64::__m512; 16] {
+    separable(v, |y| gradient_column(y))
 }
 
 #[cfg(not(target_arch = "x86_64"))]
