@@ -1,10 +1,11 @@
 //! `googlenet bench model`: images per second and peak memory of inference or of a training step,
 //! on any device this binary has, in f32, bf16 or f16.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
@@ -16,8 +17,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::data::image::PixelBudget;
 use crate::device::{DeviceSpec, parse_available};
-use crate::engine::{Bf16Kernel, DropoutSeed, InferenceNet};
+use crate::engine::{Bf16Kernel, DropoutSeed, InferenceNet, Int8Kernel};
+use crate::eval::calibration::calibrate_on_folder;
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
 use crate::train::HostBatch;
@@ -64,6 +67,10 @@ pub struct BenchModelArgs {
     /// Number of classes of the classifier.
     #[arg(long, default_value_t = 1000)]
     pub classes: usize,
+    /// Inference on the fast engine with its convolutions in int8, calibrated on the images
+    /// under DIR (as `eval --int8-calibration`; f32 only).
+    #[arg(long, value_name = "DIR")]
+    pub int8_calibration: Option<PathBuf>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -100,6 +107,9 @@ struct Report {
     /// The fast engine's bf16 kernel (`amx`, `avx512-bf16` or `portable`; training needs one of
     /// the first two) in bf16; else null.
     bf16_kernel: Option<&'static str>,
+    /// The fast engine's int8 kernel (`avx512-vnni` or `portable`) with --int8-calibration;
+    /// else null.
+    int8_kernel: Option<&'static str>,
     batch: usize,
     threads: usize,
     input_size: usize,
@@ -121,6 +131,13 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
         bail!("training with BatchNorm needs --batch 2 or more");
     }
     let engine = engine(&args)?;
+    if args.int8_calibration.is_some() {
+        ensure!(
+            (args.mode, engine, args.precision) == (Mode::Infer, Engine::Fast, Precision::F32),
+            "--int8-calibration quantizes the fast engine's f32 inference: leave out --mode \
+             train, --engine burn and --precision"
+        );
+    }
     args.precision.check(&args.device.to_device()?)?;
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
@@ -165,6 +182,10 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
         precision: args.precision,
         bf16_kernel: (engine == Engine::Fast && args.precision == Precision::Bf16)
             .then(|| Bf16Kernel::detect().name()),
+        int8_kernel: args
+            .int8_calibration
+            .as_ref()
+            .map(|_| Int8Kernel::detect().name()),
         batch: args.batch,
         threads,
         input_size: args.input_size,
@@ -217,6 +238,9 @@ fn engine(args: &BenchModelArgs) -> Result<Engine> {
     }
 }
 
+/// Images that calibrate int8 for timing (the scales do not change the work).
+const CALIBRATION_IMAGES: usize = 16;
+
 /// One timed unit of work; it returns once the device has finished it.
 type Step = Box<dyn FnMut() -> Result<()>>;
 
@@ -236,7 +260,12 @@ fn make_step(args: &BenchModelArgs, engine: Engine) -> Result<Step> {
     match (args.mode, engine) {
         (Mode::Infer, Engine::Fast) => {
             let model = config.init(&Device::flex())?;
-            let net = InferenceNet::with_precision(&model, precision)?;
+            let mut net = InferenceNet::with_precision(&model, precision)?;
+            if let Some(dir) = &args.int8_calibration {
+                let (side, budget) = (side as u32, PixelBudget::default());
+                calibrate_on_folder(&net, dir, side, CALIBRATION_IMAGES, budget)?;
+                net = net.into_int8(Int8Kernel::detect())?;
+            }
             Ok(Box::new(move || {
                 let logits = net.forward(&pixels, shape)?;
                 std::hint::black_box(logits);

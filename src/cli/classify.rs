@@ -76,7 +76,9 @@ pub fn run(args: ClassifyArgs) -> Result<ExitCode> {
         model.num_classes(),
     )?;
     let transform = EvalTransform::new(args.resize, args.crop);
-    let net = args.precision.net(&model)?;
+    let net = args
+        .precision
+        .net(&model, args.crop, args.pixels.budget())?;
     let mut results = Vec::new();
     for path in &args.images {
         let result = match load_rgb_within(path, args.pixels.budget()) {

@@ -91,7 +91,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let classes = models[0].num_classes();
     let nets = models
         .iter()
-        .map(|model| args.precision.net(model))
+        .map(|model| args.precision.net(model, args.crop, args.pixels.budget()))
         .collect::<Result<Vec<_>, _>>()?;
     let dataset = match &args.labels {
         Some(labels) => FlatLabels::detect(labels, args.devkit_meta.as_deref())?.open(
@@ -142,6 +142,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             "data": args.data,
             "crops": args.crops.count(),
             "models": models.len(),
+            "precision": args.precision.name(),
             "skipped": skipped,
             "seconds": seconds,
             "metrics": report,
@@ -152,10 +153,11 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
     let names = dataset.classes();
     println!(
-        "{} images, {} crops each, {} model(s), {:.1} images/s",
+        "{} images, {} crops each, {} model(s) in {}, {:.1} images/s",
         report.images,
         args.crops.count(),
         models.len(),
+        args.precision.name(),
         report.images as f64 / seconds
     );
     println!(

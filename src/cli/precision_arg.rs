@@ -1,12 +1,18 @@
-//! `--precision f32|bf16`, shared by the commands that infer on the fast CPU engine.
+//! `--precision f32|bf16` and `--int8-calibration DIR`, shared by the commands that infer on the
+//! fast CPU engine.
 
+use std::path::PathBuf;
+
+use anyhow::Result;
 use clap::Args;
 
-use crate::engine::{InferenceError, InferenceNet};
+use crate::data::image::PixelBudget;
+use crate::engine::{InferenceNet, Int8Kernel};
+use crate::eval::calibration::calibrate_on_folder;
 use crate::model::GoogLeNet;
 use crate::model::precision::Precision;
 
-#[derive(Args, Debug, Clone, Copy)]
+#[derive(Args, Debug, Clone)]
 pub struct FastPrecisionArg {
     /// f32, or bf16: the convolutions multiply bf16 values and sum in f32, with BatchNorm folded
     /// in f32 first and the feature maps kept in bf16 (logits within about 0.03-0.04 of f32's, as
@@ -15,12 +21,53 @@ pub struct FastPrecisionArg {
     /// at f32's speed.
     #[arg(long, value_name = "f32|bf16", default_value = "f32", value_parser = parse_fast_precision)]
     pub precision: Precision,
+    /// Quantize every convolution after the first to int8 (post-training, as ONNX Runtime's
+    /// `quantize_static`): u8 inputs scaled to the largest value seen on the images under DIR
+    /// (center crops), i8 weights with one scale per filter, exact i32 sums, on AVX512-VNNI
+    /// (Intel since Cascade Lake, AMD Zen 4 and later; elsewhere a slow portable kernel). The
+    /// first convolution, pooling, the classifier and the feature maps stay f32. Calibrate on
+    /// images like those to classify, e.g. a few from each class of the training set. Not with
+    /// --precision.
+    #[arg(long, value_name = "DIR", conflicts_with = "precision")]
+    pub int8_calibration: Option<PathBuf>,
+    /// How many images of DIR calibrate int8, spread evenly over its sorted files.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 64,
+        requires = "int8_calibration"
+    )]
+    pub calibration_images: usize,
 }
 
 impl FastPrecisionArg {
-    /// `model` on the fast engine in the precision asked for.
-    pub fn net(&self, model: &GoogLeNet) -> Result<InferenceNet, InferenceError> {
-        InferenceNet::with_precision(model, self.precision)
+    /// What the products compute in: `f32`, `bf16` or `int8`.
+    pub fn name(&self) -> &'static str {
+        match self.int8_calibration {
+            Some(_) => "int8",
+            None => self.precision.name(),
+        }
+    }
+
+    /// `model` on the fast engine in the precision asked for, its inputs `crop` x `crop`
+    /// (calibration images are read within `budget`).
+    pub fn net(&self, model: &GoogLeNet, crop: u32, budget: PixelBudget) -> Result<InferenceNet> {
+        let net = InferenceNet::with_precision(model, self.precision)?;
+        let Some(dir) = &self.int8_calibration else {
+            return Ok(net);
+        };
+        let calibration = calibrate_on_folder(&net, dir, crop, self.calibration_images, budget)?;
+        let net = net.into_int8(Int8Kernel::detect())?;
+        for reason in &calibration.skipped {
+            eprintln!("warning: calibration skipped {reason}");
+        }
+        eprintln!(
+            "int8: calibrated on {} images of {} ({} kernel)",
+            calibration.images,
+            dir.display(),
+            net.int8_kernel().map_or("no", |k| k.name())
+        );
+        Ok(net)
     }
 }
 

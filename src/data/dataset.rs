@@ -270,6 +270,16 @@ impl ImageFolder {
     }
 }
 
+/// The image files under `dir` (by [`IMAGE_EXTENSIONS`], in any folder below it), in
+/// torchvision's walk order; an error naming `dir` if it cannot be read.
+pub fn image_files_under(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let files = files_under(dir)?;
+    Ok(files
+        .into_iter()
+        .filter(|p| has_image_extension(p))
+        .collect())
+}
+
 fn has_image_extension(path: &Path) -> bool {
     path.extension()
         .map(|e| e.to_string_lossy().to_lowercase())

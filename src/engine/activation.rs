@@ -1,6 +1,8 @@
 //! The number format of the feature maps between layers: f32, or bf16 in bf16 inference, where
 //! every value a convolution writes is rounded once (to nearest even) and read by the next
-//! products as it is. Pooling and normalisation compute in f32 and round their results.
+//! products as it is. Pooling and normalisation compute in f32 and round their results. In int8
+//! inference a convolution quantizes its f32 input once into a u8 map (steps of its scale above
+//! its zero point, [`super::int8`]), which its tiles gather and max-pool as they are.
 
 use half::bf16;
 
@@ -59,6 +61,36 @@ impl Activation for f32 {
             unsafe { bias_relu_avx2(dst, src, bias) };
             return;
         }
+        bias_relu_portable(dst, src, bias);
+    }
+}
+
+impl Activation for u8 {
+    type Key = u8;
+    const LOWEST: u8 = 0;
+
+    #[inline(always)]
+    fn key(self) -> u8 {
+        self
+    }
+
+    #[inline(always)]
+    fn from_key(key: u8) -> Self {
+        key
+    }
+
+    /// The nearest step, saturated to 0..=255 (ties to even).
+    #[inline(always)]
+    fn from_f32(value: f32) -> Self {
+        value.round_ties_even().clamp(0.0, 255.0) as u8
+    }
+
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+
+    fn bias_relu(dst: &mut [u8], src: &[f32], bias: &[f32]) {
         bias_relu_portable(dst, src, bias);
     }
 }

@@ -25,6 +25,9 @@ use rayon::prelude::*;
 
 use super::activation::Activation;
 use super::bf16::{Bf16Kernel, Bf16Scratch, Bf16Weights};
+use super::calibrator::{Calibrator, InputRange};
+use super::int8::{Int8Kernel, Int8Weights};
+use super::int8_conv::Int8Conv;
 use super::map::{Shape, View};
 use super::matmul::matmul;
 use super::packed::{PANEL, PackedWeights, PanelOut};
@@ -63,9 +66,13 @@ pub(crate) struct ConvGemm {
     winograd: Option<Winograd>,
     /// The same for F(4x4, 3x3) in f32, transformed on the first map large enough for it.
     winograd_f4x4: OnceLock<Option<Winograd>>,
-    bias: Vec<f32>,
+    pub(super) bias: Vec<f32>,
     /// The weights rounded to bf16 for its kernel, when the products run in bf16.
     bf16: Option<Bf16Weights>,
+    /// The weights quantized to int8 with the input's scale, when the products run in int8.
+    int8: Option<Int8Conv>,
+    /// The range of the inputs, recorded by [`Self::run`] while calibrating for int8.
+    calibrator: Calibrator,
 }
 
 /// Where the product's rows come from.
@@ -76,6 +83,15 @@ pub(crate) enum Source<'a, T> {
     Patches(View<'a, T>),
     /// A max pool of the input, computed tile by tile (the pool-projection branch).
     MaxPooled(View<'a, T>, Window),
+}
+
+impl<'a, T> Source<'a, T> {
+    /// The map the rows come from.
+    pub fn map(&self) -> View<'a, T> {
+        match *self {
+            Source::Pixels(v) | Source::Patches(v) | Source::MaxPooled(v, _) => v,
+        }
+    }
 }
 
 impl<T> Clone for Source<'_, T> {
@@ -198,9 +214,11 @@ impl<T: Activation> Target<'_, T> {
 pub(crate) struct Scratch {
     rows: Vec<f32>,
     bf16_rows: Vec<bf16>,
-    product: Vec<f32>,
+    /// A tile's rows gathered from a quantized map for int8 products.
+    pub(super) int8_rows: Vec<u8>,
+    pub(super) product: Vec<f32>,
     /// Where the packed kernel writes each panel of the tile.
-    panels: Vec<PanelOut>,
+    pub(super) panels: Vec<PanelOut>,
     /// Where the bf16 kernel writes each panel of the tile, when it stores activations.
     bf16_panels: Vec<PanelOut<bf16>>,
     bf16: Bf16Scratch,
@@ -283,6 +301,8 @@ impl ConvGemm {
             winograd_f4x4: OnceLock::new(),
             bias,
             bf16: None,
+            int8: None,
+            calibrator: Calibrator::default(),
         })
     }
 
@@ -304,6 +324,36 @@ impl ConvGemm {
         self
     }
 
+    /// Whether [`Self::run`] records the range of its inputs, for [`Self::in_int8`].
+    pub fn record_inputs(&self, on: bool) {
+        self.calibrator.set_recording(on);
+    }
+
+    /// Whether an input range was recorded.
+    pub fn is_calibrated(&self) -> bool {
+        self.calibrator.range().is_some()
+    }
+
+    /// The same convolution with its products in int8 on `kernel` (see [`super::int8`]), its
+    /// inputs quantized over the range recorded ([`Self::record_inputs`]; 0..=1 if none was).
+    pub fn in_int8(mut self, kernel: Int8Kernel) -> Self {
+        assert!(self.bf16.is_none(), "int8 quantizes the f32 convolution");
+        let k = self.kernel * self.kernel * self.in_channels;
+        let range = self.calibrator.range().unwrap_or(InputRange {
+            largest: 1.0,
+            most_negative: 0.0,
+        });
+        self.int8 = Some(Int8Conv::new(Int8Weights::new(
+            &self.weights,
+            [k, self.out_channels],
+            range,
+            kernel,
+        )));
+        self.packed = None;
+        self.winograd = None;
+        self
+    }
+
     /// Side by side: one convolution whose filters are those of `parts` in order ("horizontal
     /// fusion" of convolutions that read the same input with the same window).
     pub fn concat(parts: &[ConvGemm]) -> ConvGemm {
@@ -313,7 +363,7 @@ impl ConvGemm {
             && p.padding == first.padding
             && p.in_channels == first.in_channels));
         assert!(
-            parts.iter().all(|p| p.bf16.is_none()),
+            parts.iter().all(|p| p.bf16.is_none() && p.int8.is_none()),
             "concatenate before rounding"
         );
         let out_channels: usize = parts.iter().map(|p| p.out_channels).sum();
@@ -325,6 +375,10 @@ impl ConvGemm {
             }
         }
         ConvGemm {
+            kernel: first.kernel,
+            stride: first.stride,
+            padding: first.padding,
+            in_channels: first.in_channels,
             out_channels,
             packed: PackedWeights::for_this_cpu(&weights, [rows, out_channels]),
             winograd: None,
@@ -332,7 +386,8 @@ impl ConvGemm {
             weights,
             bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
             bf16: None,
-            ..*first
+            int8: None,
+            calibrator: Calibrator::default(),
         }
     }
 
@@ -368,14 +423,31 @@ impl ConvGemm {
     /// Runs the convolution on `source` (whose map is `input`), writing relu(product + bias) to
     /// `targets`, which together cover every output column once.
     pub fn run<T: MapElement>(&self, source: Source<T>, targets: &[Target<T>]) {
+        if self.calibrator.is_recording() {
+            T::record(&self.calibrator, source.map());
+        }
+        if T::int8(self, source, targets) {
+            return;
+        }
         if let Source::Patches(input) = source
             && T::winograd(self, input, targets)
         {
             return;
         }
-        let input = match source {
-            Source::Pixels(v) | Source::Patches(v) | Source::MaxPooled(v, _) => v.shape,
-        };
+        let (window, k, rows) = self.plan(source, targets);
+        self.for_each_tile(rows, |rs, cs, scratch| {
+            self.tile(source, &window, k, rs, cs, targets, scratch)
+        });
+    }
+
+    /// The window on `source`'s map, the length of a row of the product's left operand and the
+    /// number of output pixels, checking that `targets` hold them.
+    pub(super) fn plan<T>(
+        &self,
+        source: Source<T>,
+        targets: &[Target<T>],
+    ) -> (Window, usize, usize) {
+        let input = source.map().shape;
         let window = self
             .window([input.h, input.w])
             .expect("input size checked when planning");
@@ -388,6 +460,16 @@ impl ConvGemm {
         if let Source::Pixels(_) | Source::MaxPooled(..) = source {
             assert!(self.kernel == 1 && self.stride == 1, "1x1/1 sources only");
         }
+        (window, k, rows)
+    }
+
+    /// Calls `tile(rows, columns, scratch)` for tiles of the product's `rows` rows and the
+    /// filters, in parallel: rows alone where they are enough to share out, else columns too.
+    pub(super) fn for_each_tile(
+        &self,
+        rows: usize,
+        tile: impl Fn(Range<usize>, Range<usize>, &mut Scratch) + Sync,
+    ) {
         let threads = rayon::current_num_threads();
         let tile_rows = (rows / (4 * threads)).clamp(16, 256);
         let row_tiles = rows.div_ceil(tile_rows);
@@ -397,8 +479,7 @@ impl ConvGemm {
             let rs = r0..(r0 + tile_rows).min(rows);
             let c0 = (t % col_tiles) * tile_cols;
             let cs = c0..(c0 + tile_cols).min(self.out_channels);
-            SCRATCH
-                .with_borrow_mut(|scratch| self.tile(source, &window, k, rs, cs, targets, scratch));
+            SCRATCH.with_borrow_mut(|scratch| tile(rs, cs, scratch));
         });
     }
 
@@ -425,7 +506,19 @@ impl ConvGemm {
         ) else {
             return;
         };
-        let product = &scratch.product[..];
+        self.write_product(&scratch.product, stride, rows, cols, targets);
+    }
+
+    /// relu(`product` + bias) into `targets`: the tile's `rows`, `stride` floats apart in
+    /// `product`, for columns `cols`.
+    pub(super) fn write_product<T: Activation>(
+        &self,
+        product: &[f32],
+        stride: usize,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        targets: &[Target<T>],
+    ) {
         for (r, p) in rows.enumerate() {
             let values = &product[r * stride..][..cols.len()];
             for target in targets {
@@ -458,9 +551,29 @@ pub(crate) trait MapElement: Activation {
     /// Runs the convolution through Winograd's minimal filtering where it has those weights; false
     /// if not.
     fn winograd(conv: &ConvGemm, input: View<Self>, targets: &[Target<Self>]) -> bool;
+
+    /// Widens `calibrator`'s range to the values of `map`, for int8's calibration (f32 maps
+    /// only).
+    fn record(calibrator: &Calibrator, map: View<Self>);
+
+    /// Runs the convolution's products in int8 where it has int8 weights (f32 maps only); false
+    /// if not.
+    fn int8(conv: &ConvGemm, source: Source<Self>, targets: &[Target<Self>]) -> bool;
 }
 
 impl MapElement for f32 {
+    fn record(calibrator: &Calibrator, map: View<f32>) {
+        calibrator.record(map);
+    }
+
+    fn int8(conv: &ConvGemm, source: Source<f32>, targets: &[Target<f32>]) -> bool {
+        let Some(int8) = &conv.int8 else {
+            return false;
+        };
+        conv.run_int8(int8, source, targets);
+        true
+    }
+
     fn winograd(conv: &ConvGemm, input: View<f32>, targets: &[Target<f32>]) -> bool {
         let Some(winograd) = &conv.winograd else {
             return false;
@@ -488,7 +601,7 @@ impl MapElement for f32 {
             Source::Pixels(v) => (&v.data[rows.start * v.stride + v.offset..], v.stride),
             Source::Patches(v) => {
                 super::map::grow(&mut scratch.rows, m * k);
-                gather_patches(v, window, rows.clone(), k, &mut scratch.rows[..m * k]);
+                gather_patches(v, window, rows.clone(), k, &mut scratch.rows[..m * k], 0.0);
                 (&scratch.rows[..], k)
             }
             Source::MaxPooled(v, pool) => {
@@ -530,6 +643,14 @@ impl MapElement for f32 {
 }
 
 impl MapElement for bf16 {
+    fn record(_: &Calibrator, _: View<bf16>) {
+        panic!("int8 is calibrated on the f32 network");
+    }
+
+    fn int8(_: &ConvGemm, _: Source<bf16>, _: &[Target<bf16>]) -> bool {
+        false
+    }
+
     fn winograd(conv: &ConvGemm, input: View<bf16>, targets: &[Target<bf16>]) -> bool {
         let Some(winograd) = &conv.winograd else {
             return false;
@@ -578,7 +699,9 @@ impl MapElement for bf16 {
                     row[k..].fill(bf16::ZERO);
                 }
             }
-            Source::Patches(v) => gather_patches(v, window, rows.clone(), row_len, left),
+            Source::Patches(v) => {
+                gather_patches(v, window, rows.clone(), row_len, left, bf16::ZERO)
+            }
             Source::MaxPooled(v, pool) => {
                 for (p, row) in rows.clone().zip(left.chunks_exact_mut(row_len)) {
                     super::pool::max_window(v, &pool, p, &mut row[..k]);
@@ -619,7 +742,7 @@ pub(crate) fn column_split(row_tasks: usize, columns: usize) -> (usize, usize) {
 
 /// Where each panel of the tile's columns goes in `targets`, into `out`; false if a panel spans
 /// two targets (its columns then go through the product buffer).
-fn panel_outs<T>(
+pub(super) fn panel_outs<T>(
     targets: &[Target<T>],
     rows: &Range<usize>,
     cols: &Range<usize>,
@@ -648,14 +771,15 @@ fn panel_outs<T>(
 }
 
 /// Fills one row of `row_len` values per output pixel in `rows` with its receptive field in
-/// (kernel row, kernel column, channel) order, zeros where the window hangs over the border and
-/// after the field.
-fn gather_patches<T: Activation>(
+/// (kernel row, kernel column, channel) order, `border` where the window hangs over the border
+/// (zero, or a quantized map's zero point), zeros after the field.
+pub(super) fn gather_patches<T: Activation>(
     v: View<T>,
     window: &Window,
     rows: Range<usize>,
     row_len: usize,
     out: &mut [T],
+    border: T,
 ) {
     let c = v.shape.c;
     let k = window.kernel;
@@ -676,11 +800,11 @@ fn gather_patches<T: Activation>(
             let y = y0 + ky as isize;
             let line = &mut row[ky * k * c..][..k * c];
             if y < 0 || y >= v.shape.h as isize || inside.is_empty() {
-                line.fill(T::default());
+                line.fill(border);
                 continue;
             }
-            line[..first * c].fill(T::default());
-            line[(first + inside.len()) * c..].fill(T::default());
+            line[..first * c].fill(border);
+            line[(first + inside.len()) * c..].fill(border);
             let dst = &mut line[first * c..][..inside.len() * c];
             if v.stride == c {
                 let start = (image * v.shape.h + y as usize) * v.shape.w + inside.start;

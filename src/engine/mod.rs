@@ -31,8 +31,12 @@ mod amx;
 mod bf16;
 mod bf16_dot;
 mod bf16_pack;
+mod calibrator;
 mod conv;
 mod groups;
+mod int8;
+mod int8_conv;
+mod int8_dot;
 mod map;
 mod matmul;
 mod net;
@@ -46,6 +50,7 @@ mod window;
 mod winograd;
 
 pub use bf16::Bf16Kernel;
+pub use int8::Int8Kernel;
 pub use net::InferenceNet;
 pub use train::{DropoutSeed, GradientSink, TrainLosses, TrainNet, TrainNetError};
 

@@ -6,6 +6,7 @@ use half::bf16;
 
 use super::bf16::Bf16Kernel;
 use super::conv::{ConvGemm, MapElement, Source, Target};
+use super::int8::Int8Kernel;
 use super::map::{InputAffine, Shape, View, grow, input_affine, to_nhwc};
 use super::matmul::affine;
 use super::norm::StemNorm;
@@ -25,6 +26,8 @@ pub struct InferenceNet {
     variant: Variant,
     /// The bf16 kernel of the convolutions, or `None` in f32.
     bf16: Option<Bf16Kernel>,
+    /// The int8 kernel of the convolutions, or `None` in f32 or bf16.
+    int8: Option<Int8Kernel>,
     /// torchvision's `transform_input` (identity when off), applied while converting to NHWC.
     input_affine: InputAffine,
     conv1: ConvGemm,
@@ -112,6 +115,7 @@ impl InferenceNet {
         Ok(Self {
             variant: model.variant,
             bf16: None,
+            int8: None,
             input_affine: input_affine(model),
             conv1: ConvGemm::from_unit(&model.conv1)?,
             stride2_pool: model.stride2_pool,
@@ -151,9 +155,15 @@ impl InferenceNet {
                 kernel.name()
             )));
         }
-        let convert = |conv: ConvGemm| conv.in_bf16(kernel);
         Ok(Self {
             bf16: Some(kernel),
+            ..self.map_convs(|conv| conv.in_bf16(kernel))
+        })
+    }
+
+    /// The same network with `convert` applied to every convolution.
+    fn map_convs(self, convert: impl Fn(ConvGemm) -> ConvGemm) -> Self {
+        Self {
             conv1: convert(self.conv1),
             conv2: convert(self.conv2),
             conv3: convert(self.conv3),
@@ -169,7 +179,57 @@ impl InferenceNet {
                 })
                 .collect(),
             ..self
+        }
+    }
+
+    /// Records the range of every convolution's input over `input` (as
+    /// [`Self::forward`] takes it): int8's calibration, one batch of images at a time, before
+    /// [`Self::into_int8`]. Only the f32 network calibrates.
+    pub fn calibrate(&self, input: &[f32], shape: [usize; 4]) -> Result<(), InferenceError> {
+        if self.bf16.is_some() || self.int8.is_some() {
+            return Err(InferenceError::Unsupported(
+                "int8 calibration of a network already in bf16 or int8 (calibrate in f32)".into(),
+            ));
+        }
+        self.convs().for_each(|conv| conv.record_inputs(true));
+        let result = self.forward(input, shape);
+        self.convs().for_each(|conv| conv.record_inputs(false));
+        result.map(drop)
+    }
+
+    /// The same network with the products of every convolution in int8 on `kernel`
+    /// ([`super::int8`]), their inputs quantized over the ranges [`Self::calibrate`] recorded.
+    /// Pooling, normalisation, the classifier and the feature maps stay f32.
+    pub fn into_int8(self, kernel: Int8Kernel) -> Result<Self, InferenceError> {
+        if self.bf16.is_some() || self.int8.is_some() {
+            return Err(InferenceError::Unsupported(
+                "int8 quantization of a network already in bf16 or int8".into(),
+            ));
+        }
+        if !self.convs().all(ConvGemm::is_calibrated) {
+            return Err(InferenceError::Unsupported(
+                "int8 before calibration (no image has passed through the network)".into(),
+            ));
+        }
+        Ok(Self {
+            int8: Some(kernel),
+            ..self.map_convs(|conv| conv.in_int8(kernel))
         })
+    }
+
+    /// The int8 kernel of the convolutions, if they run in int8.
+    pub fn int8_kernel(&self) -> Option<Int8Kernel> {
+        self.int8
+    }
+
+    /// Every convolution, in the order the network runs them.
+    fn convs(&self) -> impl Iterator<Item = &ConvGemm> {
+        let stem = [&self.conv1, &self.conv2, &self.conv3];
+        let modules = self
+            .inceptions
+            .iter()
+            .flat_map(|m| [&m.fused_1x1, &m.branch2, &m.branch3, &m.projection]);
+        stem.into_iter().chain(modules)
     }
 
     /// The precision of the convolutions' products, and the bf16 kernel.

@@ -103,15 +103,7 @@ impl PackedWeights {
         cols: Range<usize>,
         product: &mut [f32],
     ) -> usize {
-        let stride = cols.len().next_multiple_of(PANEL);
-        assert!(product.len() >= m * stride, "product too short");
-        let base = product.as_mut_ptr();
-        let panel = |i: usize| PanelOut {
-            // SAFETY: panel i's first column lies inside each row of `stride` floats.
-            ptr: unsafe { base.add(i * PANEL) },
-            stride,
-            lanes: PANEL.min(cols.len() - i * PANEL),
-        };
+        let (stride, panel) = product_panels(product, m, cols.len());
         // SAFETY: `product` holds `m` rows of `stride` floats, which the panels split between
         // them, and is borrowed mutably here.
         unsafe {
@@ -201,6 +193,25 @@ pub(crate) struct PanelOut<T = f32> {
     pub ptr: *mut T,
     pub stride: usize,
     pub lanes: usize,
+}
+
+/// The panels of a product buffer of `m` rows of `columns` floats, rounded up to a panel:
+/// the rows' stride, and panel `i` (columns `16 i..`).
+pub(crate) fn product_panels(
+    product: &mut [f32],
+    m: usize,
+    columns: usize,
+) -> (usize, impl Fn(usize) -> PanelOut) {
+    let stride = columns.next_multiple_of(PANEL);
+    assert!(product.len() >= m * stride, "product too short");
+    let base = product.as_mut_ptr();
+    let panel = move |i: usize| PanelOut {
+        // SAFETY: panel i's first column lies inside each row of `stride` floats.
+        ptr: unsafe { base.add(i * PANEL) },
+        stride,
+        lanes: PANEL.min(columns - i * PANEL),
+    };
+    (stride, panel)
 }
 
 /// Whether this CPU runs the kernel.

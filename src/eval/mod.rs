@@ -3,6 +3,7 @@
 //! ([`average`]), and top-1/top-5 accounting ([`metrics`]).
 
 pub mod average;
+pub mod calibration;
 pub mod crops;
 pub mod metrics;
 pub mod predict;

@@ -93,9 +93,23 @@ fn eval_reports_accuracy_per_class_and_crops_on_a_folder_per_class_set() {
         .unwrap();
     let weights_path = dir.join("model.safetensors");
     weights::save(&model, &weights_path, Layout::Native).unwrap();
-    for (crops, precision) in [("1", "f32"), ("10", "f32"), ("1", "bf16")] {
+    let calibration = dir.join("val").to_string_lossy().to_string();
+    let int8 = [
+        "--int8-calibration",
+        &calibration,
+        "--calibration-images",
+        "3",
+    ];
+    let runs: [(&str, &str, &[&str]); 4] = [
+        ("1", "f32", &["--precision", "f32"]),
+        ("10", "f32", &[]),
+        ("1", "bf16", &["--precision", "bf16"]),
+        ("1", "int8", &int8),
+    ];
+    for (crops, precision, args) in runs {
         let out = bin()
-            .args(["eval", "--json", "--crops", crops, "--precision", precision])
+            .args(["eval", "--json", "--crops", crops])
+            .args(args)
             .arg("--data")
             .arg(dir.join("val"))
             .arg("--weights")
@@ -109,6 +123,14 @@ fn eval_reports_accuracy_per_class_and_crops_on_a_folder_per_class_set() {
         );
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["crops"], crops.parse::<u64>().unwrap());
+        assert_eq!(json["precision"], precision);
+        if precision == "int8" {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("int8: calibrated on 3 images of"),
+                "{stderr}"
+            );
+        }
         assert_eq!(json["metrics"]["images"], 4);
         assert_eq!(json["metrics"]["per_class"].as_array().unwrap().len(), 2);
         let top1 = json["metrics"]["top1_accuracy"].as_f64().unwrap();

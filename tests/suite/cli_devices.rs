@@ -203,6 +203,31 @@ fn devices_this_build_lacks_name_the_feature_to_enable() {
         &["bench", "model", "--engine", "fast", "--precision", "f16"],
         "use --engine burn for inference of torchvision on cpu in f16",
     );
+    // int8 quantizes the fast engine's f32 inference, nothing else.
+    expect_error(
+        &[
+            "bench",
+            "model",
+            "--int8-calibration",
+            "x",
+            "--precision",
+            "bf16",
+        ],
+        "--int8-calibration quantizes the fast engine's f32 inference",
+    );
+    expect_error(
+        &[
+            "classify",
+            "--int8-calibration",
+            "x",
+            "--precision",
+            "bf16",
+            "--weights",
+            "w",
+            "i",
+        ],
+        "'--int8-calibration <DIR>' cannot be used with '--precision <f32|bf16>'",
+    );
     // The fast path trains in bf16 only on AMX tiles or AVX512-BF16.
     if googlenet::engine::Bf16Kernel::for_training().is_none() {
         expect_error(
@@ -243,6 +268,9 @@ fn bench_model_reports_device_and_precision() {
     } else {
         "burn"
     };
+    let calibration = crate::common::shared("data/hymenoptera/val")
+        .to_string_lossy()
+        .to_string();
     for (extra, mode, engine, precision) in [
         (
             vec!["--mode", "train", "--precision", "bf16"],
@@ -253,7 +281,14 @@ fn bench_model_reports_device_and_precision() {
         (vec!["--precision", "f16"], "infer", "burn", "f16"),
         (vec!["--device", "cpu"], "infer", "fast", "f32"),
         (vec!["--precision", "bf16"], "infer", "fast", "bf16"),
+        (
+            vec!["--int8-calibration", &calibration],
+            "infer",
+            "fast",
+            "f32",
+        ),
     ] {
+        let extra_int8 = extra.contains(&"--int8-calibration");
         let args: Vec<&str> = common.iter().copied().chain(extra).collect();
         let report = json_of(&googlenet(&args));
         assert_eq!(report["device"], "cpu");
@@ -263,6 +298,8 @@ fn bench_model_reports_device_and_precision() {
         let kernel = googlenet::engine::Bf16Kernel::detect().name();
         let want_kernel = (engine == "fast" && precision == "bf16").then_some(kernel);
         assert_eq!(report["bf16_kernel"].as_str(), want_kernel, "{report}");
+        let int8 = extra_int8.then(|| googlenet::engine::Int8Kernel::detect().name());
+        assert_eq!(report["int8_kernel"].as_str(), int8, "{report}");
         assert_eq!(report["batch"], 2);
         assert_eq!(report["input_size"], 64);
         let rates = &report["images_per_sec"];

@@ -20,6 +20,7 @@ mod docs_commands;
 mod eval_crops;
 mod eval_metrics;
 mod fast_inference;
+mod fast_int8;
 mod fast_train;
 mod fuzz;
 mod http_server;
