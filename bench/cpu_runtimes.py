@@ -9,9 +9,16 @@ and in bf16. Before timing, each runtime's logits on the reference images are ch
 (f32). Prints images/s (median over rounds of each round's median, min/max over rounds) and each
 runtime's ratio to ours: f32 runtimes against our f32, OpenVINO's default against our bf16.
 
-Needs onnxruntime, openvino, numpy and safetensors (`pip install onnxruntime openvino safetensors`); the project itself does not.
+With --int8, also int8 after calibration on the same images of ../shared/data/hymenoptera/train
+(--int8-images of them, spread evenly over the sorted files): ONNX Runtime's `quantize_static` of the
+export (QDQ, u8 activations, i8 weights per channel, MinMax), run by ONNX Runtime and by OpenVINO,
+against `googlenet bench model --int8-calibration`; their logits are compared with f32's.
+
+Needs onnxruntime, openvino, numpy and safetensors (`pip install onnxruntime openvino safetensors`;
+--int8 also onnx and pillow); the project itself does not.
 
     python bench/cpu_runtimes.py --rounds 3 --threads 2 --batches 16 1
+    python bench/cpu_runtimes.py --rounds 3 --threads 2 --batches 16 1 --int8
 """
 
 import argparse
@@ -32,7 +39,10 @@ RUNTIMES = ["onnxruntime", "openvino-f32", "openvino-default"]
 OURS = {"googlenet fast": "f32", "googlenet fast bf16": "bf16"}
 # Which of ours each runtime is compared with.
 BASE = {"onnxruntime": "googlenet fast", "openvino-f32": "googlenet fast",
-        "openvino-default": "googlenet fast bf16"}
+        "openvino-default": "googlenet fast bf16", "onnxruntime-int8": "googlenet fast int8",
+        "openvino-int8": "googlenet fast int8"}
+INT8_RUNTIMES = ["onnxruntime-int8", "openvino-int8"]
+CALIBRATION = os.path.join(SHARED, "data", "hymenoptera", "train")
 
 
 def parse_args():
@@ -45,13 +55,15 @@ def parse_args():
     p.add_argument("--iterations", type=int, default=5, help="timed iterations per process")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--json", metavar="FILE", help="also write every measurement to FILE")
+    p.add_argument("--int8", action="store_true", help="also int8, calibrated on hymenoptera's training images")
+    p.add_argument("--int8-images", type=int, default=32, help="calibration images")
     p.add_argument("--worker", nargs=3, metavar=("RUNTIME", "BATCH", "MODEL"), help=argparse.SUPPRESS)
     return p.parse_args()
 
 
 def session(runtime, model, threads):
     """A function from an NCHW float32 array to the logits, on `runtime`."""
-    if runtime == "onnxruntime":
+    if runtime.startswith("onnxruntime"):
         import onnxruntime as ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -83,16 +95,57 @@ def worker(runtime, batch, model, args):
     print(json.dumps({"images_per_sec": statistics.median(rates)}))
 
 
-def check_logits(model, reference, threads):
-    """Each runtime's logits on the reference images against ours: max abs difference."""
+def check_logits(models, reference, threads):
+    """Each runtime's logits on the reference images against ours (f32): max abs difference and
+    relative L2."""
     import numpy as np
     from safetensors.numpy import load_file
     ref = load_file(reference)
     differences = {}
-    for runtime in RUNTIMES:
+    for runtime, model in models.items():
         logits = session(runtime, model, threads)(ref["input"])
-        differences[runtime] = float(np.abs(logits - ref["logits"]).max())
+        l2 = float(np.linalg.norm(logits - ref["logits"]) / np.linalg.norm(ref["logits"]))
+        differences[runtime] = (float(np.abs(logits - ref["logits"]).max()), l2)
     return differences
+
+
+def calibration_images(count):
+    """`count` image files of CALIBRATION spread evenly over the sorted list, as ours chooses them
+    (`googlenet::eval::calibration`)."""
+    files = []
+    for folder, _, names in sorted(os.walk(CALIBRATION)):
+        files += [os.path.join(folder, n) for n in sorted(names)
+                  if n.lower().endswith((".jpg", ".jpeg", ".png"))]
+    count = min(count, len(files))
+    return [files[i * len(files) // count] for i in range(count)]
+
+
+def quantize(model, out, count):
+    """ONNX Runtime's static int8 quantization of `model`, calibrated on `count` images resized to
+    256 and center-cropped to 224 (PIL, bilinear), normalised as ImageNet."""
+    import numpy as np
+    from PIL import Image
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+
+    def prepare(path):
+        image = Image.open(path).convert("RGB")
+        scale = 256 / min(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
+        left, top = round((image.width - 224) / 2), round((image.height - 224) / 2)
+        pixels = np.asarray(image.crop((left, top, left + 224, top + 224)), np.float32) / 255
+        return ((pixels - mean) / std).transpose(2, 0, 1)[None]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter({"input": prepare(p)} for p in calibration_images(count))
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
 
 
 def run_json(cmd):
@@ -104,8 +157,12 @@ def run_json(cmd):
 
 def ours(batch, precision, args):
     cmd = [args.binary, "bench", "model", "--variant", "torchvision", "--mode", "infer", "--engine", "fast",
-           "--precision", precision, "--batch", str(batch), "--threads", str(args.threads), "--iterations", str(args.iterations),
+           "--batch", str(batch), "--threads", str(args.threads), "--iterations", str(args.iterations),
            "--warmup", str(args.warmup), "--json"]
+    if precision == "int8":
+        cmd += ["--int8-calibration", CALIBRATION]
+    else:
+        cmd += ["--precision", precision]
     return run_json(cmd)["images_per_sec"]["median"]
 
 
@@ -128,15 +185,24 @@ def main():
     subprocess.run([args.binary, "export", "--weights", WEIGHTS, "--variant", "torchvision", model,
                     "--reference-images", *IMAGES], check=True, capture_output=True)
     reference = os.path.join(folder, "googlenet.reference.safetensors")
-    for runtime, difference in check_logits(model, reference, args.threads).items():
-        print(f"{runtime}: logits within {difference:.2e} of googlenet's on the reference images")
+    models = {runtime: model for runtime in RUNTIMES}
+    ours_names = dict(OURS)
+    if args.int8:
+        quantized = os.path.join(folder, "googlenet.int8.onnx")
+        quantize(model, quantized, args.int8_images)
+        models.update({runtime: quantized for runtime in INT8_RUNTIMES})
+        ours_names["googlenet fast int8"] = "int8"
+    for runtime, (difference, l2) in check_logits(models, reference, args.threads).items():
+        print(f"{runtime}: logits within {difference:.2e} of googlenet's f32 on the reference images "
+              f"(relative L2 {l2:.2e})")
 
-    names = list(OURS) + RUNTIMES
+    names = list(ours_names) + list(models)
     figures = {(name, batch): [] for name in names for batch in args.batches}
     for round_ in range(args.rounds):
         for batch in args.batches:
             for name in names:
-                rate = ours(batch, OURS[name], args) if name in OURS else theirs(name, batch, model, args)
+                rate = (ours(batch, ours_names[name], args) if name in ours_names
+                        else theirs(name, batch, models[name], args))
                 figures[(name, batch)].append(rate)
                 print(f"round {round_ + 1}/{args.rounds} batch {batch:>3} {name:<17} {rate:7.1f} images/s",
                       file=sys.stderr)

@@ -24,6 +24,12 @@
 //! AVX512-BF16's dot products (`bf16_dot.rs`), where 3x3 stride-1 convolutions stay on
 //! Winograd's path, its transformed operands rounded. BatchNorm is folded in f32 first; the feature maps
 //! are bf16, and bias, ReLU and the classifier compute in f32.
+//!
+//! In int8 ([`InferenceNet::calibrate`] on a few images, then [`InferenceNet::into_int8`]) every
+//! convolution quantizes its f32 input once to u8 over the range calibration recorded
+//! (`calibrator.rs`), multiplies i8 weights with one scale per filter in exact i32 sums on
+//! AVX512-VNNI (`int8.rs`, `int8_dot.rs`, `int8_conv.rs`) and writes relu(scaled sum + bias) to
+//! the f32 maps; pooling and the classifier stay f32.
 
 mod activation;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]

@@ -17,7 +17,7 @@ use crate::engine::InferenceNet;
 const BATCH: usize = 16;
 
 /// What calibration read.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Calibration {
     /// Images that went through the network.
     pub images: usize,
