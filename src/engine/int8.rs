@@ -5,10 +5,10 @@
 //! - Weights: symmetric, one scale per output channel, `w ≈ s_w[o] · q` with `q` in −127..=127
 //!   and `s_w[o] = max |w[·, o]| / 127`.
 //! - Inputs: one scale per convolution from the range seen on calibration images
-//!   ([`super::calibrator`]), `x ≈ s_x · (u − z)` with `u` in 0..=255. Every convolution but the
-//!   first reads a ReLU's output (or a max pool or LRN of one): never negative, so `z = 0` and
-//!   `s_x = max x / 255`. The first reads the normalised image, signed: `z = 128` and
-//!   `s_x = max |x| / 127`.
+//!   ([`super::calibrator`]), `x ≈ s_x · (u − z)` with `u` in 0..=255. Where no input was negative,
+//!   `z = 0` and `s_x = max x / 255`: every convolution but the first, which read a ReLU's output
+//!   (or a max pool or LRN of one). Where one was, `z = 128` and `s_x = max |x| / 127`: the first,
+//!   which reads the normalised image.
 //! - Product: `y[r, o] = s_x · s_w[o] · (Σ u[r, p] · q[p, o] − z · Σ_p q[p, o])`, the second sum
 //!   computed once per filter, on AVX512-VNNI's `VPDPBUSD` (`int8_dot.rs`) where the CPU has it,
 //!   else in plain Rust with the same integer sums.
