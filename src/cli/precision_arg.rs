@@ -21,13 +21,12 @@ pub struct FastPrecisionArg {
     /// at f32's speed.
     #[arg(long, value_name = "f32|bf16", default_value = "f32", value_parser = parse_fast_precision)]
     pub precision: Precision,
-    /// Quantize every convolution after the first to int8 (post-training, as ONNX Runtime's
-    /// `quantize_static`): u8 inputs scaled to the largest value seen on the images under DIR
-    /// (center crops), i8 weights with one scale per filter, exact i32 sums, on AVX512-VNNI
-    /// (Intel since Cascade Lake, AMD Zen 4 and later; elsewhere a slow portable kernel). The
-    /// first convolution, pooling, the classifier and the feature maps stay f32. Calibrate on
-    /// images like those to classify, e.g. a few from each class of the training set. Not with
-    /// --precision.
+    /// Quantize every convolution to int8 (post-training, as ONNX Runtime's `quantize_static`):
+    /// u8 inputs over the range seen on the images under DIR (center crops), i8 weights with one
+    /// scale per filter, exact i32 sums, on AVX512-VNNI (Intel since Cascade Lake, AMD Zen 4 and
+    /// later; elsewhere a slow portable kernel). Pooling, the classifier and the feature maps stay
+    /// f32. Calibrate on images like those to classify, e.g. a few from each class of the
+    /// training set. Not with --precision.
     #[arg(long, value_name = "DIR", conflicts_with = "precision")]
     pub int8_calibration: Option<PathBuf>,
     /// How many images of DIR calibrate int8, spread evenly over its sorted files.

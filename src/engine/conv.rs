@@ -606,9 +606,7 @@ impl MapElement for f32 {
             }
             Source::MaxPooled(v, pool) => {
                 super::map::grow(&mut scratch.rows, m * k);
-                for (p, row) in rows.clone().zip(scratch.rows.chunks_exact_mut(k)) {
-                    super::pool::max_window(v, &pool, p, row);
-                }
+                max_pooled_rows(v, &pool, rows.clone(), k, &mut scratch.rows[..m * k]);
                 (&scratch.rows[..], k)
             }
         };
@@ -702,12 +700,7 @@ impl MapElement for bf16 {
             Source::Patches(v) => {
                 gather_patches(v, window, rows.clone(), row_len, left, bf16::ZERO)
             }
-            Source::MaxPooled(v, pool) => {
-                for (p, row) in rows.clone().zip(left.chunks_exact_mut(row_len)) {
-                    super::pool::max_window(v, &pool, p, &mut row[..k]);
-                    row[k..].fill(bf16::ZERO);
-                }
-            }
+            Source::MaxPooled(v, pool) => max_pooled_rows(v, &pool, rows.clone(), row_len, left),
         }
         left[m * row_len..].fill(bf16::ZERO);
         if fused {
@@ -768,6 +761,22 @@ pub(super) fn panel_outs<T>(
         });
     }
     true
+}
+
+/// Fills one row of `row_len` values per output pixel in `rows` with the max pool `pool` of `v`
+/// there (its `v.shape.c` channels), zeros after them.
+pub(super) fn max_pooled_rows<T: Activation>(
+    v: View<T>,
+    pool: &Window,
+    rows: Range<usize>,
+    row_len: usize,
+    out: &mut [T],
+) {
+    let c = v.shape.c;
+    for (p, row) in rows.zip(out.chunks_exact_mut(row_len)) {
+        super::pool::max_window(v, pool, p, &mut row[..c]);
+        row[c..].fill(T::default());
+    }
 }
 
 /// Fills one row of `row_len` values per output pixel in `rows` with its receptive field in

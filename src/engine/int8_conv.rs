@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::conv::{ConvGemm, Scratch, Source, Target, gather_patches, panel_outs};
+use super::conv::{ConvGemm, Scratch, Source, Target, gather_patches, max_pooled_rows, panel_outs};
 use super::int8::{Int8Weights, QUAD};
 use super::map::{View, grow};
 use super::packed::PANEL;
@@ -35,7 +35,7 @@ impl Int8Conv {
 impl ConvGemm {
     /// [`ConvGemm::run`] with the products in int8.
     pub(super) fn run_int8(&self, int8: &Int8Conv, source: Source<f32>, targets: &[Target<f32>]) {
-        let (window, k, rows) = self.plan(source, targets);
+        let (window, _, rows) = self.plan(source, targets);
         let input = source.map();
         // Each pixel's channels padded to a quad: the rows of a 1x1 convolution as they lie.
         let stride = input.shape.c.next_multiple_of(QUAD);
@@ -58,7 +58,7 @@ impl ConvGemm {
             Source::MaxPooled(_, pool) => Source::MaxPooled(quantized, pool),
         };
         self.for_each_tile(rows, |rs, cs, scratch| {
-            self.int8_tile(weights, quantized, &window, k, rs, cs, targets, scratch)
+            self.int8_tile(weights, quantized, &window, rs, cs, targets, scratch)
         });
     }
 
@@ -69,7 +69,6 @@ impl ConvGemm {
         weights: &Int8Weights,
         source: Source<u8>,
         window: &Window,
-        k: usize,
         rows: Range<usize>,
         cols: Range<usize>,
         targets: &[Target<f32>],
@@ -91,10 +90,7 @@ impl ConvGemm {
             Source::MaxPooled(v, pool) => {
                 grow(&mut scratch.int8_rows, m * row_len);
                 let left = &mut scratch.int8_rows[..m * row_len];
-                for (p, row) in rows.clone().zip(left.chunks_exact_mut(row_len)) {
-                    super::pool::max_window(v, &pool, p, &mut row[..k]);
-                    row[k..].fill(0);
-                }
+                max_pooled_rows(v, &pool, rows.clone(), row_len, left);
                 left
             }
         };
