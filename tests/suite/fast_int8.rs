@@ -103,3 +103,45 @@ fn int8_needs_an_f32_network_calibrated_first() {
         "{err:#}"
     );
 }
+
+/// Calibration folders without a usable image are refused naming the folder; an unreadable image
+/// among readable ones is skipped and counted.
+#[test]
+fn calibration_folders_without_usable_images_are_refused_and_bad_images_counted() {
+    let model = torchvision_reference(&Device::flex());
+    let net = InferenceNet::from_model(&model).unwrap();
+    let calibrate = |dir: &std::path::Path, limit| {
+        calibrate_on_folder(&net, dir, 64, limit, PixelBudget::default())
+    };
+    let dir = fresh_dir("int8-calibration");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not an image").unwrap();
+    let err = calibrate(&dir, 8).unwrap_err();
+    let want = format!("{}: no image files to calibrate int8 on", dir.display());
+    assert_eq!(err.to_string(), want);
+    std::fs::write(dir.join("broken.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
+    let err = calibrate(&dir, 8).unwrap_err();
+    let want = format!(
+        "{}: none of the 1 images chosen for calibration could be read",
+        dir.display()
+    );
+    assert!(err.to_string().starts_with(&want), "{err}");
+    assert!(err.to_string().contains("broken.jpg"), "{err}");
+    let err = calibrate(&dir, 0).unwrap_err();
+    assert_eq!(err.to_string(), "calibration needs at least one image");
+    std::fs::copy(
+        shared("reference/inputs/2_hymenoptera_val_ant.png"),
+        dir.join("ant.png"),
+    )
+    .unwrap();
+    let calibration = calibrate(&dir, 8).unwrap();
+    assert_eq!(calibration.images, 1);
+    assert_eq!(calibration.skipped.len(), 1);
+    assert!(
+        calibration.skipped[0].contains("broken.jpg"),
+        "{:?}",
+        calibration.skipped
+    );
+    assert!(net.into_int8(Int8Kernel::detect()).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
