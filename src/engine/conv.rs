@@ -795,7 +795,10 @@ pub(super) fn gather_patches<T: Activation>(
     let [oh, ow] = window.out;
     for (p, row) in rows.zip(out.chunks_exact_mut(row_len)) {
         let (row, padding) = row.split_at_mut(k * k * c);
-        padding.fill(T::default());
+        // Fills and copies of a few bytes are library calls: only the non-empty ones are made.
+        if !padding.is_empty() {
+            padding.fill(T::default());
+        }
         let image = p / (oh * ow);
         let oy = p / ow % oh;
         let ox = p % ow;
@@ -812,8 +815,13 @@ pub(super) fn gather_patches<T: Activation>(
                 line.fill(border);
                 continue;
             }
-            line[..first * c].fill(border);
-            line[(first + inside.len()) * c..].fill(border);
+            let (before, after) = (first * c, (first + inside.len()) * c);
+            if before > 0 {
+                line[..before].fill(border);
+            }
+            if after < line.len() {
+                line[after..].fill(border);
+            }
             let dst = &mut line[first * c..][..inside.len() * c];
             if v.stride == c {
                 let start = (image * v.shape.h + y as usize) * v.shape.w + inside.start;

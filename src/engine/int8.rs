@@ -142,19 +142,28 @@ impl Int8Weights {
         row_len: usize,
         out: &mut [u8],
     ) {
+        if a_stride == k && row_len == k {
+            // Dense rows in and out: one run, whatever the width of a row.
+            self.quantize_run(&a[..m * k], &mut out[..m * k]);
+            return;
+        }
         for (r, row) in out[..m * row_len].chunks_exact_mut(row_len).enumerate() {
             let (values, padding) = row.split_at_mut(k);
-            let values_in = &a[r * a_stride..][..k];
-            match self.kernel {
-                // SAFETY: `Avx512Vnni` is only chosen where `detect` found AVX-512F with VNNI.
-                #[cfg(target_arch = "x86_64")]
-                Int8Kernel::Avx512Vnni => unsafe {
-                    let [inverse, zero] = [self.input_inverse, self.zero_point];
-                    super::int8_dot::quantize(values_in, inverse, zero, values)
-                },
-                _ => quantize_row(values_in, self.input_inverse, self.zero_point, values),
-            }
+            self.quantize_run(&a[r * a_stride..][..k], values);
             padding.fill(0);
+        }
+    }
+
+    /// `values` quantized into `out` (as long).
+    fn quantize_run(&self, values: &[f32], out: &mut [u8]) {
+        match self.kernel {
+            // SAFETY: `Avx512Vnni` is only chosen where `detect` found AVX-512F with VNNI.
+            #[cfg(target_arch = "x86_64")]
+            Int8Kernel::Avx512Vnni => unsafe {
+                let [inverse, zero] = [self.input_inverse, self.zero_point];
+                super::int8_dot::quantize(values, inverse, zero, out)
+            },
+            _ => quantize_row(values, self.input_inverse, self.zero_point, out),
         }
     }
 
@@ -367,6 +376,25 @@ mod tests {
             [128, 130, 130, 255, 255, 255, 255, 0, 0, 255, 0, 128]
         );
         assert_eq!(quantized(Int8Kernel::detect(), signed), portable);
+    }
+
+    #[test]
+    fn strided_rows_quantize_as_a_dense_run_with_zero_padding() {
+        // 3 values a row, 5 floats apart, into rows of a quad: as the dense run of those values.
+        let input = values(5 * 40, 3);
+        let dense: Vec<f32> = input.chunks(5).flat_map(|row| row[..3].to_vec()).collect();
+        for kernel in [Int8Kernel::Portable, Int8Kernel::detect()] {
+            let w = Int8Weights::new(&[1.0; 3], [3, 1], unsigned(1.0), kernel);
+            let mut run = vec![7u8; dense.len()];
+            w.quantize_rows(&dense, 3, [40, 3], 3, &mut run);
+            let mut rows = vec![7u8; 40 * 4];
+            w.quantize_rows(&input, 5, [40, 3], 4, &mut rows);
+            for (row, values) in rows.chunks(4).zip(run.chunks(3)) {
+                assert_eq!(row[..3], *values);
+                assert_eq!(row[3], 0);
+            }
+            assert!(run.iter().any(|&q| q > 100), "values spread over the range");
+        }
     }
 
     #[test]

@@ -37,8 +37,13 @@ impl ConvGemm {
     pub(super) fn run_int8(&self, int8: &Int8Conv, source: Source<f32>, targets: &[Target<f32>]) {
         let (window, _, rows) = self.plan(source, targets);
         let input = source.map();
-        // Each pixel's channels padded to a quad: the rows of a 1x1 convolution as they lie.
-        let stride = input.shape.c.next_multiple_of(QUAD);
+        // A 1x1 convolution reads its rows where they lie, so each pixel's channels are padded
+        // to a quad; gathered patches and pooled rows are padded as they are copied, and read a
+        // dense map's kernel rows in one copy each.
+        let stride = match source {
+            Source::Pixels(_) => input.shape.c.next_multiple_of(QUAD),
+            Source::Patches(_) | Source::MaxPooled(..) => input.shape.c,
+        };
         let mut map = int8.map.lock().unwrap_or_else(|p| p.into_inner());
         grow(&mut map, input.shape.pixels() * stride);
         let weights = &int8.weights;
