@@ -28,6 +28,7 @@ use super::bf16::{Bf16Kernel, Bf16Scratch, Bf16Weights};
 use super::calibrator::{Calibrator, InputRange};
 use super::int8::{Int8Kernel, Int8Weights};
 use super::int8_conv::Int8Conv;
+use super::int8_dot::Int8Out;
 use super::map::{Shape, View};
 use super::matmul::matmul;
 use super::packed::{PANEL, PackedWeights, PanelOut};
@@ -152,6 +153,33 @@ impl<'a, T> Target<'a, T> {
     pub fn pixels(&self) -> usize {
         self.pixels
     }
+
+    /// The same target, for as long as this one is borrowed.
+    pub(super) fn reborrow(&self) -> Target<'_, T> {
+        Target {
+            cols: self.cols.clone(),
+            ptr: SendPtr(self.ptr.0),
+            _buffer: PhantomData,
+            ..*self
+        }
+    }
+
+    /// Where product columns `c..c + lanes` go from output pixel `row` on, if they all fall in
+    /// this target.
+    pub(super) fn panel(&self, row: usize, c: usize, lanes: usize) -> Option<PanelOut<T>> {
+        if !self.cols.contains(&c) || c + lanes > self.cols.end {
+            return None;
+        }
+        let at = row * self.stride + self.offset + c - self.cols.start;
+        // SAFETY: `Target::new` checked that its buffer holds `pixels * stride` values, and
+        // `ConvGemm::run` that the tiles' rows are among its pixels.
+        let ptr = unsafe { self.ptr.0.add(at) };
+        Some(PanelOut {
+            ptr,
+            stride: self.stride,
+            lanes,
+        })
+    }
 }
 
 impl<T: Activation> Target<'_, T> {
@@ -216,6 +244,8 @@ pub(crate) struct Scratch {
     bf16_rows: Vec<bf16>,
     /// A tile's rows gathered from a quantized map for int8 products.
     pub(super) int8_rows: Vec<u8>,
+    /// Where the int8 kernel writes each panel of the tile.
+    pub(super) int8_panels: Vec<Int8Out>,
     pub(super) product: Vec<f32>,
     /// Where the packed kernel writes each panel of the tile.
     pub(super) panels: Vec<PanelOut>,
@@ -322,6 +352,16 @@ impl ConvGemm {
             kernel,
         ));
         self
+    }
+
+    /// The int8 weights, where the products run in int8.
+    pub(super) fn int8(&self) -> Option<&Int8Conv> {
+        self.int8.as_ref()
+    }
+
+    /// The int8 weights to change, where the products run in int8.
+    pub(super) fn int8_mut(&mut self) -> Option<&mut Int8Conv> {
+        self.int8.as_mut()
     }
 
     /// Whether [`Self::run`] records the range of its inputs, for [`Self::in_int8`].
@@ -434,7 +474,7 @@ impl ConvGemm {
         {
             return;
         }
-        let (window, k, rows) = self.plan(source, targets);
+        let (window, k, rows) = self.plan(source, targets.iter().map(Target::pixels));
         self.for_each_tile(rows, |rs, cs, scratch| {
             self.tile(source, &window, k, rs, cs, targets, scratch)
         });
@@ -445,14 +485,14 @@ impl ConvGemm {
     pub(super) fn plan<T>(
         &self,
         source: Source<T>,
-        targets: &[Target<T>],
+        target_pixels: impl IntoIterator<Item = usize>,
     ) -> (Window, usize, usize) {
         let input = source.map().shape;
         let window = self
             .window([input.h, input.w])
             .expect("input size checked when planning");
         let rows = input.n * window.out[0] * window.out[1];
-        assert!(targets.iter().all(|t| t.pixels >= rows));
+        assert!(target_pixels.into_iter().all(|pixels| pixels >= rows));
         let k = match source {
             Source::Patches(_) => self.kernel * self.kernel * self.in_channels,
             _ => self.in_channels,
@@ -744,21 +784,10 @@ pub(super) fn panel_outs<T>(
     out.clear();
     for c in cols.clone().step_by(PANEL) {
         let lanes = PANEL.min(cols.end - c);
-        let Some(t) = targets.iter().find(|t| t.cols.contains(&c)) else {
-            return false;
-        };
-        if c + lanes > t.cols.end {
-            return false;
+        match targets.iter().find_map(|t| t.panel(rows.start, c, lanes)) {
+            Some(panel) => out.push(panel),
+            None => return false,
         }
-        let at = rows.start * t.stride + t.offset + c - t.cols.start;
-        // SAFETY: `Target::new` checked that its buffer holds `pixels * stride` values, and
-        // `run` that the tile's rows are among its pixels.
-        let ptr = unsafe { t.ptr.0.add(at) };
-        out.push(PanelOut {
-            ptr,
-            stride: t.stride,
-            lanes,
-        });
     }
     true
 }

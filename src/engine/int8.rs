@@ -1,6 +1,6 @@
 //! int8 products for inference after calibration: the convolutions' inputs quantized to u8 and
 //! their (BatchNorm-folded) weights to i8, summed exactly in i32, then scaled back to f32 before
-//! the bias and the ReLU.
+//! the bias and the ReLU (and quantized again where a u8 map holds the result).
 //!
 //! - Weights: symmetric, one scale per output channel, `w ≈ s_w[o] · q` with `q` in −127..=127
 //!   and `s_w[o] = max |w[·, o]| / 127`.
@@ -18,9 +18,11 @@
 //! each of its columns.
 
 use std::ops::Range;
+use std::slice;
 
 use super::calibrator::InputRange;
-use super::packed::{PANEL, PanelOut, product_panels};
+use super::int8_dot::Int8Out;
+use super::packed::{PANEL, product_panels};
 use super::simd::simd_kernel;
 
 /// Consecutive k that one `VPDPBUSD` lane sums.
@@ -127,6 +129,11 @@ impl Int8Weights {
         self.k.next_multiple_of(QUAD)
     }
 
+    /// `1 / s_x`: what an input value is multiplied by before rounding.
+    pub fn input_inverse(&self) -> f32 {
+        self.input_inverse
+    }
+
     /// The input's zero point: the step of 0.
     pub fn zero_point(&self) -> u8 {
         self.zero_point as u8
@@ -182,31 +189,40 @@ impl Int8Weights {
         let panels = cols.len().div_ceil(PANEL);
         // SAFETY: `product` holds `m` rows of `stride` floats, which the panels split between
         // them, and is borrowed mutably here.
-        unsafe { self.multiply_into(left, m, cols.start, panels, panel, None) };
+        unsafe {
+            self.multiply_into(
+                left,
+                m,
+                cols.start,
+                panels,
+                |i| Int8Out::F32(panel(i)),
+                None,
+            )
+        };
         stride
     }
 
     /// The product of the `m` rows of `left` (as [`Self::quantize_rows`] wrote them) and
     /// `panels` panels of columns from `first_col` (a panel's first column), panel `i` written to
     /// `out(i)`: as it is, or with `bias_relu`'s bias (indexed by column) added and the ReLU
-    /// applied.
+    /// applied; in f32, or quantized again for the layer that reads it ([`Int8Out::U8`]).
     ///
     /// # Safety
-    /// Each panel's `m` rows of `lanes` floats are writable and nothing else reads or writes them
-    /// during the call.
+    /// Each panel's `m` rows of `lanes` values are writable and nothing else reads or writes them
+    /// during the call; a u8 panel's inverse scales hold its lanes.
     pub unsafe fn multiply_into(
         &self,
         left: &[u8],
         m: usize,
         first_col: usize,
         panels: usize,
-        out: impl Fn(usize) -> PanelOut,
+        out: impl Fn(usize) -> Int8Out,
         bias_relu: Option<&[f32]>,
     ) {
         let row_len = self.row_len();
         let quads = row_len / QUAD;
         let last = (0..panels)
-            .map(|i| first_col + i * PANEL + out(i).lanes)
+            .map(|i| first_col + i * PANEL + out(i).lanes())
             .max();
         assert!(first_col.is_multiple_of(PANEL) && last.unwrap_or(0) <= self.n);
         assert!(left.len() >= m * row_len);
@@ -236,7 +252,7 @@ impl Int8Weights {
                     let panel = out(i);
                     for r in 0..m {
                         let row = &left[r * row_len..][..row_len];
-                        for j in 0..panel.lanes {
+                        for j in 0..panel.lanes() {
                             let o = first_col + i * PANEL + j;
                             let sum: i32 = (0..row_len)
                                 .map(|p| row[p] as i32 * self.packed[Self::at(quads, p, o)] as i32)
@@ -246,7 +262,16 @@ impl Int8Weights {
                                 value = (value + bias[o]).max(0.0);
                             }
                             // SAFETY: the caller's guarantee.
-                            unsafe { *panel.ptr.add(r * panel.stride + j) = value };
+                            unsafe {
+                                match panel {
+                                    Int8Out::F32(out) => *out.ptr.add(r * out.stride + j) = value,
+                                    Int8Out::U8(out, inverse) => {
+                                        let byte = &mut *out.ptr.add(r * out.stride + j);
+                                        let inverse = *inverse.add(j);
+                                        quantize_row(&[value], inverse, 0.0, slice::from_mut(byte));
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -6,7 +6,7 @@
 //! columns in one instruction, four times the work of an f32 FMA. As in the f32 and bf16 kernels,
 //! a block of 14 rows by 2 panels keeps its sums in 28 zmm registers; the epilogue converts them
 //! to f32, multiplies each column by its scale, can add the bias and apply the ReLU, and stores
-//! straight into the feature map.
+//! straight into the feature map: in f32, or quantized again to u8 for the layer that reads it.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -54,6 +54,50 @@ pub(crate) unsafe fn quantize(values: &[f32], inverse: f32, zero: f32, out: &mut
     }
 }
 
+/// Where one panel of a product goes.
+#[derive(Clone, Copy)]
+pub(crate) enum Int8Out {
+    /// The f32 values.
+    F32(PanelOut),
+    /// The values quantized for the layer that reads them, `round(v · inverse[c])` saturated to
+    /// 0..=255 (its zero point is 0: it reads a ReLU's output), as [`quantize`] would; `inverse`
+    /// holds one value per column of the panel.
+    U8(PanelOut<u8>, *const f32),
+}
+
+impl Int8Out {
+    /// Columns of the panel written.
+    pub fn lanes(&self) -> usize {
+        match self {
+            Self::F32(out) => out.lanes,
+            Self::U8(out, _) => out.lanes,
+        }
+    }
+
+    /// The same panel from its row `r` on.
+    ///
+    /// # Safety
+    /// Row `r` lies inside the panel's buffer.
+    unsafe fn at_row(self, r: usize) -> Self {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            match self {
+                Self::F32(o) => Self::F32(PanelOut {
+                    ptr: o.ptr.add(r * o.stride),
+                    ..o
+                }),
+                Self::U8(o, inverse) => Self::U8(
+                    PanelOut {
+                        ptr: o.ptr.add(r * o.stride),
+                        ..o
+                    },
+                    inverse,
+                ),
+            }
+        }
+    }
+}
+
 /// The operands of one product.
 #[derive(Clone, Copy)]
 pub(crate) struct Operands {
@@ -77,12 +121,12 @@ pub(crate) struct Operands {
 /// # Safety
 /// [`runs_here`] returned true; `left` holds `m` rows of `quads · 4` bytes `row_len` apart, the
 /// weights `panels` panels, the scales, offsets (and a bias) 16 values per panel but the last,
-/// which holds its lanes; each panel's `m` rows of `lanes` floats are writable and nothing else reads
-/// or writes them during the call.
+/// which holds its lanes, as does a u8 panel's `inverse`; each panel's `m` rows of `lanes` values
+/// are writable and nothing else reads or writes them during the call.
 pub(crate) unsafe fn multiply(
     op: Operands,
     panels: usize,
-    out: impl Fn(usize) -> PanelOut,
+    out: impl Fn(usize) -> Int8Out,
     bias_relu: Option<*const f32>,
 ) {
     assert!(op.row_len >= op.quads * QUAD);
@@ -91,7 +135,7 @@ pub(crate) unsafe fn multiply(
         let local = |i: usize| pair + i.min(count - 1);
         let panel_bytes = op.quads * QUAD * PANEL;
         let outs = [0, 1].map(|i| out(local(i)));
-        assert!(outs.iter().all(|o| o.lanes <= PANEL));
+        assert!(outs.iter().all(|o| o.lanes() <= PANEL));
         // SAFETY: panels `pair` and `pair + 1` (or `pair` twice) lie inside the weights, and
         // their columns inside the scales and the bias.
         let b = [0, 1].map(|i| unsafe { op.weights.add(local(i) * panel_bytes) });
@@ -108,10 +152,7 @@ pub(crate) unsafe fn multiply(
                 scales,
                 offsets,
                 bias,
-                out: outs.map(|o| PanelOut {
-                    ptr: unsafe { o.ptr.add(r0 * o.stride) },
-                    ..o
-                }),
+                out: outs.map(|o| unsafe { o.at_row(r0) }),
             };
             // SAFETY: the caller's guarantees bound every address the block touches.
             unsafe { block.run(BLOCK_ROWS.min(op.m - r0), count) };
@@ -131,7 +172,7 @@ struct Block {
     offsets: [*const i32; BLOCK_PANELS],
     bias: Option<[*const f32; BLOCK_PANELS]>,
     /// Where each panel's rows go, from the block's first.
-    out: [PanelOut; BLOCK_PANELS],
+    out: [Int8Out; BLOCK_PANELS],
 }
 
 impl Block {
@@ -150,7 +191,7 @@ impl Block {
         // keep the scale and bias loads and the stores to each panel's lanes.
         unsafe {
             let masks: [__mmask16; P] =
-                std::array::from_fn(|p| ((1u32 << self.out[p].lanes) - 1) as __mmask16);
+                std::array::from_fn(|p| ((1u32 << self.out[p].lanes()) - 1) as __mmask16);
             // The sums start at minus the offsets.
             let start: [__m512i; P] = std::array::from_fn(|p| {
                 let offsets = _mm512_maskz_loadu_epi32(masks[p], self.offsets[p]);
@@ -170,8 +211,17 @@ impl Block {
                     }
                 }
             }
+            // The sums leave their registers here and no sooner: the epilogue below indexes
+            // them by row, which would otherwise keep a copy in memory throughout the loop.
+            let acc = std::hint::black_box(acc);
+            // A u8 panel's f32 values wait in `staged` (16 floats a row), then are quantized.
+            let mut staged = [[0.0f32; PANEL]; BLOCK_ROWS];
             for p in 0..P {
-                let (out, mask) = (self.out[p], masks[p]);
+                let mask = masks[p];
+                let (ptr, stride) = match self.out[p] {
+                    Int8Out::F32(out) => (out.ptr, out.stride),
+                    Int8Out::U8(..) => (staged.as_mut_ptr() as *mut f32, PANEL),
+                };
                 let scale = _mm512_maskz_loadu_ps(mask, self.scales[p]);
                 let bias = self.bias.map(|b| _mm512_maskz_loadu_ps(mask, b[p]));
                 for (r, sums) in acc.iter().enumerate() {
@@ -179,7 +229,19 @@ impl Block {
                     if let Some(bias) = bias {
                         v = _mm512_max_ps(_mm512_add_ps(v, bias), _mm512_setzero_ps());
                     }
-                    _mm512_mask_storeu_ps(out.ptr.add(r * out.stride), mask, v);
+                    _mm512_mask_storeu_ps(ptr.add(r * stride), mask, v);
+                }
+                if let Int8Out::U8(out, inverse) = self.out[p] {
+                    // `quantize`'s steps with a zero point of 0.
+                    let inverse = _mm512_maskz_loadu_ps(mask, inverse);
+                    let top = _mm512_set1_ps(255.0);
+                    for (r, row) in staged.iter().enumerate().take(R) {
+                        let v = _mm512_mul_ps(_mm512_loadu_ps(row.as_ptr()), inverse);
+                        let rounded = _mm512_cvtps_epi32(_mm512_min_ps(top, v));
+                        let clamped = _mm512_max_epi32(rounded, _mm512_setzero_si512());
+                        let at = out.ptr.add(r * out.stride) as *mut i8;
+                        _mm512_mask_cvtusepi32_storeu_epi8(at, mask, clamped);
+                    }
                 }
             }
         }

@@ -1,9 +1,12 @@
 //! The planned network: GoogLeNet's layers (Table 1) in the order `GoogLeNet::forward` runs them.
 
+mod int8_maps;
+
 use std::sync::Mutex;
 
 use half::bf16;
 
+use super::activation::Activation;
 use super::bf16::Bf16Kernel;
 use super::conv::{ConvGemm, MapElement, Source, Target};
 use super::int8::Int8Kernel;
@@ -43,6 +46,8 @@ pub struct InferenceNet {
     dense: Vec<Dense>,
     workspace: Mutex<Workspace<f32>>,
     bf16_workspace: Mutex<Workspace<bf16>>,
+    /// The inception modules' u8 maps in int8 ([`int8_maps`]).
+    int8_maps: Mutex<Workspace<u8>>,
 }
 
 /// One inception module: its three 1x1 convolutions on the module input fused into one product
@@ -129,6 +134,7 @@ impl InferenceNet {
             dense,
             workspace: Mutex::new(Workspace::default()),
             bf16_workspace: Mutex::new(Workspace::default()),
+            int8_maps: Mutex::new(Workspace::default()),
         })
     }
 
@@ -199,7 +205,8 @@ impl InferenceNet {
 
     /// The same network with the products of every convolution in int8 on `kernel`
     /// ([`super::int8`]), their inputs quantized over the ranges [`Self::calibrate`] recorded.
-    /// Pooling, normalisation, the classifier and the feature maps stay f32.
+    /// The maps between the inception modules are u8 ([`int8_maps`]); the stem's maps,
+    /// its pooling and normalisation, and the classifier stay f32.
     pub fn into_int8(self, kernel: Int8Kernel) -> Result<Self, InferenceError> {
         if self.bf16.is_some() || self.int8.is_some() {
             return Err(InferenceError::Unsupported(
@@ -211,10 +218,12 @@ impl InferenceNet {
                 "int8 before calibration (no image has passed through the network)".into(),
             ));
         }
-        Ok(Self {
+        let mut net = Self {
             int8: Some(kernel),
             ..self.map_convs(|conv| conv.in_int8(kernel))
-        })
+        };
+        net.connect_int8_readers()?;
+        Ok(net)
     }
 
     /// The int8 kernel of the convolutions, if they run in int8.
@@ -255,18 +264,29 @@ impl InferenceNet {
     /// Calls from several threads take turns (they share the activation buffers).
     pub fn forward(&self, input: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, InferenceError> {
         super::check_input(input, shape)?;
-        match self.bf16 {
-            Some(_) => self.forward_maps(input, shape, &self.bf16_workspace),
-            None => self.forward_maps(input, shape, &self.workspace),
+        match (self.bf16, self.int8) {
+            (Some(_), _) => {
+                let modules = |ws: &mut _, s| self.modules(ws, s);
+                self.forward_maps(input, shape, &self.bf16_workspace, modules)
+            }
+            (None, Some(_)) => {
+                let modules = |ws: &mut _, s| self.int8_modules(ws, s);
+                self.forward_maps(input, shape, &self.workspace, modules)
+            }
+            (None, None) => {
+                let modules = |ws: &mut _, s| self.modules(ws, s);
+                self.forward_maps(input, shape, &self.workspace, modules)
+            }
         }
     }
 
-    /// [`Self::forward`] with feature maps of `T`.
+    /// [`Self::forward`] with feature maps of `T`, the inception modules run by `modules`.
     fn forward_maps<T: MapElement>(
         &self,
         input: &[f32],
         shape: [usize; 4],
         workspace: &Mutex<Workspace<T>>,
+        modules: impl FnOnce(&mut Workspace<T>, Shape) -> Option<Shape>,
     ) -> Result<Vec<f32>, InferenceError> {
         let [n, _, h, w] = shape;
         let too_small = InferenceError::InputTooSmall {
@@ -292,12 +312,7 @@ impl InferenceNet {
             norm.apply(&mut ws.current[..s.len()], s.c);
         }
         s = pool(self.stride2_pool, ws, s).ok_or_else(|| too_small.clone())?;
-        for module in &self.inceptions {
-            if let Some(p) = module.pool_before {
-                s = pool(p, ws, s).ok_or_else(|| too_small.clone())?;
-            }
-            s = module.run(ws, s).ok_or_else(|| too_small.clone())?;
-        }
+        s = modules(ws, s).ok_or_else(|| too_small.clone())?;
         let (mut x, pooled) = avg_pool(View::dense(&ws.current, s), self.main_pool)
             .ok_or_else(|| too_small.clone())?;
         if !self.flatten_hwc && pooled.h * pooled.w > 1 {
@@ -317,6 +332,19 @@ impl InferenceNet {
             width = layer.outputs;
         }
         Ok(x)
+    }
+}
+
+impl InferenceNet {
+    /// The inception modules on maps of `T`, from the current map of shape `s`.
+    fn modules<T: MapElement>(&self, ws: &mut Workspace<T>, mut s: Shape) -> Option<Shape> {
+        for module in &self.inceptions {
+            if let Some(p) = module.pool_before {
+                s = pool(p, ws, s)?;
+            }
+            s = module.run(ws, s)?;
+        }
+        Some(s)
     }
 }
 
@@ -342,7 +370,7 @@ fn conv<T: MapElement>(layer: &ConvGemm, ws: &mut Workspace<T>, s: Shape) -> Opt
 }
 
 /// A max pool from the current map into the next one.
-fn pool<T: MapElement>(p: Pool, ws: &mut Workspace<T>, s: Shape) -> Option<Shape> {
+fn pool<T: Activation>(p: Pool, ws: &mut Workspace<T>, s: Shape) -> Option<Shape> {
     let window = Window::max_pool(p, [s.h, s.w])?;
     let out = Shape {
         h: window.out[0],
@@ -387,17 +415,23 @@ impl InceptionPlan {
     }
 
     /// The module from the current map into the next one; every branch keeps the map's size.
+    /// The window of the pool projection's max pool on a map of shape `s`, if every branch keeps
+    /// the map's size there.
+    fn pool_window(&self, s: Shape) -> Option<Window> {
+        let side = [s.h, s.w];
+        let keeps_size = |w: Option<Window>| w.filter(|w| w.out == side);
+        keeps_size(self.branch2.window(side))?;
+        keeps_size(self.branch3.window(side))?;
+        keeps_size(Window::max_pool(self.pool, side))
+    }
+
     fn run<T: MapElement>(&self, ws: &mut Workspace<T>, s: Shape) -> Option<Shape> {
         let Workspace {
             current,
             next,
             reduced,
         } = ws;
-        let side = [s.h, s.w];
-        let keeps_size = |w: Option<Window>| w.filter(|w| w.out == side);
-        keeps_size(self.branch2.window(side))?;
-        keeps_size(self.branch3.window(side))?;
-        let pool = keeps_size(Window::max_pool(self.pool, side))?;
+        let pool = self.pool_window(s)?;
         let m = s.pixels();
         let out_c = self.out_channels();
         let [n1, r3, r5] = self.widths;
