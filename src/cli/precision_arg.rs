@@ -24,9 +24,10 @@ pub struct FastPrecisionArg {
     /// Quantize every convolution to int8 (post-training, as ONNX Runtime's `quantize_static`):
     /// u8 inputs over the range seen on the images under DIR (center crops), i8 weights with one
     /// scale per filter, exact i32 sums, on AVX512-VNNI (Intel since Cascade Lake, AMD Zen 4 and
-    /// later; elsewhere a slow portable kernel); u8 feature maps between the inception modules,
-    /// f32 in the stem and the classifier. Calibrate on images like those to classify, e.g. a few
-    /// from each class of the training set. Not with --precision.
+    /// later; elsewhere a slow portable kernel); u8 feature maps from the first convolution to
+    /// the last inception module (after the stem with LocalRespNorm), f32 in the classifier.
+    /// Calibrate on images like those to classify, e.g. a few from each class of the training
+    /// set. Not with --precision.
     #[arg(long, value_name = "DIR", conflicts_with = "precision")]
     pub int8_calibration: Option<PathBuf>,
     /// How many images of DIR calibrate int8, spread evenly over its sorted files.

@@ -27,7 +27,7 @@ use super::activation::Activation;
 use super::bf16::{Bf16Kernel, Bf16Scratch, Bf16Weights};
 use super::calibrator::{Calibrator, InputRange};
 use super::int8::{Int8Kernel, Int8Weights};
-use super::int8_conv::Int8Conv;
+use super::int8_conv::{Int8Conv, Int8Target};
 use super::int8_dot::Int8Out;
 use super::map::{Shape, View};
 use super::matmul::matmul;
@@ -607,10 +607,14 @@ impl MapElement for f32 {
     }
 
     fn int8(conv: &ConvGemm, source: Source<f32>, targets: &[Target<f32>]) -> bool {
-        let Some(int8) = &conv.int8 else {
+        if conv.int8.is_none() {
             return false;
-        };
-        conv.run_int8(int8, source, targets);
+        }
+        let targets: Vec<_> = targets
+            .iter()
+            .map(|t| Int8Target::F32(t.reborrow()))
+            .collect();
+        conv.run_int8(source, &targets);
         true
     }
 

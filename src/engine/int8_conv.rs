@@ -81,8 +81,10 @@ pub(crate) fn quantize_map(weights: &Int8Weights, input: View<f32>, stride: usiz
 }
 
 impl ConvGemm {
-    /// [`ConvGemm::run`] with the products in int8.
-    pub(super) fn run_int8(&self, int8: &Int8Conv, source: Source<f32>, targets: &[Target<f32>]) {
+    /// [`ConvGemm::run`] with the products in int8, on `source` quantized first, into f32 or u8
+    /// `targets`. Panics if the convolution has no int8 weights.
+    pub(crate) fn run_int8(&self, source: Source<f32>, targets: &[Int8Target]) {
+        let int8 = self.int8().expect("a convolution with int8 weights");
         let input = source.map();
         // A 1x1 convolution reads its rows where they lie, so each pixel's channels are padded
         // to a quad; gathered patches and pooled rows are padded as they are copied, and read a
@@ -100,11 +102,7 @@ impl ConvGemm {
             Source::Patches(_) => Source::Patches(quantized),
             Source::MaxPooled(_, pool) => Source::MaxPooled(quantized, pool),
         };
-        let targets: Vec<_> = targets
-            .iter()
-            .map(|t| Int8Target::F32(t.reborrow()))
-            .collect();
-        self.run_quantized(quantized, &targets);
+        self.run_quantized(quantized, targets);
     }
 
     /// The int8 convolution on `source`, a map quantized as its weights quantize their input

@@ -28,10 +28,11 @@
 //! In int8 ([`InferenceNet::calibrate`] on a few images, then [`InferenceNet::into_int8`]) every
 //! convolution reads u8 inputs over the range calibration recorded (`calibrator.rs`) and
 //! multiplies i8 weights with one scale per filter in exact i32 sums on AVX512-VNNI (`int8.rs`,
-//! `int8_dot.rs`, `int8_conv.rs`). The stem's convolutions quantize their f32 input maps; inside
-//! and between the inception modules the maps are u8, each product's epilogue quantizing
-//! relu(scaled sum + bias) for the layer that reads it (`net/int8_maps.rs`); the last module
-//! writes f32 for the average pool and the classifier.
+//! `int8_dot.rs`, `int8_conv.rs`). The first convolution quantizes the f32 image; after it the
+//! maps are u8, each product's epilogue quantizing relu(scaled sum + bias) for the layer that
+//! reads it (`net/int8_maps.rs`; a stem with LocalRespNorm or BatchNorm between its convolutions
+//! keeps f32 maps up to the first module); the last module writes f32 for the average pool and
+//! the classifier.
 
 mod activation;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]

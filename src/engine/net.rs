@@ -205,8 +205,8 @@ impl InferenceNet {
 
     /// The same network with the products of every convolution in int8 on `kernel`
     /// ([`super::int8`]), their inputs quantized over the ranges [`Self::calibrate`] recorded.
-    /// The maps between the inception modules are u8 ([`int8_maps`]); the stem's maps,
-    /// its pooling and normalisation, and the classifier stay f32.
+    /// The maps after the first convolution are u8 up to the last module ([`int8_maps`]); the
+    /// classifier stays f32.
     pub fn into_int8(self, kernel: Int8Kernel) -> Result<Self, InferenceError> {
         if self.bf16.is_some() || self.int8.is_some() {
             return Err(InferenceError::Unsupported(
@@ -266,27 +266,28 @@ impl InferenceNet {
         super::check_input(input, shape)?;
         match (self.bf16, self.int8) {
             (Some(_), _) => {
-                let modules = |ws: &mut _, s| self.modules(ws, s);
-                self.forward_maps(input, shape, &self.bf16_workspace, modules)
+                let trunk = |ws: &mut _, s| self.trunk(ws, s);
+                self.forward_maps(input, shape, &self.bf16_workspace, trunk)
             }
             (None, Some(_)) => {
-                let modules = |ws: &mut _, s| self.int8_modules(ws, s);
-                self.forward_maps(input, shape, &self.workspace, modules)
+                let trunk = |ws: &mut _, s| self.int8_trunk(ws, s);
+                self.forward_maps(input, shape, &self.workspace, trunk)
             }
             (None, None) => {
-                let modules = |ws: &mut _, s| self.modules(ws, s);
-                self.forward_maps(input, shape, &self.workspace, modules)
+                let trunk = |ws: &mut _, s| self.trunk(ws, s);
+                self.forward_maps(input, shape, &self.workspace, trunk)
             }
         }
     }
 
-    /// [`Self::forward`] with feature maps of `T`, the inception modules run by `modules`.
+    /// [`Self::forward`] with feature maps of `T`, the stem and the inception modules run by
+    /// `trunk` from the input map to the last module's map.
     fn forward_maps<T: MapElement>(
         &self,
         input: &[f32],
         shape: [usize; 4],
         workspace: &Mutex<Workspace<T>>,
-        modules: impl FnOnce(&mut Workspace<T>, Shape) -> Option<Shape>,
+        trunk: impl FnOnce(&mut Workspace<T>, Shape) -> Option<Shape>,
     ) -> Result<Vec<f32>, InferenceError> {
         let [n, _, h, w] = shape;
         let too_small = InferenceError::InputTooSmall {
@@ -300,19 +301,7 @@ impl InferenceNet {
         let mut s = Shape { n, h, w, c: 3 };
         grow(&mut ws.current, s.len());
         to_nhwc(input, s, self.input_affine, &mut ws.current);
-
-        s = conv(&self.conv1, ws, s).ok_or_else(|| too_small.clone())?;
-        s = pool(self.stride2_pool, ws, s).ok_or_else(|| too_small.clone())?;
-        if let Some(norm) = &self.norm1 {
-            norm.apply(&mut ws.current[..s.len()], s.c);
-        }
-        s = conv(&self.conv2, ws, s).ok_or_else(|| too_small.clone())?;
-        s = conv(&self.conv3, ws, s).ok_or_else(|| too_small.clone())?;
-        if let Some(norm) = &self.norm2 {
-            norm.apply(&mut ws.current[..s.len()], s.c);
-        }
-        s = pool(self.stride2_pool, ws, s).ok_or_else(|| too_small.clone())?;
-        s = modules(ws, s).ok_or_else(|| too_small.clone())?;
+        s = trunk(ws, s).ok_or_else(|| too_small.clone())?;
         let (mut x, pooled) = avg_pool(View::dense(&ws.current, s), self.main_pool)
             .ok_or_else(|| too_small.clone())?;
         if !self.flatten_hwc && pooled.h * pooled.w > 1 {
@@ -336,6 +325,27 @@ impl InferenceNet {
 }
 
 impl InferenceNet {
+    /// The stem and the inception modules on maps of `T`, from the input map of shape `s`.
+    fn trunk<T: MapElement>(&self, ws: &mut Workspace<T>, s: Shape) -> Option<Shape> {
+        let s = self.stem(ws, s)?;
+        self.modules(ws, s)
+    }
+
+    /// The stem (Table 1's rows up to inception 3a) on maps of `T`.
+    fn stem<T: MapElement>(&self, ws: &mut Workspace<T>, mut s: Shape) -> Option<Shape> {
+        s = conv(&self.conv1, ws, s)?;
+        s = pool(self.stride2_pool, ws, s)?;
+        if let Some(norm) = &self.norm1 {
+            norm.apply(&mut ws.current[..s.len()], s.c);
+        }
+        s = conv(&self.conv2, ws, s)?;
+        s = conv(&self.conv3, ws, s)?;
+        if let Some(norm) = &self.norm2 {
+            norm.apply(&mut ws.current[..s.len()], s.c);
+        }
+        pool(self.stride2_pool, ws, s)
+    }
+
     /// The inception modules on maps of `T`, from the current map of shape `s`.
     fn modules<T: MapElement>(&self, ws: &mut Workspace<T>, mut s: Shape) -> Option<Shape> {
         for module in &self.inceptions {
@@ -350,23 +360,32 @@ impl InferenceNet {
 
 /// A convolution unit from the current map into the next one.
 fn conv<T: MapElement>(layer: &ConvGemm, ws: &mut Workspace<T>, s: Shape) -> Option<Shape> {
+    let out = conv_output(layer, s)?;
+    grow(&mut ws.next, out.len());
+    let source = conv_source(layer, View::dense(&ws.current, s));
+    layer.run(source, &[Target::dense(&mut ws.next, out)]);
+    std::mem::swap(&mut ws.current, &mut ws.next);
+    Some(out)
+}
+
+/// The shape of `layer`'s output on a map of shape `s`, if it fits.
+fn conv_output(layer: &ConvGemm, s: Shape) -> Option<Shape> {
     let window = layer.window([s.h, s.w])?;
-    let out = Shape {
+    Some(Shape {
         h: window.out[0],
         w: window.out[1],
         c: layer.out_channels,
         ..s
-    };
-    grow(&mut ws.next, out.len());
-    let input = View::dense(&ws.current, s);
-    let source = if layer.kernel == 1 && layer.stride == 1 {
+    })
+}
+
+/// How `layer` reads `input`: its pixels (1x1/1) or their patches.
+fn conv_source<'a, T>(layer: &ConvGemm, input: View<'a, T>) -> Source<'a, T> {
+    if layer.kernel == 1 && layer.stride == 1 {
         Source::Pixels(input)
     } else {
         Source::Patches(input)
-    };
-    layer.run(source, &[Target::dense(&mut ws.next, out)]);
-    std::mem::swap(&mut ws.current, &mut ws.next);
-    Some(out)
+    }
 }
 
 /// A max pool from the current map into the next one.

@@ -1,13 +1,14 @@
-//! The inception modules in int8 on u8 maps: each convolution's epilogue quantizes its output for
-//! the layer that reads it (the next module's input, a 3x3 or 5x5 branch's reduction), so no map
-//! between the first module and the last is ever f32 and none is quantized on its own. The
-//! stride-2 max pools before modules 4a and 5a run on the u8 maps, which gives the same bytes as
-//! quantizing after the pool (quantization is monotone). The stem stays on f32 maps, its
-//! output quantized once for the first module; the last module writes f32 for the average pool
-//! and the classifier. The quantized values are those each convolution would compute from an
-//! f32 map, so the logits are the same as with f32 maps between the modules.
+//! The network in int8 on u8 maps: each convolution's epilogue quantizes its output for the
+//! layer that reads it (the next convolution, the next module's input, a 3x3 or 5x5 branch's
+//! reduction), so no map between the first convolution and the last module is f32 and none is
+//! quantized on its own. The stride-2 max pools run on the u8 maps, which gives the same bytes as
+//! quantizing after the pool (quantization is monotone). A stem with LocalRespNorm or BatchNorm
+//! between its convolutions (the paper's, the Keras seed's) stays on f32 maps, its output
+//! quantized once for the first module. The first convolution quantizes the f32 image; the last
+//! module writes f32 for the average pool and the classifier. The quantized values are those
+//! each convolution would compute from an f32 map, so the logits are the same as with f32 maps.
 
-use super::{InceptionPlan, InferenceNet, Workspace};
+use super::{InceptionPlan, InferenceNet, Workspace, conv_output, conv_source, pool};
 use crate::engine::InferenceError;
 use crate::engine::conv::{ConvGemm, Source, Target};
 use crate::engine::int8::{Int8Weights, QUAD};
@@ -56,11 +57,11 @@ fn set_readers(conv: &mut ConvGemm, inverse: Vec<f32>) {
 }
 
 impl InferenceNet {
-    /// Tells every inception convolution the input scale of the layer that reads each of its
-    /// output columns. Refused where the modules' maps cannot be u8 maps as laid out here: a
-    /// module input whose channels are not a multiple of 4 (its 1x1 convolutions read its pixels
-    /// where they lie), a reader whose zero point is not 0, or a module input that its 1x1
-    /// convolutions and its pool projection quantize differently.
+    /// Tells every convolution that writes a u8 map the input scale of the layer that reads each
+    /// of its output columns. Refused where the maps cannot be u8 maps as laid out here: a 1x1
+    /// convolution's input whose channels are not a multiple of 4 (it reads the pixels where they
+    /// lie), a reader whose zero point is not 0, or a module input that its 1x1 convolutions and
+    /// its pool projection quantize differently.
     pub(super) fn connect_int8_readers(&mut self) -> Result<(), InferenceError> {
         let refuse = |what: &str| {
             Err(InferenceError::Unsupported(format!(
@@ -104,22 +105,86 @@ impl InferenceNet {
                 set_readers(conv, readers);
             }
         }
+        if !self.stem_in_u8() {
+            return Ok(());
+        }
+        let pointwise = self.conv2.kernel == 1 && self.conv2.stride == 1;
+        if pointwise && !self.conv2.in_channels.is_multiple_of(QUAD) {
+            return refuse("a 1x1 stem convolution whose input channels are not a multiple of 4");
+        }
+        let first_module = inputs.first().copied();
+        let readers = [quantization(&self.conv2), quantization(&self.conv3)];
+        let readers = readers.into_iter().chain(first_module);
+        if readers.clone().any(|(_, zero)| zero != 0) {
+            return refuse("a reader of a ReLU's output whose zero point is not 0");
+        }
+        for (conv, (inverse, _)) in [&mut self.conv1, &mut self.conv2, &mut self.conv3]
+            .into_iter()
+            .zip(readers)
+        {
+            let readers = vec![inverse; conv.out_channels];
+            set_readers(conv, readers);
+        }
         Ok(())
     }
 
-    /// The inception modules from the stem's f32 map in `ws` (of shape `s`) to the last
-    /// module's f32 map, in `ws` too, on the u8 maps in between.
-    pub(super) fn int8_modules(&self, ws: &mut Workspace<f32>, s: Shape) -> Option<Shape> {
-        let last = self.inceptions.len().checked_sub(1)?;
+    /// Whether the stem runs on u8 maps: no normalisation between its convolutions.
+    fn stem_in_u8(&self) -> bool {
+        self.norm1.is_none() && self.norm2.is_none()
+    }
+
+    /// The stem and the inception modules in int8, from the input image's f32 map in `ws` (of
+    /// shape `s`) to the last module's f32 map, in `ws` too.
+    pub(super) fn int8_trunk(&self, ws: &mut Workspace<f32>, s: Shape) -> Option<Shape> {
         let mut guard = self.int8_maps.lock().unwrap_or_else(|p| p.into_inner());
         let maps = &mut *guard;
-        grow(&mut maps.current, s.len());
-        let first = weights(&self.inceptions[0].fused_1x1);
-        quantize_map(first, View::dense(&ws.current, s), s.c, &mut maps.current);
-        let mut s = s;
+        let s = match self.stem_in_u8() {
+            true => self.u8_stem(ws, maps, s)?,
+            false => {
+                let s = self.stem(ws, s)?;
+                grow(&mut maps.current, s.len());
+                let first = weights(&self.inceptions.first()?.fused_1x1);
+                quantize_map(first, View::dense(&ws.current, s), s.c, &mut maps.current);
+                s
+            }
+        };
+        self.int8_modules(maps, ws, s)
+    }
+
+    /// The stem from the image's f32 map into the current u8 map.
+    fn u8_stem(&self, ws: &Workspace<f32>, maps: &mut Workspace<u8>, s: Shape) -> Option<Shape> {
+        let out = conv_output(&self.conv1, s)?;
+        grow(&mut maps.current, out.len());
+        let source = conv_source(&self.conv1, View::dense(&ws.current, s));
+        let target = Int8Target::U8(Target::dense(&mut maps.current, out));
+        self.conv1.run_int8(source, &[target]);
+        let mut s = pool(self.stride2_pool, maps, out)?;
+        for layer in [&self.conv2, &self.conv3] {
+            let out = conv_output(layer, s)?;
+            grow(&mut maps.next, out.len());
+            let source = conv_source(layer, View::dense(&maps.current, s));
+            layer.run_quantized(
+                source,
+                &[Int8Target::U8(Target::dense(&mut maps.next, out))],
+            );
+            std::mem::swap(&mut maps.current, &mut maps.next);
+            s = out;
+        }
+        pool(self.stride2_pool, maps, s)
+    }
+
+    /// The inception modules from the current u8 map (of shape `s`) to the last module's f32
+    /// map, in `ws`.
+    fn int8_modules(
+        &self,
+        maps: &mut Workspace<u8>,
+        ws: &mut Workspace<f32>,
+        mut s: Shape,
+    ) -> Option<Shape> {
+        let last = self.inceptions.len().checked_sub(1)?;
         for (i, module) in self.inceptions.iter().enumerate() {
             if let Some(p) = module.pool_before {
-                s = super::pool(p, maps, s)?;
+                s = pool(p, maps, s)?;
             }
             s = module.run_int8(maps, s, (i == last).then_some(&mut *ws))?;
         }
@@ -193,7 +258,7 @@ mod tests {
     use crate::model::{GoogLeNetConfig, Variant};
 
     #[test]
-    fn u8_maps_between_the_modules_give_the_logits_of_f32_maps() {
+    fn u8_maps_give_the_logits_of_f32_maps() {
         // The paper's and the Keras seed's classifiers need their full input size; the portable
         // kernel runs on the smaller torchvision network alone.
         let cases = [
@@ -216,9 +281,9 @@ mod tests {
             net.calibrate(&input, shape).unwrap();
             let net = net.into_int8(kernel).unwrap();
             let u8_maps = net.forward(&input, shape).unwrap();
-            let modules = |ws: &mut _, s| net.modules(ws, s);
+            let trunk = |ws: &mut _, s| net.trunk(ws, s);
             let f32_maps = net
-                .forward_maps(&input, shape, &net.workspace, modules)
+                .forward_maps(&input, shape, &net.workspace, trunk)
                 .unwrap();
             assert_eq!(u8_maps, f32_maps, "{variant} on {kernel:?}");
             let largest = u8_maps.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
