@@ -785,11 +785,22 @@ pub(super) fn panel_outs<T>(
     cols: &Range<usize>,
     out: &mut Vec<PanelOut<T>>,
 ) -> bool {
+    panels_of(cols, out, |c, lanes| {
+        targets.iter().find_map(|t| t.panel(rows.start, c, lanes))
+    })
+}
+
+/// Each panel of columns `cols` as `panel(first column, lanes)` finds it, into `out`; false
+/// where it finds none.
+pub(super) fn panels_of<P>(
+    cols: &Range<usize>,
+    out: &mut Vec<P>,
+    panel: impl Fn(usize, usize) -> Option<P>,
+) -> bool {
     out.clear();
     for c in cols.clone().step_by(PANEL) {
-        let lanes = PANEL.min(cols.end - c);
-        match targets.iter().find_map(|t| t.panel(rows.start, c, lanes)) {
-            Some(panel) => out.push(panel),
+        match panel(c, PANEL.min(cols.end - c)) {
+            Some(p) => out.push(p),
             None => return false,
         }
     }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::conv::{ConvGemm, Scratch, Source, Target, gather_patches, max_pooled_rows};
+use super::conv::{ConvGemm, Scratch, Source, Target, gather_patches, max_pooled_rows, panels_of};
 use super::int8::{Int8Weights, QUAD};
 use super::int8_dot::Int8Out;
 use super::map::{View, grow};
@@ -168,9 +168,15 @@ impl ConvGemm {
         grow(&mut scratch.product, m * cols.len().next_multiple_of(PANEL));
         let stride = weights.multiply(left, m, cols.clone(), &mut scratch.product);
         let product = &scratch.product;
-        let mut requantized = vec![0.0; cols.len()];
+        let to_u8 = targets.iter().any(|t| matches!(t, Int8Target::U8(_)));
+        let mut requantized = vec![0.0; if to_u8 { cols.len() } else { 0 }];
         for (r, p) in rows.enumerate() {
             let values = &product[r * stride..][..cols.len()];
+            // The kernel's epilogue, a column at a time: relu(v + bias) · inverse, rounded and
+            // saturated as a u8 target writes it.
+            for ((q, &v), c) in requantized.iter_mut().zip(values).zip(cols.clone()) {
+                *q = (v + self.bias[c]).max(0.0) * int8.reader_inverse[c];
+            }
             for target in targets {
                 // SAFETY: tiles cover disjoint (row, column) ranges, so no two threads write the
                 // same value.
@@ -178,14 +184,7 @@ impl ConvGemm {
                     Int8Target::F32(t) => unsafe {
                         t.write_bias_relu(p, cols.clone(), values, &self.bias)
                     },
-                    Int8Target::U8(t) => {
-                        // The kernel's epilogue, a column at a time: relu(v + bias) · inverse,
-                        // then rounded and saturated as it is written.
-                        for ((q, &v), c) in requantized.iter_mut().zip(values).zip(cols.clone()) {
-                            *q = (v + self.bias[c]).max(0.0) * int8.reader_inverse[c];
-                        }
-                        unsafe { t.write(p, cols.clone(), &requantized) }
-                    }
+                    Int8Target::U8(t) => unsafe { t.write(p, cols.clone(), &requantized) },
                 }
             }
         }
@@ -201,21 +200,14 @@ fn panel_outs(
     cols: &Range<usize>,
     out: &mut Vec<Int8Out>,
 ) -> bool {
-    out.clear();
-    for c in cols.clone().step_by(PANEL) {
-        let lanes = PANEL.min(cols.end - c);
-        let panel = targets.iter().find_map(|t| match t {
+    panels_of(cols, out, |c, lanes| {
+        targets.iter().find_map(|t| match t {
             Int8Target::F32(t) => t.panel(rows.start, c, lanes).map(Int8Out::F32),
             Int8Target::U8(t) => t
                 .panel(rows.start, c, lanes)
                 .map(|p| Int8Out::U8(p, reader_inverse[c..].as_ptr())),
-        });
-        match panel {
-            Some(panel) => out.push(panel),
-            None => return false,
-        }
-    }
-    true
+        })
+    })
 }
 
 #[cfg(test)]

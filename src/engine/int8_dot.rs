@@ -82,17 +82,8 @@ impl Int8Out {
         // SAFETY: the caller's guarantee.
         unsafe {
             match self {
-                Self::F32(o) => Self::F32(PanelOut {
-                    ptr: o.ptr.add(r * o.stride),
-                    ..o
-                }),
-                Self::U8(o, inverse) => Self::U8(
-                    PanelOut {
-                        ptr: o.ptr.add(r * o.stride),
-                        ..o
-                    },
-                    inverse,
-                ),
+                Self::F32(o) => Self::F32(o.at_row(r)),
+                Self::U8(o, inverse) => Self::U8(o.at_row(r), inverse),
             }
         }
     }

@@ -46,7 +46,7 @@ pub struct InferenceNet {
     dense: Vec<Dense>,
     workspace: Mutex<Workspace<f32>>,
     bf16_workspace: Mutex<Workspace<bf16>>,
-    /// The inception modules' u8 maps in int8 ([`int8_maps`]).
+    /// The u8 maps in int8 ([`int8_maps`]).
     int8_maps: Mutex<Workspace<u8>>,
 }
 
@@ -433,7 +433,6 @@ impl InceptionPlan {
             + self.projection.out_channels
     }
 
-    /// The module from the current map into the next one; every branch keeps the map's size.
     /// The window of the pool projection's max pool on a map of shape `s`, if every branch keeps
     /// the map's size there.
     fn pool_window(&self, s: Shape) -> Option<Window> {
@@ -444,6 +443,7 @@ impl InceptionPlan {
         keeps_size(Window::max_pool(self.pool, side))
     }
 
+    /// The module from the current map into the next one; every branch keeps the map's size.
     fn run<T: MapElement>(&self, ws: &mut Workspace<T>, s: Shape) -> Option<Shape> {
         let Workspace {
             current,

@@ -169,7 +169,7 @@ impl PackedWeights {
                         b,
                         kc,
                         // SAFETY: row r0 of each panel is inside its rows (caller's contract).
-                        c: outs.map(|p| unsafe { p.ptr.add(r0 * p.stride) }),
+                        c: outs.map(|p| unsafe { p.at_row(r0).ptr }),
                         c_stride: outs.map(|p| p.stride),
                         lanes: outs.map(|p| p.lanes),
                         accumulate: k0 > 0,
@@ -193,6 +193,20 @@ pub(crate) struct PanelOut<T = f32> {
     pub ptr: *mut T,
     pub stride: usize,
     pub lanes: usize,
+}
+
+impl<T> PanelOut<T> {
+    /// The same panel from its row `r` on.
+    ///
+    /// # Safety
+    /// Row `r` lies inside the panel's buffer.
+    pub unsafe fn at_row(self, r: usize) -> Self {
+        Self {
+            // SAFETY: the caller's guarantee.
+            ptr: unsafe { self.ptr.add(r * self.stride) },
+            ..self
+        }
+    }
 }
 
 /// The panels of a product buffer of `m` rows of `columns` floats, rounded up to a panel:
