@@ -54,35 +54,60 @@ pub(crate) fn forward_split<const N: usize>(
     }
 }
 
-/// Backward of [`forward_split`] for a unit written to one map: `dy` is the gradient at
-/// `layout`; the ReLU's mask is recomputed from `raw + bias`, as the forward pass computed it. On
-/// return `raw` holds the gradient of the convolution's output (the raw values are not needed
-/// after this), and `bias_grad` (overwritten) the bias's.
-pub(crate) fn backward(
+/// Backward of [`forward_split`]: `parts` hold the gradient of the output, each `(gradient, its
+/// layout, how many channels)` for the next channels in order, as the forward's parts; the ReLU's
+/// mask is recomputed from `raw + bias`, as the forward pass computed it. On return `raw` holds
+/// the gradient of the convolution's output (the raw values are not needed after this), and
+/// `bias_grad` (overwritten) the bias's.
+pub(crate) fn backward_split<const N: usize>(
     raw: &mut [f32],
     bias: &[f32],
-    dy: &[f32],
-    layout: Layout,
+    parts: [(&[f32], Layout, usize); N],
     bias_grad: &mut [f32],
 ) {
     let c = bias.len();
+    assert_eq!(
+        parts.iter().map(|(_, _, w)| w).sum::<usize>(),
+        c,
+        "parts cover every channel"
+    );
+    let pixels = raw.len() / c.max(1);
+    let parts: Vec<_> = parts.into_iter().filter(|(_, _, w)| *w > 0).collect();
+    for (dy, layout, width) in &parts {
+        assert!(
+            layout.offset + width <= layout.stride,
+            "channels past the pixel"
+        );
+        assert!(
+            pixels == 0 || dy.len() >= (pixels - 1) * layout.stride + layout.offset + width,
+            "gradient buffer shorter than the map"
+        );
+    }
     let chunk = chunk_pixels(c);
     let partials: Vec<Vec<f64>> = raw
         .par_chunks_mut(chunk * c)
-        .zip(dy.par_chunks(chunk * layout.stride))
-        .map(|(raw, dy)| {
+        .enumerate()
+        .map(|(i, raw)| {
             let mut sums = vec![0.0f64; c];
-            for (g, d) in raw.chunks_exact_mut(c).zip(dy.chunks(layout.stride)) {
-                let d = &d[layout.offset..layout.offset + c];
-                for (((g, &d), &b), s) in g.iter_mut().zip(d).zip(bias).zip(&mut sums) {
-                    *g = if *g + b > 0.0 { d } else { 0.0 };
-                    *s += *g as f64;
+            for (p, g) in raw.chunks_exact_mut(c).enumerate() {
+                let pixel = i * chunk + p;
+                let mut first = 0;
+                for (dy, layout, width) in &parts {
+                    let d = &dy[pixel * layout.stride + layout.offset..][..*width];
+                    let channels = first..first + width;
+                    first += width;
+                    let per_channel = bias[channels.clone()]
+                        .iter()
+                        .zip(&mut sums[channels.clone()]);
+                    for ((g, &d), (&b, s)) in g[channels].iter_mut().zip(d).zip(per_channel) {
+                        *g = if *g + b > 0.0 { d } else { 0.0 };
+                        *s += *g as f64;
+                    }
                 }
             }
             sums
         })
         .collect();
-    // Chunks in order, so the sum does not depend on the threads.
     for (ch, b) in bias_grad.iter_mut().enumerate() {
         *b = partials.iter().map(|p| p[ch]).sum::<f64>() as f32;
     }
@@ -108,7 +133,7 @@ mod tests {
         let dy: Vec<f32> = (0..p * 7).map(|i| ((i * 13) % 17) as f32 - 8.0).collect();
         let mut grad = raw.clone();
         let mut bias_grad = vec![f32::NAN; c];
-        backward(&mut grad, &bias, &dy, layout, &mut bias_grad);
+        backward_split(&mut grad, &bias, [(&dy, layout, c)], &mut bias_grad);
         let mut want_bias = [0.0f64; 3];
         for px in 0..p {
             for ch in 0..c {
@@ -185,5 +210,37 @@ mod split_tests {
             assert_eq!(b[px * 3..px * 3 + 3], whole[px * c + 2..px * c + 5]);
             assert_eq!([a[px * 4], a[px * 4 + 3]], [-1.0, -1.0]);
         }
+    }
+
+    #[test]
+    fn split_gradient_parts_give_the_dense_gradient() {
+        let (p, c) = (5000, 5);
+        let raw: Vec<f32> = (0..p * c)
+            .map(|i| ((i * 29) % 43) as f32 / 20.0 - 1.0)
+            .collect();
+        let bias = [0.5, -0.5, 1.0, 0.0, -0.3];
+        let dy: Vec<f32> = (0..p * c).map(|i| ((i * 13) % 17) as f32 - 8.0).collect();
+        let dense = |stride| Layout { stride, offset: 0 };
+        let (mut want, mut want_bias) = (raw.clone(), vec![0.0; c]);
+        backward_split(&mut want, &bias, [(&dy, dense(c), c)], &mut want_bias);
+        let (mut a, mut b) = (vec![f32::NAN; p * 4], vec![0.0; p * 3]);
+        for px in 0..p {
+            a[px * 4 + 1..][..2].copy_from_slice(&dy[px * c..][..2]);
+            b[px * 3..][..3].copy_from_slice(&dy[px * c + 2..][..3]);
+        }
+        let (mut got, mut got_bias) = (raw.clone(), vec![0.0; c]);
+        let strided = Layout {
+            stride: 4,
+            offset: 1,
+        };
+        backward_split(
+            &mut got,
+            &bias,
+            [(&a, strided, 2), (&[], dense(1), 0), (&b, dense(3), 3)],
+            &mut got_bias,
+        );
+        assert_eq!(got, want);
+        assert_eq!(got_bias, want_bias);
+        assert!(want_bias.iter().all(|g| *g != 0.0), "{want_bias:?}");
     }
 }

@@ -6,7 +6,8 @@
 //! for free). The fused unit's BatchNorm writes branch 1 straight into its channels of the
 //! concatenated map and the two reductions into their own buffers; the other branches' outputs are
 //! written into their channels of the concatenated map too, and their gradients are read from the
-//! same channels of the gradient map.
+//! same channels of the gradient map. The fused unit's backward pass reads its gradient the same
+//! way, branch 1's from the gradient map and the reductions' from their own buffers.
 
 use super::super::map::{Shape, grow};
 use super::conv::ConvScratch;
@@ -33,7 +34,6 @@ pub(crate) struct InceptionTrain {
     pooled: Vec<f32>,
     argmax: Vec<u32>,
     /// Gradient buffers of the backward pass.
-    fused_grad: Vec<f32>,
     reduced_grad: [Vec<f32>; 2],
     pooled_grad: Vec<f32>,
 }
@@ -58,7 +58,6 @@ impl InceptionTrain {
             reduced: [Vec::new(), Vec::new()],
             pooled: Vec::new(),
             argmax: Vec::new(),
-            fused_grad: Vec::new(),
             reduced_grad: [Vec::new(), Vec::new()],
             pooled_grad: Vec::new(),
         }
@@ -110,10 +109,6 @@ impl InceptionTrain {
             grow(r, p * r2.max(r3));
         }
         let [red2, red3] = &mut self.reduced;
-        let dense = |c| Layout {
-            stride: c,
-            offset: 0,
-        };
         self.fused.forward_split(
             x,
             xs,
@@ -177,7 +172,6 @@ impl InceptionTrain {
     ) {
         let p = xs.pixels();
         let [w1, r2, r3] = self.widths;
-        let fused_c = w1 + r2 + r3;
         let out_c = self.out_channels();
         let [o2, o3, o4] = self.offsets();
         grow(&mut self.pooled_grad, xs.len());
@@ -219,24 +213,14 @@ impl InceptionTrain {
             Some(&mut g3[..p * r3]),
             scratch,
         );
-        grow(&mut self.fused_grad, p * fused_c);
-        join_channels(
-            &mut self.fused_grad[..p * fused_c],
-            fused_c,
-            [
-                (dout, out_c, 0, w1),
-                (g2, r2, w1, r2),
-                (g3, r3, w1 + r2, r3),
-            ],
-        );
-        self.fused.backward(
+        self.fused.backward_split(
             x,
             xs,
-            &self.fused_grad[..p * fused_c],
-            Layout {
-                stride: fused_c,
-                offset: 0,
-            },
+            [
+                (dout, dense(out_c), w1),
+                (&g2[..p * r2], dense(r2), r2),
+                (&g3[..p * r3], dense(r3), r3),
+            ],
             Some(&mut dx[..xs.len()]),
             scratch,
         );
@@ -251,13 +235,10 @@ impl InceptionTrain {
     }
 }
 
-/// Copies channel groups of other maps into the `[pixels, c]` map `dst`: each part is `(source,
-/// its channels per pixel, first destination channel, width)`, read from offset 0 of the
-/// source's pixels.
-fn join_channels(dst: &mut [f32], c: usize, parts: [(&[f32], usize, usize, usize); 3]) {
-    for (src, stride, to, width) in parts {
-        for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks(stride)) {
-            d[to..to + width].copy_from_slice(&s[..width]);
-        }
+/// The layout of a map of `channels` channels of its own.
+fn dense(channels: usize) -> Layout {
+    Layout {
+        stride: channels,
+        offset: 0,
     }
 }

@@ -167,16 +167,32 @@ fn relu_gradient(x: f32, mean: f32, scale: f32, beta: f32, dy: f32) -> f32 {
     if out > 0.0 { dy } else { 0.0 }
 }
 
-/// Adds `Σg` and `Σg·(x − mean)` (`g = dy·[out > 0]`) over the pixels of `tile` for channels
-/// `start..start + W` to `first` and `second`, keeping the `W` running sums in registers; `dy` has
-/// its pixels `stride` floats apart from its first float.
+/// One part of a layer's output gradient in [`backward_split`]: `∂L/∂out` of channels
+/// `channels` (of the layer's), whose pixels are `stride` floats apart from `dy`'s first float.
+struct GradientPart<'a> {
+    dy: &'a [f32],
+    stride: usize,
+    channels: Range<usize>,
+}
+
+impl GradientPart<'_> {
+    /// `∂L/∂out` of the part's channels `start..start + width` at pixel `p`.
+    #[inline(always)]
+    fn at(&self, p: usize, start: usize, width: usize) -> &[f32] {
+        &self.dy[p * self.stride + start - self.channels.start..][..width]
+    }
+}
+
+/// Adds `Σg` and `Σg·(x − mean)` (`g = dy·[out > 0]`) over the pixels of `tile` (pixels
+/// `first_pixel..` of the layer) for channels `start..start + W`, which lie in `part`, to `first`
+/// and `second`, keeping the `W` running sums in registers.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn gradient_block<const W: usize>(
     tile: &[f32],
+    first_pixel: usize,
     stats: &BatchStats,
-    dy: &[f32],
-    stride: usize,
+    part: &GradientPart,
     start: usize,
     first: &mut [f64],
     second: &mut [f64],
@@ -190,7 +206,7 @@ fn gradient_block<const W: usize>(
     let (mut s1, mut s2) = ([0.0f64; W], [0.0f64; W]);
     for (p, pixel) in tile.chunks_exact(c).enumerate() {
         let x: &[f32; W] = pixel[start..start + W].try_into().unwrap();
-        let d: &[f32; W] = dy[p * stride + start..][..W].try_into().unwrap();
+        let d: &[f32; W] = part.at(first_pixel + p, start, W).try_into().unwrap();
         let sums = s1.iter_mut().zip(&mut s2);
         for (((s1, s2), (&x, &d)), ((&m, &s), &b)) in sums.zip(x.iter().zip(d)).zip(affine.clone())
         {
@@ -205,49 +221,60 @@ fn gradient_block<const W: usize>(
 
 simd_kernel! {
     /// Adds up, per channel, `g = dy·[out > 0]` and `g·(x − mean)` over the dense pixels of `raw`
-    /// into `sums = [Σg; channels] ++ [Σg·(x − mean); channels]` (overwritten), in f64; `dy` has
-    /// its pixels `stride` floats apart from its first float.
-    fn gradient_sums(raw: &[f32], stats: &BatchStats, dy: &[f32], stride: usize, sums: &mut [f64]) {
+    /// (pixels `first_pixel..` of the layer) into `sums = [Σg; channels] ++ [Σg·(x − mean);
+    /// channels]` (overwritten), in f64, `dy` read from the part that holds each channel.
+    fn gradient_sums(
+        raw: &[f32],
+        first_pixel: usize,
+        stats: &BatchStats,
+        parts: &[GradientPart],
+        sums: &mut [f64],
+    ) {
         let c = stats.mean.len();
         sums.fill(0.0);
         let (first, second) = sums.split_at_mut(c);
         for (t, tile) in raw.chunks(TILE * c).enumerate() {
-            let dy = &dy[t * TILE * stride..];
-            let mut start = 0;
-            while start + BLOCK <= c {
-                gradient_block::<BLOCK>(tile, stats, dy, stride, start, first, second);
-                start += BLOCK;
-            }
-            for start in start..c {
-                gradient_block::<1>(tile, stats, dy, stride, start, first, second);
+            let tile_pixel = first_pixel + t * TILE;
+            for part in parts {
+                let mut start = part.channels.start;
+                while start + BLOCK <= part.channels.end {
+                    gradient_block::<BLOCK>(tile, tile_pixel, stats, part, start, first, second);
+                    start += BLOCK;
+                }
+                for start in start..part.channels.end {
+                    gradient_block::<1>(tile, tile_pixel, stats, part, start, first, second);
+                }
             }
         }
     }
 }
 
 simd_kernel! {
-    /// Overwrites the dense pixels of `raw` with `∂L/∂raw = k·(g − shift − (x − mean)·slope)`,
-    /// `g = dy·[out > 0]`, per channel `k = gamma·inv_std`, `shift = Σg/P`,
-    /// `slope = inv_std²·Σg·(x − mean)/P` (the closed form of BatchNorm's backward pass);
-    /// `dy` has its pixels `stride` floats apart from its first float.
+    /// Overwrites the dense pixels of `raw` (pixels `first_pixel..` of the layer) with
+    /// `∂L/∂raw = k·(g − shift − (x − mean)·slope)`, `g = dy·[out > 0]`, per channel
+    /// `k = gamma·inv_std`, `shift = Σg/P`, `slope = inv_std²·Σg·(x − mean)/P` (the closed form
+    /// of BatchNorm's backward pass), `dy` read from the part that holds each channel.
     #[allow(clippy::too_many_arguments)]
     fn input_gradient(
         raw: &mut [f32],
+        first_pixel: usize,
         stats: &BatchStats,
         k: &[f32],
         shift: &[f32],
         slope: &[f32],
-        dy: &[f32],
-        stride: usize,
+        parts: &[GradientPart],
     ) {
         let c = stats.mean.len();
-        let affine = stats.mean.iter().zip(&stats.scale).zip(&stats.beta);
         for (p, pixel) in raw.chunks_exact_mut(c).enumerate() {
-            let d = &dy[p * stride..][..c];
-            let per_channel = affine.clone().zip(k).zip(shift).zip(slope);
-            for ((x, &d), (((((&m, &sc), &b), &k), &t), &s)) in pixel.iter_mut().zip(d).zip(per_channel) {
-                let g = relu_gradient(*x, m, sc, b, d);
-                *x = k * (g - t - (*x - m) * s);
+            for part in parts {
+                let ch = part.channels.clone();
+                let d = part.at(first_pixel + p, ch.start, ch.len());
+                let affine = stats.mean[ch.clone()].iter().zip(&stats.scale[ch.clone()]).zip(&stats.beta[ch.clone()]);
+                let per_channel = affine.zip(&k[ch.clone()]).zip(&shift[ch.clone()]).zip(&slope[ch.clone()]);
+                for ((x, &d), (((((&m, &sc), &b), &k), &t), &s)) in pixel[ch].iter_mut().zip(d).zip(per_channel) {
+                    let g = relu_gradient(*x, m, sc, b, d);
+                    *x = k * (g - t - (*x - m) * s);
+                }
             }
         }
     }
@@ -363,20 +390,21 @@ pub(crate) fn forward_split<const N: usize>(
     stats
 }
 
-/// Backward of [`forward_split`]. `dy`: ∂L/∂out in the forward's layout; the ReLU mask (`out > 0`) is
+/// Backward of [`forward_split`]. `parts`: ∂L/∂out, each part `(gradient, its layout, how many
+/// channels)` holding the next channels in order, as the forward's parts (an inception module's
+/// fused 1x1 unit reads branch 1's gradient from the concatenated map's and the reductions' from
+/// their own buffers, with no fused gradient map to copy them into). The ReLU mask (`out > 0`) is
 /// recomputed from `raw` and `stats`, bit for bit what the forward wrote. On return `raw` holds
 /// ∂L/∂raw (overwritten in place — the raw values are not needed after this); `dgamma`, `dbeta`
 /// overwritten. With g = dy·[out>0], x̂ = (raw−mean)·inv_std: dbeta = Σg, dgamma = Σ g·x̂,
 /// draw = gamma·inv_std·(g − dbeta/P − x̂·dgamma/P) — the gradient through the batch statistics,
 /// as PyTorch's `batch_norm_backward` in training mode.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn backward(
+pub(crate) fn backward_split<const N: usize>(
     raw: &mut [f32],
     channels: usize,
     gamma: &[f32],
     stats: &BatchStats,
-    dy: &[f32],
-    layout: Layout,
+    parts: [(&[f32], Layout, usize); N],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
 ) {
@@ -393,15 +421,30 @@ pub(crate) fn backward(
         dgamma.len() == c && dbeta.len() == c,
         "one gradient per channel"
     );
-    let span = layout.span(stats.count, c);
-    assert!(dy.len() >= span.end, "gradient buffer shorter than the map");
-    let dy = &dy[span];
-    let stride = layout.stride;
+    assert_eq!(
+        parts.iter().map(|(_, _, width)| width).sum::<usize>(),
+        c,
+        "the parts' channels add up to the layer's"
+    );
+    let mut from = 0;
+    let parts: Vec<GradientPart> = parts
+        .into_iter()
+        .filter(|(_, _, width)| *width > 0)
+        .map(|(dy, layout, width)| {
+            let span = layout.span(stats.count, width);
+            assert!(dy.len() >= span.end, "gradient buffer shorter than the map");
+            from += width;
+            GradientPart {
+                dy: &dy[span],
+                stride: layout.stride,
+                channels: from - width..from,
+            }
+        })
+        .collect();
     let chunk = chunk_pixels(c);
 
     let sums = chunked_sums(raw, c, |first, pixels, sums| {
-        let at = first * stride;
-        gradient_sums(pixels, stats, &dy[at..], stride, sums)
+        gradient_sums(pixels, first, stats, &parts, sums)
     });
     let n = stats.count.max(1) as f64;
     let mut k = vec![0.0f32; c];
@@ -419,8 +462,7 @@ pub(crate) fn backward(
     raw.par_chunks_mut(chunk * c)
         .enumerate()
         .for_each(|(i, pixels)| {
-            let at = i * chunk * stride;
-            input_gradient(pixels, stats, &k, &shift, &slope, &dy[at..], stride)
+            input_gradient(pixels, i * chunk, stats, &k, &shift, &slope, &parts)
         });
 }
 

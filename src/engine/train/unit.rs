@@ -131,6 +131,20 @@ impl ConvBn {
         dx: Option<&mut [f32]>,
         scratch: &mut ConvScratch,
     ) {
+        let c = self.conv.out_channels;
+        self.backward_split(x, xs, [(dy, layout, c)], dx, scratch);
+    }
+
+    /// [`Self::backward`] with the output's gradient read, in order, from several maps, as
+    /// [`Self::forward_split`] wrote the output ([`norm::backward_split`]'s parts).
+    pub fn backward_split<const N: usize>(
+        &mut self,
+        x: &[f32],
+        xs: Shape,
+        parts: [(&[f32], Layout, usize); N],
+        dx: Option<&mut [f32]>,
+        scratch: &mut ConvScratch,
+    ) {
         let ys = self.conv.output(xs).expect("shapes are planned");
         let draw = &mut self.raw[..ys.len()];
         if self.batch_norm {
@@ -138,18 +152,17 @@ impl ConvBn {
                 .stats
                 .take()
                 .expect("a forward pass before the backward pass");
-            norm::backward(
+            norm::backward_split(
                 draw,
                 ys.c,
                 &self.gamma,
                 &stats,
-                dy,
-                layout,
+                parts,
                 &mut self.gamma_grad,
                 &mut self.beta_grad,
             );
         } else {
-            bias::backward(draw, &self.beta, dy, layout, &mut self.beta_grad);
+            bias::backward_split(draw, &self.beta, parts, &mut self.beta_grad);
         }
         conv::backward(
             &self.conv,
