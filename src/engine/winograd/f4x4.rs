@@ -15,6 +15,7 @@
 //! rows. Positions are numbered ξ = 6i + j in a 6x6 tile.
 
 use super::super::simd::simd_kernel;
+use super::{WEIGHT_LANES, transform_weight_lanes};
 
 /// The columns of G: entry ξ of column k is `G[ξ, k]`.
 pub(super) const G_COLUMNS: [[f32; 6]; 3] = [
@@ -23,37 +24,19 @@ pub(super) const G_COLUMNS: [[f32; 6]; 3] = [
     [0.0, -1.0 / 6.0, -1.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0, 1.0],
 ];
 
-/// Filters transformed together, one vector of lanes.
-const LANES: usize = 16;
-
 simd_kernel! {
     /// `G g Gᵀ` of one input channel's 3x3 taps (each a row of `out` filters' weights) into the
-    /// 36 rows of `out`, [`LANES`] filters at a time.
+    /// 36 rows of `out`.
     pub(super) fn transform_weights(taps: [&[f32]; 9], out: &mut [f32]) {
-        let n = taps[0].len();
-        for o0 in (0..n).step_by(LANES) {
-            let lanes = LANES.min(n - o0);
-            let mut g = [[0.0f32; LANES]; 9];
-            for (g, tap) in g.iter_mut().zip(taps) {
-                g[..lanes].copy_from_slice(&tap[o0..o0 + lanes]);
-            }
-            // G g: each column x of the kernel, gg[x][i].
-            let gg = [0, 1, 2].map(|x| weight_column([g[x], g[3 + x], g[6 + x]]));
-            for i in 0..6 {
-                let u = weight_column([gg[0][i], gg[1][i], gg[2][i]]);
-                for (j, u) in u.iter().enumerate() {
-                    out[(i * 6 + j) * n + o0..][..lanes].copy_from_slice(&u[..lanes]);
-                }
-            }
-        }
+        transform_weight_lanes(taps, out, weight_column)
     }
 }
 
-/// `G g` of one column of three taps, [`LANES`] filters each.
+/// `G g` of one column of three taps, [`WEIGHT_LANES`] filters each.
 #[inline(always)]
-fn weight_column([g0, g1, g2]: [[f32; LANES]; 3]) -> [[f32; LANES]; 6] {
-    let mut u = [[0.0f32; LANES]; 6];
-    for o in 0..LANES {
+fn weight_column([g0, g1, g2]: [[f32; WEIGHT_LANES]; 3]) -> [[f32; WEIGHT_LANES]; 6] {
+    let mut u = [[0.0f32; WEIGHT_LANES]; 6];
+    for o in 0..WEIGHT_LANES {
         let (a, b, c) = (g0[o], g1[o], g2[o]);
         u[0][o] = 0.25 * a;
         u[1][o] = -(a + b + c) / 6.0;

@@ -515,21 +515,54 @@ simd_kernel! {
     /// rows of `out` (position ξ = 4i + j of the 4x4 tile), with G of F(2x2, 3x3):
     /// `[[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
     fn transform_weights(taps: [&[f32]; 9], out: &mut [f32]) {
-        let n = taps[0].len();
-        let g = |y: usize, x: usize, o: usize| taps[y * 3 + x][o];
-        for o in 0..n {
-            // G g: rows combined, gg[x][i] for column x of the kernel.
-            let gg = [0, 1, 2].map(|x| {
-                let [g0, g1, g2] = [0, 1, 2].map(|y| g(y, x, o));
-                [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]
-            });
-            // (G g) Gᵀ: columns combined.
-            for i in 0..4 {
-                let [r0, r1, r2] = [gg[0][i], gg[1][i], gg[2][i]];
-                let u = [r0, 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2];
-                for (j, value) in u.into_iter().enumerate() {
-                    out[(i * 4 + j) * n + o] = value;
-                }
+        transform_weight_lanes(taps, out, weight_column)
+    }
+}
+
+/// `G g` of one column of three taps of F(2x2, 3x3), [`WEIGHT_LANES`] filters each.
+#[inline(always)]
+fn weight_column([g0, g1, g2]: [[f32; WEIGHT_LANES]; 3]) -> [[f32; WEIGHT_LANES]; 4] {
+    let mut u = [[0.0f32; WEIGHT_LANES]; 4];
+    for o in 0..WEIGHT_LANES {
+        let (a, b, c) = (g0[o], g1[o], g2[o]);
+        u[0][o] = a;
+        u[1][o] = 0.5 * (a + b + c);
+        u[2][o] = 0.5 * (a - b + c);
+        u[3][o] = c;
+    }
+    u
+}
+
+/// Filters transformed together by the weight transforms, one vector of lanes.
+const WEIGHT_LANES: usize = 16;
+
+/// `G g Gᵀ` of one input channel's 3x3 taps (each a row of `n` filters' weights) into the `A²`
+/// rows of `out` (position ξ = A·i + j of the A x A tile), [`WEIGHT_LANES`] filters at a time;
+/// `column` is `G g` of one column of three taps.
+#[inline(always)]
+fn transform_weight_lanes<const A: usize>(
+    taps: [&[f32]; 9],
+    out: &mut [f32],
+    column: impl Fn([[f32; WEIGHT_LANES]; 3]) -> [[f32; WEIGHT_LANES]; A],
+) {
+    let n = taps[0].len();
+    for o0 in (0..n).step_by(WEIGHT_LANES) {
+        let lanes = WEIGHT_LANES.min(n - o0);
+        let mut g = [[0.0f32; WEIGHT_LANES]; 9];
+        for (g, tap) in g.iter_mut().zip(taps) {
+            g[..lanes].copy_from_slice(&tap[o0..o0 + lanes]);
+        }
+        // G g: each column x of the kernel, gg[x][i].
+        let gg = [
+            column([g[0], g[3], g[6]]),
+            column([g[1], g[4], g[7]]),
+            column([g[2], g[5], g[8]]),
+        ];
+        // (G g) Gᵀ: the rows combined.
+        for i in 0..A {
+            let u = column([gg[0][i], gg[1][i], gg[2][i]]);
+            for (j, u) in u.iter().enumerate() {
+                out[(i * A + j) * n + o0..][..lanes].copy_from_slice(&u[..lanes]);
             }
         }
     }
@@ -883,6 +916,7 @@ unsafe fn transform_output_avx512<const P: usize, const Q: usize>(
 
 #[cfg(test)]
 mod tests {
+
     use half::bf16;
 
     use super::{Tiling, Winograd};
