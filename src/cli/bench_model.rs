@@ -7,8 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 use clap::{Args, ValueEnum};
@@ -25,6 +24,7 @@ use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetConfig, Variant};
 use crate::train::HostBatch;
 use crate::train::loss::LossWeighting;
+use crate::train::sgd::FusedSgd;
 use crate::train::step::{Stepper, TrainEngine};
 
 #[derive(Args, Debug)]
@@ -335,7 +335,7 @@ fn train_step(
 
 /// The same step as [`train_step`] on the fast CPU path, as the trainer runs it ([`Stepper`]):
 /// the weights copied in, forward and backward on [`crate::engine::TrainNet`], the running
-/// statistics written back, its gradients through burn's SGD.
+/// statistics written back, its gradients through the trainer's SGD.
 fn fast_train_step(
     model: GoogLeNet,
     pixels: Vec<f32>,
@@ -365,15 +365,9 @@ fn fast_train_step(
     }))
 }
 
-/// SGD with momentum 0.9 and dampening 0, as the paper and PyTorch step.
+/// SGD with momentum 0.9 and dampening 0, as the paper and PyTorch step, as the trainer runs it.
 fn momentum_sgd() -> ModuleOptimizer {
-    SgdConfig::new()
-        .with_momentum(Some(MomentumConfig {
-            momentum: 0.9,
-            dampening: 0.0,
-            nesterov: false,
-        }))
-        .init()
+    FusedSgd::new(0.9, 0.0).init()
 }
 
 fn median(sorted: &[f64]) -> f64 {

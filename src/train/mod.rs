@@ -23,6 +23,7 @@ mod run_start;
 pub mod schedule;
 mod seeds;
 pub mod session;
+pub mod sgd;
 pub mod small_batch;
 pub mod source;
 pub mod state;

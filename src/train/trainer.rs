@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
 use super::checkpoint::Checkpoints;
@@ -30,6 +29,7 @@ use super::run_start::start;
 use super::schedule::Progress;
 use super::seeds::{AUGMENT, DROPOUT, epoch_order};
 use super::session::Session;
+use super::sgd::FusedSgd;
 use super::small_batch::{Dropped, smallest_trainable_batch};
 use super::source::{Split, TrainData, mix};
 use super::state::TrainState;
@@ -94,18 +94,9 @@ impl TrainOptions {
 }
 
 /// The SGD optimiser of `config`: PyTorch's update (weight decay added to the gradient, then
-/// momentum with dampening 0).
+/// momentum with dampening 0), fused on the CPU ([`FusedSgd`]).
 pub fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
-    SgdConfig::new()
-        .with_momentum((config.momentum > 0.0).then_some(MomentumConfig {
-            momentum: config.momentum,
-            dampening: 0.0,
-            nesterov: false,
-        }))
-        .with_weight_decay(
-            (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)),
-        )
-        .init()
+    FusedSgd::new(config.momentum, config.weight_decay).init()
 }
 
 /// Builds the network `config` describes on `device`.
