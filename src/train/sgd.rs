@@ -135,12 +135,11 @@ impl FusedSgd {
         let device = tensor.device();
         let mut w = tensor.into_data();
         let g = grad.into_data();
-        let keep = self.momentum.is_some();
-        let mut v = match (keep, velocity) {
-            (true, Some(v)) => Some(v.into_data()),
-            _ => None,
-        };
-        let first = keep && v.is_none();
+        let mut v = velocity
+            .filter(|_| self.momentum.is_some())
+            .map(Tensor::into_data);
+        // The first step's velocity is the step itself (burn's `v ← g`).
+        let first = self.momentum.is_some() && v.is_none();
         if first {
             v = Some(TensorData::new(
                 vec![0.0f32; g.num_elements()],
@@ -156,43 +155,29 @@ impl FusedSgd {
                 Some(decay) => w * decay + g,
                 None => g,
             };
-            // A parameter of one chunk (BatchNorm's, a bias) is updated here: handing it to
-            // the pool would cost more than the update.
-            let serial = w.len() <= CHUNK;
             match (momentum, v.as_mut()) {
                 (Some(momentum), Some(v)) => {
                     let v = v.as_mut_slice::<f32>().expect("an f32 velocity");
                     assert_eq!(v.len(), g.len(), "a velocity of the parameter's size");
-                    let update = |((w, g), v): ((&mut [f32], &[f32]), &mut [f32])| {
-                        for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
-                            let step = decayed(*w, g);
-                            *v = if first { step } else { step + *v * momentum };
-                            *w -= *v * lr;
-                        }
-                    };
-                    if serial {
-                        update(((w, g), v));
-                    } else {
-                        w.par_chunks_mut(CHUNK)
-                            .zip(g.par_chunks(CHUNK))
-                            .zip(v.par_chunks_mut(CHUNK))
-                            .for_each(update);
-                    }
+                    w.par_chunks_mut(CHUNK)
+                        .zip(g.par_chunks(CHUNK))
+                        .zip(v.par_chunks_mut(CHUNK))
+                        .for_each(|((w, g), v)| {
+                            for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
+                                let step = decayed(*w, g);
+                                *v = if first { step } else { step + *v * momentum };
+                                *w -= *v * lr;
+                            }
+                        });
                 }
-                _ => {
-                    let update = |(w, g): (&mut [f32], &[f32])| {
+                _ => w
+                    .par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK))
+                    .for_each(|(w, g)| {
                         for (w, &g) in w.iter_mut().zip(g) {
                             *w -= decayed(*w, g) * lr;
                         }
-                    };
-                    if serial {
-                        update((w, g));
-                    } else {
-                        w.par_chunks_mut(CHUNK)
-                            .zip(g.par_chunks(CHUNK))
-                            .for_each(update);
-                    }
-                }
+                    }),
             }
         }
         (

@@ -81,10 +81,7 @@ impl AuxTrain {
             &self.pooled[..ps.len()],
             ps,
             &mut self.conv_out[..cs.len()],
-            Layout {
-                stride: cs.c,
-                offset: 0,
-            },
+            Layout::dense(cs.c),
             scratch,
         );
         self.fc1
@@ -128,10 +125,7 @@ impl AuxTrain {
             &self.pooled[..ps.len()],
             ps,
             &self.conv_grad[..cs.len()],
-            Layout {
-                stride: cs.c,
-                offset: 0,
-            },
+            Layout::dense(cs.c),
             Some(&mut self.pooled_grad[..ps.len()]),
             scratch,
         );

@@ -30,11 +30,7 @@ pub(crate) fn forward_split<const N: usize>(
     for (out, layout, width) in &mut parts {
         let (layout, width) = (*layout, *width);
         assert!(
-            layout.offset + width <= layout.stride,
-            "channels past the pixel"
-        );
-        assert!(
-            pixels == 0 || out.len() >= (pixels - 1) * layout.stride + layout.offset + width,
+            out.len() >= layout.span(pixels, width).end,
             "output buffer shorter than the map"
         );
         let chunk = chunk_pixels(c);
@@ -75,11 +71,7 @@ pub(crate) fn backward_split<const N: usize>(
     let parts: Vec<_> = parts.into_iter().filter(|(_, _, w)| *w > 0).collect();
     for (dy, layout, width) in &parts {
         assert!(
-            layout.offset + width <= layout.stride,
-            "channels past the pixel"
-        );
-        assert!(
-            pixels == 0 || dy.len() >= (pixels - 1) * layout.stride + layout.offset + width,
+            dy.len() >= layout.span(pixels, *width).end,
             "gradient buffer shorter than the map"
         );
     }
@@ -108,6 +100,7 @@ pub(crate) fn backward_split<const N: usize>(
             sums
         })
         .collect();
+    // Chunks in order, so the sum does not depend on the threads.
     for (ch, b) in bias_grad.iter_mut().enumerate() {
         *b = partials.iter().map(|p| p[ch]).sum::<f64>() as f32;
     }
@@ -170,18 +163,7 @@ mod split_tests {
         let raw: Vec<f32> = (0..p * c).map(|i| i as f32 - 20.0).collect();
         let bias = [0.5, -0.5, 1.0, 0.0, 2.0];
         let mut whole = vec![0.0; p * c];
-        forward_split(
-            &raw,
-            &bias,
-            [(
-                &mut whole,
-                Layout {
-                    stride: c,
-                    offset: 0,
-                },
-                c,
-            )],
-        );
+        forward_split(&raw, &bias, [(&mut whole, Layout::dense(c), c)]);
         let (mut a, mut b) = (vec![-1.0; p * 4], vec![-1.0; p * 3]);
         forward_split(
             &raw,
@@ -195,14 +177,7 @@ mod split_tests {
                     },
                     2,
                 ),
-                (
-                    &mut b,
-                    Layout {
-                        stride: 3,
-                        offset: 0,
-                    },
-                    3,
-                ),
+                (&mut b, Layout::dense(3), 3),
             ],
         );
         for px in 0..p {
@@ -220,9 +195,13 @@ mod split_tests {
             .collect();
         let bias = [0.5, -0.5, 1.0, 0.0, -0.3];
         let dy: Vec<f32> = (0..p * c).map(|i| ((i * 13) % 17) as f32 - 8.0).collect();
-        let dense = |stride| Layout { stride, offset: 0 };
         let (mut want, mut want_bias) = (raw.clone(), vec![0.0; c]);
-        backward_split(&mut want, &bias, [(&dy, dense(c), c)], &mut want_bias);
+        backward_split(
+            &mut want,
+            &bias,
+            [(&dy, Layout::dense(c), c)],
+            &mut want_bias,
+        );
         let (mut a, mut b) = (vec![f32::NAN; p * 4], vec![0.0; p * 3]);
         for px in 0..p {
             a[px * 4 + 1..][..2].copy_from_slice(&dy[px * c..][..2]);
@@ -236,7 +215,11 @@ mod split_tests {
         backward_split(
             &mut got,
             &bias,
-            [(&a, strided, 2), (&[], dense(1), 0), (&b, dense(3), 3)],
+            [
+                (&a, strided, 2),
+                (&[], Layout::dense(1), 0),
+                (&b, Layout::dense(3), 3),
+            ],
             &mut got_bias,
         );
         assert_eq!(got, want);

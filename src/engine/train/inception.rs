@@ -113,9 +113,9 @@ impl InceptionTrain {
             x,
             xs,
             [
-                (&mut out[..], dense(out_c), w1),
-                (&mut red2[..p * r2], dense(r2), r2),
-                (&mut red3[..p * r3], dense(r3), r3),
+                (&mut out[..], Layout::dense(out_c), w1),
+                (&mut red2[..p * r2], Layout::dense(r2), r2),
+                (&mut red3[..p * r3], Layout::dense(r3), r3),
             ],
             scratch,
         );
@@ -217,9 +217,9 @@ impl InceptionTrain {
             x,
             xs,
             [
-                (dout, dense(out_c), w1),
-                (&g2[..p * r2], dense(r2), r2),
-                (&g3[..p * r3], dense(r3), r3),
+                (dout, Layout::dense(out_c), w1),
+                (&g2[..p * r2], Layout::dense(r2), r2),
+                (&g3[..p * r3], Layout::dense(r3), r3),
             ],
             Some(&mut dx[..xs.len()]),
             scratch,
@@ -232,13 +232,5 @@ impl InceptionTrain {
             dx,
             GradientWrite::Accumulate,
         );
-    }
-}
-
-/// The layout of a map of `channels` channels of its own.
-fn dense(channels: usize) -> Layout {
-    Layout {
-        stride: channels,
-        offset: 0,
     }
 }

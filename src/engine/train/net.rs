@@ -39,16 +39,7 @@ impl Stage {
         match self {
             Stage::Conv(unit) => {
                 let c = unit.conv.out_channels;
-                unit.forward(
-                    x,
-                    xs,
-                    y,
-                    Layout {
-                        stride: c,
-                        offset: 0,
-                    },
-                    scratch,
-                );
+                unit.forward(x, xs, y, Layout::dense(c), scratch);
             }
             Stage::MaxPool(pool, argmax) => {
                 argmax.resize(y.len(), 0);
@@ -71,10 +62,7 @@ impl Stage {
         match self {
             Stage::Conv(unit) => {
                 let c = unit.conv.out_channels;
-                let layout = Layout {
-                    stride: c,
-                    offset: 0,
-                };
+                let layout = Layout::dense(c);
                 unit.backward(x, xs, dy, layout, dx, scratch);
             }
             Stage::MaxPool(pool, argmax) => {

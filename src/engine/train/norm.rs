@@ -26,10 +26,18 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
+    /// A map of `channels` channels of its own: stride = channels, offset 0.
+    pub(crate) fn dense(channels: usize) -> Self {
+        Self {
+            stride: channels,
+            offset: 0,
+        }
+    }
+
     /// The floats a buffer in this layout spans for `pixels` pixels of `channels` channels, from
     /// the first channel of the first pixel to the last channel of the last (empty for no
     /// pixels); a longer buffer is fine.
-    fn span(&self, pixels: usize, channels: usize) -> Range<usize> {
+    pub(crate) fn span(&self, pixels: usize, channels: usize) -> Range<usize> {
         assert!(
             self.offset + channels <= self.stride,
             "channels {}..{} do not fit in a pixel of {}",

@@ -65,14 +65,6 @@ fn forward(
     forward_split(raw, c, gamma, beta, eps, [(out, layout, c)])
 }
 
-/// A dense map of `c` channels.
-fn dense(c: usize) -> Layout {
-    Layout {
-        stride: c,
-        offset: 0,
-    }
-}
-
 /// Whether `got` is within `abs + rel·|want|` of `want`.
 fn close(got: f32, want: f64, abs: f64, rel: f64) -> bool {
     (got as f64 - want).abs() <= abs + rel * want.abs()
@@ -88,7 +80,7 @@ fn forward_matches_f64_reference() {
     let gamma = rng.vec(c, 0.0, 1.5);
     let beta = rng.vec(c, 0.0, 0.5);
     let mut out = vec![f32::NAN; p * c];
-    let stats = forward(&raw, c, &gamma, &beta, EPS, &mut out, dense(c));
+    let stats = forward(&raw, c, &gamma, &beta, EPS, &mut out, Layout::dense(c));
     let (want, mean, var) = reference(&wide(&raw), c, &wide(&gamma), &wide(&beta));
     assert_eq!(stats.count, p);
     for ch in 0..c {
@@ -119,7 +111,7 @@ fn statistics_survive_a_large_mean() {
     let ones = vec![1.0; c];
     let zeros = vec![0.0; c];
     let mut out = vec![0.0; p * c];
-    let stats = forward(&raw, c, &ones, &zeros, EPS, &mut out, dense(c));
+    let stats = forward(&raw, c, &ones, &zeros, EPS, &mut out, Layout::dense(c));
     let (_, mean, var) = reference(&wide(&raw), c, &wide(&ones), &wide(&zeros));
     for ch in 0..c {
         assert!(close(stats.mean[ch], mean[ch], 0.0, 1e-7), "mean {ch}");
@@ -145,14 +137,14 @@ fn backward_matches_finite_differences_and_closed_form() {
     let beta = rng.vec(c, 0.0, 0.5);
     let r = rng.vec(p * c, 0.0, 1.0);
     let mut out = vec![0.0; p * c];
-    let stats = forward(&raw, c, &gamma, &beta, EPS, &mut out, dense(c));
+    let stats = forward(&raw, c, &gamma, &beta, EPS, &mut out, Layout::dense(c));
     let (mut draw, mut dgamma, mut dbeta) = (raw.clone(), vec![9.0; c], vec![9.0; c]);
     backward_split(
         &mut draw,
         c,
         &gamma,
         &stats,
-        [(&r, dense(c), c)],
+        [(&r, Layout::dense(c), c)],
         &mut dgamma,
         &mut dbeta,
     );
@@ -229,7 +221,15 @@ fn strided_layout_touches_only_its_channels() {
     let dy_dense = rng.vec(p * c, 0.0, 1.0);
 
     let mut dense_out = vec![0.0; p * c];
-    let dense_stats = forward(&raw, c, &gamma, &beta, EPS, &mut dense_out, dense(c));
+    let dense_stats = forward(
+        &raw,
+        c,
+        &gamma,
+        &beta,
+        EPS,
+        &mut dense_out,
+        Layout::dense(c),
+    );
     let mut out = vec![7.5; len];
     let stats = forward(&raw, c, &gamma, &beta, EPS, &mut out, layout);
     assert_eq!(stats.mean, dense_stats.mean);
@@ -253,7 +253,7 @@ fn strided_layout_touches_only_its_channels() {
         c,
         &gamma,
         &dense_stats,
-        [(&dy_dense, dense(c), c)],
+        [(&dy_dense, Layout::dense(c), c)],
         &mut dgamma_dense,
         &mut dbeta_dense,
     );
@@ -283,7 +283,15 @@ fn split_output_matches_dense() {
     let gamma = rng.vec(c, 0.5, 1.0);
     let beta = rng.vec(c, 0.0, 1.0);
     let mut dense_out = vec![0.0; p * c];
-    let dense_stats = forward(&raw, c, &gamma, &beta, EPS, &mut dense_out, dense(c));
+    let dense_stats = forward(
+        &raw,
+        c,
+        &gamma,
+        &beta,
+        EPS,
+        &mut dense_out,
+        Layout::dense(c),
+    );
     let (mut wide, mut middle, mut empty) = (vec![7.5; p * 9], vec![0.0; p * 17], vec![]);
     let wide_layout = Layout {
         stride: 9,
@@ -297,8 +305,8 @@ fn split_output_matches_dense() {
         EPS,
         [
             (&mut wide[..], wide_layout, 4),
-            (&mut empty[..], dense(1), 0),
-            (&mut middle[..], dense(17), 17),
+            (&mut empty[..], Layout::dense(1), 0),
+            (&mut middle[..], Layout::dense(17), 17),
         ],
     );
     assert_eq!((stats.mean, stats.var), (dense_stats.mean, dense_stats.var));
@@ -322,7 +330,7 @@ fn split_gradient_matches_dense() {
     let beta = rng.vec(c, 0.5, 0.5);
     let dy_dense = rng.vec(p * c, 0.0, 1.0);
     let mut out = vec![0.0; p * c];
-    let stats = forward(&raw, c, &gamma, &beta, EPS, &mut out, dense(c));
+    let stats = forward(&raw, c, &gamma, &beta, EPS, &mut out, Layout::dense(c));
     let (mut draw_dense, mut dgamma_dense, mut dbeta_dense) =
         (raw.clone(), vec![0.0; c], vec![0.0; c]);
     backward_split(
@@ -330,7 +338,7 @@ fn split_gradient_matches_dense() {
         c,
         &gamma,
         &stats,
-        [(&dy_dense, dense(c), c)],
+        [(&dy_dense, Layout::dense(c), c)],
         &mut dgamma_dense,
         &mut dbeta_dense,
     );
@@ -352,8 +360,8 @@ fn split_gradient_matches_dense() {
         &stats,
         [
             (&wide, wide_layout, 20),
-            (&[], dense(1), 0),
-            (&last, dense(17), 17),
+            (&[], Layout::dense(1), 0),
+            (&last, Layout::dense(17), 17),
         ],
         &mut dgamma,
         &mut dbeta,
@@ -376,14 +384,14 @@ fn results_do_not_depend_on_threads() {
     let dy = rng.vec(p * c, 0.0, 1.0);
     let run = || {
         let mut out = vec![0.0; p * c];
-        let stats = forward(&raw, c, &gamma, &beta, EPS, &mut out, dense(c));
+        let stats = forward(&raw, c, &gamma, &beta, EPS, &mut out, Layout::dense(c));
         let (mut draw, mut dgamma, mut dbeta) = (raw.clone(), vec![0.0; c], vec![0.0; c]);
         backward_split(
             &mut draw,
             c,
             &gamma,
             &stats,
-            [(&dy, dense(c), c)],
+            [(&dy, Layout::dense(c), c)],
             &mut dgamma,
             &mut dbeta,
         );
@@ -403,7 +411,15 @@ fn results_do_not_depend_on_threads() {
 fn running_statistics_follow_pytorch() {
     let raw = [1.0, 0.0, 2.0, 0.0, 3.0, 0.0, 4.0, 0.0];
     let mut out = [0.0; 8];
-    let stats = forward(&raw, 2, &[1.0; 2], &[0.0; 2], EPS, &mut out, dense(2));
+    let stats = forward(
+        &raw,
+        2,
+        &[1.0; 2],
+        &[0.0; 2],
+        EPS,
+        &mut out,
+        Layout::dense(2),
+    );
     assert_eq!(stats.mean, [2.5, 0.0]);
     assert_eq!(stats.var, [1.25, 0.0]);
     assert!(close(stats.inv_std[0], 1.0 / 1.251f64.sqrt(), 0.0, 1e-7));
