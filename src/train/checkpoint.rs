@@ -15,6 +15,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 
+use super::optimizer_record_check;
 use super::polyak::Polyak;
 use super::state::TrainState;
 use crate::model::GoogLeNet;
@@ -280,6 +281,7 @@ impl Checkpoints {
             })?;
         load_module(&mut model, &dir.join(MODEL))?;
         let path = dir.join(OPTIMIZER);
+        optimizer_record_check::check(&path, &model).map_err(|reason| store_err(&path, reason))?;
         let optimizer = optimizer.load(&path).map_err(|e| store(&path, e))?;
         let polyak = match polyak {
             Some((mut average, decay)) => {

@@ -13,6 +13,7 @@ pub mod folders;
 pub mod init;
 pub mod loss;
 pub mod metrics;
+mod optimizer_record_check;
 mod optimizer_step;
 pub mod outcome;
 pub mod output;

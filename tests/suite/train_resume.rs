@@ -331,6 +331,126 @@ fn a_second_run_into_the_same_folder_is_refused() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// `optimizer.bpk` rewritten with `change` applied to its tensors (name, dtype, shape, parameter
+/// id, bytes) and its rank entries, the rest as it was.
+fn forge_optimizer_state(
+    path: &Path,
+    change: impl Fn(
+        &mut Vec<burn::store::burn_pack::Tensor>,
+        &mut Vec<(String, burn::store::burn_pack::Scalar)>,
+    ),
+) {
+    use burn::store::burn_pack::{Reader, Writer};
+    let reader = Reader::from_file(path).unwrap();
+    let mut scalars: Vec<_> = reader.scalars().clone().into_iter().collect();
+    let metadata = reader.metadata().clone();
+    let mut tensors = reader.into_tensors().unwrap();
+    // The file's bytes are read before it is rewritten.
+    tensors = tensors
+        .into_iter()
+        .map(|t| {
+            let (name, dtype, shape, id, bytes) = t.into_parts().unwrap();
+            let bytes = burn::store::burn_pack::Bytes::from_bytes_vec(bytes.to_vec());
+            burn::store::burn_pack::Tensor::new(name, dtype, shape, id, bytes)
+        })
+        .collect();
+    change(&mut tensors, &mut scalars);
+    let mut writer = Writer::new(tensors);
+    for (key, value) in &scalars {
+        writer = writer.with_scalar(key, *value);
+    }
+    for (key, value) in &metadata {
+        writer = writer.with_metadata(key, value);
+    }
+    std::fs::remove_file(path).unwrap();
+    writer.write_to_file(path).unwrap();
+}
+
+#[test]
+fn a_damaged_or_foreign_optimizer_state_is_refused_naming_the_file() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = fresh_dir("damaged-optimizer");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut first = Hooked::new();
+    first.stop_at = Some((1, stop.clone()));
+    let outcome = train(&config(), &first, &options(&out, false, stop)).unwrap();
+    let Outcome::Interrupted { checkpoint, .. } = outcome else {
+        panic!("expected an interruption, got {outcome:?}")
+    };
+    let path = checkpoint.join("optimizer.bpk");
+    let good = bytes(&path);
+    let model = bytes(&checkpoint.join("model.bpk"));
+    let resume = || {
+        train(
+            &config(),
+            &Hooked::new(),
+            &options(&out, true, Arc::new(AtomicBool::new(false))),
+        )
+    };
+
+    let truncated = good.len() / 2;
+    std::fs::write(&path, &good[..truncated]).unwrap();
+    let err = resume().expect_err("a truncated optimizer.bpk");
+    assert!(matches!(err, TrainError::Resume(_)), "{err}");
+    assert!(err.to_string().contains("optimizer.bpk"), "{err}");
+
+    std::fs::write(&path, &good).unwrap();
+    forge_optimizer_state(&path, |tensors, _| {
+        let t = tensors.remove(0);
+        let n: usize = t.shape.as_slice().iter().product();
+        let (name, dtype, _, id, bytes) = t.into_parts().unwrap();
+        tensors.insert(
+            0,
+            burn::store::burn_pack::Tensor::new(name, dtype, [n], id, bytes),
+        );
+    });
+    let err = resume().expect_err("a momentum buffer of another shape");
+    let message = err.to_string();
+    assert!(message.contains("optimizer.bpk"), "{message}");
+    assert!(message.contains("but its parameter is F32"), "{message}");
+
+    std::fs::write(&path, &good).unwrap();
+    forge_optimizer_state(&path, |_, scalars| {
+        let (_, rank) = scalars
+            .iter_mut()
+            .find(|(key, _)| key.ends_with(".__rank"))
+            .expect("a rank entry");
+        *rank = burn::store::burn_pack::Scalar::from(3usize);
+    });
+    let err = resume().expect_err("a rank that is not the parameter's");
+    let message = err.to_string();
+    assert!(message.contains("optimizer.bpk"), "{message}");
+    assert!(message.contains("recorded with rank 3"), "{message}");
+
+    std::fs::write(&path, &good).unwrap();
+    forge_optimizer_state(&path, |tensors, _| {
+        let t = tensors.remove(0);
+        let (name, dtype, shape, _, bytes) = t.into_parts().unwrap();
+        tensors.insert(
+            0,
+            burn::store::burn_pack::Tensor::new(name, dtype, shape, Some(u64::MAX), bytes),
+        );
+    });
+    let err = resume().expect_err("state for a parameter this model lacks");
+    assert!(
+        err.to_string().contains("which this model does not have"),
+        "{err}"
+    );
+
+    assert_eq!(
+        bytes(&checkpoint.join("model.bpk")),
+        model,
+        "the checkpoint is kept"
+    );
+    std::fs::write(&path, &good).unwrap();
+    let outcome = resume().expect("the undamaged checkpoint resumes");
+    assert!(
+        matches!(outcome, Outcome::Finished { epochs: 2, .. }),
+        "{outcome:?}"
+    );
+    let _ = std::fs::remove_dir_all(out);
+}
+
 fn file_names(paths: &[std::path::PathBuf]) -> Vec<String> {
     paths
         .iter()
