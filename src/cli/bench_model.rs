@@ -180,8 +180,13 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
         engine,
         device: args.device.to_string(),
         precision: args.precision,
-        bf16_kernel: (engine == Engine::Fast && args.precision == Precision::Bf16)
-            .then(|| Bf16Kernel::detect().name()),
+        bf16_kernel: (engine == Engine::Fast && args.precision == Precision::Bf16).then(|| {
+            match args.mode {
+                Mode::Infer => Bf16Kernel::detect(),
+                Mode::Train => Bf16Kernel::for_training(),
+            }
+            .name()
+        }),
         int8_kernel: args
             .int8_calibration
             .as_ref()
@@ -213,16 +218,12 @@ fn engine(args: &BenchModelArgs) -> Result<Engine> {
     let fast_fits = args.device == DeviceSpec::Cpu
         && match args.mode {
             Mode::Infer => args.precision != Precision::F16,
-            Mode::Train => {
-                let bf16 =
-                    args.precision == Precision::Bf16 && Bf16Kernel::for_training().is_some();
-                (args.precision == Precision::F32 || bf16) && args.variant != Variant::KerasSeed
-            }
+            Mode::Train => args.precision != Precision::F16 && args.variant != Variant::KerasSeed,
         };
     match args.engine {
         Some(Engine::Fast) if !fast_fits => bail!(
             "--engine fast runs on cpu, infers in f32 or bf16 and trains the paper and torchvision \
-             variants in f32 (bf16 where the CPU has AMX tiles or AVX512-BF16); use --engine burn for {} of {} \
+             variants in f32 or bf16; use --engine burn for {} of {} \
              on {} in {}",
             match args.mode {
                 Mode::Infer => "inference",

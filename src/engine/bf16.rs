@@ -34,15 +34,19 @@ pub enum Bf16Kernel {
     Amx,
     /// AVX512-BF16's `VDPBF16PS` dot products (AMD Zen 4 and later).
     Avx512Bf16,
-    /// The f32 GEMM on bf16-rounded operands.
+    /// The f32 kernels on bf16-rounded operands.
     Portable,
 }
 
 impl Bf16Kernel {
-    /// The kernel a bf16 training step's products run on here (AMX tiles, else AVX512-BF16's
-    /// dot products), or `None` where neither runs.
-    pub fn for_training() -> Option<Self> {
-        Some(Self::detect()).filter(|&kernel| kernel != Bf16Kernel::Portable)
+    /// The kernel a bf16 training step's products run on here: AMX tiles, else AVX512-BF16's dot
+    /// products where they outrun f32 FMAs ([`super::bf16_dot::outruns_fma`]), else the f32
+    /// kernels on operands rounded to bf16.
+    pub fn for_training() -> Self {
+        match Self::detect() {
+            Bf16Kernel::Avx512Bf16 if !super::bf16_dot::outruns_fma() => Bf16Kernel::Portable,
+            kernel => kernel,
+        }
     }
 
     /// The fastest kernel this CPU and OS allow.

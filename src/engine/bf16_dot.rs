@@ -34,6 +34,26 @@ pub(crate) fn runs_here() -> bool {
     }
 }
 
+/// Whether `VDPBF16PS` does more multiply-adds per cycle than a 512-bit f32 FMA here. It does on
+/// AMD's cores (Zen 4 runs an FMA on 512 bits at half rate, `VDPBF16PS` at full); on Intel's it
+/// does half as many (`bench/RESULTS.md`: 43 against 87 GMAC/s on one core of a Xeon), so an
+/// f32 product of bf16-rounded operands is the faster way to bf16's sums there.
+pub(crate) fn outruns_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // CPUID leaf 0 spells the vendor in EBX, EDX, ECX.
+        let leaf0 = std::arch::x86_64::__cpuid(0);
+        let vendor = [leaf0.ebx, leaf0.edx, leaf0.ecx]
+            .map(u32::to_le_bytes)
+            .concat();
+        runs_here() && vendor == b"AuthenticAMD"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The left operand: `m` rows of bf16, `row_len` (even) values apart, each read for `pairs`
 /// (k, k+1) pairs (for an odd k, the last pair's second value is read too and must be finite: the
 /// packed weights hold a zero there).

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::data_parallel::{DataParallel, DataParallelError};
 use super::loss::{LossKind, LossWeighting};
 use super::source::{HostBatch, mix};
-use crate::engine::{Bf16Kernel, DropoutSeed, TrainLosses, TrainNet, TrainNetError};
+use crate::engine::{DropoutSeed, TrainLosses, TrainNet, TrainNetError};
 use crate::model::precision::{self, Precision};
 use crate::model::{GoogLeNet, GoogLeNetOutput, Variant};
 
@@ -33,9 +33,9 @@ pub struct StepValues {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TrainEngine {
-    /// Our NHWC CPU training path ([`TrainNet`]): the paper and torchvision variants, f32 (or
-    /// bf16 products on AMX tiles or AVX512-BF16), one CPU device, softmax cross-entropy. About 3x burn-flex's
-    /// autodiff on the same CPU (bench/RESULTS.md).
+    /// Our NHWC CPU training path ([`TrainNet`]): the paper and torchvision variants, f32 or
+    /// bf16 products, one CPU device, softmax cross-entropy. About 3x burn-flex's autodiff on the
+    /// same CPU (bench/RESULTS.md).
     Fast,
     /// burn's autodiff on any device, variant and precision.
     Burn,
@@ -108,7 +108,7 @@ impl Stepper {
             (Some(TrainEngine::Fast) | None, None) => {
                 let net = TrainNet::from_model(model)?;
                 let net = match precision {
-                    Precision::Bf16 => net.with_bf16_products()?,
+                    Precision::Bf16 => net.with_bf16_products(),
                     _ => net,
                 };
                 return Ok(Stepper::Fast(Box::new(Mutex::new(FastStep {
@@ -251,8 +251,6 @@ pub fn fast_path_refusal(
         Some("it runs on one CPU device".into())
     } else if precision == Precision::F16 {
         Some(format!("it runs in f32 or bf16, not {precision}"))
-    } else if precision == Precision::Bf16 && Bf16Kernel::for_training().is_none() {
-        Some("its bf16 steps need AMX tiles or AVX512-BF16 (Intel Xeon since Sapphire Rapids, AMD since Zen 4)".into())
     } else if loss.kind != LossKind::SoftmaxCrossEntropy {
         Some(format!("it computes softmax cross-entropy, not {loss}"))
     } else {

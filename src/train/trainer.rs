@@ -34,6 +34,7 @@ use super::small_batch::{Dropped, smallest_trainable_batch};
 use super::source::{Split, TrainData, mix};
 use super::state::TrainState;
 use super::step::{Stepper, TrainEngine};
+use crate::engine::Bf16Kernel;
 use crate::model::precision::Precision;
 use crate::model::summary::SummaryError;
 use crate::model::{GoogLeNet, GoogLeNetConfig};
@@ -240,8 +241,15 @@ pub fn train_session(
         ));
     } else if options.precision != Precision::F32 {
         let products = match stepper.engine() {
-            TrainEngine::Fast => ", the convolutions' products on AMX tiles or AVX512-BF16",
-            TrainEngine::Burn => "",
+            TrainEngine::Fast => format!(
+                ", the convolutions' products on {}",
+                match Bf16Kernel::for_training() {
+                    Bf16Kernel::Amx => "AMX tiles",
+                    Bf16Kernel::Avx512Bf16 => "AVX512-BF16's dot products",
+                    Bf16Kernel::Portable => "f32 kernels, their operands rounded to bf16",
+                }
+            ),
+            TrainEngine::Burn => String::new(),
         };
         say(format!(
             "steps in {}{products} (weights, BatchNorm and validation in f32)",

@@ -269,10 +269,11 @@ fn fast_engine_bf16_logits_agree_with_f32() {
     );
 }
 
-/// The fast training path in bf16 (convolution products on AMX tiles or AVX512-BF16, f32
-/// elsewhere) on the same reference: its losses agree with f32's, and its gradients differ from
-/// the f32 step's about as much as PyTorch autocast's do from PyTorch's f32 step. Where the CPU
-/// has neither, the fast path refuses bf16 plainly.
+/// The fast training path in bf16 (convolution products rounded to bf16 and summed in f32) on
+/// the same reference, on each kernel that runs here (the f32 kernels on rounded operands
+/// everywhere, and AMX tiles or AVX512-BF16's dot products where the CPU has them): its losses
+/// agree with f32's, and its gradients differ from the f32 step's about as much as PyTorch
+/// autocast's do from PyTorch's f32 step. A kernel the CPU lacks is refused plainly.
 #[test]
 fn fast_training_step_in_bf16_is_like_pytorch_autocast() {
     let device = Device::flex().autodiff();
@@ -280,23 +281,45 @@ fn fast_training_step_in_bf16_is_like_pytorch_autocast() {
     let r = reference("reference/torchvision/calibrated_train_nodropout.safetensors");
     let input = values(&r, "input_nchw_imagenet");
     let labels: Vec<usize> = values(&r, "labels").iter().map(|&x| x as usize).collect();
-    let net = TrainNet::from_model(&model).unwrap();
-    if Bf16Kernel::for_training().is_none() {
-        eprintln!("this CPU has neither AMX nor AVX512-BF16: the fast path's bf16 step is refused");
-        assert!(matches!(
-            net.with_bf16_products(),
-            Err(TrainNetError::Unsupported(_))
-        ));
-        return;
+    let mut checked = 0;
+    for kernel in [
+        Bf16Kernel::Portable,
+        Bf16Kernel::Avx512Bf16,
+        Bf16Kernel::Amx,
+    ] {
+        let net = TrainNet::from_model(&model).unwrap();
+        if !kernel.runs_here() {
+            eprintln!("this CPU does not run {}: refused", kernel.name());
+            assert!(matches!(
+                net.with_bf16_products_on(kernel),
+                Err(TrainNetError::Unsupported(_))
+            ));
+            continue;
+        }
+        // On AMX machines AVX512-BF16's kernel defers to AMX inside: one run covers both.
+        if kernel == Bf16Kernel::Avx512Bf16 && Bf16Kernel::Amx.runs_here() {
+            continue;
+        }
+        eprintln!("bf16 step on {}", kernel.name());
+        check_bf16_step(
+            &model,
+            &input,
+            &labels,
+            net.with_bf16_products_on(kernel).unwrap(),
+        );
+        checked += 1;
     }
+    assert!(checked >= 1, "the portable kernel runs everywhere");
+}
+
+fn check_bf16_step(model: &GoogLeNet, input: &[f32], labels: &[usize], bf16_net: TrainNet) {
     let step = |mut net: TrainNet| {
         let losses = net
-            .forward_backward(&input, [4, 3, 224, 224], &labels, 0.3, DropoutSeed::new(0))
+            .forward_backward(input, [4, 3, 224, 224], labels, 0.3, DropoutSeed::new(0))
             .unwrap();
-        (losses, net.gradients(&model))
+        (losses, net.gradients(model))
     };
-    let (f32_losses, f32_grads) = step(TrainNet::from_model(&model).unwrap());
-    let bf16_net = net.with_bf16_products().unwrap();
+    let (f32_losses, f32_grads) = step(TrainNet::from_model(model).unwrap());
     assert!(bf16_net.bf16_products());
     let (bf16_losses, bf16_grads) = step(bf16_net);
     let loss_err = (bf16_losses.total - f32_losses.total).abs() / f32_losses.total;
@@ -315,7 +338,7 @@ fn fast_training_step_in_bf16_is_like_pytorch_autocast() {
         logits_err,
         pytorch_l2,
     );
-    for ((name, id, rank), pytorch) in quoted_gradients(&model).into_iter().zip(pytorch) {
+    for ((name, id, rank), pytorch) in quoted_gradients(model).into_iter().zip(pytorch) {
         let got = to_vec(gradient_2d(&bf16_grads, id, rank));
         let want = to_vec(gradient_2d(&f32_grads, id, rank));
         let err = relative_l2(&got, &want);

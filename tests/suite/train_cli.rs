@@ -189,12 +189,7 @@ fn the_engine_is_fast_where_it_applies_and_burn_on_request() {
                 "bf16",
                 "--json",
             ][..],
-            // bf16 on the fast path needs AMX tiles or AVX512-BF16.
-            if googlenet::engine::Bf16Kernel::for_training().is_some() {
-                "fast"
-            } else {
-                "burn"
-            },
+            "fast",
         ),
         (
             &[

@@ -141,19 +141,26 @@ impl TrainNet {
         }
     }
 
-    /// Runs the convolutions' products (forward, input and weight gradients) in bf16 on AMX
-    /// tiles or AVX512-BF16's dot products, both operands rounded to bf16 and the sums kept in
-    /// f32, as PyTorch's CPU autocast does; weights, BatchNorm, pooling, the classifier and the
-    /// loss stay f32. Refused where the CPU has neither (or the OS gives no AMX tiles).
-    pub fn with_bf16_products(mut self) -> Result<Self, TrainNetError> {
-        if Bf16Kernel::for_training().is_none() {
-            return Err(TrainNetError::Unsupported(
-                "bf16 training steps on a CPU without AMX tiles or AVX512-BF16 (Intel Xeon since \
-                 Sapphire Rapids, AMD since Zen 4)"
-                    .into(),
-            ));
+    /// Runs the convolutions' products (forward, input and weight gradients) in bf16, both
+    /// operands rounded to bf16 and the sums kept in f32, as PyTorch's CPU autocast does, on the
+    /// kernel [`Bf16Kernel::for_training`] picks: AMX tiles, AVX512-BF16's dot products where they
+    /// outrun f32 FMAs, else the f32 kernels on the rounded operands. Weights, BatchNorm, pooling,
+    /// the classifier and the loss stay f32.
+    pub fn with_bf16_products(mut self) -> Self {
+        self.scratch = ConvScratch::in_bf16(Bf16Kernel::for_training());
+        self
+    }
+
+    /// [`Self::with_bf16_products`] on `kernel` rather than the one picked for this CPU, or why
+    /// it cannot be (the CPU or the OS does not run it).
+    pub fn with_bf16_products_on(mut self, kernel: Bf16Kernel) -> Result<Self, TrainNetError> {
+        if !kernel.runs_here() {
+            return Err(TrainNetError::Unsupported(format!(
+                "bf16 products on {}, which this CPU does not run",
+                kernel.name()
+            )));
         }
-        self.scratch = ConvScratch::in_bf16();
+        self.scratch = ConvScratch::in_bf16(kernel);
         Ok(self)
     }
 

@@ -34,6 +34,7 @@
 
 mod bf16;
 mod input_gradient;
+mod rounded;
 mod weight_gradient;
 mod window;
 
@@ -48,6 +49,7 @@ use super::super::map::{Shape, View, grow};
 use super::super::matmul::matmul;
 use super::super::winograd::{self, Tiling, WeightGradientScratch, Winograd};
 use input_gradient::{input_gradient_by_col2im, input_gradient_by_flipped_kernel};
+use rounded::RoundedOperands;
 use weight_gradient::weight_gradient;
 use window::{Window, gather};
 
@@ -140,29 +142,34 @@ pub(crate) struct ConvScratch {
     winograd: Option<Winograd>,
     /// Buffers of the 3x3/1 weight gradients through Winograd's tiling.
     winograd_gradient: WeightGradientScratch,
-    /// Whether the products run in bf16 (`bf16.rs`) rather than f32.
+    /// Whether the products run on bf16 kernels (`bf16.rs`) rather than f32.
     bf16: bool,
+    /// Where a bf16 step's products run on the f32 kernels: its operands rounded to bf16.
+    rounded: Option<Box<RoundedOperands>>,
     /// The current convolution's weights rounded to bf16 in pair tiles.
     bf16_weights: Vec<u16>,
 }
 
 impl ConvScratch {
-    /// Buffers for products in bf16 (the default runs them in f32), which needs a kernel of
-    /// [`Bf16Kernel::for_training`](crate::engine::Bf16Kernel::for_training) to run here.
-    pub fn in_bf16() -> Self {
-        assert!(
-            crate::engine::Bf16Kernel::for_training().is_some(),
-            "bf16 training products need AMX or AVX512-BF16"
-        );
-        Self {
-            bf16: true,
-            ..Self::default()
+    /// Buffers for products in bf16 (the default runs them in f32) on `kernel`, which must run
+    /// here: AMX's tiles or AVX512-BF16's dot products, or the f32 kernels on rounded operands.
+    pub fn in_bf16(kernel: Bf16Kernel) -> Self {
+        assert!(kernel.runs_here(), "{} does not run here", kernel.name());
+        match kernel {
+            Bf16Kernel::Amx | Bf16Kernel::Avx512Bf16 => Self {
+                bf16: true,
+                ..Self::default()
+            },
+            Bf16Kernel::Portable => Self {
+                rounded: Some(Box::default()),
+                ..Self::default()
+            },
         }
     }
 
     /// Whether the products run in bf16.
     pub fn bf16(&self) -> bool {
-        self.bf16
+        self.bf16 || self.rounded.is_some()
     }
 }
 
@@ -184,6 +191,12 @@ pub(crate) fn forward(
     y: &mut [f32],
     scratch: &mut ConvScratch,
 ) {
+    if let Some(mut rounded) = scratch.rounded.take() {
+        let (x, w) = rounded.forward(x, w);
+        forward(conv, x, xs, w, y, scratch);
+        scratch.rounded = Some(rounded);
+        return;
+    }
     let window = conv.window(xs);
     assert_eq!(x.len(), xs.len(), "input length");
     assert_eq!(w.len(), conv.weight_len(), "weight length");
@@ -219,6 +232,12 @@ pub(crate) fn backward(
     dx: Option<&mut [f32]>,
     scratch: &mut ConvScratch,
 ) {
+    if let Some(mut rounded) = scratch.rounded.take() {
+        let (x, w, dy) = rounded.backward(x, w, dy);
+        backward(conv, x, xs, w, dy, dw, dx, scratch);
+        scratch.rounded = Some(rounded);
+        return;
+    }
     let window = conv.window(xs);
     assert_eq!(x.len(), xs.len(), "input length");
     assert_eq!(w.len(), conv.weight_len(), "weight length");

@@ -66,7 +66,8 @@ fn check(conv: ConvShape, xs: Shape, scratch: &mut ConvScratch) {
     check_with(conv, xs, scratch, Operands::F32);
 }
 
-/// The operands a check's direct convolution multiplies: as given, or rounded to bf16 first;
+/// The operands a check's direct convolution multiplies: as given, or rounded to bf16 first
+/// (`Bf16` on bf16 kernels, `Rounded` on the f32 kernels, which also round strided `dx`'s);
 /// `Bf16Winograd` where the convolution's output and input gradient (and, from
 /// [`winograd::MIN_CHANNELS`] input channels, its weight gradient) go through Winograd's
 /// transforms in bf16, which round the transformed operands instead.
@@ -74,6 +75,7 @@ fn check(conv: ConvShape, xs: Shape, scratch: &mut ConvScratch) {
 enum Operands {
     F32,
     Bf16,
+    Rounded,
     Bf16Winograd,
 }
 
@@ -81,7 +83,9 @@ impl Operands {
     fn value(self, v: f32) -> f64 {
         match self {
             Operands::F32 => v as f64,
-            Operands::Bf16 | Operands::Bf16Winograd => half::bf16::from_f32(v).to_f64(),
+            Operands::Bf16 | Operands::Rounded | Operands::Bf16Winograd => {
+                half::bf16::from_f32(v).to_f64()
+            }
         }
     }
 
@@ -89,7 +93,7 @@ impl Operands {
     fn first_seed(self) -> u64 {
         match self {
             Operands::F32 => 1,
-            Operands::Bf16 | Operands::Bf16Winograd => 4,
+            Operands::Bf16 | Operands::Rounded | Operands::Bf16Winograd => 4,
         }
     }
 
@@ -98,14 +102,14 @@ impl Operands {
     /// combine (the measured worst is about twice that).
     fn tolerance(self) -> f64 {
         match self {
-            Operands::F32 | Operands::Bf16 => 1e-4,
+            Operands::F32 | Operands::Bf16 | Operands::Rounded => 1e-4,
             Operands::Bf16Winograd => 4.0 / 512.0,
         }
     }
 }
 
-/// [`check`] against the direct convolution of `operands`. In bf16, `dx` is compared for
-/// stride 1 only, where it is itself a convolution whose products run in bf16.
+/// [`check`] against the direct convolution of `operands`. On bf16 kernels, `dx` is compared
+/// for stride 1 only, where it is itself a convolution whose products run in bf16.
 fn check_with(conv: ConvShape, xs: Shape, scratch: &mut ConvScratch, operands: Operands) {
     let ys = conv.output(xs).unwrap();
     let seed = operands.first_seed();
@@ -143,7 +147,7 @@ fn check_with(conv: ConvShape, xs: Shape, scratch: &mut ConvScratch, operands: O
         _ => 1e-4,
     };
     assert_close_within(&format!("{what} dw"), &dw, &dw_want, &dw_mag, dw_tolerance);
-    if matches!(operands, Operands::F32) || conv.stride == 1 {
+    if matches!(operands, Operands::F32 | Operands::Rounded) || conv.stride == 1 {
         assert_close_within(&format!("{what} dx"), &dx, &dx_want, &dx_mag, tolerance);
     }
     let mut dw_again = vec![f32::NAN; w.len()];
@@ -282,30 +286,60 @@ fn check_bf16(conv: ConvShape, xs: Shape, scratch: &mut ConvScratch) {
     check_with(conv, xs, scratch, operands);
 }
 
-/// On CPUs with AMX or AVX512-BF16: products in bf16 against the sums of the rounded operands, for pointwise,
+/// On CPUs with AMX or AVX512-BF16: products on their bf16 kernel (whether or not a training
+/// step picks it here) against the sums of the rounded operands, for pointwise,
 /// padded, strided and 5x5 kernels; channels that fill no whole tile or several; more pixels
 /// than one weight-gradient tile (several groups, each with several tiles); odd output counts
 /// that leave a ragged last tile.
 #[test]
 fn bf16_products_are_the_sums_of_the_rounded_operands() {
-    if crate::engine::Bf16Kernel::for_training().is_none() {
-        eprintln!(
-            "SKIPPED: this CPU has neither AMX nor AVX512-BF16, bf16 training products never run here"
-        );
+    let kernel = crate::engine::Bf16Kernel::detect();
+    if kernel == crate::engine::Bf16Kernel::Portable {
+        eprintln!("SKIPPED: this CPU has neither AMX nor AVX512-BF16, bf16 kernels never run here");
         return;
     }
-    let mut scratch = ConvScratch::in_bf16();
-    check_bf16(conv(1, 1, 0, 7, 9), map(2, 5, 6, 7), &mut scratch);
-    check_bf16(conv(1, 1, 0, 64, 48), map(3, 9, 9, 64), &mut scratch);
-    check_bf16(conv(3, 1, 1, 13, 17), map(3, 12, 11, 13), &mut scratch);
-    check_bf16(conv(3, 1, 1, 24, 40), map(2, 14, 14, 24), &mut scratch);
-    check_bf16(conv(3, 1, 1, 70, 37), map(2, 13, 9, 70), &mut scratch);
-    check_bf16(conv(5, 1, 2, 6, 35), map(1, 9, 7, 6), &mut scratch);
-    check_bf16(conv(7, 2, 3, 3, 16), map(2, 11, 9, 3), &mut scratch);
+    let mut scratch = ConvScratch::in_bf16(kernel);
+    check_bf16_shapes(&mut scratch);
+}
+
+/// The f32 kernels on operands rounded to bf16, which run everywhere: every convolution's sums
+/// are those of the rounded operands within f32's rounding (Winograd's F(4x4, 3x3) included),
+/// `dx` of strided convolutions too.
+#[test]
+fn rounded_operands_give_the_sums_of_the_rounded_operands() {
+    let mut scratch = ConvScratch::in_bf16(crate::engine::Bf16Kernel::Portable);
+    assert!(scratch.bf16());
+    let rounded = Operands::Rounded;
+    check_with(
+        conv(3, 1, 1, 24, 40),
+        map(2, 16, 16, 24),
+        &mut scratch,
+        rounded,
+    );
+    check_with(conv(3, 2, 1, 4, 5), map(2, 7, 9, 4), &mut scratch, rounded);
+    check_with(conv(7, 2, 3, 3, 6), map(2, 11, 9, 3), &mut scratch, rounded);
+    check_with(
+        conv(1, 1, 0, 64, 48),
+        map(3, 9, 9, 64),
+        &mut scratch,
+        rounded,
+    );
+    check_with(conv(5, 1, 2, 6, 35), map(1, 9, 7, 6), &mut scratch, rounded);
+    check_with(conv(3, 1, 1, 5, 11), map(0, 6, 5, 5), &mut scratch, rounded);
+}
+
+fn check_bf16_shapes(scratch: &mut ConvScratch) {
+    check_bf16(conv(1, 1, 0, 7, 9), map(2, 5, 6, 7), scratch);
+    check_bf16(conv(1, 1, 0, 64, 48), map(3, 9, 9, 64), scratch);
+    check_bf16(conv(3, 1, 1, 13, 17), map(3, 12, 11, 13), scratch);
+    check_bf16(conv(3, 1, 1, 24, 40), map(2, 14, 14, 24), scratch);
+    check_bf16(conv(3, 1, 1, 70, 37), map(2, 13, 9, 70), scratch);
+    check_bf16(conv(5, 1, 2, 6, 35), map(1, 9, 7, 6), scratch);
+    check_bf16(conv(7, 2, 3, 3, 16), map(2, 11, 9, 3), scratch);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
         .unwrap();
-    pool.install(|| check_bf16(conv(1, 1, 0, 32, 33), map(3, 40, 30, 32), &mut scratch));
-    check_bf16(conv(3, 1, 1, 5, 11), map(0, 6, 5, 5), &mut scratch);
+    pool.install(|| check_bf16(conv(1, 1, 0, 32, 33), map(3, 40, 30, 32), scratch));
+    check_bf16(conv(3, 1, 1, 5, 11), map(0, 6, 5, 5), scratch);
 }
