@@ -180,13 +180,8 @@ pub fn run(args: BenchModelArgs) -> Result<ExitCode> {
         engine,
         device: args.device.to_string(),
         precision: args.precision,
-        bf16_kernel: (engine == Engine::Fast && args.precision == Precision::Bf16).then(|| {
-            match args.mode {
-                Mode::Infer => Bf16Kernel::detect(),
-                Mode::Train => Bf16Kernel::for_training(),
-            }
-            .name()
-        }),
+        bf16_kernel: (engine == Engine::Fast && args.precision == Precision::Bf16)
+            .then(|| Bf16Kernel::detect().name()),
         int8_kernel: args
             .int8_calibration
             .as_ref()

@@ -17,8 +17,9 @@ pub struct FastPrecisionArg {
     /// f32, or bf16: the convolutions multiply bf16 values and sum in f32, with BatchNorm folded
     /// in f32 first and the feature maps kept in bf16 (logits within about 0.03-0.04 of f32's, as
     /// PyTorch's bf16 autocast). On CPUs with AMX (Intel Xeon since Sapphire Rapids) about 2.4x
-    /// f32's speed, with AVX512-BF16 (AMD Zen 4 and later) about 2x; elsewhere bf16's numbers
-    /// at f32's speed.
+    /// f32's speed, with AVX512-BF16 on AMD (Zen 4 and later) about 2x; elsewhere bf16's numbers
+    /// on the f32 kernels, somewhat slower than f32 (Intel's AVX512-BF16 without AMX is slower
+    /// than its f32 FMAs).
     #[arg(long, value_name = "f32|bf16", default_value = "f32", value_parser = parse_fast_precision)]
     pub precision: Precision,
     /// Quantize every convolution to int8 (post-training, as ONNX Runtime's `quantize_static`):

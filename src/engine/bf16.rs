@@ -32,30 +32,22 @@ pub(crate) const B_TILE: usize = TILE_K * TILE_COLS;
 pub enum Bf16Kernel {
     /// Intel AMX tiles.
     Amx,
-    /// AVX512-BF16's `VDPBF16PS` dot products (AMD Zen 4 and later).
+    /// AVX512-BF16's `VDPBF16PS` dot products (picked on AMD Zen 4 and later).
     Avx512Bf16,
     /// The f32 kernels on bf16-rounded operands.
     Portable,
 }
 
 impl Bf16Kernel {
-    /// The kernel a bf16 training step's products run on here: AMX tiles, else AVX512-BF16's dot
-    /// products where they outrun f32 FMAs ([`super::bf16_dot::outruns_fma`]), else the f32
-    /// kernels on operands rounded to bf16.
-    pub fn for_training() -> Self {
-        match Self::detect() {
-            Bf16Kernel::Avx512Bf16 if !super::bf16_dot::outruns_fma() => Bf16Kernel::Portable,
-            kernel => kernel,
-        }
-    }
-
-    /// The fastest kernel this CPU and OS allow.
+    /// The fastest kernel this CPU and OS allow: AMX tiles, else AVX512-BF16's dot products
+    /// where they outrun f32 FMAs ([`super::bf16_dot::outruns_fma`]), else the f32 kernels on
+    /// operands rounded to bf16.
     pub fn detect() -> Self {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         if super::amx::available() {
             return Bf16Kernel::Amx;
         }
-        if super::bf16_dot::runs_here() {
+        if super::bf16_dot::outruns_fma() {
             return Bf16Kernel::Avx512Bf16;
         }
         Bf16Kernel::Portable

@@ -243,7 +243,7 @@ pub fn train_session(
         let products = match stepper.engine() {
             TrainEngine::Fast => format!(
                 ", the convolutions' products on {}",
-                match Bf16Kernel::for_training() {
+                match Bf16Kernel::detect() {
                     Bf16Kernel::Amx => "AMX tiles",
                     Bf16Kernel::Avx512Bf16 => "AVX512-BF16's dot products",
                     Bf16Kernel::Portable => "f32 kernels, their operands rounded to bf16",

@@ -274,11 +274,8 @@ fn bench_model_reports_device_and_precision() {
         assert_eq!(report["mode"], mode);
         assert_eq!(report["engine"], engine);
         assert_eq!(report["precision"], precision);
-        let kernel = match mode {
-            "train" => googlenet::engine::Bf16Kernel::for_training(),
-            _ => googlenet::engine::Bf16Kernel::detect(),
-        };
-        let want_kernel = (engine == "fast" && precision == "bf16").then_some(kernel.name());
+        let kernel = googlenet::engine::Bf16Kernel::detect().name();
+        let want_kernel = (engine == "fast" && precision == "bf16").then_some(kernel);
         assert_eq!(report["bf16_kernel"].as_str(), want_kernel, "{report}");
         let int8 = extra_int8.then(|| googlenet::engine::Int8Kernel::detect().name());
         assert_eq!(report["int8_kernel"].as_str(), int8, "{report}");

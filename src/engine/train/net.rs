@@ -143,11 +143,11 @@ impl TrainNet {
 
     /// Runs the convolutions' products (forward, input and weight gradients) in bf16, both
     /// operands rounded to bf16 and the sums kept in f32, as PyTorch's CPU autocast does, on the
-    /// kernel [`Bf16Kernel::for_training`] picks: AMX tiles, AVX512-BF16's dot products where they
+    /// kernel [`Bf16Kernel::detect`] picks: AMX tiles, AVX512-BF16's dot products where they
     /// outrun f32 FMAs, else the f32 kernels on the rounded operands. Weights, BatchNorm, pooling,
     /// the classifier and the loss stay f32.
     pub fn with_bf16_products(mut self) -> Self {
-        self.scratch = ConvScratch::in_bf16(Bf16Kernel::for_training());
+        self.scratch = ConvScratch::in_bf16(Bf16Kernel::detect());
         self
     }
 

@@ -265,8 +265,8 @@ impl Products for WinogradProducts {
 /// column blocks; `product` `rows` rows of `stride` floats.
 ///
 /// # Safety
-/// The operands must hold the sizes described, and a kernel of
-/// [`Bf16Kernel::for_training`] must run here.
+/// The operands must hold the sizes described, and AVX512-BF16's kernel must run here
+/// ([`Bf16Kernel::Avx512Bf16`]; AMX's is taken where it runs).
 unsafe fn multiply(
     left: &[u16],
     [rows, row_len]: [usize; 2],

@@ -364,10 +364,11 @@ fn convolve(
     });
 }
 
-/// Whether a bf16 step's 3x3/1 convolutions go through Winograd's F(2x2, 3x3): where their
-/// products run on AVX512-BF16's dot products (AMX tiles multiply them directly, as in inference).
+/// Whether a bf16 step on bf16 kernels takes its 3x3/1 convolutions through Winograd's
+/// F(2x2, 3x3): where their products run on AVX512-BF16's dot products (AMX tiles multiply them
+/// directly, as in inference).
 fn bf16_winograd_runs_here() -> bool {
-    Bf16Kernel::detect() == Bf16Kernel::Avx512Bf16
+    !Bf16Kernel::Amx.runs_here()
 }
 
 /// Cuts the output `y` (`out_channels` values per pixel) into tiles of `rows` pixels, shared out
