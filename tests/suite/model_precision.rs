@@ -213,7 +213,7 @@ fn fast_engine_bf16_logits_agree_with_f32() {
     if Bf16Kernel::Amx.runs_here() {
         kernels.push(Bf16Kernel::Amx);
     } else {
-        eprintln!("this CPU or OS has no AMX: the portable bf16 kernel only");
+        eprintln!("this CPU or OS has no AMX: its tiles are not checked");
         let refused = InferenceNet::from_model(&model)
             .unwrap()
             .in_bf16(Bf16Kernel::Amx);
