@@ -42,7 +42,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "cpu", value_parser = device::parse_available)]
     pub device: DeviceSpec,
     /// Float format of the convolutions (BatchNorm stays f32): on the CPU, f32 and bf16 run on
-    /// the fast engine (bf16 on AMX tiles or AVX512-BF16 where the CPU has them), f16 on burn's model; on a GPU,
+    /// the fast engine (bf16 fastest on AMX tiles or AMD's AVX512-BF16), f16 on burn's model; on a GPU,
     /// burn's model in any of the three the device supports.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
