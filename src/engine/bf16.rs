@@ -17,6 +17,7 @@ use half::bf16;
 use super::bf16_dot::{PanelStore, Store};
 use super::matmul::matmul;
 use super::packed::PanelOut;
+use super::simd::simd_kernel;
 
 /// Rows of every AMX tile.
 pub(crate) const TILE_ROWS: usize = 16;
@@ -95,6 +96,18 @@ enum Packed {
 #[derive(Default)]
 pub(crate) struct Bf16Scratch {
     rounded: Vec<f32>,
+}
+
+simd_kernel! {
+    /// `values` widened to f32 into `out`: the bits of `half`'s `bf16::to_f32` (a NaN comes out
+    /// quiet), without a branch.
+    fn widen(values: &[bf16], out: &mut [f32]) {
+        for (out, value) in out.iter_mut().zip(values) {
+            let bits = u32::from(value.to_bits());
+            let quiet = if bits & 0x7fff > 0x7f80 { bits | 0x0040 } else { bits };
+            *out = f32::from_bits(quiet << 16);
+        }
+    }
 }
 
 /// `value` rounded to the nearest bf16 (ties to even), as bits.
@@ -271,11 +284,7 @@ impl Bf16Weights {
             Packed::Rounded(weights) => {
                 let (k, n) = (self.k, cols.len());
                 super::map::grow(&mut scratch.rounded, m * k);
-                scratch
-                    .rounded
-                    .iter_mut()
-                    .zip(&left[..m * k])
-                    .for_each(|(o, v)| *o = v.to_f32());
+                widen(&left[..m * k], &mut scratch.rounded[..m * k]);
                 let b = &weights[cols.start..];
                 let lhs = &scratch.rounded[..m * k];
                 matmul(product, stride, lhs, k, b, self.n, [m, k, n], false);
@@ -401,6 +410,21 @@ impl Bf16Weights {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn widening_gives_the_bits_of_half_for_every_bf16() {
+        let values: Vec<bf16> = (0..=u16::MAX).map(bf16::from_bits).collect();
+        let mut out = vec![0.0; values.len()];
+        widen(&values, &mut out);
+        for (value, got) in values.iter().zip(&out) {
+            assert_eq!(
+                got.to_bits(),
+                value.to_f32().to_bits(),
+                "{:#06x}",
+                value.to_bits()
+            );
+        }
+    }
 
     /// The bf16 sums in f64, the reference the kernels approach.
     fn reference(a: &[f32], w: &[f32], [m, k, n]: [usize; 3]) -> Vec<f64> {
