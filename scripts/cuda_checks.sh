@@ -26,7 +26,8 @@ fail() {
 }
 
 echo "== 1. vendored cubecl-cuda without cubecl-llvm"
-tree_out=$(cargo tree --features cuda -i cubecl-cuda 2>&1)
+# Without cargo's progress lines: on a fresh machine the first is "Downloading crates ...".
+tree_out=$(cargo tree --features cuda -i cubecl-cuda 2>&1 | grep -Ev '^ *(Downloading|Downloaded|Updating|Blocking) ')
 if grep -q "was not used in the crate graph" <<<"$tree_out"; then
     fail "cargo does not use the [patch.crates-io] entry for cubecl-cuda (did Cargo.lock move off cubecl 0.11.3?):
 $tree_out"
