@@ -83,11 +83,14 @@ pub(crate) fn max_taps_by_keys<T: Activation>(taps: &[&[T]], first: bool, out: &
     let blocks = c / BLOCK * BLOCK;
     for start in (0..blocks).step_by(BLOCK) {
         let out: &mut [T; BLOCK] = (&mut out[start..start + BLOCK]).try_into().unwrap();
-        let mut best = if first {
-            [T::LOWEST; BLOCK]
-        } else {
-            out.map(T::key)
-        };
+        // Loops, not `array::map`: that call is not inlined here, and its result would come
+        // back through the stack.
+        let mut best = [T::LOWEST; BLOCK];
+        if !first {
+            for (b, &o) in best.iter_mut().zip(out.iter()) {
+                *b = o.key();
+            }
+        }
         for tap in taps {
             let values: &[T; BLOCK] = tap[start..start + BLOCK].try_into().unwrap();
             for (b, &value) in best.iter_mut().zip(values) {
@@ -96,7 +99,9 @@ pub(crate) fn max_taps_by_keys<T: Activation>(taps: &[&[T]], first: bool, out: &
                 *b = if value > *b { value } else { *b };
             }
         }
-        *out = best.map(T::from_key);
+        for (o, &b) in out.iter_mut().zip(&best) {
+            *o = T::from_key(b);
+        }
     }
     for ch in blocks..c {
         let mut best = if first { T::LOWEST } else { out[ch].key() };
