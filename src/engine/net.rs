@@ -265,18 +265,15 @@ impl InferenceNet {
     pub fn forward(&self, input: &[f32], shape: [usize; 4]) -> Result<Vec<f32>, InferenceError> {
         super::check_input(input, shape)?;
         match (self.bf16, self.int8) {
-            (Some(_), _) => {
-                let trunk = |ws: &mut _, s| self.trunk(ws, s);
-                self.forward_maps(input, shape, &self.bf16_workspace, trunk)
-            }
-            (None, Some(_)) => {
-                let trunk = |ws: &mut _, s| self.int8_trunk(ws, s);
-                self.forward_maps(input, shape, &self.workspace, trunk)
-            }
-            (None, None) => {
-                let trunk = |ws: &mut _, s| self.trunk(ws, s);
-                self.forward_maps(input, shape, &self.workspace, trunk)
-            }
+            (Some(_), _) => on_pool(&self.bf16_workspace, |ws| {
+                self.forward_maps(input, shape, ws, |ws, s| self.trunk(ws, s))
+            }),
+            (None, Some(_)) => on_pool(&self.workspace, |ws| {
+                self.forward_maps(input, shape, ws, |ws, s| self.int8_trunk(ws, s))
+            }),
+            (None, None) => on_pool(&self.workspace, |ws| {
+                self.forward_maps(input, shape, ws, |ws, s| self.trunk(ws, s))
+            }),
         }
     }
 
@@ -286,7 +283,7 @@ impl InferenceNet {
         &self,
         input: &[f32],
         shape: [usize; 4],
-        workspace: &Mutex<Workspace<T>>,
+        ws: &mut Workspace<T>,
         trunk: impl FnOnce(&mut Workspace<T>, Shape) -> Option<Shape>,
     ) -> Result<Vec<f32>, InferenceError> {
         let [n, _, h, w] = shape;
@@ -294,10 +291,6 @@ impl InferenceNet {
             height: h,
             width: w,
         };
-        let mut guard = workspace
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let ws = &mut *guard;
         let mut s = Shape { n, h, w, c: 3 };
         grow(&mut ws.current, s.len());
         to_nhwc(input, s, self.input_affine, &mut ws.current);
@@ -356,6 +349,20 @@ impl InferenceNet {
         }
         Some(s)
     }
+}
+
+/// Runs `pass` on `workspace`, once the calling thread holds it, on one of the thread pool's
+/// threads: the pass's parallel loops (some 60 a call) then start from inside the pool, where from
+/// outside each would wake the pool and put the calling thread to sleep until it ended.
+fn on_pool<T: Send, R: Send>(
+    workspace: &Mutex<Workspace<T>>,
+    pass: impl FnOnce(&mut Workspace<T>) -> R + Send,
+) -> R {
+    let mut guard = workspace
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let ws = &mut *guard;
+    rayon::scope(|_| pass(ws))
 }
 
 /// A convolution unit from the current map into the next one.

@@ -281,10 +281,10 @@ mod tests {
             net.calibrate(&input, shape).unwrap();
             let net = net.into_int8(kernel).unwrap();
             let u8_maps = net.forward(&input, shape).unwrap();
-            let trunk = |ws: &mut _, s| net.trunk(ws, s);
-            let f32_maps = net
-                .forward_maps(&input, shape, &net.workspace, trunk)
-                .unwrap();
+            let f32_maps = super::super::on_pool(&net.workspace, |ws| {
+                net.forward_maps(&input, shape, ws, |ws, s| net.trunk(ws, s))
+            })
+            .unwrap();
             assert_eq!(u8_maps, f32_maps, "{variant} on {kernel:?}");
             let largest = u8_maps.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
             assert!(largest > 0.0 && largest.is_finite(), "{variant}: {largest}");

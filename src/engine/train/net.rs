@@ -211,7 +211,10 @@ impl TrainNet {
         aux_weight: f64,
         seed: DropoutSeed,
     ) -> Result<TrainLosses, TrainNetError> {
-        self.forward_backward_with(input, shape, labels, aux_weight, seed, &mut NoSink)
+        // On one of the pool's threads, for the reason `InferenceNet::forward` gives.
+        rayon::scope(|_| {
+            self.forward_backward_with(input, shape, labels, aux_weight, seed, &mut NoSink)
+        })
     }
 
     /// [`TrainNet::forward_backward`], telling `sink` the losses after the forward pass (the
