@@ -1,5 +1,7 @@
 //! Row-major matrix product on the `gemm` crate (the GEMM burn-flex itself uses).
 
+use super::matvec::row_times_matrix;
+
 /// `dst[m, n] = a[m, k] · b[k, n]` for row-major matrices whose rows are `*_stride` floats apart.
 /// `parallel` lets `gemm` split the product over the rayon pool; the convolution tiles call it
 /// with `false` because they are already spread over the threads.
@@ -121,10 +123,15 @@ fn product(
 }
 
 /// A fully connected layer on `batch` rows: `y = x · W + b`, `W` row-major `[inputs, outputs]`
-/// (burn's `Linear` layout), `y` resized to `[batch, outputs]`.
+/// (burn's `Linear` layout), `y` resized to `[batch, outputs]`. One row goes through
+/// [`row_times_matrix`], more through `gemm`.
 pub(crate) fn affine(x: &[f32], batch: usize, weight: &[f32], bias: &[f32], y: &mut Vec<f32>) {
     let outputs = bias.len();
     let inputs = weight.len() / outputs.max(1);
+    if batch == 1 {
+        row_times_matrix(&x[..inputs], weight, bias, y);
+        return;
+    }
     y.resize(batch * outputs, 0.0);
     matmul(
         y,

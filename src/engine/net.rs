@@ -14,6 +14,7 @@ use super::map::{InputAffine, Shape, View, grow, input_affine, to_nhwc};
 use super::matmul::affine;
 use super::norm::StemNorm;
 use super::pool::{avg_pool, max_pool};
+use super::threads;
 use super::window::Window;
 use super::{InferenceError, tensor_values};
 use crate::model::inception::Inception;
@@ -351,9 +352,8 @@ impl InferenceNet {
     }
 }
 
-/// Runs `pass` on `workspace`, once the calling thread holds it, on one of the thread pool's
-/// threads: the pass's parallel loops (some 60 a call) then start from inside the pool, where from
-/// outside each would wake the pool and put the calling thread to sleep until it ended.
+/// Runs `pass` on `workspace`, once the calling thread holds it, on the thread pool with its
+/// other threads kept awake ([`threads::on_pool_awake`]).
 fn on_pool<T: Send, R: Send>(
     workspace: &Mutex<Workspace<T>>,
     pass: impl FnOnce(&mut Workspace<T>) -> R + Send,
@@ -362,7 +362,7 @@ fn on_pool<T: Send, R: Send>(
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let ws = &mut *guard;
-    rayon::scope(|_| pass(ws))
+    threads::on_pool_awake(|| pass(ws))
 }
 
 /// A convolution unit from the current map into the next one.

@@ -211,8 +211,7 @@ impl TrainNet {
         aux_weight: f64,
         seed: DropoutSeed,
     ) -> Result<TrainLosses, TrainNetError> {
-        // On one of the pool's threads, for the reason `on_pool` in `engine/net.rs` gives.
-        rayon::scope(|_| {
+        super::super::threads::on_pool(|| {
             self.forward_backward_with(input, shape, labels, aux_weight, seed, &mut NoSink)
         })
     }
