@@ -7,7 +7,9 @@ ONNX Runtime (CPU execution provider), OpenVINO with an f32 precision hint, Open
 defaults (bf16 on CPUs with AVX512-BF16 or AMX), and `googlenet bench model --engine fast` in f32
 and in bf16. Before timing, each runtime's logits on the reference images are checked against ours
 (f32). Prints images/s (median over rounds of each round's median, min/max over rounds) and each
-runtime's ratio to ours: f32 runtimes against our f32, OpenVINO's default against our bf16.
+runtime's ratio to ours: f32 runtimes against our f32, OpenVINO's default against our bf16, and
+in how many rounds ours was the faster of the two. Each process times enough calls for 64 images
+(at least 5 calls) unless --iterations says otherwise.
 
 With --int8, also int8 after calibration on the same images of ../shared/data/hymenoptera/train
 (--int8-images of them, spread evenly over the sorted files): ONNX Runtime's `quantize_static` of the
@@ -52,7 +54,8 @@ def parse_args():
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batches", nargs="+", type=int, default=[16, 1])
-    p.add_argument("--iterations", type=int, default=5, help="timed iterations per process")
+    p.add_argument("--iterations", type=int,
+                   help="timed iterations per process (default: enough for 64 images, at least 5)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--json", metavar="FILE", help="also write every measurement to FILE")
     p.add_argument("--int8", action="store_true", help="also int8, calibrated on hymenoptera's training images")
@@ -80,6 +83,12 @@ def session(runtime, model, threads):
     return lambda x: request.infer({0: x})[compiled.output(0)]
 
 
+def iterations(batch, args):
+    """Timed iterations per process at `batch`: a batch-1 figure from 5 calls would time a few
+    tens of milliseconds, shorter than the noise of a shared machine."""
+    return args.iterations or max(5, -(-64 // batch))
+
+
 def worker(runtime, batch, model, args):
     """One figure: images/s of `runtime` at `batch`, printed as a JSON line."""
     import numpy as np
@@ -88,7 +97,7 @@ def worker(runtime, batch, model, args):
     for _ in range(args.warmup):
         run(x)
     rates = []
-    for _ in range(args.iterations):
+    for _ in range(iterations(batch, args)):
         start = time.perf_counter()
         run(x)
         rates.append(batch / (time.perf_counter() - start))
@@ -157,7 +166,7 @@ def run_json(cmd):
 
 def ours(batch, precision, args):
     cmd = [args.binary, "bench", "model", "--variant", "torchvision", "--mode", "infer", "--engine", "fast",
-           "--batch", str(batch), "--threads", str(args.threads), "--iterations", str(args.iterations),
+           "--batch", str(batch), "--threads", str(args.threads), "--iterations", str(iterations(batch, args)),
            "--warmup", str(args.warmup), "--json"]
     if precision == "int8":
         cmd += ["--int8-calibration", CALIBRATION]
@@ -167,7 +176,7 @@ def ours(batch, precision, args):
 
 
 def theirs(runtime, batch, model, args):
-    cmd = [sys.executable, __file__, "--threads", str(args.threads), "--iterations", str(args.iterations),
+    cmd = [sys.executable, __file__, "--threads", str(args.threads), "--iterations", str(iterations(batch, args)),
            "--warmup", str(args.warmup), "--worker", runtime, str(batch), model]
     return run_json(cmd)["images_per_sec"]
 
@@ -208,7 +217,8 @@ def main():
                       file=sys.stderr)
 
     print(f"\nimages/s, {args.threads} threads, torchvision variant, 224x224, "
-          f"median of {args.rounds} interleaved rounds (min-max)")
+          f"median of {args.rounds} interleaved rounds (min-max; ours: the ratio of medians, and the rounds\n"
+          f"in which ours beat the runtime in the same round)")
     print("| batch | " + " | ".join(names) + " |")
     print("|---:|" + "---:|" * len(names))
     for batch in args.batches:
@@ -216,8 +226,12 @@ def main():
         for name in names:
             rates = figures[(name, batch)]
             median = statistics.median(rates)
-            base = statistics.median(figures[(BASE[name], batch)]) if name in BASE else None
-            ratio = "" if base is None else f", ours {base / median:.2f}x"
+            ratio = ""
+            if name in BASE:
+                ours_rates = figures[(BASE[name], batch)]
+                ahead = sum(o > r for o, r in zip(ours_rates, rates))
+                ratio = (f", ours {statistics.median(ours_rates) / median:.2f}x, "
+                         f"ahead in {ahead}/{len(rates)} rounds")
             cells.append(f"{median:.1f} ({min(rates):.1f}-{max(rates):.1f}{ratio})")
         print(f"| {batch} | " + " | ".join(cells) + " |")
     if args.json:

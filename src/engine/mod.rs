@@ -17,7 +17,9 @@
 //! convolutions that read an inception module's input run as one wider product ("horizontal
 //! fusion"); every branch writes straight into its channels of the concatenated output; the
 //! pool-projection branch pools tile by tile inside its product; and buffers are reused from one
-//! call to the next.
+//! call to the next. A call runs on the thread pool, its other threads kept awake between the
+//! call's parallel loops (`threads.rs`); at batch 1 the classifier reads its weights on every
+//! thread (`matvec.rs`).
 //!
 //! In bf16 ([`InferenceNet::with_precision`]) the convolutions' products round both operands to
 //! bf16 and sum in f32, on AMX tiles where the CPU has them (`bf16.rs`, `amx.rs`), else on

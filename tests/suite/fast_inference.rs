@@ -177,6 +177,16 @@ fn torchvision_reference_weights_give_pytorchs_eval_logits() {
     let want = values(&io, "eval_logits");
     assert_close("eval logits", &got, &want, 1e-4);
     assert!(want.iter().fold(0.0f32, |m, x| m.max(x.abs())) > 0.4);
+    // One image at a time: batch 1 has a classifier of its own (`engine/matvec.rs`).
+    let classes = want.len() / 4;
+    for (image, (input, want)) in input
+        .chunks_exact(3 * 224 * 224)
+        .zip(want.chunks_exact(classes))
+        .enumerate()
+    {
+        let got = net.forward(input, [1, 3, 224, 224]).unwrap();
+        assert_close(&format!("image {image} alone"), &got, want, 1e-4);
+    }
 }
 
 #[test]
