@@ -8,7 +8,7 @@
 //! group of columns to its own place, so that several convolutions reading the same input run as
 //! one wider product and branch outputs land in the concatenated buffer.
 //!
-//! Where the CPU has AVX-512, the products run on our kernel over weights packed once
+//! Where the CPU has AVX-512, or AVX2 and FMA, the products run on our kernel over weights packed once
 //! ([`super::packed`]), which applies the bias and the ReLU in registers and stores straight into
 //! the targets, and 3x3 stride-1 convolutions run as Winograd's minimal filtering
 //! ([`super::winograd`]), no im2col: F(2x2, 3x3), 2.25x fewer multiplications, or in f32 on maps
@@ -61,7 +61,7 @@ pub(crate) struct ConvGemm {
     /// Channels written (filters).
     pub out_channels: usize,
     weights: Vec<f32>,
-    /// The same weights packed for our AVX-512 kernel, where it runs.
+    /// The same weights packed for our kernel, where it runs.
     packed: Option<PackedWeights>,
     /// A 3x3/1 convolution's weights for Winograd's F(2x2, 3x3), where the packed kernel runs.
     winograd: Option<Winograd>,

@@ -10,7 +10,7 @@
 //! of an inception module reading its input on its own, a copy for the concatenation), which is
 //! what its extension points allow. Here, at load time, BatchNorm is folded into the convolution
 //! weights and bias; activations stay NHWC so that every convolution is a matrix product over
-//! pixels with bias and ReLU in its epilogue (on AVX-512 our own kernel over weights packed once,
+//! pixels with bias and ReLU in its epilogue (on AVX-512, or AVX2 with FMA, our own kernel over weights packed once,
 //! `packed.rs`, and 3x3 stride-1 convolutions as Winograd's F(2x2, 3x3), or F(4x4, 3x3) for f32
 //! products on larger maps, `winograd/`; elsewhere
 //! `gemm`, the crate burn-flex uses); the three 1x1

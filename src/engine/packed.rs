@@ -1,12 +1,14 @@
-//! f32 products against convolution weights packed once, on AVX-512: our own kernel, because the
-//! `gemm` crate packs the weights again for every tile it is given.
+//! f32 products against convolution weights packed once, on AVX-512 or on AVX2 with FMA: our own
+//! kernel, because the `gemm` crate packs the weights again for every tile it is given.
 //!
-//! The weights lie in panels of 16 columns (one zmm register wide), each panel's rows one after
-//! the other, so a panel streams from memory in order. The left operand, the tile's pixel rows,
-//! is read where it lies. A block of 14 rows by 32 columns keeps its running sums in 28 of the 32
-//! zmm registers; each step along k broadcasts one value of each row and loads two panel rows.
-//! k runs in blocks that keep the two panels' share in L1 while the row blocks pass over them.
-//! The panels are prefetched a few steps ahead, for the first row block that reads them cold.
+//! The weights lie in panels of 16 columns (one zmm register wide, two ymm), each panel's rows one
+//! after the other, so a panel streams from memory in order. The left operand, the tile's pixel
+//! rows, is read where it lies. On AVX-512 a block of 14 rows by 32 columns keeps its running sums
+//! in 28 of the 32 zmm registers; on AVX2 a block of 6 rows by 16 columns keeps them in 12 of the
+//! 16 ymm registers, beside the panel row's two halves and the broadcast value. Each step along k
+//! broadcasts one value of each row and loads the block's panel rows. k runs in blocks that keep
+//! the panels' share in L1 while the row blocks pass over them. The panels are prefetched a few
+//! steps ahead, for the first row block that reads them cold.
 
 use std::ops::Range;
 
@@ -15,10 +17,56 @@ use std::arch::x86_64::*;
 
 /// Columns of one panel: 16 floats, one zmm register.
 pub(crate) const PANEL: usize = 16;
-/// Rows of a block whose sums stay in registers.
+/// Rows of a block whose sums stay in registers, on AVX-512.
 pub(crate) const BLOCK_ROWS: usize = 14;
-/// Panels a block covers side by side.
+/// Panels a block covers side by side, on AVX-512.
 pub(crate) const BLOCK_PANELS: usize = 2;
+/// Rows of a block on AVX2 (one panel wide).
+const AVX2_BLOCK_ROWS: usize = 6;
+
+/// The instructions the kernel runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// AVX-512F: blocks of [`BLOCK_ROWS`] rows by [`BLOCK_PANELS`] panels.
+    Avx512,
+    /// AVX2 and FMA: blocks of 6 rows by one panel.
+    Avx2,
+}
+
+impl Isa {
+    /// The widest this CPU runs, if any.
+    pub fn here() -> Option<Self> {
+        [Self::Avx512, Self::Avx2]
+            .into_iter()
+            .find(|isa| isa.runs_here())
+    }
+
+    /// Whether this CPU has the instructions.
+    pub fn runs_here(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Self::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Self::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Rows and panels of a block whose sums stay in registers.
+    fn block(self) -> (usize, usize) {
+        match self {
+            Self::Avx512 => (BLOCK_ROWS, BLOCK_PANELS),
+            Self::Avx2 => (AVX2_BLOCK_ROWS, 1),
+        }
+    }
+}
 
 /// Calls `$block.sums::<R, P>()` for a block of `$rows` rows (1 to [`BLOCK_ROWS`]) and `$panels`
 /// panels (1 or 2): the register blocks a kernel compiles, each with its sizes as constants.
@@ -47,18 +95,20 @@ pub(crate) struct PackedWeights {
     k: usize,
     n: usize,
     panels: Vec<f32>,
+    isa: Isa,
 }
 
 impl PackedWeights {
-    /// Packs row-major `[k, n]` weights, if this CPU runs the kernel (AVX-512F); `None` elsewhere,
-    /// where the products stay on `gemm`.
+    /// Packs row-major `[k, n]` weights, if this CPU runs the kernel (AVX-512F, or AVX2 and FMA);
+    /// `None` elsewhere, where the products stay on `gemm`.
     pub fn for_this_cpu(weights: &[f32], [k, n]: [usize; 2]) -> Option<Self> {
-        runs_here().then(|| Self::new(weights, [k, n]))
+        Isa::here().map(|isa| Self::new(weights, [k, n], isa))
     }
 
-    fn new(weights: &[f32], [k, n]: [usize; 2]) -> Self {
+    fn new(weights: &[f32], [k, n]: [usize; 2], isa: Isa) -> Self {
         assert_eq!(weights.len(), k * n, "weights are not [k, n]");
         let mut packed = Self::zeros([k, n]);
+        packed.isa = isa;
         for (p, row) in weights.chunks_exact(n.max(1)).enumerate() {
             packed.set_row(p, row);
         }
@@ -66,11 +116,15 @@ impl PackedWeights {
     }
 
     /// A `[k, n]` matrix of zeros, to be filled row by row.
+    ///
+    /// # Panics
+    /// Where the kernel does not run ([`runs_here`]).
     pub fn zeros([k, n]: [usize; 2]) -> Self {
         let mut zeros = Self {
             k: 0,
             n: 0,
             panels: Vec::new(),
+            isa: Isa::here().expect("the packed kernel needs AVX-512F, or AVX2 and FMA"),
         };
         zeros.reset([k, n]);
         zeros
@@ -153,13 +207,14 @@ impl PackedWeights {
         if m == 0 {
             return;
         }
+        let (block_rows, block_panels) = self.isa.block();
         let steps = k.div_ceil(K_BLOCK).max(1);
         let k_block = k.div_ceil(steps).max(1);
         for k0 in (0..k.max(1)).step_by(k_block) {
             let kc = k_block.min(k - k0);
             let last = k0 + kc >= k;
-            for pair in (0..panels).step_by(BLOCK_PANELS) {
-                let count = BLOCK_PANELS.min(panels - pair);
+            for pair in (0..panels).step_by(block_panels) {
+                let count = block_panels.min(panels - pair);
                 let local = |i: usize| pair + i.min(count - 1);
                 let outs = [0, 1].map(|i| out(local(i)));
                 assert!(outs.iter().all(|p| p.lanes <= PANEL && p.stride >= p.lanes));
@@ -168,7 +223,7 @@ impl PackedWeights {
                 let bias = bias_relu
                     .filter(|_| last)
                     .map(|bias| [0, 1].map(|i| bias[index(i) * PANEL..].as_ptr()));
-                for r0 in (0..m).step_by(BLOCK_ROWS) {
+                for r0 in (0..m).step_by(block_rows) {
                     let block = Block {
                         a: a[r0 * a_stride + k0..].as_ptr(),
                         a_stride,
@@ -181,11 +236,11 @@ impl PackedWeights {
                         accumulate: k0 > 0,
                         bias,
                     };
-                    // SAFETY: `for_this_cpu` only builds packed weights where AVX-512F runs; the
-                    // asserts above and the loop bounds keep the block's rows of `a` (kc values
-                    // from k0) and the panels' kc rows from k0 inside their slices, the bias
-                    // reads are masked to the lanes, and the caller vouches for the outputs.
-                    unsafe { block.run(BLOCK_ROWS.min(m - r0), count) };
+                    // SAFETY: packed weights are only built where their `isa` runs; the asserts
+                    // above and the loop bounds keep the block's rows of `a` (kc values from k0)
+                    // and the panels' kc rows from k0 inside their slices, the bias reads are
+                    // masked to the lanes, and the caller vouches for the outputs.
+                    unsafe { block.run(self.isa, block_rows.min(m - r0), count) };
                 }
             }
         }
@@ -236,14 +291,7 @@ pub(crate) fn product_panels(
 
 /// Whether this CPU runs the kernel.
 pub(crate) fn runs_here() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Isa::here().is_some()
 }
 
 /// One block of rows by one or two panels, `kc` steps along k.
@@ -263,11 +311,24 @@ struct Block {
 
 impl Block {
     /// # Safety
-    /// AVX-512F runs here, and `rows` rows of `a`, `kc` rows of the first `panels` panels and
-    /// `rows` rows of `lanes` floats of each output are readable (and the outputs writable).
-    unsafe fn run(&self, rows: usize, panels: usize) {
-        // SAFETY: the caller's guarantees are `sums`' requirements.
-        unsafe { dispatch_block!(self, rows, panels) }
+    /// `isa` runs here, `rows` and `panels` are within its block, and `rows` rows of `a`, `kc`
+    /// rows of the first `panels` panels and `rows` rows of `lanes` floats of each output are
+    /// readable (and the outputs writable).
+    unsafe fn run(&self, isa: Isa, rows: usize, panels: usize) {
+        // SAFETY: the caller's guarantees are `sums`' and `sums_avx2`'s requirements.
+        unsafe {
+            match isa {
+                Isa::Avx512 => dispatch_block!(self, rows, panels),
+                Isa::Avx2 => match rows {
+                    1 => self.sums_avx2::<1>(),
+                    2 => self.sums_avx2::<2>(),
+                    3 => self.sums_avx2::<3>(),
+                    4 => self.sums_avx2::<4>(),
+                    5 => self.sums_avx2::<5>(),
+                    _ => self.sums_avx2::<AVX2_BLOCK_ROWS>(),
+                },
+            }
+        }
     }
 
     /// The `R` x `P` panels' sums in registers.
@@ -319,15 +380,76 @@ impl Block {
         }
     }
 
+    /// The `R` rows of the first panel's sums in registers, each panel row two ymm halves.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sums_avx2<const R: usize>(&self) {
+        // SAFETY (whole body): `run`'s contract bounds every pointer read and written; a ragged
+        // panel's loads and stores are masked to its lanes (masked-off lanes are not accessed).
+        unsafe {
+            let lanes = self.lanes[0];
+            let full = lanes == PANEL;
+            let mask = [0, 8].map(|first| {
+                let index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes as i32 - first), index)
+            });
+            let load = |at: *const f32, h: usize| match full {
+                true => _mm256_loadu_ps(at.add(8 * h)),
+                false => _mm256_maskload_ps(at.wrapping_add(8 * h), mask[h]),
+            };
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            if self.accumulate {
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let at = self.c[0].add(r * self.c_stride[0]);
+                    *row = [load(at, 0), load(at, 1)];
+                }
+            }
+            for q in 0..self.kc {
+                let panel = self.b[0].add(q * PANEL);
+                let b = [_mm256_loadu_ps(panel), _mm256_loadu_ps(panel.add(8))];
+                let ahead = self.b[0].wrapping_add((q + PREFETCH_AHEAD) * PANEL);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let x = _mm256_broadcast_ss(&*self.a.add(r * self.a_stride + q));
+                    row[0] = _mm256_fmadd_ps(x, b[0], row[0]);
+                    row[1] = _mm256_fmadd_ps(x, b[1], row[1]);
+                }
+            }
+            if let Some(bias) = self.bias {
+                let zero = _mm256_setzero_ps();
+                let bias = [load(bias[0], 0), load(bias[0], 1)];
+                for row in acc.iter_mut() {
+                    for (sum, bias) in row.iter_mut().zip(bias) {
+                        *sum = _mm256_max_ps(_mm256_add_ps(*sum, bias), zero);
+                    }
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                let at = self.c[0].add(r * self.c_stride[0]);
+                for (h, &sum) in row.iter().enumerate() {
+                    match full {
+                        true => _mm256_storeu_ps(at.add(8 * h), sum),
+                        false => _mm256_maskstore_ps(at.wrapping_add(8 * h), mask[h], sum),
+                    }
+                }
+            }
+        }
+    }
+
     #[cfg(not(target_arch = "x86_64"))]
     unsafe fn sums<const R: usize, const P: usize>(&self) {
-        unreachable!("packed weights are only built where AVX-512F runs")
+        unreachable!("packed weights are only built where AVX-512F or AVX2 runs")
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn sums_avx2<const R: usize>(&self) {
+        unreachable!("packed weights are only built where AVX-512F or AVX2 runs")
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{PANEL, PackedWeights, runs_here};
+    use super::{Isa, PANEL, PackedWeights};
 
     /// f64 sums of the same products.
     fn reference(a: &[f32], a_stride: usize, w: &[f32], [m, k, n]: [usize; 3]) -> Vec<f64> {
@@ -344,12 +466,25 @@ mod tests {
 
     #[test]
     fn products_match_f64_sums_on_ragged_shapes() {
-        if !runs_here() {
-            eprintln!("SKIPPED: this CPU has no AVX-512F, the packed kernel never runs here");
+        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|isa| isa.runs_here())
+            .collect();
+        if isas.is_empty() {
+            eprintln!(
+                "SKIPPED: this CPU has neither AVX-512F nor AVX2, the kernel never runs here"
+            );
             return;
         }
-        // Rows not a multiple of the 14-row block, k over several k blocks and not a multiple of
-        // them, columns ending inside a panel, an odd number of panels, a range past panel 0.
+        for isa in isas {
+            products_match_f64_sums(isa);
+        }
+    }
+
+    fn products_match_f64_sums(isa: Isa) {
+        // Rows not a multiple of either block, k over several k blocks and not a multiple of
+        // them, columns ending inside a panel (in either half of it), an odd number of panels, a
+        // range past panel 0.
         for (m, k, n, cols) in [
             (1, 1, 1, 0..1),
             (29, 3, 40, 0..40),
@@ -357,6 +492,7 @@ mod tests {
             (31, 577, 83, 16..83),
             (45, 1000, 176, 32..176),
             (3, 64, 16, 0..16),
+            (13, 20, 21, 16..21),
         ] {
             let a_stride = k + 5;
             let a: Vec<f32> = (0..m * a_stride)
@@ -365,7 +501,7 @@ mod tests {
             let w: Vec<f32> = (0..k * n)
                 .map(|i| ((i * 104729) % 197) as f32 / 98.0 - 1.0)
                 .collect();
-            let packed = PackedWeights::new(&w, [k, n]);
+            let packed = PackedWeights::new(&w, [k, n], isa);
             let stride = cols.len().next_multiple_of(PANEL);
             let mut product = vec![f32::NAN; m * stride];
             assert_eq!(
@@ -380,7 +516,7 @@ mod tests {
                     let tolerance = 1e-5 * (k as f64).sqrt() * (1.0 + exact.abs());
                     assert!(
                         (got - exact).abs() < tolerance,
-                        "[{m}, {k}, {n}] ({r}, {c}): {got} vs {exact}"
+                        "{isa:?} [{m}, {k}, {n}] ({r}, {c}): {got} vs {exact}"
                     );
                 }
             }

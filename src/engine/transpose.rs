@@ -16,7 +16,7 @@ pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) 
     if dst.is_empty() {
         return;
     }
-    let blocks = cfg!(target_arch = "x86_64") && super::packed::runs_here();
+    let blocks = super::packed::Isa::Avx512.runs_here();
     dst.par_chunks_mut(BLOCK * rows)
         .enumerate()
         .for_each(|(b, band)| {
@@ -25,7 +25,7 @@ pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) 
             let mut r0 = 0;
             if blocks && width == BLOCK {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: the CPU has AVX-512F (`runs_here`).
+                // SAFETY: the CPU has AVX-512F (`Isa::Avx512.runs_here`).
                 unsafe {
                     r0 = x86::full_blocks(src, rows, cols, c0, band);
                 }

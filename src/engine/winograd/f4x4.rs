@@ -15,6 +15,7 @@
 //! rows. Positions are numbered ξ = 6i + j in a 6x6 tile.
 
 use super::super::simd::simd_kernel;
+use super::vector::{Transform, Vector, separable};
 use super::{WEIGHT_LANES, transform_weight_lanes};
 
 /// The columns of G: entry ξ of column k is `G[ξ, k]`.
@@ -48,83 +49,78 @@ fn weight_column([g0, g1, g2]: [[f32; WEIGHT_LANES]; 3]) -> [[f32; WEIGHT_LANES]
     u
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::*;
+/// `Bᵀ d` of one column of six.
+struct InputColumn;
 
-    use super::super::separable;
-
-    /// `Bᵀ d` of one column of six.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn input_column([d0, d1, d2, d3, d4, d5]: [__m512; 6]) -> [__m512; 6] {
-        let (four, five) = (_mm512_set1_ps(4.0), _mm512_set1_ps(5.0));
-        let t0 = _mm512_fnmadd_ps(four, d2, d4);
-        let t1 = _mm512_fnmadd_ps(four, d1, d3);
-        let t2 = _mm512_sub_ps(d4, d2);
-        let t3 = _mm512_add_ps(_mm512_sub_ps(d3, d1), _mm512_sub_ps(d3, d1));
+impl<V: Vector> Transform<V, 6, 6> for InputColumn {
+    #[inline(always)]
+    fn column([d0, d1, d2, d3, d4, d5]: [V; 6]) -> [V; 6] {
+        let t0 = d2.neg_mul_add(4.0, d4);
+        let t1 = d1.neg_mul_add(4.0, d3);
+        let t2 = d4.sub(d2);
+        let t3 = d3.sub(d1).add(d3.sub(d1));
         [
-            _mm512_fmadd_ps(four, d0, _mm512_fnmadd_ps(five, d2, d4)),
-            _mm512_add_ps(t0, t1),
-            _mm512_sub_ps(t0, t1),
-            _mm512_add_ps(t2, t3),
-            _mm512_sub_ps(t2, t3),
-            _mm512_fmadd_ps(four, d1, _mm512_fnmadd_ps(five, d3, d5)),
+            d0.mul_add(4.0, d2.neg_mul_add(5.0, d4)),
+            t0.add(t1),
+            t0.sub(t1),
+            t2.add(t3),
+            t2.sub(t3),
+            d1.mul_add(4.0, d3.neg_mul_add(5.0, d5)),
         ]
-    }
-
-    /// `Bᵀ d B` of 16 lanes of a 6x6 block.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(in super::super) fn input(v: [__m512; 36]) -> [__m512; 36] {
-        separable(v, |d| input_column(d))
-    }
-
-    /// `Aᵀ m` of one column of six.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn output_column([m0, m1, m2, m3, m4, m5]: [__m512; 6]) -> [__m512; 4] {
-        let (s12, d12) = (_mm512_add_ps(m1, m2), _mm512_sub_ps(m1, m2));
-        let (s34, d34) = (_mm512_add_ps(m3, m4), _mm512_sub_ps(m3, m4));
-        [
-            _mm512_add_ps(_mm512_add_ps(m0, s12), s34),
-            _mm512_fmadd_ps(_mm512_set1_ps(2.0), d34, d12),
-            _mm512_fmadd_ps(_mm512_set1_ps(4.0), s34, s12),
-            _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0), d34, d12), m5),
-        ]
-    }
-
-    /// `Aᵀ m A` of 16 lanes of the 36 products into a 4x4 block.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(in super::super) fn output(m: [__m512; 36]) -> [__m512; 16] {
-        separable(m, |m| output_column(m))
-    }
-
-    /// `A y` of one column of four.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn gradient_column([y0, y1, y2, y3]: [__m512; 4]) -> [__m512; 6] {
-        let (even, odd) = (_mm512_add_ps(y0, y2), _mm512_add_ps(y1, y3));
-        let wide_even = _mm512_fmadd_ps(_mm512_set1_ps(4.0), y2, y0);
-        let wide_odd = _mm512_fmadd_ps(_mm512_set1_ps(8.0), y3, _mm512_add_ps(y1, y1));
-        [
-            y0,
-            _mm512_add_ps(even, odd),
-            _mm512_sub_ps(even, odd),
-            _mm512_add_ps(wide_even, wide_odd),
-            _mm512_sub_ps(wide_even, wide_odd),
-            y3,
-        ]
-    }
-
-    /// `A dY Aᵀ` of 16 lanes of a 4x4 output gradient into the 36 positions.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(in super::super) fn gradient(dy: [__m512; 16]) -> [__m512; 36] {
-        separable(dy, |y| gradient_column(y))
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(super) use avx512::{gradient, input, output};
+/// `Bᵀ d B` of one vector of a 6x6 block.
+#[inline(always)]
+pub(super) fn input<V: Vector>(v: [V; 36]) -> [V; 36] {
+    separable::<V, InputColumn, 6, 6, 36, 36>(v)
+}
+
+/// `Aᵀ m` of one column of six.
+struct OutputColumn;
+
+impl<V: Vector> Transform<V, 6, 4> for OutputColumn {
+    #[inline(always)]
+    fn column([m0, m1, m2, m3, m4, m5]: [V; 6]) -> [V; 4] {
+        let (s12, d12) = (m1.add(m2), m1.sub(m2));
+        let (s34, d34) = (m3.add(m4), m3.sub(m4));
+        [
+            m0.add(s12).add(s34),
+            d34.mul_add(2.0, d12),
+            s34.mul_add(4.0, s12),
+            d34.mul_add(8.0, d12).add(m5),
+        ]
+    }
+}
+
+/// `Aᵀ m A` of one vector of the 36 products into a 4x4 block.
+#[inline(always)]
+pub(super) fn output<V: Vector>(m: [V; 36]) -> [V; 16] {
+    separable::<V, OutputColumn, 6, 4, 36, 16>(m)
+}
+
+/// `A y` of one column of four.
+struct GradientColumn;
+
+impl<V: Vector> Transform<V, 4, 6> for GradientColumn {
+    #[inline(always)]
+    fn column([y0, y1, y2, y3]: [V; 4]) -> [V; 6] {
+        let (even, odd) = (y0.add(y2), y1.add(y3));
+        let wide_even = y2.mul_add(4.0, y0);
+        let wide_odd = y3.mul_add(8.0, y1.add(y1));
+        [
+            y0,
+            even.add(odd),
+            even.sub(odd),
+            wide_even.add(wide_odd),
+            wide_even.sub(wide_odd),
+            y3,
+        ]
+    }
+}
+
+/// `A dY Aᵀ` of one vector of a 4x4 output gradient into the 36 positions.
+#[inline(always)]
+pub(super) fn gradient<V: Vector>(dy: [V; 16]) -> [V; 36] {
+    separable::<V, GradientColumn, 4, 6, 16, 36>(dy)
+}

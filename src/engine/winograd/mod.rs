@@ -7,7 +7,8 @@
 //!
 //! With NHWC maps the 16 products of a block of tiles are 16 matrix products
 //! `[tiles, in] · [in, out]` on the packed kernel. The transforms around them are additions,
-//! vectorised along the channels: the input tile `d` becomes `Bᵀ d B`, the weights `g` (BatchNorm
+//! vectorised along the channels (`vector.rs`: 16 of them in a zmm register on AVX-512, 8 in a ymm
+//! register on AVX2): the input tile `d` becomes `Bᵀ d B`, the weights `g` (BatchNorm
 //! already folded) become `G g Gᵀ` once when the engine is built, and the 16 products `m` of a tile
 //! become its 2x2 outputs `Aᵀ m A`, to which the bias and the ReLU are applied as they are written.
 //! The training step also takes its 3x3 weight gradients this way (`weight_gradient.rs`).
@@ -21,6 +22,7 @@
 //! are rounded to bf16, the sums and the output transform stay f32.
 
 mod f4x4;
+mod vector;
 mod weight_gradient;
 
 #[cfg(test)]
@@ -40,8 +42,11 @@ use super::activation::Activation;
 use super::bf16::{Bf16Kernel, Bf16Scratch, Bf16Weights};
 use super::conv::{Target, column_split};
 use super::map::{Shape, View, grow};
-use super::packed::{PANEL, PackedWeights};
+use super::packed::{Isa, PANEL, PackedWeights};
 use super::simd::simd_kernel;
+use vector::{Transform, Vector, separable};
+#[cfg(target_arch = "x86_64")]
+use vector::{Ymm, Zmm, mask16};
 
 /// Tiles whose products run together: 4 blocks of the kernel's 14 rows.
 const TILE_BLOCK: usize = 56;
@@ -243,7 +248,7 @@ impl Winograd {
         kernel: Bf16Kernel,
     ) -> Option<&'s Self> {
         assert_eq!(weights.len(), 9 * in_channels * out_channels);
-        if !super::packed::runs_here() || !bf16_transform_runs_here() {
+        if !Isa::Avx512.runs_here() || !bf16_transform_runs_here() {
             return None;
         }
         let winograd = Self::refit(slot, in_channels, out_channels, Tiling::F2x2);
@@ -434,8 +439,8 @@ impl Winograd {
         }
         for (i, t) in tiles.enumerate() {
             let d = tile_pixels(input, zeros, t, 2);
-            // SAFETY: rounded weights exist only where AVX-512F (`new`, `reload_bf16`), BW and
-            // VL (`in_bf16`, `reload_bf16`) run; row `i` of each of the 16 `[rows, row_len]`
+            // SAFETY: rounded weights exist only where AVX-512F, BW and VL run (`in_bf16`,
+            // `reload_bf16`); row `i` of each of the 16 `[rows, row_len]`
             // matrices lies inside the inputs, and every `d` holds `c` values.
             unsafe { T::transform_rounded(d, inputs.as_mut_ptr().add(i * row_len), matrix, c) };
         }
@@ -621,38 +626,71 @@ fn transform_input(
     let c = input.shape.c;
     assert!(i < count && out.len() >= tiling.positions() * count * c);
     let out = out[i * c..].as_mut_ptr();
-    // SAFETY (both): winograd weights exist only where the packed kernel, and so AVX-512F, runs;
-    // row `i` of each position's `[count, c]` matrix lies inside `out`, and every `d` holds `c`
-    // values.
+    // SAFETY (both): winograd weights exist only where the packed kernel, and so AVX-512F or
+    // AVX2 with FMA, runs; row `i` of each position's `[count, c]` matrix lies inside `out`, and
+    // every `d` holds `c` values.
     match tiling {
         Tiling::F2x2 => unsafe {
             let d = tile_pixels::<f32, 16>(input, zeros, t, 2);
-            transform_input_avx512(d, out, count * c, c)
+            transform_input_f32(d, out, count * c, c)
         },
         Tiling::F4x4 => unsafe {
             let d = tile_pixels::<f32, 36>(input, zeros, t, 4);
-            transform_input_avx512(d, out, count * c, c)
+            transform_input_f32(d, out, count * c, c)
         },
     }
 }
 
-/// Input transform of `c` channels, 16 at a time, for the tiling of `P` positions.
+/// Input transform of `c` f32 channels for the tiling of `P` positions, on the widest vectors
+/// the CPU has.
+///
+/// # Safety
+/// AVX-512F, or AVX2 and FMA, run here; every `d` holds `c` values, and the `P` rows of `c`
+/// values `matrix` floats apart from `out` are writable.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transform_input_avx512<const P: usize>(
+unsafe fn transform_input_f32<const P: usize>(
     d: [&[f32]; P],
     out: *mut f32,
     matrix: usize,
     c: usize,
 ) {
-    use std::arch::x86_64::*;
-    // SAFETY (both closures): masked to the channels left of each row; the caller vouches for
-    // the P rows of `c` values `matrix` floats apart from `out`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512<const P: usize>(d: [&[f32]; P], out: *mut f32, matrix: usize, c: usize) {
+        // SAFETY: AVX-512F runs here; the caller's contract.
+        unsafe { transform_input_vectors::<Zmm, P>(d, out, matrix, c) }
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<const P: usize>(d: [&[f32]; P], out: *mut f32, matrix: usize, c: usize) {
+        // SAFETY: AVX2 and FMA run here; the caller's contract.
+        unsafe { transform_input_vectors::<Ymm, P>(d, out, matrix, c) }
+    }
+    // SAFETY: the caller's contract, on the instructions each function needs.
     unsafe {
-        transform_channels::<P>(
+        match Isa::Avx512.runs_here() {
+            true => avx512(d, out, matrix, c),
+            false => avx2(d, out, matrix, c),
+        }
+    }
+}
+
+/// `Bᵀ d B` of `c` f32 channels, a vector at a time.
+///
+/// # Safety
+/// As [`transform_input_f32`], on the instructions of `V`.
+#[inline(always)]
+unsafe fn transform_input_vectors<V: Vector, const P: usize>(
+    d: [&[f32]; P],
+    out: *mut f32,
+    matrix: usize,
+    c: usize,
+) {
+    // SAFETY (both closures): the loads and stores cover the channels left of each row; the
+    // caller vouches for the P rows of `c` values `matrix` floats apart from `out`.
+    unsafe {
+        transform_channels::<V, P>(
             c,
-            |j, ch, mask| _mm512_maskz_loadu_ps(mask, d[j].as_ptr().add(ch)),
-            |ab, ch, mask, value| _mm512_mask_storeu_ps(out.add(ab * matrix + ch), mask, value),
+            |j, ch, lanes| V::load(d[j].as_ptr().add(ch), lanes),
+            |ab, ch, lanes, value| value.store(out.add(ab * matrix + ch), lanes),
         )
     }
 }
@@ -666,13 +704,16 @@ unsafe fn transform_input_bf16_avx512(d: [&[bf16]; 16], out: *mut bf16, matrix: 
     // SAFETY (both closures): masked to the channels left of each row; the caller vouches for
     // the 16 rows of `c` values `matrix` values apart from `out`.
     unsafe {
-        transform_channels::<16>(
+        transform_channels::<Zmm, 16>(
             c,
-            |j, ch, mask| {
-                let bits = _mm256_maskz_loadu_epi16(mask, d[j].as_ptr().add(ch) as *const i16);
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits)))
+            |j, ch, lanes| {
+                let at = d[j].as_ptr().add(ch) as *const i16;
+                let bits = _mm256_maskz_loadu_epi16(mask16(lanes), at);
+                Zmm(_mm512_castsi512_ps(_mm512_slli_epi32::<16>(
+                    _mm512_cvtepu16_epi32(bits),
+                )))
             },
-            |ab, ch, mask, value| store_rounded(out.add(ab * matrix + ch), mask, value),
+            |ab, ch, lanes, value| store_rounded(out.add(ab * matrix + ch), lanes, value),
         )
     }
 }
@@ -686,44 +727,40 @@ unsafe fn transform_input_f32_to_bf16_avx512(
     matrix: usize,
     c: usize,
 ) {
-    use std::arch::x86_64::*;
     // SAFETY (both closures): masked to the channels left of each row; the caller vouches for
     // the 16 rows of `c` values `matrix` values apart from `out`.
     unsafe {
-        transform_channels::<16>(
+        transform_channels::<Zmm, 16>(
             c,
-            |j, ch, mask| _mm512_maskz_loadu_ps(mask, d[j].as_ptr().add(ch)),
-            |ab, ch, mask, value| store_rounded(out.add(ab * matrix + ch), mask, value),
+            |j, ch, lanes| Zmm::load(d[j].as_ptr().add(ch), lanes),
+            |ab, ch, lanes, value| store_rounded(out.add(ab * matrix + ch), lanes, value),
         )
     }
 }
 
-/// `Bᵀ d B` of `c` channels, 16 at a time, for the tiling of `P` positions: `load(j, ch, mask)`
-/// gives pixel `j`'s channels `ch..` (the lanes of `mask`), `store(ab, ch, mask, value)` takes
-/// position `ab`'s.
+/// `Bᵀ d B` of `c` channels, a vector at a time, for the tiling of `P` positions:
+/// `load(j, ch, lanes)` gives pixel `j`'s channels `ch..ch + lanes`, `store(ab, ch, lanes,
+/// value)` takes position `ab`'s.
 ///
 /// # Safety
-/// The callers enable AVX-512F; `load` and `store` are safe for the arguments given.
-#[cfg(target_arch = "x86_64")]
+/// The callers run on the instructions of `V`; `load` and `store` are safe for the arguments
+/// given.
 #[inline(always)]
-unsafe fn transform_channels<const P: usize>(
+unsafe fn transform_channels<V: Vector, const P: usize>(
     c: usize,
-    load: impl Fn(usize, usize, u16) -> std::arch::x86_64::__m512,
-    store: impl Fn(usize, usize, u16, std::arch::x86_64::__m512),
+    load: impl Fn(usize, usize, usize) -> V,
+    store: impl Fn(usize, usize, usize, V),
 ) {
-    for ch in (0..c).step_by(16) {
-        let mask = lanes(c - ch);
-        let v: [_; P] = std::array::from_fn(|j| load(j, ch, mask));
-        // SAFETY: the callers enable AVX-512F.
-        let transformed: [_; P] = unsafe {
-            match P {
-                16 => resized(input_transform(resized(v))),
-                36 => resized(f4x4::input(resized(v))),
-                _ => unreachable!("a tiling of {P} positions"),
-            }
+    for ch in (0..c).step_by(V::LANES) {
+        let lanes = V::LANES.min(c - ch);
+        let v: [V; P] = std::array::from_fn(|j| load(j, ch, lanes));
+        let transformed: [V; P] = match P {
+            16 => resized(input_transform(resized(v))),
+            36 => resized(f4x4::input(resized(v))),
+            _ => unreachable!("a tiling of {P} positions"),
         };
         for (ab, value) in transformed.into_iter().enumerate() {
-            store(ab, ch, mask, value);
+            store(ab, ch, lanes, value);
         }
     }
 }
@@ -736,66 +773,37 @@ fn resized<T: Copy, const A: usize, const B: usize>(v: [T; A]) -> [T; B] {
     std::array::from_fn(|i| v[i])
 }
 
-/// The lanes of `mask` of `value` rounded to bf16 (nearest even, as `bf16::from_f32` for finite
+/// The first `lanes` of `value` rounded to bf16 (nearest even, as `bf16::from_f32` for finite
 /// values) and stored at `out`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn store_rounded(out: *mut bf16, mask: u16, value: std::arch::x86_64::__m512) {
+unsafe fn store_rounded(out: *mut bf16, lanes: usize, value: Zmm) {
     use std::arch::x86_64::*;
-    // SAFETY: the callers enable AVX-512F, BW and VL, and vouch for the masked lanes of `out`.
+    // SAFETY: the callers enable AVX-512F, BW and VL, and vouch for the lanes of `out`.
     unsafe {
-        let bits = _mm512_castps_si512(value);
+        let bits = _mm512_castps_si512(value.0);
         let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
         let rounded = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
         let high = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(rounded));
-        _mm256_mask_storeu_epi16(out as *mut i16, mask, high);
+        _mm256_mask_storeu_epi16(out as *mut i16, mask16(lanes), high);
     }
-}
-
-/// `T v Tᵀ` of a square block of `I x I` values (`II` of them) into `O x O` (`OO`), where
-/// `column` is `T` of one column: along the block's columns, then along its rows.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-pub(super) fn separable<const I: usize, const O: usize, const II: usize, const OO: usize>(
-    v: [std::arch::x86_64::__m512; II],
-    column: impl Fn([std::arch::x86_64::__m512; I]) -> [std::arch::x86_64::__m512; O],
-) -> [std::arch::x86_64::__m512; OO] {
-    use std::arch::x86_64::*;
-    assert!(I * I == II && O * O == OO, "square blocks");
-    let columns: [[__m512; O]; I] =
-        std::array::from_fn(|b| column(std::array::from_fn(|a| v[a * I + b])));
-    let mut out = [_mm512_setzero_ps(); OO];
-    for a in 0..O {
-        let row = column(std::array::from_fn(|b| columns[b][a]));
-        out[a * O..][..O].copy_from_slice(&row);
-    }
-    out
 }
 
 /// `Bᵀ d` of one column of four, with Bᵀ of F(2x2, 3x3):
 /// `[[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn input_column(
-    [d0, d1, d2, d3]: [std::arch::x86_64::__m512; 4],
-) -> [std::arch::x86_64::__m512; 4] {
-    use std::arch::x86_64::*;
-    [
-        _mm512_sub_ps(d0, d2),
-        _mm512_add_ps(d1, d2),
-        _mm512_sub_ps(d2, d1),
-        _mm512_sub_ps(d1, d3),
-    ]
+struct InputColumn;
+
+impl<V: Vector> Transform<V, 4, 4> for InputColumn {
+    #[inline(always)]
+    fn column([d0, d1, d2, d3]: [V; 4]) -> [V; 4] {
+        [d0.sub(d2), d1.add(d2), d2.sub(d1), d1.sub(d3)]
+    }
 }
 
-/// `Bᵀ d B` of 16 lanes of a 4x4 block.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn input_transform(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
-    separable(v, |d| input_column(d))
+/// `Bᵀ d B` of one vector of a 4x4 block.
+#[inline(always)]
+fn input_transform<V: Vector>(v: [V; 16]) -> [V; 16] {
+    separable::<V, InputColumn, 4, 4, 16, 16>(v)
 }
 
 /// `Aᵀ m A` of tile `i`'s products (rows of `stride` floats in `[positions][rows]` order) into
@@ -816,11 +824,11 @@ fn transform_output(
     match tiling {
         Tiling::F2x2 => unsafe {
             let m: [&[f32]; 16] = product_rows(products, i, rows, stride);
-            transform_output_avx512::<16, 4>(m, out.as_mut_ptr(), stride)
+            transform_output_f32::<16, 4>(m, out.as_mut_ptr(), stride)
         },
         Tiling::F4x4 => unsafe {
             let m: [&[f32]; 36] = product_rows(products, i, rows, stride);
-            transform_output_avx512::<36, 16>(m, out.as_mut_ptr(), stride)
+            transform_output_f32::<36, 16>(m, out.as_mut_ptr(), stride)
         },
     }
 }
@@ -835,64 +843,83 @@ fn product_rows<const P: usize>(
     std::array::from_fn(|xi| &products[(xi * rows + i) * stride..][..stride])
 }
 
-/// Output transform of `stride` columns, 16 at a time, from the `P` products of a tiling to its
-/// `Q` output pixels, `stride` floats apart from `out`.
+/// Output transform of `stride` columns from the `P` products of a tiling to its `Q` output
+/// pixels, `stride` floats apart from `out`, on the widest vectors the CPU has.
+///
+/// # Safety
+/// AVX-512F, or AVX2 and FMA, run here; `stride` is a multiple of 16 and the length of every
+/// slice, and the `Q` pixels of `stride` floats at `out` are writable.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transform_output_avx512<const P: usize, const Q: usize>(
+unsafe fn transform_output_f32<const P: usize, const Q: usize>(
     m: [&[f32]; P],
     out: *mut f32,
     stride: usize,
 ) {
-    use std::arch::x86_64::*;
-    for k in (0..stride).step_by(16) {
-        // SAFETY: `k + 16 <= stride`, the length of every slice; the caller vouches for the `Q`
-        // pixels at `out`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512<const P: usize, const Q: usize>(m: [&[f32]; P], out: *mut f32, stride: usize) {
+        // SAFETY: AVX-512F runs here; the caller's contract.
+        unsafe { transform_output_vectors::<Zmm, P, Q>(m, out, stride) }
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<const P: usize, const Q: usize>(m: [&[f32]; P], out: *mut f32, stride: usize) {
+        // SAFETY: AVX2 and FMA run here; the caller's contract.
+        unsafe { transform_output_vectors::<Ymm, P, Q>(m, out, stride) }
+    }
+    // SAFETY: the caller's contract, on the instructions each function needs.
+    unsafe {
+        match Isa::Avx512.runs_here() {
+            true => avx512::<P, Q>(m, out, stride),
+            false => avx2::<P, Q>(m, out, stride),
+        }
+    }
+}
+
+/// `Aᵀ m A` of `stride` columns, a vector at a time.
+///
+/// # Safety
+/// As [`transform_output_f32`], on the instructions of `V`.
+#[inline(always)]
+unsafe fn transform_output_vectors<V: Vector, const P: usize, const Q: usize>(
+    m: [&[f32]; P],
+    out: *mut f32,
+    stride: usize,
+) {
+    for k in (0..stride).step_by(V::LANES) {
+        // SAFETY: `k + V::LANES <= stride`, the length of every slice; the caller vouches for
+        // the `Q` pixels at `out`.
         unsafe {
-            let v: [__m512; P] = std::array::from_fn(|j| _mm512_loadu_ps(m[j].as_ptr().add(k)));
-            let y: [__m512; Q] = match P {
+            let v: [V; P] = std::array::from_fn(|j| V::load(m[j].as_ptr().add(k), V::LANES));
+            let y: [V; Q] = match P {
                 16 => resized(output_transform(resized(v))),
                 36 => resized(f4x4::output(resized(v))),
                 _ => unreachable!("a tiling of {P} positions"),
             };
             for (q, value) in y.into_iter().enumerate() {
-                _mm512_storeu_ps(out.add(q * stride + k), value);
+                value.store(out.add(q * stride + k), V::LANES);
             }
         }
     }
 }
 
 /// `Aᵀ m` of one column of four, with `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn output_column(
-    [m0, m1, m2, m3]: [std::arch::x86_64::__m512; 4],
-) -> [std::arch::x86_64::__m512; 2] {
-    use std::arch::x86_64::*;
-    [
-        _mm512_add_ps(_mm512_add_ps(m0, m1), m2),
-        _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3),
-    ]
+struct OutputColumn;
+
+impl<V: Vector> Transform<V, 4, 2> for OutputColumn {
+    #[inline(always)]
+    fn column([m0, m1, m2, m3]: [V; 4]) -> [V; 2] {
+        [m0.add(m1).add(m2), m1.sub(m2).sub(m3)]
+    }
 }
 
-/// `Aᵀ m A` of 16 lanes of the 16 products into a 2x2 block.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn output_transform(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 4] {
-    separable(v, |m| output_column(m))
-}
-
-/// The first `n` of 16 lanes (all of them from 16 on).
-#[cfg(target_arch = "x86_64")]
-fn lanes(n: usize) -> u16 {
-    ((1u32 << n.min(16)) - 1) as u16
+/// `Aᵀ m A` of one vector of the 16 products into a 2x2 block.
+#[inline(always)]
+fn output_transform<V: Vector>(v: [V; 16]) -> [V; 4] {
+    separable::<V, OutputColumn, 4, 2, 16, 4>(v)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_input_avx512<const P: usize>(_: [&[f32]; P], _: *mut f32, _: usize, _: usize) {
-    unreachable!("winograd weights exist only where AVX-512F runs")
+unsafe fn transform_input_f32<const P: usize>(_: [&[f32]; P], _: *mut f32, _: usize, _: usize) {
+    unreachable!("winograd weights exist only where AVX-512F or AVX2 runs")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -906,12 +933,12 @@ unsafe fn transform_input_f32_to_bf16_avx512(_: [&[f32]; 16], _: *mut bf16, _: u
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_output_avx512<const P: usize, const Q: usize>(
+unsafe fn transform_output_f32<const P: usize, const Q: usize>(
     _: [&[f32]; P],
     _: *mut f32,
     _: usize,
 ) {
-    unreachable!("winograd weights exist only where AVX-512F runs")
+    unreachable!("winograd weights exist only where AVX-512F or AVX2 runs")
 }
 
 #[cfg(test)]
@@ -985,7 +1012,9 @@ mod tests {
         {
             let weights = values(9 * c * out, 1);
             let Some(winograd) = Winograd::new(&weights, c, out, tiling) else {
-                eprintln!("SKIPPED: this CPU has no AVX-512F, Winograd's path never runs here");
+                eprintln!(
+                    "SKIPPED: this CPU has neither AVX-512F nor AVX2, Winograd's path never runs here"
+                );
                 return;
             };
             let s = Shape { n, h, w, c };

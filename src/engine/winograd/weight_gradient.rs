@@ -17,13 +17,14 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::vector::{Transform, Vector, separable};
 #[cfg(target_arch = "x86_64")]
-use super::separable;
-use super::{Tiling, f4x4, lanes, resized, tile_corner, transform_input};
+use super::vector::{Ymm, Zmm};
+use super::{Tiling, f4x4, resized, tile_corner, transform_input};
 use crate::engine::groups::groups;
 use crate::engine::map::{Shape, View, grow};
 use crate::engine::matmul::matmul_tn;
-use crate::engine::packed::runs_here;
+use crate::engine::packed::{Isa, runs_here};
 use crate::engine::simd::simd_kernel;
 
 /// Tiles transformed together before their products: the reduction dimension of each product.
@@ -118,8 +119,8 @@ pub(crate) struct WeightGradientScratch {
 /// `dw` (`[3 · 3 · in, out]`, rows in (kernel row, kernel column, channel) order, overwritten) =
 /// ∂L/∂w of the 3x3/1 convolution with padding 1 of `input` whose output gradient is `dy` (dense
 /// `[pixels, out]`, the input's pixels), through `tiling`, the products run by `products`.
-/// Returns false, leaving `dw` alone, where the packed kernel's AVX-512 does not run or the input
-/// has fewer than [`MIN_CHANNELS`] channels.
+/// Returns false, leaving `dw` alone, where the packed kernel's instructions (AVX-512F, or AVX2
+/// and FMA) do not run or the input has fewer than [`MIN_CHANNELS`] channels.
 pub(crate) fn weight_gradient(
     input: View<f32>,
     dy: &[f32],
@@ -257,89 +258,118 @@ fn transform_output_gradient(
     };
     assert!(i < count && out.len() >= tiling.positions() * count * n);
     let out = out[i * n..].as_mut_ptr();
-    // SAFETY (both): weight_gradient runs only where the packed kernel, and so AVX-512F, runs;
-    // row `i` of each position's `[count, n]` matrix lies inside `out`, and every pixel holds `n`
-    // values.
+    // SAFETY (both): weight_gradient runs only where the packed kernel's instructions (AVX-512F,
+    // or AVX2 and FMA) run; row `i` of each position's `[count, n]` matrix lies inside `out`, and
+    // every pixel holds `n` values.
     match tiling {
         Tiling::F2x2 => unsafe {
-            transform_output_gradient_avx512::<4, 16>(std::array::from_fn(pixel), out, count * n, n)
+            transform_output_gradient_f32::<4, 16>(std::array::from_fn(pixel), out, count * n, n)
         },
         Tiling::F4x4 => unsafe {
-            transform_output_gradient_avx512::<16, 36>(
-                std::array::from_fn(pixel),
-                out,
-                count * n,
-                n,
-            )
+            transform_output_gradient_f32::<16, 36>(std::array::from_fn(pixel), out, count * n, n)
         },
     }
 }
 
-/// Gradient transform of `n` channels, 16 at a time, from a tiling's `Q` output pixels to its
-/// `P` positions; a missing pixel reads as zeros.
+/// Gradient transform of `n` channels from a tiling's `Q` output pixels to its `P` positions
+/// (a missing pixel reads as zeros), on the widest vectors the CPU has.
+///
+/// # Safety
+/// AVX-512F, or AVX2 and FMA, run here; every pixel holds `n` values, and the `P` rows of `n`
+/// values `matrix` floats apart from `out` are writable.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transform_output_gradient_avx512<const Q: usize, const P: usize>(
+unsafe fn transform_output_gradient_f32<const Q: usize, const P: usize>(
     d: [Option<&[f32]>; Q],
     out: *mut f32,
     matrix: usize,
     n: usize,
 ) {
-    use std::arch::x86_64::*;
-    for ch in (0..n).step_by(16) {
-        let mask = lanes(n - ch);
-        // SAFETY: the loads and stores are masked to the `n - ch` channels left of each row, and
-        // the caller vouches for the P rows of `n` values `matrix` floats apart from `out`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512<const Q: usize, const P: usize>(
+        d: [Option<&[f32]>; Q],
+        out: *mut f32,
+        matrix: usize,
+        n: usize,
+    ) {
+        // SAFETY: AVX-512F runs here; the caller's contract.
+        unsafe { transform_output_gradient_vectors::<Zmm, Q, P>(d, out, matrix, n) }
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<const Q: usize, const P: usize>(
+        d: [Option<&[f32]>; Q],
+        out: *mut f32,
+        matrix: usize,
+        n: usize,
+    ) {
+        // SAFETY: AVX2 and FMA run here; the caller's contract.
+        unsafe { transform_output_gradient_vectors::<Ymm, Q, P>(d, out, matrix, n) }
+    }
+    // SAFETY: the caller's contract, on the instructions each function needs.
+    unsafe {
+        match Isa::Avx512.runs_here() {
+            true => avx512::<Q, P>(d, out, matrix, n),
+            false => avx2::<Q, P>(d, out, matrix, n),
+        }
+    }
+}
+
+/// `A dY Aᵀ` of `n` channels, a vector at a time.
+///
+/// # Safety
+/// As [`transform_output_gradient_f32`], on the instructions of `V`.
+#[inline(always)]
+unsafe fn transform_output_gradient_vectors<V: Vector, const Q: usize, const P: usize>(
+    d: [Option<&[f32]>; Q],
+    out: *mut f32,
+    matrix: usize,
+    n: usize,
+) {
+    for ch in (0..n).step_by(V::LANES) {
+        let lanes = V::LANES.min(n - ch);
+        // SAFETY: the loads and stores cover the `lanes` channels left of each row, and the
+        // caller vouches for the P rows of `n` values `matrix` floats apart from `out`.
         unsafe {
-            let mut v = [_mm512_setzero_ps(); Q];
-            for (v, pixel) in v.iter_mut().zip(d) {
-                if let Some(pixel) = pixel {
-                    *v = _mm512_maskz_loadu_ps(mask, pixel.as_ptr().add(ch));
-                }
-            }
-            let values: [__m512; P] = match Q {
+            let zero = V::zero();
+            let v: [V; Q] = std::array::from_fn(|q| match d[q] {
+                Some(pixel) => V::load(pixel.as_ptr().add(ch), lanes),
+                None => zero,
+            });
+            let values: [V; P] = match Q {
                 4 => resized(gradient_transform(resized(v))),
                 16 => resized(f4x4::gradient(resized(v))),
                 _ => unreachable!("a tiling of {Q} output pixels"),
             };
             for (ab, value) in values.into_iter().enumerate() {
-                _mm512_mask_storeu_ps(out.add(ab * matrix + ch), mask, value);
+                value.store(out.add(ab * matrix + ch), lanes);
             }
         }
     }
 }
 
 /// `A y` of one column of two, with `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]` of F(2x2, 3x3).
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn gradient_column([y0, y1]: [std::arch::x86_64::__m512; 2]) -> [std::arch::x86_64::__m512; 4] {
-    use std::arch::x86_64::*;
-    let zero = _mm512_setzero_ps();
-    [
-        y0,
-        _mm512_add_ps(y0, y1),
-        _mm512_sub_ps(y0, y1),
-        _mm512_sub_ps(zero, y1),
-    ]
+struct GradientColumn;
+
+impl<V: Vector> Transform<V, 2, 4> for GradientColumn {
+    #[inline(always)]
+    fn column([y0, y1]: [V; 2]) -> [V; 4] {
+        [y0, y0.add(y1), y0.sub(y1), y1.neg()]
+    }
 }
 
-/// `A dY Aᵀ` of 16 lanes of a 2x2 output gradient into the 16 positions of F(2x2, 3x3).
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn gradient_transform(v: [std::arch::x86_64::__m512; 4]) -> [std::arch::x86_64::__m512; 16] {
-    separable(v, |y| gradient_column(y))
+/// `A dY Aᵀ` of one vector of a 2x2 output gradient into the 16 positions of F(2x2, 3x3).
+#[inline(always)]
+fn gradient_transform<V: Vector>(v: [V; 4]) -> [V; 16] {
+    separable::<V, GradientColumn, 2, 4, 4, 16>(v)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_output_gradient_avx512<const Q: usize, const P: usize>(
+unsafe fn transform_output_gradient_f32<const Q: usize, const P: usize>(
     _: [Option<&[f32]>; Q],
     _: *mut f32,
     _: usize,
     _: usize,
 ) {
-    unreachable!("the Winograd weight gradient runs only where AVX-512F runs")
+    unreachable!("the Winograd weight gradient runs only where AVX-512F or AVX2 runs")
 }
 
 #[cfg(test)]
@@ -399,7 +429,7 @@ mod tests {
             });
             if !ran {
                 eprintln!(
-                    "SKIPPED: this CPU has no AVX-512F, the Winograd gradient never runs here"
+                    "SKIPPED: this CPU has neither AVX-512F nor AVX2, the Winograd gradient never runs here"
                 );
                 return;
             }

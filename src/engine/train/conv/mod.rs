@@ -6,14 +6,14 @@
 //! `patches(x)` is output pixel `p`'s receptive field (im2col). A 1x1 convolution with stride 1 and
 //! no padding multiplies the input itself, in one product spread over the threads; larger kernels
 //! gather the patches one tile of output pixels at a time, so that a tile stays in cache, and
-//! spread the tiles over the threads. Where the CPU has AVX-512, 3x3 convolutions with stride 1
+//! spread the tiles over the threads. Where the CPU has AVX-512 or AVX2, 3x3 convolutions with stride 1
 //! and padding 1 run as Winograd's minimal filtering instead (`engine/winograd`), their weights
 //! transformed at every call: F(4x4, 3x3) in f32 on maps of 14 pixels or more (4x fewer
 //! multiplications), F(2x2, 3x3) on smaller maps and in bf16 (2.25x fewer).
 //!
 //! Backward, with `dy = ∂L/∂y`:
 //! - `dw = patches(x)ᵀ · dy` sums over all pixels (for a 3x3/1 convolution with padding 1, where
-//!   the CPU has AVX-512, through the same tiling as the forward pass instead:
+//!   the CPU has AVX-512 or AVX2, through the same tiling as the forward pass instead:
 //!   `engine/winograd/weight_gradient.rs`, its products in bf16 where a bf16 step runs on
 //!   AVX512-BF16's dot products). The pixels are cut into a fixed number of
 //!   groups (two per thread); each group re-gathers the patches of its tiles and accumulates
@@ -289,7 +289,7 @@ pub(crate) fn backward(
 /// `y = patches(x) · w` for the window (the shared forward product), `w` being
 /// `[window depth, out_channels]`: in bf16 when `bf16` holds the buffer for the rounded weights,
 /// else in f32. A 3x3 window with stride 1 and padding 1 runs as Winograd's minimal filtering,
-/// its transformed weights in `winograd`: in f32 where the CPU has AVX-512, F(4x4, 3x3) or
+/// its transformed weights in `winograd`: in f32 where the CPU has AVX-512 or AVX2, F(4x4, 3x3) or
 /// F(2x2, 3x3) by the map's size ([`Tiling::for_f32_map`]); F(2x2, 3x3) in bf16 where its
 /// products run on AVX512-BF16's dot products (AMX tiles multiply it directly, as in inference).
 #[allow(clippy::too_many_arguments)]
