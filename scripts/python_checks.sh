@@ -3,6 +3,7 @@
 # The virtual environment lives outside the repository and is reused between runs:
 #   GOOGLENET_PYENV (default ~/.cache/googlenet/pyenv).
 # Without network or Python it says so and, outside CI, exits 0 having run nothing; in CI it fails.
+#   bash scripts/python_checks.sh [--install-only]   (--install-only: the environment, no checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,8 @@ if [ ! -x "$PYENV/bin/python" ] || ! "$PYENV/bin/python" -c "import torch, torch
         exit 0
     fi
 fi
+
+[ "${1:-}" = "--install-only" ] && exit 0
 
 cargo build --release --quiet
 BIN=target/release/googlenet

@@ -59,6 +59,7 @@ mod simd;
 mod threads;
 mod train;
 mod transpose;
+mod vector;
 mod window;
 mod winograd;
 

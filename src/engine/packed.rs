@@ -13,7 +13,11 @@
 use std::ops::Range;
 
 #[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
+use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+
+use super::vector::{Isa, Vector};
+#[cfg(target_arch = "x86_64")]
+use super::vector::{Ymm, Zmm};
 
 /// Columns of one panel: 16 floats, one zmm register.
 pub(crate) const PANEL: usize = 16;
@@ -24,41 +28,7 @@ pub(crate) const BLOCK_PANELS: usize = 2;
 /// Rows of a block on AVX2 (one panel wide).
 const AVX2_BLOCK_ROWS: usize = 6;
 
-/// The instructions the kernel runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Isa {
-    /// AVX-512F: blocks of [`BLOCK_ROWS`] rows by [`BLOCK_PANELS`] panels.
-    Avx512,
-    /// AVX2 and FMA: blocks of 6 rows by one panel.
-    Avx2,
-}
-
 impl Isa {
-    /// The widest this CPU runs, if any.
-    pub fn here() -> Option<Self> {
-        [Self::Avx512, Self::Avx2]
-            .into_iter()
-            .find(|isa| isa.runs_here())
-    }
-
-    /// Whether this CPU has the instructions.
-    pub fn runs_here(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            match self {
-                Self::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-                Self::Avx2 => {
-                    std::arch::is_x86_feature_detected!("avx2")
-                        && std::arch::is_x86_feature_detected!("fma")
-                }
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    }
-
     /// Rows and panels of a block whose sums stay in registers.
     fn block(self) -> (usize, usize) {
         match self {
@@ -331,105 +301,85 @@ impl Block {
         }
     }
 
-    /// The `R` x `P` panels' sums in registers.
+    /// The `R` x `P` panels' sums on AVX-512F, one zmm register a panel.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn sums<const R: usize, const P: usize>(&self) {
-        // SAFETY (whole body): `run`'s contract bounds every pointer read and written, the masks
-        // keep loads and stores to each output's lanes.
-        unsafe {
-            let mask: [__mmask16; P] =
-                std::array::from_fn(|p| ((1u32 << self.lanes[p]) - 1) as u16);
-            let mut acc = [[_mm512_setzero_ps(); P]; R];
-            if self.accumulate {
-                for (r, row) in acc.iter_mut().enumerate() {
-                    for (p, sum) in row.iter_mut().enumerate() {
-                        let at = self.c[p].add(r * self.c_stride[p]);
-                        *sum = _mm512_maskz_loadu_ps(mask[p], at);
-                    }
-                }
-            }
-            for q in 0..self.kc {
-                let mut b = [_mm512_setzero_ps(); P];
-                for (p, panel) in b.iter_mut().enumerate() {
-                    *panel = _mm512_loadu_ps(self.b[p].add(q * PANEL));
-                    let ahead = self.b[p].wrapping_add((q + PREFETCH_AHEAD) * PANEL);
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
-                }
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let x = _mm512_set1_ps(*self.a.add(r * self.a_stride + q));
-                    for (sum, &panel) in row.iter_mut().zip(&b) {
-                        *sum = _mm512_fmadd_ps(x, panel, *sum);
-                    }
-                }
-            }
-            if let Some(bias) = self.bias {
-                let zero = _mm512_setzero_ps();
-                for p in 0..P {
-                    let bias = _mm512_maskz_loadu_ps(mask[p], bias[p]);
-                    for row in acc.iter_mut() {
-                        row[p] = _mm512_max_ps(_mm512_add_ps(row[p], bias), zero);
-                    }
-                }
-            }
-            for (r, row) in acc.iter().enumerate() {
-                for (p, &sum) in row.iter().enumerate() {
-                    _mm512_mask_storeu_ps(self.c[p].add(r * self.c_stride[p]), mask[p], sum);
-                }
-            }
-        }
+        // SAFETY: AVX-512F runs here; `run`'s contract.
+        unsafe { self.vector_sums::<Zmm, R, P>() }
     }
 
-    /// The `R` rows of the first panel's sums in registers, each panel row two ymm halves.
+    /// The `R` rows of one panel's sums on AVX2 and FMA, two ymm registers a panel.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn sums_avx2<const R: usize>(&self) {
-        // SAFETY (whole body): `run`'s contract bounds every pointer read and written; a ragged
-        // panel's loads and stores are masked to its lanes (masked-off lanes are not accessed).
+        // SAFETY: AVX2 and FMA run here; `run`'s contract.
+        unsafe { self.vector_sums::<Ymm, R, 1>() }
+    }
+
+    /// The `R` x `P` panels' sums in registers, each panel `PANEL / V::LANES` (1 or 2) vectors
+    /// wide.
+    ///
+    /// # Safety
+    /// `V`'s instructions run here, and `run`'s contract.
+    #[inline(always)]
+    unsafe fn vector_sums<V: Vector, const R: usize, const P: usize>(&self) {
+        let halves = PANEL / V::LANES;
+        assert!(halves <= 2, "a panel is one or two vectors");
+        // The lanes of each vector of each panel: a ragged panel's loads and stores are masked
+        // to its columns (the lanes past them are not accessed).
+        let lanes: [[usize; 2]; P] = std::array::from_fn(|p| {
+            [0, 1].map(|h| self.lanes[p].saturating_sub(h * V::LANES).min(V::LANES))
+        });
+        // SAFETY (whole body): `run`'s contract bounds every pointer read and written.
         unsafe {
-            let lanes = self.lanes[0];
-            let full = lanes == PANEL;
-            let mask = [0, 8].map(|first| {
-                let index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-                _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes as i32 - first), index)
-            });
-            let load = |at: *const f32, h: usize| match full {
-                true => _mm256_loadu_ps(at.add(8 * h)),
-                false => _mm256_maskload_ps(at.wrapping_add(8 * h), mask[h]),
+            let c = |r: usize, p: usize, h: usize| {
+                self.c[p]
+                    .add(r * self.c_stride[p])
+                    .wrapping_add(h * V::LANES)
             };
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            let mut acc = [[[V::zero(); 2]; P]; R];
             if self.accumulate {
                 for (r, row) in acc.iter_mut().enumerate() {
-                    let at = self.c[0].add(r * self.c_stride[0]);
-                    *row = [load(at, 0), load(at, 1)];
+                    for (p, panel) in row.iter_mut().enumerate() {
+                        for (h, sum) in panel.iter_mut().enumerate().take(halves) {
+                            *sum = V::load(c(r, p, h), lanes[p][h]);
+                        }
+                    }
                 }
             }
             for q in 0..self.kc {
-                let panel = self.b[0].add(q * PANEL);
-                let b = [_mm256_loadu_ps(panel), _mm256_loadu_ps(panel.add(8))];
-                let ahead = self.b[0].wrapping_add((q + PREFETCH_AHEAD) * PANEL);
-                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                let mut b = [[V::zero(); 2]; P];
+                for (p, panel) in b.iter_mut().enumerate() {
+                    for (h, half) in panel.iter_mut().enumerate().take(halves) {
+                        *half = V::load(self.b[p].add(q * PANEL + h * V::LANES), V::LANES);
+                    }
+                    let ahead = self.b[p].wrapping_add((q + PREFETCH_AHEAD) * PANEL);
+                    prefetch(ahead);
+                }
                 for (r, row) in acc.iter_mut().enumerate() {
-                    let x = _mm256_broadcast_ss(&*self.a.add(r * self.a_stride + q));
-                    row[0] = _mm256_fmadd_ps(x, b[0], row[0]);
-                    row[1] = _mm256_fmadd_ps(x, b[1], row[1]);
+                    let x = V::broadcast(self.a.add(r * self.a_stride + q));
+                    for (panel, b) in row.iter_mut().zip(&b) {
+                        for (sum, &b) in panel.iter_mut().zip(b).take(halves) {
+                            *sum = x.mul_add_lanes(b, *sum);
+                        }
+                    }
                 }
             }
             if let Some(bias) = self.bias {
-                let zero = _mm256_setzero_ps();
-                let bias = [load(bias[0], 0), load(bias[0], 1)];
-                for row in acc.iter_mut() {
-                    for (sum, bias) in row.iter_mut().zip(bias) {
-                        *sum = _mm256_max_ps(_mm256_add_ps(*sum, bias), zero);
+                for p in 0..P {
+                    for h in 0..halves {
+                        let bias = V::load(bias[p].wrapping_add(h * V::LANES), lanes[p][h]);
+                        for row in acc.iter_mut() {
+                            row[p][h] = row[p][h].add(bias).relu();
+                        }
                     }
                 }
             }
             for (r, row) in acc.iter().enumerate() {
-                let at = self.c[0].add(r * self.c_stride[0]);
-                for (h, &sum) in row.iter().enumerate() {
-                    match full {
-                        true => _mm256_storeu_ps(at.add(8 * h), sum),
-                        false => _mm256_maskstore_ps(at.wrapping_add(8 * h), mask[h], sum),
+                for (p, panel) in row.iter().enumerate() {
+                    for (h, sum) in panel.iter().enumerate().take(halves) {
+                        sum.store(c(r, p, h), lanes[p][h]);
                     }
                 }
             }
@@ -445,6 +395,19 @@ impl Block {
     unsafe fn sums_avx2<const R: usize>(&self) {
         unreachable!("packed weights are only built where AVX-512F or AVX2 runs")
     }
+}
+
+/// Fetches the cache line at `at` into L1 ahead of its use; an address past the weights is
+/// harmless (a prefetch never faults).
+#[inline(always)]
+fn prefetch(at: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE, which every x86-64 CPU has; a prefetch reads nothing and never faults.
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T0>(at.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 #[cfg(test)]

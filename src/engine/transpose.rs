@@ -16,7 +16,7 @@ pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) 
     if dst.is_empty() {
         return;
     }
-    let blocks = super::packed::Isa::Avx512.runs_here();
+    let blocks = super::vector::Isa::Avx512.runs_here();
     dst.par_chunks_mut(BLOCK * rows)
         .enumerate()
         .for_each(|(b, band)| {

@@ -15,8 +15,8 @@
 //! rows. Positions are numbered ξ = 6i + j in a 6x6 tile.
 
 use super::super::simd::simd_kernel;
-use super::vector::{Transform, Vector, separable};
 use super::{WEIGHT_LANES, transform_weight_lanes};
+use crate::engine::vector::{Transform, Vector, separable};
 
 /// The columns of G: entry ξ of column k is `G[ξ, k]`.
 pub(super) const G_COLUMNS: [[f32; 6]; 3] = [

@@ -22,7 +22,6 @@
 //! are rounded to bf16, the sums and the output transform stay f32.
 
 mod f4x4;
-mod vector;
 mod weight_gradient;
 
 #[cfg(test)]
@@ -42,13 +41,14 @@ use super::activation::Activation;
 use super::bf16::{Bf16Kernel, Bf16Scratch, Bf16Weights};
 use super::conv::{Target, column_split};
 use super::map::{Shape, View, grow};
-use super::packed::{Isa, PANEL, PackedWeights};
+use super::packed::{PANEL, PackedWeights};
 use super::simd::simd_kernel;
-use vector::{Transform, Vector, separable};
+use super::vector::{Isa, Transform, Vector, on_widest_vectors, separable};
 #[cfg(target_arch = "x86_64")]
-use vector::{Ymm, Zmm, mask16};
+use super::vector::{Zmm, mask16};
 
-/// Tiles whose products run together: 4 blocks of the kernel's 14 rows.
+/// Tiles whose products run together: 4 blocks of the packed kernel's 14 rows on AVX-512 (9 of
+/// its 6 rows and one of 2 on AVX2).
 const TILE_BLOCK: usize = 56;
 /// Output columns transformed per pass over the products, so that they stay in L2.
 const COLUMN_BLOCK: usize = 128;
@@ -107,8 +107,8 @@ impl Tiling {
         s.n * s.h.div_ceil(self.side()) * s.w.div_ceil(self.side())
     }
 
-    /// Tiles whose products run together: 4 blocks of the kernel's 14 rows for F(2x2, 3x3), 2
-    /// for F(4x4, 3x3), whose tiles have 36 positions.
+    /// Tiles whose products run together: [`TILE_BLOCK`] for F(2x2, 3x3), half as many for
+    /// F(4x4, 3x3), whose tiles have 36 positions.
     const fn tile_block(self) -> usize {
         match self {
             Self::F2x2 => TILE_BLOCK,
@@ -641,36 +641,19 @@ fn transform_input(
     }
 }
 
-/// Input transform of `c` f32 channels for the tiling of `P` positions, on the widest vectors
-/// the CPU has.
-///
-/// # Safety
-/// AVX-512F, or AVX2 and FMA, run here; every `d` holds `c` values, and the `P` rows of `c`
-/// values `matrix` floats apart from `out` are writable.
-#[cfg(target_arch = "x86_64")]
-unsafe fn transform_input_f32<const P: usize>(
-    d: [&[f32]; P],
-    out: *mut f32,
-    matrix: usize,
-    c: usize,
-) {
-    #[target_feature(enable = "avx512f")]
-    unsafe fn avx512<const P: usize>(d: [&[f32]; P], out: *mut f32, matrix: usize, c: usize) {
-        // SAFETY: AVX-512F runs here; the caller's contract.
-        unsafe { transform_input_vectors::<Zmm, P>(d, out, matrix, c) }
-    }
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2<const P: usize>(d: [&[f32]; P], out: *mut f32, matrix: usize, c: usize) {
-        // SAFETY: AVX2 and FMA run here; the caller's contract.
-        unsafe { transform_input_vectors::<Ymm, P>(d, out, matrix, c) }
-    }
-    // SAFETY: the caller's contract, on the instructions each function needs.
-    unsafe {
-        match Isa::Avx512.runs_here() {
-            true => avx512(d, out, matrix, c),
-            false => avx2(d, out, matrix, c),
-        }
-    }
+on_widest_vectors! {
+    /// Input transform of `c` f32 channels for the tiling of `P` positions, on the widest vectors
+    /// the CPU has.
+    ///
+    /// # Safety
+    /// AVX-512F, or AVX2 and FMA, run here; every `d` holds `c` values, and the `P` rows of `c`
+    /// values `matrix` floats apart from `out` are writable.
+    unsafe fn transform_input_f32<const P: usize>(
+        d: [&[f32]; P],
+        out: *mut f32,
+        matrix: usize,
+        c: usize,
+    ) => transform_input_vectors
 }
 
 /// `Bᵀ d B` of `c` f32 channels, a vector at a time.
@@ -843,35 +826,18 @@ fn product_rows<const P: usize>(
     std::array::from_fn(|xi| &products[(xi * rows + i) * stride..][..stride])
 }
 
-/// Output transform of `stride` columns from the `P` products of a tiling to its `Q` output
-/// pixels, `stride` floats apart from `out`, on the widest vectors the CPU has.
-///
-/// # Safety
-/// AVX-512F, or AVX2 and FMA, run here; `stride` is a multiple of 16 and the length of every
-/// slice, and the `Q` pixels of `stride` floats at `out` are writable.
-#[cfg(target_arch = "x86_64")]
-unsafe fn transform_output_f32<const P: usize, const Q: usize>(
-    m: [&[f32]; P],
-    out: *mut f32,
-    stride: usize,
-) {
-    #[target_feature(enable = "avx512f")]
-    unsafe fn avx512<const P: usize, const Q: usize>(m: [&[f32]; P], out: *mut f32, stride: usize) {
-        // SAFETY: AVX-512F runs here; the caller's contract.
-        unsafe { transform_output_vectors::<Zmm, P, Q>(m, out, stride) }
-    }
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2<const P: usize, const Q: usize>(m: [&[f32]; P], out: *mut f32, stride: usize) {
-        // SAFETY: AVX2 and FMA run here; the caller's contract.
-        unsafe { transform_output_vectors::<Ymm, P, Q>(m, out, stride) }
-    }
-    // SAFETY: the caller's contract, on the instructions each function needs.
-    unsafe {
-        match Isa::Avx512.runs_here() {
-            true => avx512::<P, Q>(m, out, stride),
-            false => avx2::<P, Q>(m, out, stride),
-        }
-    }
+on_widest_vectors! {
+    /// Output transform of `stride` columns from the `P` products of a tiling to its `Q` output
+    /// pixels, `stride` floats apart from `out`, on the widest vectors the CPU has.
+    ///
+    /// # Safety
+    /// AVX-512F, or AVX2 and FMA, run here; `stride` is a multiple of 16 and the length of every
+    /// slice, and the `Q` pixels of `stride` floats at `out` are writable.
+    unsafe fn transform_output_f32<const P: usize, const Q: usize>(
+        m: [&[f32]; P],
+        out: *mut f32,
+        stride: usize,
+    ) => transform_output_vectors
 }
 
 /// `Aᵀ m A` of `stride` columns, a vector at a time.
@@ -918,11 +884,6 @@ fn output_transform<V: Vector>(v: [V; 16]) -> [V; 4] {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_input_f32<const P: usize>(_: [&[f32]; P], _: *mut f32, _: usize, _: usize) {
-    unreachable!("winograd weights exist only where AVX-512F or AVX2 runs")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
 unsafe fn transform_input_bf16_avx512(_: [&[bf16]; 16], _: *mut bf16, _: usize, _: usize) {
     unreachable!("winograd weights exist only where AVX-512F runs")
 }
@@ -930,15 +891,6 @@ unsafe fn transform_input_bf16_avx512(_: [&[bf16]; 16], _: *mut bf16, _: usize, 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn transform_input_f32_to_bf16_avx512(_: [&[f32]; 16], _: *mut bf16, _: usize, _: usize) {
     unreachable!("winograd weights exist only where AVX-512F runs")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_output_f32<const P: usize, const Q: usize>(
-    _: [&[f32]; P],
-    _: *mut f32,
-    _: usize,
-) {
-    unreachable!("winograd weights exist only where AVX-512F or AVX2 runs")
 }
 
 #[cfg(test)]

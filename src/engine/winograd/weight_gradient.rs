@@ -17,15 +17,14 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::vector::{Transform, Vector, separable};
 #[cfg(target_arch = "x86_64")]
-use super::vector::{Ymm, Zmm};
 use super::{Tiling, f4x4, resized, tile_corner, transform_input};
 use crate::engine::groups::groups;
 use crate::engine::map::{Shape, View, grow};
 use crate::engine::matmul::matmul_tn;
-use crate::engine::packed::{Isa, runs_here};
+use crate::engine::packed::runs_here;
 use crate::engine::simd::simd_kernel;
+use crate::engine::vector::{Transform, Vector, on_widest_vectors, separable};
 
 /// Tiles transformed together before their products: the reduction dimension of each product.
 const TILE_BLOCK: usize = 64;
@@ -271,46 +270,19 @@ fn transform_output_gradient(
     }
 }
 
-/// Gradient transform of `n` channels from a tiling's `Q` output pixels to its `P` positions
-/// (a missing pixel reads as zeros), on the widest vectors the CPU has.
-///
-/// # Safety
-/// AVX-512F, or AVX2 and FMA, run here; every pixel holds `n` values, and the `P` rows of `n`
-/// values `matrix` floats apart from `out` are writable.
-#[cfg(target_arch = "x86_64")]
-unsafe fn transform_output_gradient_f32<const Q: usize, const P: usize>(
-    d: [Option<&[f32]>; Q],
-    out: *mut f32,
-    matrix: usize,
-    n: usize,
-) {
-    #[target_feature(enable = "avx512f")]
-    unsafe fn avx512<const Q: usize, const P: usize>(
+on_widest_vectors! {
+    /// Gradient transform of `n` channels from a tiling's `Q` output pixels to its `P` positions
+    /// (a missing pixel reads as zeros), on the widest vectors the CPU has.
+    ///
+    /// # Safety
+    /// AVX-512F, or AVX2 and FMA, run here; every pixel holds `n` values, and the `P` rows of `n`
+    /// values `matrix` floats apart from `out` are writable.
+    unsafe fn transform_output_gradient_f32<const Q: usize, const P: usize>(
         d: [Option<&[f32]>; Q],
         out: *mut f32,
         matrix: usize,
         n: usize,
-    ) {
-        // SAFETY: AVX-512F runs here; the caller's contract.
-        unsafe { transform_output_gradient_vectors::<Zmm, Q, P>(d, out, matrix, n) }
-    }
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2<const Q: usize, const P: usize>(
-        d: [Option<&[f32]>; Q],
-        out: *mut f32,
-        matrix: usize,
-        n: usize,
-    ) {
-        // SAFETY: AVX2 and FMA run here; the caller's contract.
-        unsafe { transform_output_gradient_vectors::<Ymm, Q, P>(d, out, matrix, n) }
-    }
-    // SAFETY: the caller's contract, on the instructions each function needs.
-    unsafe {
-        match Isa::Avx512.runs_here() {
-            true => avx512::<Q, P>(d, out, matrix, n),
-            false => avx2::<Q, P>(d, out, matrix, n),
-        }
-    }
+    ) => transform_output_gradient_vectors
 }
 
 /// `A dY Aᵀ` of `n` channels, a vector at a time.
@@ -360,16 +332,6 @@ impl<V: Vector> Transform<V, 2, 4> for GradientColumn {
 #[inline(always)]
 fn gradient_transform<V: Vector>(v: [V; 4]) -> [V; 16] {
     separable::<V, GradientColumn, 2, 4, 4, 16>(v)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn transform_output_gradient_f32<const Q: usize, const P: usize>(
-    _: [Option<&[f32]>; Q],
-    _: *mut f32,
-    _: usize,
-    _: usize,
-) {
-    unreachable!("the Winograd weight gradient runs only where AVX-512F or AVX2 runs")
 }
 
 #[cfg(test)]

@@ -1,17 +1,95 @@
-//! The transforms' arithmetic on one vector of channels, written once for both instruction sets:
-//! 16 lanes in a zmm register on AVX-512F ([`Zmm`]), 8 in a ymm register on AVX2 with FMA
-//! ([`Ymm`]). Every lane holds its own channel.
+//! f32 arithmetic on one vector, written once for both instruction sets the engine's own kernels
+//! run on: 16 lanes in a zmm register on AVX-512F ([`Zmm`]), 8 in a ymm register on AVX2 with FMA
+//! ([`Ymm`]). The packed kernel's register blocks and Winograd's transforms are written over
+//! [`Vector`]; [`on_widest_vectors!`] compiles such a function for each and picks one at run time.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+/// The vector instructions the engine's own f32 kernels run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// AVX-512F: [`Zmm`].
+    Avx512,
+    /// AVX2 and FMA: [`Ymm`].
+    Avx2,
+}
+
+impl Isa {
+    /// The widest this CPU runs, if any.
+    pub fn here() -> Option<Self> {
+        [Self::Avx512, Self::Avx2]
+            .into_iter()
+            .find(|isa| isa.runs_here())
+    }
+
+    /// Whether this CPU has the instructions.
+    pub fn runs_here(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Self::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Self::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+}
+
+/// Defines `unsafe fn $name<consts>(args)`, which runs `$generic::<V, consts>(args)` compiled
+/// for AVX-512F with `V` = [`Zmm`] where the CPU has it, and for AVX2 and FMA with `V` = [`Ymm`]
+/// elsewhere. Its callers promise that one of the two runs here ([`Isa::here`]), beside
+/// `$generic`'s own contract.
+macro_rules! on_widest_vectors {
+    (
+        $(#[$attr:meta])*
+        unsafe fn $name:ident<$(const $c:ident: usize),*>($($arg:ident: $ty:ty),* $(,)?)
+            => $generic:ident
+    ) => {
+        $(#[$attr])*
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn $name<$(const $c: usize),*>($($arg: $ty),*) {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512<$(const $c: usize),*>($($arg: $ty),*) {
+                // SAFETY: AVX-512F runs here; the caller's contract.
+                unsafe { $generic::<$crate::engine::vector::Zmm, $($c),*>($($arg),*) }
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<$(const $c: usize),*>($($arg: $ty),*) {
+                // SAFETY: AVX2 and FMA run here; the caller's contract.
+                unsafe { $generic::<$crate::engine::vector::Ymm, $($c),*>($($arg),*) }
+            }
+            // SAFETY: the caller's contract, on the instructions each function needs.
+            unsafe {
+                match $crate::engine::vector::Isa::Avx512.runs_here() {
+                    true => avx512::<$($c),*>($($arg),*),
+                    false => avx2::<$($c),*>($($arg),*),
+                }
+            }
+        }
+
+        #[cfg(not(target_arch = "x86_64"))]
+        unsafe fn $name<$(const $c: usize),*>($(_: $ty),*) {
+            unreachable!("the engine's own f32 kernels run only where AVX-512F or AVX2 runs")
+        }
+    };
+}
+pub(crate) use on_widest_vectors;
+
 /// One vector of channels. A value exists only where its instructions run: its constructors are
 /// `unsafe` and promise that, so the arithmetic on values is safe.
-pub(super) trait Vector: Copy {
+pub(crate) trait Vector: Copy {
     /// Channels per vector.
     const LANES: usize;
 
-    /// The first `lanes` (1 to [`Self::LANES`]) floats at `at`, zeros in the other lanes.
+    /// The first `lanes` (0 to [`Self::LANES`]) floats at `at`, zeros in the other lanes; the
+    /// floats past them are not read.
     ///
     /// # Safety
     /// The CPU has the vector's instructions and the `lanes` floats at `at` are readable.
@@ -23,7 +101,14 @@ pub(super) trait Vector: Copy {
     /// The CPU has the vector's instructions.
     unsafe fn zero() -> Self;
 
-    /// Its first `lanes` (1 to [`Self::LANES`]) lanes stored at `at`.
+    /// The float at `at` in every lane.
+    ///
+    /// # Safety
+    /// The CPU has the vector's instructions and the float at `at` is readable.
+    unsafe fn broadcast(at: *const f32) -> Self;
+
+    /// Its first `lanes` (0 to [`Self::LANES`]) lanes stored at `at`; the floats past them are
+    /// not written.
     ///
     /// # Safety
     /// The `lanes` floats at `at` are writable.
@@ -37,17 +122,21 @@ pub(super) trait Vector: Copy {
     fn mul_add(self, a: f32, c: Self) -> Self;
     /// `c − a · self`, rounded once.
     fn neg_mul_add(self, a: f32, c: Self) -> Self;
+    /// `self · b + c` lane by lane, rounded once.
+    fn mul_add_lanes(self, b: Self, c: Self) -> Self;
+    /// `max(self, 0)`.
+    fn relu(self) -> Self;
 }
 
 /// 16 channels on AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-pub(super) struct Zmm(pub __m512);
+pub(crate) struct Zmm(pub __m512);
 
 /// The first `n` of 16 lanes (all of them from 16 on).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(super) fn mask16(n: usize) -> __mmask16 {
+pub(crate) fn mask16(n: usize) -> __mmask16 {
     ((1u32 << n.min(16)) - 1) as u16
 }
 
@@ -66,6 +155,12 @@ impl Vector for Zmm {
     unsafe fn zero() -> Self {
         // SAFETY: the caller's contract.
         Self(unsafe { _mm512_setzero_ps() })
+    }
+
+    #[inline(always)]
+    unsafe fn broadcast(at: *const f32) -> Self {
+        // SAFETY: the caller's contract.
+        Self(unsafe { _mm512_set1_ps(*at) })
     }
 
     #[inline(always)]
@@ -98,14 +193,24 @@ impl Vector for Zmm {
     fn neg_mul_add(self, a: f32, c: Self) -> Self {
         Self(unsafe { _mm512_fnmadd_ps(_mm512_set1_ps(a), self.0, c.0) })
     }
+
+    #[inline(always)]
+    fn mul_add_lanes(self, b: Self, c: Self) -> Self {
+        Self(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
+    }
+
+    #[inline(always)]
+    fn relu(self) -> Self {
+        Self(unsafe { _mm512_max_ps(self.0, _mm512_setzero_ps()) })
+    }
 }
 
 /// 8 channels on AVX2 with FMA.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-pub(super) struct Ymm(__m256);
+pub(crate) struct Ymm(__m256);
 
-/// The mask of the first `n` (0 to 7) of 8 lanes, for AVX's masked loads and stores.
+/// The mask of the first `n` (0 to 8) of 8 lanes, for AVX's masked loads and stores.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn mask8(n: usize) -> __m256i {
@@ -136,6 +241,12 @@ impl Vector for Ymm {
     unsafe fn zero() -> Self {
         // SAFETY: the caller's contract.
         Self(unsafe { _mm256_setzero_ps() })
+    }
+
+    #[inline(always)]
+    unsafe fn broadcast(at: *const f32) -> Self {
+        // SAFETY: the caller's contract.
+        Self(unsafe { _mm256_broadcast_ss(&*at) })
     }
 
     #[inline(always)]
@@ -173,10 +284,20 @@ impl Vector for Ymm {
     fn neg_mul_add(self, a: f32, c: Self) -> Self {
         Self(unsafe { _mm256_fnmadd_ps(_mm256_set1_ps(a), self.0, c.0) })
     }
+
+    #[inline(always)]
+    fn mul_add_lanes(self, b: Self, c: Self) -> Self {
+        Self(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
+    }
+
+    #[inline(always)]
+    fn relu(self) -> Self {
+        Self(unsafe { _mm256_max_ps(self.0, _mm256_setzero_ps()) })
+    }
 }
 
 /// A one-dimensional transform `T` of `I` vectors into `O`: one column of a block.
-pub(super) trait Transform<V: Vector, const I: usize, const O: usize> {
+pub(crate) trait Transform<V: Vector, const I: usize, const O: usize> {
     fn column(v: [V; I]) -> [V; O];
 }
 
@@ -184,7 +305,7 @@ pub(super) trait Transform<V: Vector, const I: usize, const O: usize> {
 /// the block's columns, then along its rows. Plain loops over arrays rather than closures, so that
 /// the whole transform is inlined into the function compiled for the vector's instructions.
 #[inline(always)]
-pub(super) fn separable<
+pub(crate) fn separable<
     V: Vector,
     T: Transform<V, I, O>,
     const I: usize,
