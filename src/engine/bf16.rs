@@ -11,6 +11,7 @@
 //!   bf16's numbers at f32's speed.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use half::bf16;
 
@@ -42,16 +43,21 @@ pub enum Bf16Kernel {
 impl Bf16Kernel {
     /// The fastest kernel this CPU and OS allow: AMX tiles, else AVX512-BF16's dot products
     /// where they outrun f32 FMAs ([`super::bf16_dot::outruns_fma`]), else the f32 kernels on
-    /// operands rounded to bf16.
+    /// operands rounded to bf16. Asked once per process: the vendor check executes CPUID, which
+    /// a virtual machine's hypervisor answers slowly, and the training step asks at every
+    /// convolution.
     pub fn detect() -> Self {
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        if super::amx::available() {
-            return Bf16Kernel::Amx;
-        }
-        if super::bf16_dot::outruns_fma() {
-            return Bf16Kernel::Avx512Bf16;
-        }
-        Bf16Kernel::Portable
+        static DETECTED: OnceLock<Bf16Kernel> = OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            if super::amx::available() {
+                return Bf16Kernel::Amx;
+            }
+            if super::bf16_dot::outruns_fma() {
+                return Bf16Kernel::Avx512Bf16;
+            }
+            Bf16Kernel::Portable
+        })
     }
 
     /// Whether this CPU and OS run the kernel (for AMX, Linux has granted the tiles' state).
