@@ -259,11 +259,6 @@ pub(crate) fn product_panels(
     (stride, panel)
 }
 
-/// Whether this CPU runs the kernel.
-pub(crate) fn runs_here() -> bool {
-    Isa::here().is_some()
-}
-
 /// One block of rows by one or two panels, `kc` steps along k.
 struct Block {
     a: *const f32,

@@ -42,10 +42,10 @@ impl Isa {
     }
 }
 
-/// Defines `unsafe fn $name<consts>(args)`, which runs `$generic::<V, consts>(args)` compiled
-/// for AVX-512F with `V` = [`Zmm`] where the CPU has it, and for AVX2 and FMA with `V` = [`Ymm`]
-/// elsewhere. Its callers promise that one of the two runs here ([`Isa::here`]), beside
-/// `$generic`'s own contract.
+/// Defines `unsafe fn $name<consts>(isa: Isa, args)`, which runs `$generic::<V, consts>(args)`
+/// compiled for AVX-512F with `V` = [`Zmm`] when `isa` is [`Isa::Avx512`], and for AVX2 and FMA
+/// with `V` = [`Ymm`] when it is [`Isa::Avx2`]. Its callers promise that `isa` runs here, beside
+/// `$generic`'s own contract. Every lane computes alike on both, so both give the same bits.
 macro_rules! on_widest_vectors {
     (
         $(#[$attr:meta])*
@@ -54,7 +54,7 @@ macro_rules! on_widest_vectors {
     ) => {
         $(#[$attr])*
         #[cfg(target_arch = "x86_64")]
-        unsafe fn $name<$(const $c: usize),*>($($arg: $ty),*) {
+        unsafe fn $name<$(const $c: usize),*>(isa: $crate::engine::vector::Isa, $($arg: $ty),*) {
             #[target_feature(enable = "avx512f")]
             unsafe fn avx512<$(const $c: usize),*>($($arg: $ty),*) {
                 // SAFETY: AVX-512F runs here; the caller's contract.
@@ -67,15 +67,15 @@ macro_rules! on_widest_vectors {
             }
             // SAFETY: the caller's contract, on the instructions each function needs.
             unsafe {
-                match $crate::engine::vector::Isa::Avx512.runs_here() {
-                    true => avx512::<$($c),*>($($arg),*),
-                    false => avx2::<$($c),*>($($arg),*),
+                match isa {
+                    $crate::engine::vector::Isa::Avx512 => avx512::<$($c),*>($($arg),*),
+                    $crate::engine::vector::Isa::Avx2 => avx2::<$($c),*>($($arg),*),
                 }
             }
         }
 
         #[cfg(not(target_arch = "x86_64"))]
-        unsafe fn $name<$(const $c: usize),*>($(_: $ty),*) {
+        unsafe fn $name<$(const $c: usize),*>(_: $crate::engine::vector::Isa, $(_: $ty),*) {
             unreachable!("the engine's own f32 kernels run only where AVX-512F or AVX2 runs")
         }
     };

@@ -119,6 +119,8 @@ impl Tiling {
 
 /// A 3x3 convolution with stride 1 and one pixel of zero padding, its weights transformed.
 pub(crate) struct Winograd {
+    /// The vectors its f32 transforms run on.
+    isa: Isa,
     in_channels: usize,
     out_channels: usize,
     tiling: Tiling,
@@ -174,10 +176,8 @@ impl Winograd {
         tiling: Tiling,
     ) -> Option<&'s Self> {
         assert_eq!(weights.len(), 9 * in_channels * out_channels);
-        if !super::packed::runs_here() {
-            return None;
-        }
-        let winograd = Self::refit(slot, in_channels, out_channels, tiling);
+        let isa = Isa::here()?;
+        let winograd = Self::refit(slot, isa, in_channels, out_channels, tiling);
         winograd.bf16.clear();
         let positions = tiling.positions();
         if winograd.weights.len() != positions {
@@ -205,11 +205,13 @@ impl Winograd {
     /// buffers kept for the weights to be loaded.
     fn refit(
         slot: &mut Option<Self>,
+        isa: Isa,
         in_channels: usize,
         out_channels: usize,
         tiling: Tiling,
     ) -> &mut Self {
         let winograd = slot.get_or_insert_with(|| Self {
+            isa,
             in_channels,
             out_channels,
             tiling,
@@ -217,6 +219,7 @@ impl Winograd {
             bf16: Vec::new(),
             rows: Vec::new(),
         });
+        winograd.isa = isa;
         winograd.in_channels = in_channels;
         winograd.out_channels = out_channels;
         winograd.tiling = tiling;
@@ -251,7 +254,7 @@ impl Winograd {
         if !Isa::Avx512.runs_here() || !bf16_transform_runs_here() {
             return None;
         }
-        let winograd = Self::refit(slot, in_channels, out_channels, Tiling::F2x2);
+        let winograd = Self::refit(slot, Isa::Avx512, in_channels, out_channels, Tiling::F2x2);
         winograd.weights.clear();
         winograd.round_weights(weights, kernel);
         Some(winograd)
@@ -327,7 +330,8 @@ impl Winograd {
             self.multiply(count, rows, block.clone(), scratch);
             for (i, t) in tiles.clone().enumerate() {
                 let outputs = &mut scratch.outputs[..side * side * stride];
-                transform_output(tiling, &scratch.products, i, rows, stride, outputs);
+                let products = &scratch.products;
+                transform_output(self.isa, tiling, products, i, rows, stride, outputs);
                 let s = input.shape;
                 let (image, y0, x0) = tile_corner(s, t, side);
                 for (dy, dx) in (0..side).flat_map(|dy| (0..side).map(move |dx| (dy, dx))) {
@@ -424,7 +428,8 @@ impl Winograd {
             grow(&mut scratch.inputs, self.tiling.positions() * count * c);
             for (i, t) in tiles.enumerate() {
                 let inputs = &mut scratch.inputs;
-                transform_input(self.tiling, input, &scratch.zeros, t, i, count, inputs);
+                let zeros = &scratch.zeros;
+                transform_input(self.isa, self.tiling, input, zeros, t, i, count, inputs);
             }
             return count;
         };
@@ -613,8 +618,13 @@ fn tile_pixels<'a, T, const P: usize>(
 
 /// `Bᵀ d B` of tile `t` (in (image, tile row, tile column) order) into row `i` of each
 /// position's `[count, c]` matrix of `out`, reading `zeros` (at least `c` of them) where the
-/// input block hangs over the border.
+/// input block hangs over the border, on `isa`'s vectors.
+///
+/// # Panics
+/// Where `isa` does not run here.
+#[allow(clippy::too_many_arguments)]
 fn transform_input(
+    isa: Isa,
     tiling: Tiling,
     input: View<f32>,
     zeros: &[f32],
@@ -625,29 +635,28 @@ fn transform_input(
 ) {
     let c = input.shape.c;
     assert!(i < count && out.len() >= tiling.positions() * count * c);
+    assert!(isa.runs_here(), "{isa:?} does not run here");
     let out = out[i * c..].as_mut_ptr();
-    // SAFETY (both): winograd weights exist only where the packed kernel, and so AVX-512F or
-    // AVX2 with FMA, runs; row `i` of each position's `[count, c]` matrix lies inside `out`, and
-    // every `d` holds `c` values.
+    // SAFETY (both): `isa` runs here; row `i` of each position's `[count, c]` matrix lies inside
+    // `out`, and every `d` holds `c` values.
     match tiling {
         Tiling::F2x2 => unsafe {
             let d = tile_pixels::<f32, 16>(input, zeros, t, 2);
-            transform_input_f32(d, out, count * c, c)
+            transform_input_f32(isa, d, out, count * c, c)
         },
         Tiling::F4x4 => unsafe {
             let d = tile_pixels::<f32, 36>(input, zeros, t, 4);
-            transform_input_f32(d, out, count * c, c)
+            transform_input_f32(isa, d, out, count * c, c)
         },
     }
 }
 
 on_widest_vectors! {
-    /// Input transform of `c` f32 channels for the tiling of `P` positions, on the widest vectors
-    /// the CPU has.
+    /// Input transform of `c` f32 channels for the tiling of `P` positions, on `isa`'s vectors.
     ///
     /// # Safety
-    /// AVX-512F, or AVX2 and FMA, run here; every `d` holds `c` values, and the `P` rows of `c`
-    /// values `matrix` floats apart from `out` are writable.
+    /// `isa` runs here; every `d` holds `c` values, and the `P` rows of `c` values `matrix`
+    /// floats apart from `out` are writable.
     unsafe fn transform_input_f32<const P: usize>(
         d: [&[f32]; P],
         out: *mut f32,
@@ -790,8 +799,12 @@ fn input_transform<V: Vector>(v: [V; 16]) -> [V; 16] {
 }
 
 /// `Aᵀ m A` of tile `i`'s products (rows of `stride` floats in `[positions][rows]` order) into
-/// the tile's output pixels, `stride` floats apart in `out`.
+/// the tile's output pixels, `stride` floats apart in `out`, on `isa`'s vectors.
+///
+/// # Panics
+/// Where `isa` does not run here.
 fn transform_output(
+    isa: Isa,
     tiling: Tiling,
     products: &[f32],
     i: usize,
@@ -802,16 +815,17 @@ fn transform_output(
     assert!(stride.is_multiple_of(16));
     let side = tiling.side();
     let out = &mut out[..side * side * stride];
-    // SAFETY (both): as for the input transform; every product row holds `stride` values, a
-    // multiple of 16, and `out` the block's pixels' `stride` values each.
+    assert!(isa.runs_here(), "{isa:?} does not run here");
+    // SAFETY (both): `isa` runs here; every product row holds `stride` values, a multiple of 16,
+    // and `out` the block's pixels' `stride` values each.
     match tiling {
         Tiling::F2x2 => unsafe {
             let m: [&[f32]; 16] = product_rows(products, i, rows, stride);
-            transform_output_f32::<16, 4>(m, out.as_mut_ptr(), stride)
+            transform_output_f32::<16, 4>(isa, m, out.as_mut_ptr(), stride)
         },
         Tiling::F4x4 => unsafe {
             let m: [&[f32]; 36] = product_rows(products, i, rows, stride);
-            transform_output_f32::<36, 16>(m, out.as_mut_ptr(), stride)
+            transform_output_f32::<36, 16>(isa, m, out.as_mut_ptr(), stride)
         },
     }
 }
@@ -828,11 +842,11 @@ fn product_rows<const P: usize>(
 
 on_widest_vectors! {
     /// Output transform of `stride` columns from the `P` products of a tiling to its `Q` output
-    /// pixels, `stride` floats apart from `out`, on the widest vectors the CPU has.
+    /// pixels, `stride` floats apart from `out`, on `isa`'s vectors.
     ///
     /// # Safety
-    /// AVX-512F, or AVX2 and FMA, run here; `stride` is a multiple of 16 and the length of every
-    /// slice, and the `Q` pixels of `stride` floats at `out` are writable.
+    /// `isa` runs here; `stride` is a multiple of 16 and the length of every slice, and the `Q`
+    /// pixels of `stride` floats at `out` are writable.
     unsafe fn transform_output_f32<const P: usize, const Q: usize>(
         m: [&[f32]; P],
         out: *mut f32,

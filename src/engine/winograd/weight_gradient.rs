@@ -22,9 +22,8 @@ use super::{Tiling, f4x4, resized, tile_corner, transform_input};
 use crate::engine::groups::groups;
 use crate::engine::map::{Shape, View, grow};
 use crate::engine::matmul::matmul_tn;
-use crate::engine::packed::runs_here;
 use crate::engine::simd::simd_kernel;
-use crate::engine::vector::{Transform, Vector, on_widest_vectors, separable};
+use crate::engine::vector::{Isa, Transform, Vector, on_widest_vectors, separable};
 
 /// Tiles transformed together before their products: the reduction dimension of each product.
 const TILE_BLOCK: usize = 64;
@@ -131,9 +130,9 @@ pub(crate) fn weight_gradient(
 ) -> bool {
     let s = input.shape;
     let c = s.c;
-    if !runs_here() || c < MIN_CHANNELS {
+    let Some(isa) = Isa::here().filter(|_| c >= MIN_CHANNELS) else {
         return false;
-    }
+    };
     assert_eq!(dy.len(), s.pixels() * out, "output gradient length");
     assert_eq!(dw.len(), 9 * c * out, "weight gradient length");
     let tiles = tiling.tiles(s);
@@ -169,8 +168,8 @@ pub(crate) fn weight_gradient(
                 zeros.fill(0.0);
                 let dy = View::dense(dy, output);
                 for (i, t) in (t0..t0 + m).enumerate() {
-                    transform_input(tiling, input, zeros, t, i, m, inputs);
-                    transform_output_gradient(tiling, dy, t, i, m, gradients);
+                    transform_input(isa, tiling, input, zeros, t, i, m, inputs);
+                    transform_output_gradient(isa, tiling, dy, t, i, m, gradients);
                 }
                 for xi in 0..positions {
                     products.multiply(
@@ -238,8 +237,12 @@ const G_COLUMNS: [[f32; 4]; 3] = [
 ];
 
 /// `A dY Aᵀ` of tile `t`'s output gradient (zero past the border) into row `i` of each position's
-/// `[count, out]` matrix of `out`.
+/// `[count, out]` matrix of `out`, on `isa`'s vectors.
+///
+/// # Panics
+/// Where `isa` does not run here.
 fn transform_output_gradient(
+    isa: Isa,
     tiling: Tiling,
     dy: View<f32>,
     t: usize,
@@ -256,27 +259,29 @@ fn transform_output_gradient(
         (y < s.h && x < s.w).then(|| &dy.pixel(image, y, x)[..n])
     };
     assert!(i < count && out.len() >= tiling.positions() * count * n);
+    assert!(isa.runs_here(), "{isa:?} does not run here");
     let out = out[i * n..].as_mut_ptr();
-    // SAFETY (both): weight_gradient runs only where the packed kernel's instructions (AVX-512F,
-    // or AVX2 and FMA) run; row `i` of each position's `[count, n]` matrix lies inside `out`, and
-    // every pixel holds `n` values.
+    // SAFETY (both): `isa` runs here; row `i` of each position's `[count, n]` matrix lies inside
+    // `out`, and every pixel holds `n` values.
     match tiling {
         Tiling::F2x2 => unsafe {
-            transform_output_gradient_f32::<4, 16>(std::array::from_fn(pixel), out, count * n, n)
+            let d = std::array::from_fn(pixel);
+            transform_output_gradient_f32::<4, 16>(isa, d, out, count * n, n)
         },
         Tiling::F4x4 => unsafe {
-            transform_output_gradient_f32::<16, 36>(std::array::from_fn(pixel), out, count * n, n)
+            let d = std::array::from_fn(pixel);
+            transform_output_gradient_f32::<16, 36>(isa, d, out, count * n, n)
         },
     }
 }
 
 on_widest_vectors! {
     /// Gradient transform of `n` channels from a tiling's `Q` output pixels to its `P` positions
-    /// (a missing pixel reads as zeros), on the widest vectors the CPU has.
+    /// (a missing pixel reads as zeros), on `isa`'s vectors.
     ///
     /// # Safety
-    /// AVX-512F, or AVX2 and FMA, run here; every pixel holds `n` values, and the `P` rows of `n`
-    /// values `matrix` floats apart from `out` are writable.
+    /// `isa` runs here; every pixel holds `n` values, and the `P` rows of `n` values `matrix`
+    /// floats apart from `out` are writable.
     unsafe fn transform_output_gradient_f32<const Q: usize, const P: usize>(
         d: [Option<&[f32]>; Q],
         out: *mut f32,
@@ -337,9 +342,76 @@ fn gradient_transform<V: Vector>(v: [V; 4]) -> [V; 16] {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{values, window_taps};
-    use super::{F32Products, WeightGradientScratch, weight_gradient};
+    use super::{F32Products, WeightGradientScratch, transform_output_gradient, weight_gradient};
     use crate::engine::map::{Shape, View};
-    use crate::engine::winograd::Tiling;
+    use crate::engine::vector::Isa;
+    use crate::engine::winograd::{Tiling, transform_input, transform_output};
+
+    /// The f32 transforms of both tilings (input, output, and this module's output gradient)
+    /// give the same bits on AVX-512 as on AVX2: every lane computes alike on zmm and ymm
+    /// vectors, the ragged last vector of channels included. The other tests check one ISA,
+    /// the widest, against f64 sums.
+    #[test]
+    fn transforms_give_the_same_bits_on_every_isa() {
+        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|isa| isa.runs_here())
+            .collect();
+        if isas.len() < 2 {
+            eprintln!("SKIPPED: this CPU runs {isas:?} of AVX-512F and AVX2, nothing to compare");
+            return;
+        }
+        // 37 channels: two full zmm vectors and 5 lanes, four full ymm vectors and 5 lanes.
+        let s = Shape {
+            n: 2,
+            h: 9,
+            w: 7,
+            c: 37,
+        };
+        let x = values(s.len(), 4);
+        let stride = 48;
+        for tiling in [Tiling::F2x2, Tiling::F4x4] {
+            let (tiles, positions) = (tiling.tiles(s), tiling.positions());
+            let block = tiling.side() * tiling.side() * stride;
+            let products = values(positions * tiles * stride, 5);
+            let results: Vec<[Vec<f32>; 3]> = isas
+                .iter()
+                .map(|&isa| {
+                    let zeros = vec![0.0; s.c];
+                    let mut inputs = vec![f32::NAN; positions * tiles * s.c];
+                    let mut outputs = vec![f32::NAN; tiles * block];
+                    let mut gradients = vec![f32::NAN; positions * tiles * s.c];
+                    for t in 0..tiles {
+                        let map = View::dense(&x, s);
+                        transform_input(isa, tiling, map, &zeros, t, t, tiles, &mut inputs);
+                        let out = &mut outputs[t * block..][..block];
+                        transform_output(isa, tiling, &products, t, tiles, stride, out);
+                        transform_output_gradient(isa, tiling, map, t, t, tiles, &mut gradients);
+                    }
+                    [inputs, outputs, gradients]
+                })
+                .collect();
+            for (i, name) in ["input", "output", "output gradient"]
+                .into_iter()
+                .enumerate()
+            {
+                let [widest, avx2] = [&results[0][i], &results[1][i]];
+                assert!(
+                    widest.iter().all(|v| v.is_finite()),
+                    "{tiling:?} {name}: unwritten"
+                );
+                let differ = widest
+                    .iter()
+                    .zip(avx2)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                assert_eq!(
+                    differ, 0,
+                    "{tiling:?} {name}: values that differ between ISAs"
+                );
+            }
+        }
+    }
 
     /// `Σ_pixels x[pixel + (ky, kx) − 1, c] · dy[pixel, o]` in f64.
     fn direct(x: &[f32], s: Shape, dy: &[f32], out: usize) -> Vec<f64> {
