@@ -4,14 +4,18 @@
 #      is not in the tree, and the folder is the published crate plus googlenet.patch;
 #   2. `cargo build --release --features cuda,wgpu,nccl --bin googlenet` (the GPU binary: both GPU
 #      backends and the gradients' all-reduce on NCCL, so that one build also proves the wgpu and
-#      nccl features compile), kept as
-#      target/cuda/googlenet (the default build's target/release/googlenet is put back afterwards);
+#      nccl features compile), copied to target/cuda/googlenet; its units are kept between runs
+#      in a target folder outside the repository, GOOGLENET_GPU_TARGET (default
+#      ~/.cache/googlenet/target-gpu, several GB), since its dependencies (burn's CUDA and wgpu
+#      backends, cubecl, wgpu, naga, cudarc) are most of CI's time on a cold build and rarely
+#      change; cargo's fingerprints rebuild what did (delete the folder to reclaim the space);
 #   3. the binary needs no CUDA library at link time (readelf: NEEDED);
 #   4. `--device cuda:0` on this machine fails with exit code 2 and a message naming what is
 #      missing (driver, NVRTC, headers) and how to fix it, without a panic; CUDA_PATH moves the
 #      header lookup; `--allreduce nccl` asks for a CUDA device first.
 #
-#   bash scripts/cuda_checks.sh          (from anywhere; about 9 min on 2 cores after `cargo test --release`)
+#   bash scripts/cuda_checks.sh          (from anywhere; 2-3 min with the folder of an earlier run,
+#                                         about 18 min on 2 cores without it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -57,13 +61,12 @@ echo "== 2. CUDA release build"
 # cudarc's driver and NVRTC bindings for CUDA 13.0 (drivers 580 and newer, the GPU machine's):
 # without nvcc here cudarc would take its newest, 13.4 (docs/gpu.md).
 export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
+gpu_target="${GOOGLENET_GPU_TARGET:-$HOME/.cache/googlenet/target-gpu}"
 start=$SECONDS
-cargo build --release --features cuda,wgpu,nccl --bin googlenet
+CARGO_TARGET_DIR="$gpu_target" cargo build --release --features cuda,wgpu,nccl --bin googlenet
 mkdir -p target/cuda
-cp target/release/googlenet target/cuda/googlenet
-echo "built target/cuda/googlenet (CUDA $CUDARC_CUDA_VERSION bindings) in $((SECONDS - start)) s, $(du -m target/cuda/googlenet | cut -f1) MB"
-# Puts the default build's binary back (a no-op build: its units are still fresh).
-cargo build --release --bin googlenet --quiet
+cp "$gpu_target/release/googlenet" target/cuda/googlenet
+echo "built target/cuda/googlenet (CUDA $CUDARC_CUDA_VERSION bindings, units in $gpu_target) in $((SECONDS - start)) s, $(du -m target/cuda/googlenet | cut -f1) MB"
 BIN=target/cuda/googlenet
 
 echo "== 3. no CUDA library at link time"

@@ -1,7 +1,8 @@
 //! f32 arithmetic on one vector, written once for both instruction sets the engine's own kernels
 //! run on: 16 lanes in a zmm register on AVX-512F ([`Zmm`]), 8 in a ymm register on AVX2 with FMA
 //! ([`Ymm`]). The packed kernel's register blocks and Winograd's transforms are written over
-//! [`Vector`]; [`on_widest_vectors!`] compiles such a function for each and picks one at run time.
+//! [`Vector`]; [`on_isa_vectors!`] compiles such a function for each and runs the one of the
+//! [`Isa`] it is given.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -46,7 +47,7 @@ impl Isa {
 /// compiled for AVX-512F with `V` = [`Zmm`] when `isa` is [`Isa::Avx512`], and for AVX2 and FMA
 /// with `V` = [`Ymm`] when it is [`Isa::Avx2`]. Its callers promise that `isa` runs here, beside
 /// `$generic`'s own contract. Every lane computes alike on both, so both give the same bits.
-macro_rules! on_widest_vectors {
+macro_rules! on_isa_vectors {
     (
         $(#[$attr:meta])*
         unsafe fn $name:ident<$(const $c:ident: usize),*>($($arg:ident: $ty:ty),* $(,)?)
@@ -80,7 +81,7 @@ macro_rules! on_widest_vectors {
         }
     };
 }
-pub(crate) use on_widest_vectors;
+pub(crate) use on_isa_vectors;
 
 /// One vector of channels. A value exists only where its instructions run: its constructors are
 /// `unsafe` and promise that, so the arithmetic on values is safe.

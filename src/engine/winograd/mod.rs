@@ -43,7 +43,7 @@ use super::conv::{Target, column_split};
 use super::map::{Shape, View, grow};
 use super::packed::{PANEL, PackedWeights};
 use super::simd::simd_kernel;
-use super::vector::{Isa, Transform, Vector, on_widest_vectors, separable};
+use super::vector::{Isa, Transform, Vector, on_isa_vectors, separable};
 #[cfg(target_arch = "x86_64")]
 use super::vector::{Zmm, mask16};
 
@@ -651,7 +651,7 @@ fn transform_input(
     }
 }
 
-on_widest_vectors! {
+on_isa_vectors! {
     /// Input transform of `c` f32 channels for the tiling of `P` positions, on `isa`'s vectors.
     ///
     /// # Safety
@@ -840,7 +840,7 @@ fn product_rows<const P: usize>(
     std::array::from_fn(|xi| &products[(xi * rows + i) * stride..][..stride])
 }
 
-on_widest_vectors! {
+on_isa_vectors! {
     /// Output transform of `stride` columns from the `P` products of a tiling to its `Q` output
     /// pixels, `stride` floats apart from `out`, on `isa`'s vectors.
     ///

@@ -23,7 +23,7 @@ use crate::engine::groups::groups;
 use crate::engine::map::{Shape, View, grow};
 use crate::engine::matmul::matmul_tn;
 use crate::engine::simd::simd_kernel;
-use crate::engine::vector::{Isa, Transform, Vector, on_widest_vectors, separable};
+use crate::engine::vector::{Isa, Transform, Vector, on_isa_vectors, separable};
 
 /// Tiles transformed together before their products: the reduction dimension of each product.
 const TILE_BLOCK: usize = 64;
@@ -275,7 +275,7 @@ fn transform_output_gradient(
     }
 }
 
-on_widest_vectors! {
+on_isa_vectors! {
     /// Gradient transform of `n` channels from a tiling's `Q` output pixels to its `P` positions
     /// (a missing pixel reads as zeros), on `isa`'s vectors.
     ///
